@@ -1,0 +1,209 @@
+//! The default store: in process, bounded, with expiry.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError};
+
+/// An in-memory store for one process: fast, lost on restart, not shared between instances.
+///
+/// Bounded: past `capacity` keys, expired keys are dropped first, then the oldest ones.
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    order: VecDeque<(String, Instant)>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    state: State,
+    expires: Instant,
+    inserted: Instant,
+}
+
+#[derive(Debug)]
+enum State {
+    InFlight(ClaimToken),
+    Done,
+}
+
+impl MemoryStore {
+    /// The default bound: 100,000 keys (a few tens of MiB at most).
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// A store holding at most [`Self::DEFAULT_CAPACITY`] keys.
+    pub fn new() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// A store holding at most `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { inner: Mutex::new(Inner::default()), capacity: capacity.max(1) }
+    }
+
+    /// The number of keys held, expired ones included until they are swept.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map half-updated, so poisoning is moot.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inner {
+    fn make_room(&mut self, capacity: usize, now: Instant) {
+        if self.entries.len() < capacity {
+            return;
+        }
+        self.entries.retain(|_, e| e.expires > now);
+        self.order.retain(|(k, at)| self.entries.get(k).is_some_and(|e| e.inserted == *at));
+        while self.entries.len() >= capacity {
+            let Some((key, at)) = self.order.pop_front() else { break };
+            if self.entries.get(&key).is_some_and(|e| e.inserted == at) {
+                self.entries.remove(&key);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for MemoryStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if let Some(entry) = inner.entries.get(key).filter(|e| e.expires > now) {
+            return Ok(match entry.state {
+                State::Done => Claim::Done,
+                State::InFlight(_) => Claim::InFlight { retry_after: entry.expires - now },
+            });
+        }
+        inner.make_room(self.capacity, now);
+        let token = ClaimToken::new();
+        let entry = Entry { state: State::InFlight(token.clone()), expires: now + lease, inserted: now };
+        inner.entries.insert(key.to_owned(), entry);
+        inner.order.push_back((key.to_owned(), now));
+        Ok(Claim::Acquired(token))
+    }
+
+    async fn complete(&self, key: &str, token: &ClaimToken, ttl: Duration) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.entries.get_mut(key)
+            && matches!(&entry.state, State::InFlight(t) if t == token)
+        {
+            entry.state = State::Done;
+            entry.expires = Instant::now() + ttl;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.entries.get(key).is_some_and(|e| matches!(&e.state, State::InFlight(t) if t == token)) {
+            inner.entries.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        Ok(self.lock().entries.get(key).is_some_and(|e| e.expires > now && matches!(e.state, State::Done)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn claim_complete_then_done() {
+        let store = MemoryStore::new();
+        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else { panic!("first claim") };
+        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        assert!(!store.is_done("k").await.unwrap());
+        store.complete("k", &token, TTL).await.unwrap();
+        assert_eq!(store.claim("k", LEASE).await.unwrap(), Claim::Done);
+        assert!(store.is_done("k").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn release_lets_a_retry_claim_again() {
+        let store = MemoryStore::new();
+        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else { panic!() };
+        store.release("k", &token).await.unwrap();
+        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::Acquired(_)));
+    }
+
+    #[tokio::test]
+    async fn a_stale_token_cannot_release_or_complete() {
+        let store = MemoryStore::new();
+        let Claim::Acquired(_) = store.claim("k", Duration::ZERO).await.unwrap() else { panic!() };
+        // The zero lease expired at once, so a second worker takes the key over.
+        let Claim::Acquired(second) = store.claim("k", LEASE).await.unwrap() else { panic!("takeover") };
+        let stale = ClaimToken::new();
+        store.release("k", &stale).await.unwrap();
+        store.complete("k", &stale, TTL).await.unwrap();
+        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        store.complete("k", &second, TTL).await.unwrap();
+        assert!(store.is_done("k").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn done_keys_expire() {
+        let store = MemoryStore::new();
+        store.mark_done("k", Duration::ZERO).await.unwrap();
+        assert!(!store.is_done("k").await.unwrap());
+        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::Acquired(_)));
+    }
+
+    #[tokio::test]
+    async fn stays_within_capacity() {
+        let store = MemoryStore::with_capacity(100);
+        for i in 0..1_000 {
+            store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+        }
+        assert!(store.len() <= 100, "{}", store.len());
+        assert!(store.is_done("k999").await.unwrap());
+        assert!(!store.is_done("k0").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_have_one_winner() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.claim("k", LEASE).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Claim::Acquired(_)) {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+    }
+}

@@ -1,0 +1,235 @@
+//! What a handler receives and returns, independent of how it was registered.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+
+use crate::{HandlerError, Prediction, Status};
+
+/// The future a handler call returns. Local: actix extractors and handlers need not be `Send`.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Outcome> + 'static>>;
+
+/// Which handler of a module a delivery goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HandlerKind {
+    /// `on_start`: status `starting`.
+    Start,
+    /// `on_output`: status `processing` with new output.
+    Output,
+    /// `on_logs`: status `processing` with new logs only.
+    Logs,
+    /// `on_succeeded`.
+    Succeeded,
+    /// `on_failed`.
+    Failed,
+    /// `on_canceled` (also used for `aborted` when `on_aborted` is absent).
+    Canceled,
+    /// `on_aborted`.
+    Aborted,
+    /// `on_decode_error`: a verified body did not decode into the handler's types.
+    DecodeError,
+}
+
+impl HandlerKind {
+    /// Every kind, in lifecycle order.
+    pub const ALL: [HandlerKind; 8] = [
+        Self::Start,
+        Self::Output,
+        Self::Logs,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Canceled,
+        Self::Aborted,
+        Self::DecodeError,
+    ];
+
+    /// The handler function's name, e.g. `on_succeeded`.
+    pub fn fn_name(self) -> &'static str {
+        match self {
+            Self::Start => "on_start",
+            Self::Output => "on_output",
+            Self::Logs => "on_logs",
+            Self::Succeeded => "on_succeeded",
+            Self::Failed => "on_failed",
+            Self::Canceled => "on_canceled",
+            Self::Aborted => "on_aborted",
+            Self::DecodeError => "on_decode_error",
+        }
+    }
+
+    /// The kind for a handler function's name.
+    pub fn from_fn_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.fn_name() == name)
+    }
+
+    /// The kind for a terminal status.
+    pub fn for_terminal(status: &Status) -> Option<Self> {
+        match status {
+            Status::Succeeded => Some(Self::Succeeded),
+            Status::Failed => Some(Self::Failed),
+            Status::Canceled => Some(Self::Canceled),
+            Status::Aborted => Some(Self::Aborted),
+            _ => None,
+        }
+    }
+}
+
+/// One verified delivery on its way into a handler: the request (for extractors) and the raw body.
+#[derive(Clone)]
+pub struct Call {
+    req: HttpRequest,
+    body: Bytes,
+    decode_error: Option<String>,
+}
+
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call").field("path", &self.req.path()).field("body_len", &self.body.len()).finish()
+    }
+}
+
+impl Call {
+    pub(crate) fn new(req: HttpRequest, body: Bytes) -> Self {
+        Self { req, body, decode_error: None }
+    }
+
+    pub(crate) fn with_decode_error(mut self, error: String) -> Self {
+        self.decode_error = Some(error);
+        self
+    }
+
+    /// Decodes the handler's first argument from the body.
+    pub fn input<T: HandlerInput>(&self) -> Result<T, DecodeError> {
+        T::from_call(self)
+    }
+
+    /// Runs an actix extractor for one of the handler's further arguments.
+    pub async fn extract<T: FromRequest>(&self) -> Result<T, actix_web::Error> {
+        T::extract(&self.req).await.map_err(Into::into)
+    }
+
+    /// The request the delivery came in.
+    pub fn request(&self) -> &HttpRequest {
+        &self.req
+    }
+
+    /// The raw, verified body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+/// A verified body that did not decode into a handler's types (schema drift, a new version).
+///
+/// This is what `on_decode_error` receives: the error and the raw JSON.
+#[derive(Debug, Clone)]
+pub struct DecodeError {
+    message: String,
+    body: Bytes,
+}
+
+impl DecodeError {
+    pub(crate) fn new(message: String, body: Bytes) -> Self {
+        Self { message, body }
+    }
+
+    /// What did not decode, as serde reported it (with line and column).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The raw JSON body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as an untyped prediction (it decoded this far before reaching the handler).
+    pub fn prediction(&self) -> Option<Prediction> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The body as untyped JSON.
+    pub fn raw(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Types that can be a webhook handler's first argument.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the first argument of a Replicate webhook handler",
+    label = "expected `Prediction<Output, Input>` here",
+    note = "write `async fn on_succeeded(p: Prediction<Output, Input>) -> Result<(), HandlerError>`; \
+            `Output` and `Input` may be any `serde::de::DeserializeOwned` type, and default to `serde_json::Value`",
+    note = "`on_decode_error` takes `replicate_webhook::DecodeError` instead"
+)]
+pub trait HandlerInput: Sized + 'static {
+    /// Builds the argument from a verified delivery.
+    fn from_call(call: &Call) -> Result<Self, DecodeError>;
+}
+
+impl<O: DeserializeOwned + 'static, I: DeserializeOwned + 'static> HandlerInput for Prediction<O, I> {
+    fn from_call(call: &Call) -> Result<Self, DecodeError> {
+        serde_json::from_slice(&call.body).map_err(|e| DecodeError::new(e.to_string(), call.body.clone()))
+    }
+}
+
+impl HandlerInput for DecodeError {
+    fn from_call(call: &Call) -> Result<Self, DecodeError> {
+        let message = call.decode_error.clone().unwrap_or_else(|| "no decode error".to_owned());
+        Ok(DecodeError::new(message, call.body.clone()))
+    }
+}
+
+/// What a handler's return value means for the delivery.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The handler ran and returned `Ok`.
+    Done,
+    /// The handler returned an error.
+    Failed(HandlerError),
+    /// The body did not decode into the handler's first argument.
+    Decode(DecodeError),
+    /// An extractor argument failed.
+    Extract {
+        /// The 0-based position of the argument.
+        position: usize,
+        /// The extractor's error message.
+        message: String,
+    },
+}
+
+/// Return types a handler may have: `Result<(), E>` with `E: Into<HandlerError>`, or `()`.
+#[diagnostic::on_unimplemented(
+    message = "a Replicate webhook handler must return `Result<(), E>` where `E: Into<HandlerError>`",
+    label = "this handler returns `{Self}`",
+    note = "return `Ok(())` when the delivery was handled, `Err(HandlerError::retry(..))` to have Replicate retry"
+)]
+pub trait HandlerReturn {
+    /// Converts the return value into an outcome.
+    fn into_outcome(self) -> Outcome;
+}
+
+impl<E: Into<HandlerError>> HandlerReturn for Result<(), E> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::Failed(e.into()),
+        }
+    }
+}
+
+impl HandlerReturn for () {
+    fn into_outcome(self) -> Outcome {
+        Outcome::Done
+    }
+}

@@ -1,0 +1,348 @@
+//! The prediction object Replicate posts, and the events inferred from it.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use time::OffsetDateTime;
+
+/// A prediction, exactly the body of a webhook delivery and of `GET /v1/predictions/{id}`.
+///
+/// `O` is the type of `output` and `I` the type of `input`; both default to
+/// [`serde_json::Value`]. Unknown fields are ignored so new API fields never break decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "O: Serialize, I: Serialize",
+    deserialize = "O: Deserialize<'de>, I: Deserialize<'de>"
+))]
+pub struct Prediction<O = serde_json::Value, I = serde_json::Value> {
+    /// The prediction id, e.g. `gm3qorzdhgbfurvjtvhg6dckhu`.
+    pub id: String,
+    /// `owner/name` of the model. Empty when the body omits it (old docs examples do).
+    #[serde(default)]
+    pub model: String,
+    /// The 64-hex version id, or `"hidden"` for official models.
+    #[serde(default)]
+    pub version: String,
+    /// The lifecycle status.
+    pub status: Status,
+    /// The input the prediction was created with.
+    pub input: I,
+    /// The output so far: `None` until the model produced some, and after data removal.
+    #[serde(default = "none")]
+    pub output: Option<O>,
+    /// The error message of a failed prediction.
+    #[serde(default, deserialize_with = "lenient_error")]
+    pub error: Option<String>,
+    /// Cumulative log text.
+    #[serde(default)]
+    pub logs: Option<String>,
+    /// Timing and usage figures.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metrics: Metrics,
+    /// API links for this prediction.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub urls: Urls,
+    /// When the prediction was created.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
+    /// When the model started running.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    /// When the model finished and all outputs were uploaded.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    /// When the prediction is canceled automatically (set with `Cancel-After`).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub deadline: Option<OffsetDateTime>,
+    /// Whether input and output were deleted (after an hour, for API predictions).
+    #[serde(default)]
+    pub data_removed: bool,
+    /// `"api"` or `"web"`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The deployment that created the prediction, if any.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// The webhook URL, echoed as given (query string included).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// The events the prediction was created to deliver.
+    #[serde(default)]
+    pub webhook_events_filter: Option<Vec<Event>>,
+}
+
+// `Option<O>` with `#[serde(default)]` would require `O: Default`.
+fn none<T>() -> Option<T> {
+    None
+}
+
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `error` is documented as a string, but the JS SDK types it `unknown`: keep any JSON as text.
+fn lenient_error<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    })
+}
+
+impl<O, I> Prediction<O, I> {
+    /// The event this delivery most likely is, from the status alone.
+    ///
+    /// `processing` deliveries are reported as [`Event::Output`] here; the receiver tells
+    /// `output` from `logs` by comparing with the previous delivery it saw.
+    pub fn event(&self) -> Event {
+        self.status.event().unwrap_or(Event::Output)
+    }
+
+    /// Seconds between creation and start (queueing and cold boot), when both are known.
+    pub fn queue_time(&self) -> Option<time::Duration> {
+        Some(self.started_at? - self.created_at?)
+    }
+}
+
+/// Timing and usage figures. Unknown keys are kept in `extra`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Seconds the model ran (terminal predictions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict_time: Option<f64>,
+    /// Seconds from creation to completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_time: Option<f64>,
+    /// Everything else (`image_count`, token counts, ...).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// API links of a prediction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Urls {
+    /// `GET` this to read the prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get: Option<String>,
+    /// `POST` this to cancel it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<String>,
+    /// The prediction's page on replicate.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<String>,
+    /// Server-sent events stream, for models that stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+}
+
+/// The status of a prediction. Values Replicate adds later decode as [`Status::Unknown`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Starting up, often booting a worker.
+    Starting,
+    /// The model's `predict()` is running.
+    Processing,
+    /// Finished with output.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Canceled by the user, or by its deadline while running.
+    Canceled,
+    /// Terminated before it started running (deadline reached while queued).
+    Aborted,
+    /// A status this version of the crate does not know.
+    Unknown(String),
+}
+
+impl Status {
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Starting => "starting",
+            Self::Processing => "processing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Aborted => "aborted",
+            Self::Unknown(other) => other,
+        }
+    }
+
+    /// Parses the wire spelling; anything unrecognised becomes [`Status::Unknown`].
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "starting" => Self::Starting,
+            "processing" => Self::Processing,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "canceled" => Self::Canceled,
+            "aborted" => Self::Aborted,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+
+    /// `succeeded`, `failed`, `canceled` or `aborted`: no further change will happen.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled | Self::Aborted)
+    }
+
+    /// The event a delivery with this status belongs to; `None` for `processing`
+    /// (output or logs) and for unknown statuses.
+    pub fn event(&self) -> Option<Event> {
+        match self {
+            Self::Starting => Some(Event::Start),
+            Self::Processing | Self::Unknown(_) => None,
+            Self::Succeeded | Self::Failed | Self::Canceled | Self::Aborted => Some(Event::Completed),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Status;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a prediction status string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Status, E> {
+                Ok(Status::parse(v))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// The webhook events of `webhook_events_filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// Sent once when the prediction starts.
+    Start,
+    /// Sent when the prediction produced new output (throttled to one per 500 ms).
+    Output,
+    /// Sent when the prediction logged (throttled to one per 500 ms).
+    Logs,
+    /// Sent when the prediction reached a terminal status; the only event Replicate retries.
+    Completed,
+}
+
+impl Event {
+    /// All four events, in lifecycle order.
+    pub const ALL: [Event; 4] = [Event::Start, Event::Output, Event::Logs, Event::Completed];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Output => "output",
+            Self::Logs => "logs",
+            Self::Completed => "completed",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == text)
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../shared/fixtures/payloads/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn every_fixture_payload_decodes() {
+        let dir = format!("{}/../../shared/fixtures/payloads", env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let bytes = std::fs::read(&path).unwrap();
+                let p: Prediction = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                assert!(!p.id.is_empty());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "expected the fixture payloads, found {seen}");
+    }
+
+    #[test]
+    fn hidden_version_and_mixed_precision_timestamps() {
+        let p: Prediction<String> = serde_json::from_slice(&fixture("flux-kontext-pro-succeeded.json")).unwrap();
+        assert_eq!(p.version, "hidden");
+        assert_eq!(p.status, Status::Succeeded);
+        assert_eq!(p.completed_at.unwrap().nanosecond(), 383_588_891);
+        assert_eq!(p.created_at.unwrap().millisecond(), 127);
+        assert_eq!(p.metrics.predict_time, Some(5.247_161_016));
+        assert_eq!(p.metrics.extra["image_count"], 1);
+        assert!(p.output.unwrap().starts_with("https://replicate.delivery/"));
+        assert_eq!(p.webhook_events_filter.unwrap().len(), 4);
+    }
+
+    #[test]
+    fn timestamps_with_zero_to_nine_fraction_digits() {
+        for digits in 0..=9 {
+            let frac = if digits == 0 { String::new() } else { format!(".{}", "1".repeat(digits)) };
+            let body = format!(
+                r#"{{"id":"x","status":"starting","input":{{}},"created_at":"2023-08-16T18:57:12{frac}Z"}}"#
+            );
+            let p: Prediction = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{digits}: {e}"));
+            assert!(p.created_at.is_some());
+        }
+    }
+
+    #[test]
+    fn unknown_status_and_fields_are_tolerated() {
+        let p: Prediction = serde_json::from_str(
+            r#"{"id":"x","status":"paused","input":{},"brand_new":1,"metrics":null,"urls":null,"error":{"code":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.status, Status::Unknown("paused".into()));
+        assert_eq!(p.status.event(), None);
+        assert_eq!(p.error.as_deref(), Some(r#"{"code":1}"#));
+        assert!(p.output.is_none());
+    }
+
+    #[test]
+    fn statuses_map_to_events() {
+        assert_eq!(Status::Starting.event(), Some(Event::Start));
+        assert_eq!(Status::Processing.event(), None);
+        for s in ["succeeded", "failed", "canceled", "aborted"] {
+            assert_eq!(Status::parse(s).event(), Some(Event::Completed));
+            assert!(Status::parse(s).is_terminal());
+            assert_eq!(Status::parse(s).as_str(), s);
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let p: Prediction = serde_json::from_slice(&fixture("hello-world-succeeded.json")).unwrap();
+        let again: Prediction = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+        assert_eq!(p, again);
+    }
+}

@@ -1,0 +1,293 @@
+//! Handler modules: the const data the attribute emits, the code-built alternative, and the
+//! start-up checks that turn a set of modules into a route table.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn};
+use crate::prediction::Event;
+
+/// The default path deliveries are posted to.
+pub const DEFAULT_PATH: &str = "/webhooks/replicate";
+
+/// The model value that matches any model not claimed by a specific module.
+pub const ANY_MODEL: &str = "*";
+
+/// A handler function as the attribute emits it.
+pub type HandlerFn = fn(Call) -> HandlerFuture;
+
+/// One handler of a registered module.
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerEntry {
+    /// Which deliveries it receives.
+    pub kind: HandlerKind,
+    /// Calls the user's function.
+    pub call: HandlerFn,
+}
+
+/// A module annotated with `#[replicate_webhook]`: const data collected with `inventory`.
+#[derive(Debug)]
+pub struct Registration {
+    /// `owner/name`, or `*` for any model.
+    pub model: &'static str,
+    /// The route path.
+    pub path: &'static str,
+    /// The subscribed events.
+    pub events: &'static [Event],
+    /// The handlers found in the module.
+    pub handlers: &'static [HandlerEntry],
+    /// `module_path!()` of the module.
+    pub module: &'static str,
+    /// Where the attribute is, for start-up errors.
+    pub file: &'static str,
+    /// Line of the attribute.
+    pub line: u32,
+}
+
+inventory::collect!(Registration);
+
+/// Every module registered with the attribute and linked into this binary.
+pub(crate) fn registrations() -> impl Iterator<Item = &'static Registration> {
+    inventory::iter::<Registration>.into_iter()
+}
+
+pub(crate) type DynHandler = Arc<dyn Fn(Call) -> HandlerFuture + Send + Sync>;
+
+/// A handler module built in code: the same thing the attribute generates, for code that cannot
+/// use the attribute (or targets where `inventory` collects nothing).
+///
+/// ```
+/// use replicate_webhook::{Event, HandlerError, HandlerKind, Module, Prediction};
+///
+/// let module = Module::new("replicate/hello-world")
+///     .events([Event::Start, Event::Completed])
+///     .on(HandlerKind::Succeeded, |p: Prediction<String>| async move {
+///         println!("{}", p.output.unwrap_or_default());
+///         Ok::<(), HandlerError>(())
+///     });
+/// # let _ = module;
+/// ```
+#[derive(Clone)]
+pub struct Module {
+    pub(crate) model: String,
+    pub(crate) path: String,
+    pub(crate) events: Vec<Event>,
+    pub(crate) handlers: BTreeMap<HandlerKind, DynHandler>,
+    pub(crate) origin: String,
+}
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module")
+            .field("model", &self.model)
+            .field("path", &self.path)
+            .field("events", &self.events)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl Module {
+    /// A module for `model` (`owner/name` or `*`) on the default path, subscribed to `completed`.
+    #[track_caller]
+    pub fn new(model: impl Into<String>) -> Self {
+        let at = std::panic::Location::caller();
+        Self {
+            model: model.into(),
+            path: DEFAULT_PATH.to_owned(),
+            events: vec![Event::Completed],
+            handlers: BTreeMap::new(),
+            origin: format!("{}:{}", at.file(), at.line()),
+        }
+    }
+
+    /// Sets the subscribed events.
+    #[must_use]
+    pub fn events(mut self, events: impl IntoIterator<Item = Event>) -> Self {
+        self.events = events.into_iter().collect();
+        self
+    }
+
+    /// Sets the route path.
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Adds a handler taking the typed prediction (or [`crate::DecodeError`] for
+    /// [`HandlerKind::DecodeError`]).
+    #[must_use]
+    pub fn on<P, F, Fut>(mut self, kind: HandlerKind, handler: F) -> Self
+    where
+        P: HandlerInput,
+        F: Fn(P) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: HandlerReturn,
+    {
+        let handler = Arc::new(handler);
+        let call: DynHandler = Arc::new(move |call: Call| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                match call.input::<P>() {
+                    Ok(input) => handler(input).await.into_outcome(),
+                    Err(e) => crate::handler::Outcome::Decode(e),
+                }
+            })
+        });
+        self.handlers.insert(kind, call);
+        self
+    }
+
+    pub(crate) fn from_registration(reg: &'static Registration) -> Self {
+        Self {
+            model: reg.model.to_owned(),
+            path: reg.path.to_owned(),
+            events: reg.events.to_vec(),
+            handlers: reg.handlers.iter().map(|h| (h.kind, Arc::new(h.call) as DynHandler)).collect(),
+            origin: format!("{}:{} ({})", reg.file, reg.line, reg.module),
+        }
+    }
+
+    /// The model this module handles.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The subscribed events.
+    pub fn subscribed(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub(crate) fn handler(&self, kind: HandlerKind) -> Option<&DynHandler> {
+        self.handlers.get(&kind)
+    }
+}
+
+/// Why the route table could not be built. `configure` panics with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// No module was registered at all.
+    #[error(
+        "no Replicate webhook handlers are registered: annotate a module with \
+         #[replicate_webhook(model = \"owner/name\")] or add one with WebhookConfig::module. \
+         If your handlers live in another crate, add `use that_crate as _;` to your binary so the \
+         linker keeps them"
+    )]
+    NoHandlers,
+    /// Two modules claim the same model on the same path.
+    #[error("two webhook modules handle model `{model}` on path `{path}`: {first} and {second}")]
+    Duplicate {
+        /// The route path.
+        path: String,
+        /// The model.
+        model: String,
+        /// Where the first module is.
+        first: String,
+        /// Where the second module is.
+        second: String,
+    },
+    /// A path that actix cannot route.
+    #[error("webhook path `{path}` of {origin} must start with `/`")]
+    BadPath {
+        /// The path.
+        path: String,
+        /// Where the module is.
+        origin: String,
+    },
+}
+
+/// The modules of one path, routed by the body's `model`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Route {
+    pub(crate) by_model: BTreeMap<String, Module>,
+    pub(crate) any: Option<Module>,
+}
+
+impl Route {
+    /// A specific module wins over the catch-all.
+    pub(crate) fn module_for(&self, model: &str) -> Option<&Module> {
+        self.by_model.get(model).or(self.any.as_ref())
+    }
+}
+
+/// Groups modules by path and checks them.
+pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Route>, SetupError> {
+    if modules.is_empty() {
+        return Err(SetupError::NoHandlers);
+    }
+    let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+    for module in modules {
+        if !module.path.starts_with('/') {
+            return Err(SetupError::BadPath { path: module.path, origin: module.origin });
+        }
+        let route = routes.entry(module.path.clone()).or_default();
+        let slot = if module.model == ANY_MODEL {
+            &mut route.any
+        } else {
+            match route.by_model.entry(module.model.clone()) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(module);
+                    continue;
+                }
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    return Err(duplicate(o.get(), &module));
+                }
+            }
+        };
+        if let Some(existing) = slot {
+            return Err(duplicate(existing, &module));
+        }
+        *slot = Some(module);
+    }
+    Ok(routes)
+}
+
+fn duplicate(first: &Module, second: &Module) -> SetupError {
+    let (first, second) = if first.origin <= second.origin { (first, second) } else { (second, first) };
+    SetupError::Duplicate {
+        path: first.path.clone(),
+        model: first.model.clone(),
+        first: first.origin.clone(),
+        second: second.origin.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_modules_explain_the_use_as_underscore_fix() {
+        let err = build_routes(Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("use that_crate as _;"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_name_both_locations() {
+        let a = Module::new("acme/x");
+        let b = Module::new("acme/x");
+        let err = build_routes(vec![a, b]).unwrap_err().to_string();
+        assert!(err.contains("registry.rs:"), "{err}");
+        assert_eq!(err.matches("registry.rs:").count(), 2, "{err}");
+    }
+
+    #[test]
+    fn specific_model_wins_over_catch_all() {
+        let routes = build_routes(vec![Module::new("*"), Module::new("acme/x")]).unwrap();
+        let route = &routes[DEFAULT_PATH];
+        assert_eq!(route.module_for("acme/x").unwrap().model, "acme/x");
+        assert_eq!(route.module_for("acme/y").unwrap().model, "*");
+    }
+
+    #[test]
+    fn same_model_on_two_paths_is_fine() {
+        let routes = build_routes(vec![Module::new("acme/x"), Module::new("acme/x").path("/other")]).unwrap();
+        assert_eq!(routes.len(), 2);
+        let err = build_routes(vec![Module::new("acme/x").path("nope")]).unwrap_err();
+        assert!(matches!(err, SetupError::BadPath { .. }));
+    }
+}

@@ -1,0 +1,393 @@
+//! Standard Webhooks signatures, as Replicate sends them.
+//!
+//! Pure functions, no actix: the receiver, the test kit, the CLI and the simulator all sign and
+//! verify through this module. See `replicate-protocol.md` §3 for the sources.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// The header carrying the message id, stable across retries of one delivery.
+pub const HEADER_ID: &str = "webhook-id";
+/// The header carrying the attempt time, in seconds since the Unix epoch.
+pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
+/// The header carrying the space-separated list of `v1,<base64>` signatures.
+pub const HEADER_SIGNATURE: &str = "webhook-signature";
+
+/// The replay window Replicate's docs and the Standard Webhooks libraries use.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+const SECRET_PREFIX: &str = "whsec_";
+const MAC_LEN: usize = 32;
+
+/// Accepts secrets with or without `=` padding, as the Standard Webhooks libraries do.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A webhook signing secret: the base64-decoded bytes of the text after `whsec_`.
+///
+/// `Debug` and `Display` never show the key.
+#[derive(Clone)]
+pub struct Secret {
+    key: Vec<u8>,
+}
+
+/// Why a secret was refused at configuration time. Never contains the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// Nothing after the optional `whsec_` prefix.
+    #[error("the webhook secret is empty")]
+    Empty,
+    /// The text after `whsec_` is not standard base64.
+    #[error("the webhook secret is not valid base64 after the `whsec_` prefix")]
+    NotBase64,
+}
+
+impl Secret {
+    /// Parses `whsec_<base64>` (the prefix and the padding are optional).
+    pub fn parse(text: &str) -> Result<Self, SecretError> {
+        let text = text.trim();
+        let b64 = text.strip_prefix(SECRET_PREFIX).unwrap_or(text);
+        if b64.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        let key = LENIENT.decode(b64).map_err(|_| SecretError::NotBase64)?;
+        if key.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        Ok(Self { key })
+    }
+
+    /// Builds a secret from raw key bytes.
+    pub fn from_bytes(key: impl Into<Vec<u8>>) -> Result<Self, SecretError> {
+        let key = key.into();
+        if key.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        Ok(Self { key })
+    }
+
+    /// A fresh random 24-byte secret, the size Replicate issues.
+    pub fn generate() -> Self {
+        let mut key = vec![0u8; 24];
+        getrandom::fill(&mut key).expect("the operating system's random source is unavailable");
+        Self { key }
+    }
+
+    /// The secret in its `whsec_<base64>` form, for printing to a developer who asked for it.
+    pub fn expose(&self) -> String {
+        format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.key))
+    }
+
+    fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = SecretError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// The three Standard Webhooks header values of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    /// `webhook-id`.
+    pub id: String,
+    /// `webhook-timestamp`.
+    pub timestamp: String,
+    /// `webhook-signature`.
+    pub signature: String,
+}
+
+impl SignedHeaders {
+    /// The headers as `(name, value)` pairs, ready for any HTTP client.
+    pub fn pairs(&self) -> [(&'static str, &str); 3] {
+        [
+            (HEADER_ID, &self.id),
+            (HEADER_TIMESTAMP, &self.timestamp),
+            (HEADER_SIGNATURE, &self.signature),
+        ]
+    }
+}
+
+/// Signs `body` as Replicate would: `v1,<base64(HMAC-SHA256(key, id.timestamp.body))>`.
+pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> SignedHeaders {
+    let timestamp = timestamp.to_string();
+    let tag = secret.mac(id, &timestamp, body).finalize().into_bytes();
+    SignedHeaders {
+        id: id.to_owned(),
+        signature: format!("v1,{}", STANDARD.encode(tag)),
+        timestamp,
+    }
+}
+
+/// Why a delivery was refused. The receiver answers 401 for every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// A required `webhook-*` header is absent or empty.
+    #[error("missing or empty `{0}` header")]
+    MissingHeader(&'static str),
+    /// A `webhook-*` header appears more than once.
+    #[error("the `{0}` header appears more than once")]
+    DuplicateHeader(&'static str),
+    /// A header value holds bytes other than visible ASCII.
+    #[error("the `{0}` header is not visible ASCII")]
+    InvalidHeader(&'static str),
+    /// `webhook-timestamp` is not a plain decimal number of seconds.
+    #[error("`webhook-timestamp` is not a decimal number of seconds")]
+    MalformedTimestamp,
+    /// The timestamp is outside the tolerance, in either direction.
+    #[error("`webhook-timestamp` is outside the allowed tolerance")]
+    TimestampOutOfTolerance,
+    /// No `v1` entry matched any configured secret.
+    #[error("no signature matched")]
+    NoMatch,
+}
+
+impl VerifyError {
+    /// A short machine-readable reason, used in logs and by the CLI.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::MissingHeader(_) => "missing-header",
+            Self::DuplicateHeader(_) => "duplicate-header",
+            Self::InvalidHeader(_) => "invalid-header",
+            Self::MalformedTimestamp => "timestamp",
+            Self::TimestampOutOfTolerance => "timestamp",
+            Self::NoMatch => "signature",
+        }
+    }
+}
+
+/// Verification settings: the accepted secrets and the timestamp tolerance.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    secrets: Vec<Secret>,
+    tolerance: Duration,
+}
+
+impl Verifier {
+    /// A verifier accepting any of `secrets` (several during a rotation).
+    pub fn new(secrets: Vec<Secret>) -> Self {
+        Self { secrets, tolerance: DEFAULT_TOLERANCE }
+    }
+
+    /// Sets the allowed clock difference, in both directions.
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The configured tolerance.
+    pub fn current_tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
+    /// Verifies one delivery against the current clock.
+    pub fn verify(&self, id: &str, timestamp: &str, signature: &str, body: &[u8]) -> Result<(), VerifyError> {
+        self.verify_at(id, timestamp, signature, body, unix_now())
+    }
+
+    /// Verifies one delivery with the clock fixed at `now` (seconds since the epoch).
+    pub fn verify_at(
+        &self,
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        check_value(HEADER_ID, id)?;
+        check_value(HEADER_TIMESTAMP, timestamp)?;
+        check_value(HEADER_SIGNATURE, signature)?;
+        let sent = parse_timestamp(timestamp)?;
+        let tolerance = i64::try_from(self.tolerance.as_secs()).unwrap_or(i64::MAX);
+        if now.abs_diff(sent) > tolerance.unsigned_abs() {
+            return Err(VerifyError::TimestampOutOfTolerance);
+        }
+        let candidates: Vec<[u8; MAC_LEN]> = signature
+            .split(' ')
+            .filter_map(|entry| entry.split_once(','))
+            .filter(|(version, _)| *version == "v1")
+            .filter_map(|(_, b64)| decode_tag(b64))
+            .collect();
+        for secret in &self.secrets {
+            let expected = secret.mac(id, timestamp, body).finalize().into_bytes();
+            // Compare every candidate, so the time taken does not reveal which one matched.
+            let matched = candidates
+                .iter()
+                .fold(subtle::Choice::from(0), |acc, tag| acc | tag.ct_eq(expected.as_slice()));
+            if bool::from(matched) {
+                return Ok(());
+            }
+        }
+        Err(VerifyError::NoMatch)
+    }
+}
+
+fn decode_tag(b64: &str) -> Option<[u8; MAC_LEN]> {
+    let bytes = STANDARD.decode(b64).or_else(|_| STANDARD_NO_PAD.decode(b64)).ok()?;
+    bytes.try_into().ok()
+}
+
+fn check_value(name: &'static str, value: &str) -> Result<(), VerifyError> {
+    if value.is_empty() {
+        return Err(VerifyError::MissingHeader(name));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(VerifyError::InvalidHeader(name));
+    }
+    Ok(())
+}
+
+/// ASCII digits only: `+1614265330` and `1614265330.0` are refused even when signed over that text.
+fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(VerifyError::MalformedTimestamp);
+    }
+    text.parse().map_err(|_| VerifyError::MalformedTimestamp)
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A fresh `msg_…` message id.
+pub fn new_message_id() -> String {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).expect("the operating system's random source is unavailable");
+    let mut id = String::from("msg_");
+    id.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn verifier() -> Verifier {
+        Verifier::new(vec![Secret::parse(SECRET).unwrap()])
+    }
+
+    #[test]
+    fn sign_reproduces_the_shared_vector() {
+        let headers = sign(&Secret::parse(SECRET).unwrap(), ID, 1_614_265_330, BODY);
+        assert_eq!(headers.signature, SIG);
+        assert_eq!(headers.timestamp, "1614265330");
+    }
+
+    #[test]
+    fn tolerance_applies_in_both_directions() {
+        let v = verifier();
+        assert_eq!(v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 300), Ok(()));
+        assert_eq!(v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 - 300), Ok(()));
+        assert_eq!(
+            v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 301),
+            Err(VerifyError::TimestampOutOfTolerance)
+        );
+        assert_eq!(
+            v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 - 301),
+            Err(VerifyError::TimestampOutOfTolerance)
+        );
+        let wide = verifier().tolerance(Duration::from_secs(3600));
+        assert_eq!(wide.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 3000), Ok(()));
+    }
+
+    #[test]
+    fn timestamps_must_be_plain_digits_even_when_signed() {
+        let secret = Secret::parse(SECRET).unwrap();
+        for text in ["+1614265330", "1614265330.0", " 1614265330", "-5", "0x10"] {
+            let tag = secret.mac(ID, text, BODY).finalize().into_bytes();
+            let sig = format!("v1,{}", STANDARD.encode(tag));
+            assert_eq!(
+                verifier().verify_at(ID, text, &sig, BODY, 1_614_265_330),
+                Err(VerifyError::MalformedTimestamp),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn rotation_accepts_any_configured_secret() {
+        let v = Verifier::new(vec![Secret::generate(), Secret::parse(SECRET).unwrap()]);
+        assert_eq!(v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330), Ok(()));
+    }
+
+    #[test]
+    fn malformed_entries_are_skipped_not_fatal() {
+        let sig = format!("v1 v1,abc ,,, v1,!!!! {SIG}");
+        assert_eq!(verifier().verify_at(ID, "1614265330", &sig, BODY, 1_614_265_330), Ok(()));
+    }
+
+    #[test]
+    fn secrets_parse_with_and_without_prefix_and_padding() {
+        let a = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let b = Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(a.key, b.key);
+        assert_eq!(Secret::parse("whsec_YWJj").unwrap().key, b"abc");
+        assert_eq!(Secret::parse("whsec_YWI").unwrap().key, b"ab");
+        assert_eq!(Secret::parse("whsec_YWI=").unwrap().key, b"ab");
+        assert_eq!(Secret::parse("").unwrap_err(), SecretError::Empty);
+        assert_eq!(Secret::parse("whsec_").unwrap_err(), SecretError::Empty);
+        assert_eq!(Secret::parse("whsec_***notbase64***").unwrap_err(), SecretError::NotBase64);
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let secret = Secret::parse(SECRET).unwrap();
+        let shown = format!("{secret:?} {:?}", verifier());
+        assert!(!shown.contains("MfKQ9r8"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn generated_secrets_round_trip() {
+        let secret = Secret::generate();
+        let again = Secret::parse(&secret.expose()).unwrap();
+        assert_eq!(secret.key, again.key);
+        assert_eq!(secret.key.len(), 24);
+    }
+
+    #[test]
+    fn non_ascii_headers_are_refused() {
+        assert_eq!(
+            verifier().verify_at("msg_é", "1614265330", SIG, BODY, 1_614_265_330),
+            Err(VerifyError::InvalidHeader(HEADER_ID))
+        );
+        assert_eq!(
+            verifier().verify_at(ID, "1614265330", "", BODY, 1_614_265_330),
+            Err(VerifyError::MissingHeader(HEADER_SIGNATURE))
+        );
+    }
+}
