@@ -46,7 +46,9 @@ impl std::fmt::Debug for WebhookConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// `REPLICATE_WEBHOOK_SECRET` is unset or blank.
-    #[error("{ENV_SECRET} is not set; put your signing secret there (`replicate-webhook secret` fetches it)")]
+    #[error(
+        "{ENV_SECRET} is not set; put your signing secret there (`replicate-webhook secret` fetches it)"
+    )]
     MissingSecret,
     /// One of the secrets is unusable.
     #[error("secret #{position} in {ENV_SECRET} is invalid: {source}")]
@@ -179,14 +181,22 @@ impl WebhookConfig {
 
 /// Splits a list of secrets on spaces and commas, refusing any unusable one.
 pub fn parse_secrets(text: &str) -> Result<Vec<Secret>, ConfigError> {
-    let parts: Vec<&str> = text.split([' ', ',', '\n', '\t']).filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = text
+        .split([' ', ',', '\n', '\t'])
+        .filter(|s| !s.is_empty())
+        .collect();
     if parts.is_empty() {
         return Err(ConfigError::MissingSecret);
     }
     parts
         .iter()
         .enumerate()
-        .map(|(i, s)| Secret::parse(s).map_err(|source| ConfigError::InvalidSecret { position: i + 1, source }))
+        .map(|(i, s)| {
+            Secret::parse(s).map_err(|source| ConfigError::InvalidSecret {
+                position: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
@@ -196,17 +206,28 @@ mod tests {
 
     #[test]
     fn secrets_split_on_spaces_and_commas() {
-        let list = parse_secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        let list = parse_secrets(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        )
+        .unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(parse_secrets("  ").unwrap_err(), ConfigError::MissingSecret);
-        let err = parse_secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_***notbase64***").unwrap_err();
-        assert_eq!(err, ConfigError::InvalidSecret { position: 2, source: SecretError::NotBase64 });
+        let err = parse_secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_***notbase64***")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::InvalidSecret {
+                position: 2,
+                source: SecretError::NotBase64
+            }
+        );
         assert!(!err.to_string().contains("notbase64"), "{err}");
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let config = WebhookConfig::new(Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap());
+        let config =
+            WebhookConfig::new(Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap());
         let shown = format!("{config:?}");
         assert!(!shown.contains("MfKQ9r8"), "{shown}");
     }

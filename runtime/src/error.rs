@@ -19,12 +19,18 @@ pub struct HandlerError {
 impl HandlerError {
     /// A failure worth retrying: the receiver answers 500.
     pub fn retry(error: impl Into<BoxError>) -> Self {
-        Self { retryable: true, source: error.into() }
+        Self {
+            retryable: true,
+            source: error.into(),
+        }
     }
 
     /// A failure no retry can fix: logged, marked done, answered 200.
     pub fn permanent(error: impl Into<BoxError>) -> Self {
-        Self { retryable: false, source: error.into() }
+        Self {
+            retryable: false,
+            source: error.into(),
+        }
     }
 
     /// Whether the receiver answers 500 (true) or 200 (false).
@@ -57,7 +63,11 @@ impl fmt::Debug for HandlerError {
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.retryable { "retryable" } else { "permanent" };
+        let kind = if self.retryable {
+            "retryable"
+        } else {
+            "permanent"
+        };
         write!(f, "{kind} handler error: {}", self.source)
     }
 }
@@ -74,7 +84,10 @@ mod tests {
         }
         let err = fails().unwrap_err();
         assert!(err.is_retryable());
-        assert!(err.to_string().starts_with("retryable handler error: invalid digit"));
+        assert!(
+            err.to_string()
+                .starts_with("retryable handler error: invalid digit")
+        );
     }
 
     #[test]

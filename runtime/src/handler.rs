@@ -88,13 +88,20 @@ pub struct Call {
 
 impl fmt::Debug for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Call").field("path", &self.req.path()).field("body_len", &self.body.len()).finish()
+        f.debug_struct("Call")
+            .field("path", &self.req.path())
+            .field("body_len", &self.body.len())
+            .finish()
     }
 }
 
 impl Call {
     pub(crate) fn new(req: HttpRequest, body: Bytes) -> Self {
-        Self { req, body, decode_error: None }
+        Self {
+            req,
+            body,
+            decode_error: None,
+        }
     }
 
     pub(crate) fn with_decode_error(mut self, error: String) -> Self {
@@ -177,15 +184,21 @@ pub trait HandlerInput: Sized + 'static {
     fn from_call(call: &Call) -> Result<Self, DecodeError>;
 }
 
-impl<O: DeserializeOwned + 'static, I: DeserializeOwned + 'static> HandlerInput for Prediction<O, I> {
+impl<O: DeserializeOwned + 'static, I: DeserializeOwned + 'static> HandlerInput
+    for Prediction<O, I>
+{
     fn from_call(call: &Call) -> Result<Self, DecodeError> {
-        serde_json::from_slice(&call.body).map_err(|e| DecodeError::new(e.to_string(), call.body.clone()))
+        serde_json::from_slice(&call.body)
+            .map_err(|e| DecodeError::new(e.to_string(), call.body.clone()))
     }
 }
 
 impl HandlerInput for DecodeError {
     fn from_call(call: &Call) -> Result<Self, DecodeError> {
-        let message = call.decode_error.clone().unwrap_or_else(|| "no decode error".to_owned());
+        let message = call
+            .decode_error
+            .clone()
+            .unwrap_or_else(|| "no decode error".to_owned());
         Ok(DecodeError::new(message, call.body.clone()))
     }
 }

@@ -71,7 +71,7 @@ pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secret
 pub use error::HandlerError;
 pub use handler::{Call, DecodeError, HandlerInput, HandlerKind, HandlerReturn, Outcome};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};
-pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError};
+pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError, WebhookSpec};
 pub use replicate_webhook_macros::replicate_webhook;
 pub use service::{configure, try_configure};
 pub use signature::Secret;
@@ -87,9 +87,11 @@ pub mod __private {
     pub use ::serde;
     pub use ::serde_json;
 
-    pub use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn, Outcome};
+    pub use crate::handler::{
+        Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn, Outcome,
+    };
     pub use crate::prediction::Event;
-    pub use crate::registry::{HandlerEntry, HandlerFn, Registration};
+    pub use crate::registry::{HandlerEntry, HandlerFn, Registration, WebhookSpec};
 
     /// Converts a handler's return value; spanned at the user's return type by the macro.
     pub fn outcome<R: HandlerReturn>(value: R) -> Outcome {

@@ -77,7 +77,9 @@ fn none<T>() -> Option<T> {
     None
 }
 
-fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -184,7 +186,10 @@ impl Status {
 
     /// `succeeded`, `failed`, `canceled` or `aborted`: no further change will happen.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled | Self::Aborted)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Canceled | Self::Aborted
+        )
     }
 
     /// The event a delivery with this status belongs to; `None` for `processing`
@@ -193,7 +198,9 @@ impl Status {
         match self {
             Self::Starting => Some(Event::Start),
             Self::Processing | Self::Unknown(_) => None,
-            Self::Succeeded | Self::Failed | Self::Canceled | Self::Aborted => Some(Event::Completed),
+            Self::Succeeded | Self::Failed | Self::Canceled | Self::Aborted => {
+                Some(Event::Completed)
+            }
         }
     }
 }
@@ -271,19 +278,26 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../shared/fixtures/payloads/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../shared/fixtures/payloads/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]
     fn every_fixture_payload_decodes() {
-        let dir = format!("{}/../../shared/fixtures/payloads", env!("CARGO_MANIFEST_DIR"));
+        let dir = format!(
+            "{}/../../shared/fixtures/payloads",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "json") {
                 let bytes = std::fs::read(&path).unwrap();
-                let p: Prediction = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                let p: Prediction =
+                    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path:?}: {e}"));
                 assert!(!p.id.is_empty());
                 seen += 1;
             }
@@ -293,7 +307,8 @@ mod tests {
 
     #[test]
     fn hidden_version_and_mixed_precision_timestamps() {
-        let p: Prediction<String> = serde_json::from_slice(&fixture("flux-kontext-pro-succeeded.json")).unwrap();
+        let p: Prediction<String> =
+            serde_json::from_slice(&fixture("flux-kontext-pro-succeeded.json")).unwrap();
         assert_eq!(p.version, "hidden");
         assert_eq!(p.status, Status::Succeeded);
         assert_eq!(p.completed_at.unwrap().nanosecond(), 383_588_891);
@@ -307,11 +322,16 @@ mod tests {
     #[test]
     fn timestamps_with_zero_to_nine_fraction_digits() {
         for digits in 0..=9 {
-            let frac = if digits == 0 { String::new() } else { format!(".{}", "1".repeat(digits)) };
+            let frac = if digits == 0 {
+                String::new()
+            } else {
+                format!(".{}", "1".repeat(digits))
+            };
             let body = format!(
                 r#"{{"id":"x","status":"starting","input":{{}},"created_at":"2023-08-16T18:57:12{frac}Z"}}"#
             );
-            let p: Prediction = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{digits}: {e}"));
+            let p: Prediction =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("{digits}: {e}"));
             assert!(p.created_at.is_some());
         }
     }

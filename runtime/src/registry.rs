@@ -27,6 +27,36 @@ pub struct HandlerEntry {
     pub call: HandlerFn,
 }
 
+/// What a handler module subscribes to: the single source of truth for both sides, the receiver
+/// route and the `webhook` / `webhook_events_filter` of the predictions the client creates.
+///
+/// The attribute emits one as `pub const WEBHOOK` inside the annotated module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookSpec {
+    /// `owner/name`, or `*` for any model.
+    pub model: &'static str,
+    /// The route path, e.g. `/webhooks/replicate`.
+    pub path: &'static str,
+    /// The subscribed events, in the order given.
+    pub events: &'static [Event],
+}
+
+impl WebhookSpec {
+    /// The webhook URL for a public base URL such as `https://example.com`: the base with this
+    /// module's path (any path on the base is kept as a prefix, its query string too).
+    pub fn url(&self, base: &url::Url) -> url::Url {
+        let mut url = base.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{prefix}{}", self.path));
+        url
+    }
+
+    /// The `webhook_events_filter` values.
+    pub fn events_filter(&self) -> Vec<&'static str> {
+        self.events.iter().map(|e| e.as_str()).collect()
+    }
+}
+
 /// A module annotated with `#[replicate_webhook]`: const data collected with `inventory`.
 #[derive(Debug)]
 pub struct Registration {
@@ -147,7 +177,11 @@ impl Module {
             model: reg.model.to_owned(),
             path: reg.path.to_owned(),
             events: reg.events.to_vec(),
-            handlers: reg.handlers.iter().map(|h| (h.kind, Arc::new(h.call) as DynHandler)).collect(),
+            handlers: reg
+                .handlers
+                .iter()
+                .map(|h| (h.kind, Arc::new(h.call) as DynHandler))
+                .collect(),
             origin: format!("{}:{} ({})", reg.file, reg.line, reg.module),
         }
     }
@@ -222,7 +256,10 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
     let mut routes: BTreeMap<String, Route> = BTreeMap::new();
     for module in modules {
         if !module.path.starts_with('/') {
-            return Err(SetupError::BadPath { path: module.path, origin: module.origin });
+            return Err(SetupError::BadPath {
+                path: module.path,
+                origin: module.origin,
+            });
         }
         let route = routes.entry(module.path.clone()).or_default();
         let slot = if module.model == ANY_MODEL {
@@ -247,7 +284,11 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
 }
 
 fn duplicate(first: &Module, second: &Module) -> SetupError {
-    let (first, second) = if first.origin <= second.origin { (first, second) } else { (second, first) };
+    let (first, second) = if first.origin <= second.origin {
+        (first, second)
+    } else {
+        (second, first)
+    };
     SetupError::Duplicate {
         path: first.path.clone(),
         model: first.model.clone(),
@@ -259,6 +300,26 @@ fn duplicate(first: &Module, second: &Module) -> SetupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_builds_the_webhook_url() {
+        let spec = WebhookSpec {
+            model: "acme/x",
+            path: DEFAULT_PATH,
+            events: &[Event::Start, Event::Completed],
+        };
+        let base = url::Url::parse("https://example.com/app/").unwrap();
+        assert_eq!(
+            spec.url(&base).as_str(),
+            "https://example.com/app/webhooks/replicate"
+        );
+        let base = url::Url::parse("https://example.com?customId=1").unwrap();
+        assert_eq!(
+            spec.url(&base).as_str(),
+            "https://example.com/webhooks/replicate?customId=1"
+        );
+        assert_eq!(spec.events_filter(), ["start", "completed"]);
+    }
 
     #[test]
     fn zero_modules_explain_the_use_as_underscore_fix() {
@@ -285,7 +346,11 @@ mod tests {
 
     #[test]
     fn same_model_on_two_paths_is_fine() {
-        let routes = build_routes(vec![Module::new("acme/x"), Module::new("acme/x").path("/other")]).unwrap();
+        let routes = build_routes(vec![
+            Module::new("acme/x"),
+            Module::new("acme/x").path("/other"),
+        ])
+        .unwrap();
         assert_eq!(routes.len(), 2);
         let err = build_routes(vec![Module::new("acme/x").path("nope")]).unwrap_err();
         assert!(matches!(err, SetupError::BadPath { .. }));

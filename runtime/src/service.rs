@@ -34,18 +34,30 @@ pub fn configure(config: WebhookConfig) -> impl FnOnce(&mut web::ServiceConfig) 
 }
 
 /// Like [`configure`], but returns set-up errors instead of panicking.
-pub fn try_configure(config: WebhookConfig) -> Result<impl FnOnce(&mut web::ServiceConfig), SetupError> {
+pub fn try_configure(
+    config: WebhookConfig,
+) -> Result<impl FnOnce(&mut web::ServiceConfig), SetupError> {
     let mut modules = config.modules.clone();
     if config.collect_registered {
         modules.extend(registry::registrations().map(Module::from_registration));
     }
     let routes = registry::build_routes(modules)?;
-    let shared = Arc::new(Shared { config, progress: Progress::default() });
+    let shared = Arc::new(Shared {
+        config,
+        progress: Progress::default(),
+    });
     Ok(move |cfg: &mut web::ServiceConfig| {
         for (path, route) in routes {
             log_route(&path, &route);
-            let state = web::Data::new(Endpoint { shared: shared.clone(), route });
-            cfg.service(web::resource(path.as_str()).app_data(state).route(web::post().to(receive)));
+            let state = web::Data::new(Endpoint {
+                shared: shared.clone(),
+                route,
+            });
+            cfg.service(
+                web::resource(path.as_str())
+                    .app_data(state)
+                    .route(web::post().to(receive)),
+            );
         }
     })
 }
@@ -89,7 +101,11 @@ struct Envelope<'a> {
 }
 
 /// Handles one delivery. Every exit answers with a status Replicate understands.
-async fn receive(req: HttpRequest, payload: web::Payload, endpoint: web::Data<Endpoint>) -> HttpResponse {
+async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    endpoint: web::Data<Endpoint>,
+) -> HttpResponse {
     let shared = &endpoint.shared;
     let config = &shared.config;
 
@@ -105,11 +121,22 @@ async fn receive(req: HttpRequest, payload: web::Payload, endpoint: web::Data<En
 
     let envelope: Envelope<'_> = match serde_json::from_slice(&body) {
         Ok(envelope) => envelope,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, &format!("malformed prediction JSON: {e}")),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed prediction JSON: {e}"),
+            );
+        }
     };
     if config.signed_query && !query_matches(&req, envelope.webhook.as_deref()) {
-        tracing::warn!(prediction = envelope.id, "query string differs from the signed webhook URL");
-        return reply(StatusCode::UNAUTHORIZED, "query string does not match the signed webhook URL");
+        tracing::warn!(
+            prediction = envelope.id,
+            "query string differs from the signed webhook URL"
+        );
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "query string does not match the signed webhook URL",
+        );
     }
     let span = tracing::info_span!("delivery", prediction = envelope.id, model = envelope.model, status = %envelope.status);
     let _enter = span.enter();
@@ -122,7 +149,9 @@ async fn receive(req: HttpRequest, payload: web::Payload, endpoint: web::Data<En
         tracing::debug!("not subscribed or no handler; acknowledged");
         return reply(StatusCode::OK, "not subscribed");
     };
-    let webhook_id = header_str(req.headers(), HEADER_ID).unwrap_or_default().to_owned();
+    let webhook_id = header_str(req.headers(), HEADER_ID)
+        .unwrap_or_default()
+        .to_owned();
     drop(_enter);
 
     let claims = match claim(&*config.store, config, &webhook_id, &envelope, event).await {
@@ -161,8 +190,17 @@ async fn receive(req: HttpRequest, payload: web::Payload, endpoint: web::Data<En
 }
 
 /// 413 before buffering when `Content-Length` says too much; 413 again if the stream lies.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, HttpResponse> {
-    let too_large = || reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds {limit} bytes"));
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, HttpResponse> {
+    let too_large = || {
+        reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body exceeds {limit} bytes"),
+        )
+    };
     let declared = match req.headers().get(header::CONTENT_LENGTH) {
         None => None,
         Some(v) => match v.to_str().ok().and_then(|s| s.parse::<usize>().ok()) {
@@ -175,7 +213,12 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| reply(StatusCode::BAD_REQUEST, &format!("could not read body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            reply(
+                StatusCode::BAD_REQUEST,
+                &format!("could not read body: {e}"),
+            )
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -214,7 +257,11 @@ fn query_matches(req: &HttpRequest, webhook: Option<&str>) -> bool {
 }
 
 /// Which event this is and which handler takes it, or `None` to acknowledge without running.
-fn dispatch_target(module: &Module, envelope: &Envelope<'_>, progress: &Progress) -> Option<(Event, HandlerKind)> {
+fn dispatch_target(
+    module: &Module,
+    envelope: &Envelope<'_>,
+    progress: &Progress,
+) -> Option<(Event, HandlerKind)> {
     let (event, kind) = match &envelope.status {
         Status::Starting => (Event::Start, HandlerKind::Start),
         Status::Processing => {
@@ -224,7 +271,9 @@ fn dispatch_target(module: &Module, envelope: &Envelope<'_>, progress: &Progress
                 (Event::Logs, HandlerKind::Logs)
             }
         }
-        Status::Aborted if module.handler(HandlerKind::Aborted).is_none() => (Event::Completed, HandlerKind::Canceled),
+        Status::Aborted if module.handler(HandlerKind::Aborted).is_none() => {
+            (Event::Completed, HandlerKind::Canceled)
+        }
         status => (Event::Completed, HandlerKind::for_terminal(status)?),
     };
     if envelope.status.is_terminal() {
@@ -266,11 +315,20 @@ async fn claim(
     envelope: &Envelope<'_>,
     event: Event,
 ) -> Result<Claimed, StoreError> {
-    let mut claims = Claims { webhook: None, terminal: None, prediction_id: envelope.id.clone() };
+    let mut claims = Claims {
+        webhook: None,
+        terminal: None,
+        prediction_id: envelope.id.clone(),
+    };
     let key = dedupe::webhook_key(webhook_id);
     match store.claim(&key, config.lease).await? {
         Claim::Acquired(token) => claims.webhook = Some((key, token)),
-        Claim::Done => return Ok(Claimed::Skip(reply(StatusCode::OK, "duplicate delivery; already handled"))),
+        Claim::Done => {
+            return Ok(Claimed::Skip(reply(
+                StatusCode::OK,
+                "duplicate delivery; already handled",
+            )));
+        }
         Claim::InFlight { retry_after } => return Ok(Claimed::Skip(in_flight(retry_after))),
     }
     let guarded = async {
@@ -295,7 +353,9 @@ async fn claim(
             Ok(Claimed::Skip(in_flight(retry_after)))
         }
         Ok(Some(skip)) => {
-            store.complete(&webhook_key, &token, config.webhook_ttl).await?;
+            store
+                .complete(&webhook_key, &token, config.webhook_ttl)
+                .await?;
             let message = match skip {
                 Skip::Done => "prediction already handled for this status",
                 _ => "stale event: the prediction already finished",
@@ -346,12 +406,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     format!("handler panicked: {text}")
 }
 
-async fn finish(claims: &Claims, config: &WebhookConfig, envelope: &Envelope<'_>, message: &str) -> HttpResponse {
+async fn finish(
+    claims: &Claims,
+    config: &WebhookConfig,
+    envelope: &Envelope<'_>,
+    message: &str,
+) -> HttpResponse {
     let store = &*config.store;
     let result = async {
         if let Some((key, token)) = &claims.terminal {
             store.complete(key, token, config.terminal_ttl).await?;
-            store.mark_done(&dedupe::finished_key(&claims.prediction_id), config.terminal_ttl).await?;
+            store
+                .mark_done(
+                    &dedupe::finished_key(&claims.prediction_id),
+                    config.terminal_ttl,
+                )
+                .await?;
         }
         if let Some((key, token)) = &claims.webhook {
             store.complete(key, token, config.webhook_ttl).await?;
@@ -387,7 +457,9 @@ fn in_flight(retry_after: Duration) -> HttpResponse {
 }
 
 fn reply(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(message.to_owned())
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(message.to_owned())
 }
 
 /// The last output seen per prediction, to tell `output` deliveries from `logs` ones.
@@ -406,7 +478,10 @@ impl Progress {
             return false;
         };
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(output);
-        let mut map = self.last_output.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .last_output
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= Self::CAPACITY && !map.contains_key(prediction) {
             map.clear();
         }
@@ -414,7 +489,9 @@ impl Progress {
     }
 
     fn forget(&self, prediction: &str) {
-        self.last_output.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(prediction);
+        self.last_output
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(prediction);
     }
 }
-

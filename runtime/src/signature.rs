@@ -88,7 +88,8 @@ impl Secret {
     }
 
     fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.as_bytes());
@@ -191,7 +192,10 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier accepting any of `secrets` (several during a rotation).
     pub fn new(secrets: Vec<Secret>) -> Self {
-        Self { secrets, tolerance: DEFAULT_TOLERANCE }
+        Self {
+            secrets,
+            tolerance: DEFAULT_TOLERANCE,
+        }
     }
 
     /// Sets the allowed clock difference, in both directions.
@@ -207,7 +211,13 @@ impl Verifier {
     }
 
     /// Verifies one delivery against the current clock.
-    pub fn verify(&self, id: &str, timestamp: &str, signature: &str, body: &[u8]) -> Result<(), VerifyError> {
+    pub fn verify(
+        &self,
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<(), VerifyError> {
         self.verify_at(id, timestamp, signature, body, unix_now())
     }
 
@@ -237,9 +247,9 @@ impl Verifier {
         for secret in &self.secrets {
             let expected = secret.mac(id, timestamp, body).finalize().into_bytes();
             // Compare every candidate, so the time taken does not reveal which one matched.
-            let matched = candidates
-                .iter()
-                .fold(subtle::Choice::from(0), |acc, tag| acc | tag.ct_eq(expected.as_slice()));
+            let matched = candidates.iter().fold(subtle::Choice::from(0), |acc, tag| {
+                acc | tag.ct_eq(expected.as_slice())
+            });
             if bool::from(matched) {
                 return Ok(());
             }
@@ -249,7 +259,10 @@ impl Verifier {
 }
 
 fn decode_tag(b64: &str) -> Option<[u8; MAC_LEN]> {
-    let bytes = STANDARD.decode(b64).or_else(|_| STANDARD_NO_PAD.decode(b64)).ok()?;
+    let bytes = STANDARD
+        .decode(b64)
+        .or_else(|_| STANDARD_NO_PAD.decode(b64))
+        .ok()?;
     bytes.try_into().ok()
 }
 
@@ -310,8 +323,14 @@ mod tests {
     #[test]
     fn tolerance_applies_in_both_directions() {
         let v = verifier();
-        assert_eq!(v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 300), Ok(()));
-        assert_eq!(v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 - 300), Ok(()));
+        assert_eq!(
+            v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 300),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 - 300),
+            Ok(())
+        );
         assert_eq!(
             v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 301),
             Err(VerifyError::TimestampOutOfTolerance)
@@ -321,7 +340,10 @@ mod tests {
             Err(VerifyError::TimestampOutOfTolerance)
         );
         let wide = verifier().tolerance(Duration::from_secs(3600));
-        assert_eq!(wide.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 3000), Ok(()));
+        assert_eq!(
+            wide.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330 + 3000),
+            Ok(())
+        );
     }
 
     #[test]
@@ -341,13 +363,19 @@ mod tests {
     #[test]
     fn rotation_accepts_any_configured_secret() {
         let v = Verifier::new(vec![Secret::generate(), Secret::parse(SECRET).unwrap()]);
-        assert_eq!(v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330), Ok(()));
+        assert_eq!(
+            v.verify_at(ID, "1614265330", SIG, BODY, 1_614_265_330),
+            Ok(())
+        );
     }
 
     #[test]
     fn malformed_entries_are_skipped_not_fatal() {
         let sig = format!("v1 v1,abc ,,, v1,!!!! {SIG}");
-        assert_eq!(verifier().verify_at(ID, "1614265330", &sig, BODY, 1_614_265_330), Ok(()));
+        assert_eq!(
+            verifier().verify_at(ID, "1614265330", &sig, BODY, 1_614_265_330),
+            Ok(())
+        );
     }
 
     #[test]
@@ -360,7 +388,10 @@ mod tests {
         assert_eq!(Secret::parse("whsec_YWI=").unwrap().key, b"ab");
         assert_eq!(Secret::parse("").unwrap_err(), SecretError::Empty);
         assert_eq!(Secret::parse("whsec_").unwrap_err(), SecretError::Empty);
-        assert_eq!(Secret::parse("whsec_***notbase64***").unwrap_err(), SecretError::NotBase64);
+        assert_eq!(
+            Secret::parse("whsec_***notbase64***").unwrap_err(),
+            SecretError::NotBase64
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@
 use actix_web::test::TestRequest;
 
 use crate::registry::DEFAULT_PATH;
-use crate::signature::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Secret, SignedHeaders};
+use crate::signature::{
+    self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Secret, SignedHeaders,
+};
 
 /// A prediction body to deliver, before signing.
 #[derive(Debug, Clone)]
@@ -93,7 +95,12 @@ impl TestDelivery {
     /// Signs the delivery.
     pub fn sign(&self, secret: &Secret) -> Signed {
         let headers = signature::sign(secret, &self.id, self.timestamp, &self.body);
-        Signed { body: self.body.clone(), headers, path: self.path.clone(), omit: None }
+        Signed {
+            body: self.body.clone(),
+            headers,
+            path: self.path.clone(),
+            omit: None,
+        }
     }
 
     /// Signs the delivery with a fresh random key: refused.
@@ -115,7 +122,12 @@ impl Signed {
     /// Changes one byte of the body after signing: refused.
     #[must_use]
     pub fn tampered(mut self) -> Self {
-        if let Some(last) = self.body.iter_mut().rev().find(|b| b.is_ascii_digit() || b.is_ascii_alphabetic()) {
+        if let Some(last) = self
+            .body
+            .iter_mut()
+            .rev()
+            .find(|b| b.is_ascii_digit() || b.is_ascii_alphabetic())
+        {
             *last = if *last == b'0' { b'1' } else { b'0' };
         } else {
             self.body.push(b' ');
@@ -176,13 +188,23 @@ pub fn new_prediction_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut raw = [0u8; 26];
     getrandom::fill(&mut raw).expect("the operating system's random source is unavailable");
-    raw.iter().map(|b| ALPHABET[usize::from(*b) % 32] as char).collect()
+    raw.iter()
+        .map(|b| ALPHABET[usize::from(*b) % 32] as char)
+        .collect()
 }
 
 /// A realistic prediction object, as Replicate would post it.
-pub fn sample_prediction(id: &str, model: &str, status: &str, output: serde_json::Value) -> serde_json::Value {
+pub fn sample_prediction(
+    id: &str,
+    model: &str,
+    status: &str,
+    output: serde_json::Value,
+) -> serde_json::Value {
     let now = time::OffsetDateTime::now_utc();
-    let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
     let terminal = matches!(status, "succeeded" | "failed" | "canceled" | "aborted");
     serde_json::json!({
         "id": id,

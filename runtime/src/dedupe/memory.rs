@@ -45,7 +45,10 @@ impl MemoryStore {
 
     /// A store holding at most `capacity` keys.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { inner: Mutex::new(Inner::default()), capacity: capacity.max(1) }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            capacity: capacity.max(1),
+        }
     }
 
     /// The number of keys held, expired ones included until they are swept.
@@ -60,7 +63,9 @@ impl MemoryStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map half-updated, so poisoning is moot.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -76,9 +81,12 @@ impl Inner {
             return;
         }
         self.entries.retain(|_, e| e.expires > now);
-        self.order.retain(|(k, at)| self.entries.get(k).is_some_and(|e| e.inserted == *at));
+        self.order
+            .retain(|(k, at)| self.entries.get(k).is_some_and(|e| e.inserted == *at));
         while self.entries.len() >= capacity {
-            let Some((key, at)) = self.order.pop_front() else { break };
+            let Some((key, at)) = self.order.pop_front() else {
+                break;
+            };
             if self.entries.get(&key).is_some_and(|e| e.inserted == at) {
                 self.entries.remove(&key);
             }
@@ -94,18 +102,29 @@ impl DedupeStore for MemoryStore {
         if let Some(entry) = inner.entries.get(key).filter(|e| e.expires > now) {
             return Ok(match entry.state {
                 State::Done => Claim::Done,
-                State::InFlight(_) => Claim::InFlight { retry_after: entry.expires - now },
+                State::InFlight(_) => Claim::InFlight {
+                    retry_after: entry.expires - now,
+                },
             });
         }
         inner.make_room(self.capacity, now);
         let token = ClaimToken::new();
-        let entry = Entry { state: State::InFlight(token.clone()), expires: now + lease, inserted: now };
+        let entry = Entry {
+            state: State::InFlight(token.clone()),
+            expires: now + lease,
+            inserted: now,
+        };
         inner.entries.insert(key.to_owned(), entry);
         inner.order.push_back((key.to_owned(), now));
         Ok(Claim::Acquired(token))
     }
 
-    async fn complete(&self, key: &str, token: &ClaimToken, ttl: Duration) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if let Some(entry) = inner.entries.get_mut(key)
             && matches!(&entry.state, State::InFlight(t) if t == token)
@@ -118,7 +137,11 @@ impl DedupeStore for MemoryStore {
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        if inner.entries.get(key).is_some_and(|e| matches!(&e.state, State::InFlight(t) if t == token)) {
+        if inner
+            .entries
+            .get(key)
+            .is_some_and(|e| matches!(&e.state, State::InFlight(t) if t == token))
+        {
             inner.entries.remove(key);
         }
         Ok(())
@@ -126,7 +149,11 @@ impl DedupeStore for MemoryStore {
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
         let now = Instant::now();
-        Ok(self.lock().entries.get(key).is_some_and(|e| e.expires > now && matches!(e.state, State::Done)))
+        Ok(self
+            .lock()
+            .entries
+            .get(key)
+            .is_some_and(|e| e.expires > now && matches!(e.state, State::Done)))
     }
 }
 
@@ -140,8 +167,13 @@ mod tests {
     #[tokio::test]
     async fn claim_complete_then_done() {
         let store = MemoryStore::new();
-        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else { panic!("first claim") };
-        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else {
+            panic!("first claim")
+        };
+        assert!(matches!(
+            store.claim("k", LEASE).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
         assert!(!store.is_done("k").await.unwrap());
         store.complete("k", &token, TTL).await.unwrap();
         assert_eq!(store.claim("k", LEASE).await.unwrap(), Claim::Done);
@@ -151,21 +183,33 @@ mod tests {
     #[tokio::test]
     async fn release_lets_a_retry_claim_again() {
         let store = MemoryStore::new();
-        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else { panic!() };
+        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else {
+            panic!()
+        };
         store.release("k", &token).await.unwrap();
-        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::Acquired(_)));
+        assert!(matches!(
+            store.claim("k", LEASE).await.unwrap(),
+            Claim::Acquired(_)
+        ));
     }
 
     #[tokio::test]
     async fn a_stale_token_cannot_release_or_complete() {
         let store = MemoryStore::new();
-        let Claim::Acquired(_) = store.claim("k", Duration::ZERO).await.unwrap() else { panic!() };
+        let Claim::Acquired(_) = store.claim("k", Duration::ZERO).await.unwrap() else {
+            panic!()
+        };
         // The zero lease expired at once, so a second worker takes the key over.
-        let Claim::Acquired(second) = store.claim("k", LEASE).await.unwrap() else { panic!("takeover") };
+        let Claim::Acquired(second) = store.claim("k", LEASE).await.unwrap() else {
+            panic!("takeover")
+        };
         let stale = ClaimToken::new();
         store.release("k", &stale).await.unwrap();
         store.complete("k", &stale, TTL).await.unwrap();
-        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        assert!(matches!(
+            store.claim("k", LEASE).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
         store.complete("k", &second, TTL).await.unwrap();
         assert!(store.is_done("k").await.unwrap());
     }
@@ -175,7 +219,10 @@ mod tests {
         let store = MemoryStore::new();
         store.mark_done("k", Duration::ZERO).await.unwrap();
         assert!(!store.is_done("k").await.unwrap());
-        assert!(matches!(store.claim("k", LEASE).await.unwrap(), Claim::Acquired(_)));
+        assert!(matches!(
+            store.claim("k", LEASE).await.unwrap(),
+            Claim::Acquired(_)
+        ));
     }
 
     #[tokio::test]

@@ -72,7 +72,9 @@ pub struct StoreError {
 impl StoreError {
     /// Wraps a backend error message. Callers must not put secrets (connection passwords) in it.
     pub fn new(message: impl fmt::Display) -> Self {
-        Self { message: message.to_string() }
+        Self {
+            message: message.to_string(),
+        }
     }
 }
 
@@ -86,7 +88,12 @@ pub trait DedupeStore: Send + Sync + 'static {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError>;
 
     /// Marks a claimed key done for `ttl`. A no-op when `token` no longer owns the key.
-    async fn complete(&self, key: &str, token: &ClaimToken, ttl: Duration) -> Result<(), StoreError>;
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
 
     /// Drops a claim so a retry can take it. A no-op when `token` no longer owns the key.
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError>;
