@@ -1,1 +1,162 @@
-fn main() {}
+//! The quickstart receiver: every Replicate webhook for any model, verified, deduplicated and
+//! printed as one line per handler run.
+//!
+//! ```text
+//! cargo run -p replicate-webhook-examples --bin quickstart
+//! ```
+//!
+//! Reads `REPLICATE_WEBHOOK_SECRET` (one or more `whsec_…` secrets; when unset, a development
+//! secret is generated and printed on stderr), `REPLICATE_WEBHOOK_STORE` (default `memory`) and
+//! `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`.
+
+use std::process::ExitCode;
+
+use actix_web::{App, HttpServer};
+use replicate_webhook::{ConfigError, Prediction, Secret, WebhookConfig, replicate_webhook};
+
+/// Any model, every event.
+#[replicate_webhook(model = "*", events = ["start", "output", "logs", "completed"])]
+mod any_model {
+    use replicate_webhook::{HandlerError, Prediction};
+
+    use super::print;
+
+    pub async fn on_start(p: Prediction) -> Result<(), HandlerError> {
+        print("on_start", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_output(p: Prediction) -> Result<(), HandlerError> {
+        print("on_output", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
+        print("on_logs", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
+        print("on_succeeded", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
+        let error = format!(" error={:?}", p.error.as_deref().unwrap_or_default());
+        print("on_failed", &p, &error);
+        Ok(())
+    }
+
+    pub async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
+        print("on_canceled", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_aborted(p: Prediction) -> Result<(), HandlerError> {
+        print("on_aborted", &p, "");
+        Ok(())
+    }
+}
+
+/// `replicate/hello-world` returns a string: its handlers get it typed.
+#[replicate_webhook(model = "replicate/hello-world", events = ["start", "output", "logs", "completed"])]
+mod hello_world {
+    use replicate_webhook::{DecodeError, HandlerError, Prediction};
+
+    use super::print;
+
+    pub async fn on_start(p: Prediction) -> Result<(), HandlerError> {
+        print("on_start", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_output(p: Prediction<String>) -> Result<(), HandlerError> {
+        let output = format!(" output={:?}", p.output.as_deref().unwrap_or_default());
+        print("on_output", &p, &output);
+        Ok(())
+    }
+
+    pub async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
+        print("on_logs", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_succeeded(p: Prediction<String>) -> Result<(), HandlerError> {
+        let output = format!(" output={:?}", p.output.as_deref().unwrap_or_default());
+        print("on_succeeded", &p, &output);
+        Ok(())
+    }
+
+    pub async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
+        let error = format!(" error={:?}", p.error.as_deref().unwrap_or_default());
+        print("on_failed", &p, &error);
+        Ok(())
+    }
+
+    pub async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
+        print("on_canceled", &p, "");
+        Ok(())
+    }
+
+    pub async fn on_decode_error(e: DecodeError) -> Result<(), HandlerError> {
+        let id = e.prediction().map(|p| p.id).unwrap_or_default();
+        println!("on_decode_error id={id} error={:?}", e.message());
+        Ok(())
+    }
+}
+
+/// One stdout line per handler run: `<handler> id=<id> model=<model> status=<status>…`.
+fn print<O, I>(handler: &str, p: &Prediction<O, I>, extra: &str) {
+    println!("{handler} id={} model={} status={}{extra}", p.id, p.model, p.status);
+}
+
+fn config() -> Result<WebhookConfig, ConfigError> {
+    match WebhookConfig::from_env() {
+        Err(ConfigError::MissingSecret) => {
+            let secret = Secret::generate();
+            eprintln!(
+                "REPLICATE_WEBHOOK_SECRET is not set; using a development secret for this run:\n  \
+                 REPLICATE_WEBHOOK_SECRET={}",
+                secret.expose()
+            );
+            Ok(WebhookConfig::new(secret))
+        }
+        other => other,
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
+        )
+        .init();
+    let config = match config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("quickstart: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    // Fail before binding when the route table is wrong, instead of in every worker.
+    if let Err(e) = replicate_webhook::try_configure(config.clone()) {
+        eprintln!("quickstart: {e}");
+        return ExitCode::from(2);
+    }
+    match actix_web::rt::System::new().block_on(serve(config, &bind)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quickstart: cannot serve on {bind}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: WebhookConfig, bind: &str) -> std::io::Result<()> {
+    let server = HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
+        .bind(bind)?;
+    eprintln!("quickstart: listening on http://{bind}/webhooks/replicate");
+    server.run().await
+}
