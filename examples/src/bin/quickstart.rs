@@ -21,38 +21,38 @@ mod any_model {
 
     use super::print;
 
-    pub async fn on_start(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_start(p: Prediction) -> Result<(), HandlerError> {
         print("on_start", &p, "");
         Ok(())
     }
 
-    pub async fn on_output(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_output(p: Prediction) -> Result<(), HandlerError> {
         print("on_output", &p, "");
         Ok(())
     }
 
-    pub async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
         print("on_logs", &p, "");
         Ok(())
     }
 
-    pub async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
         print("on_succeeded", &p, "");
         Ok(())
     }
 
-    pub async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
         let error = format!(" error={:?}", p.error.as_deref().unwrap_or_default());
         print("on_failed", &p, &error);
         Ok(())
     }
 
-    pub async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
         print("on_canceled", &p, "");
         Ok(())
     }
 
-    pub async fn on_aborted(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_aborted(p: Prediction) -> Result<(), HandlerError> {
         print("on_aborted", &p, "");
         Ok(())
     }
@@ -65,40 +65,40 @@ mod hello_world {
 
     use super::print;
 
-    pub async fn on_start(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_start(p: Prediction) -> Result<(), HandlerError> {
         print("on_start", &p, "");
         Ok(())
     }
 
-    pub async fn on_output(p: Prediction<String>) -> Result<(), HandlerError> {
+    async fn on_output(p: Prediction<String>) -> Result<(), HandlerError> {
         let output = format!(" output={:?}", p.output.as_deref().unwrap_or_default());
         print("on_output", &p, &output);
         Ok(())
     }
 
-    pub async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
         print("on_logs", &p, "");
         Ok(())
     }
 
-    pub async fn on_succeeded(p: Prediction<String>) -> Result<(), HandlerError> {
+    async fn on_succeeded(p: Prediction<String>) -> Result<(), HandlerError> {
         let output = format!(" output={:?}", p.output.as_deref().unwrap_or_default());
         print("on_succeeded", &p, &output);
         Ok(())
     }
 
-    pub async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
         let error = format!(" error={:?}", p.error.as_deref().unwrap_or_default());
         print("on_failed", &p, &error);
         Ok(())
     }
 
-    pub async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
         print("on_canceled", &p, "");
         Ok(())
     }
 
-    pub async fn on_decode_error(e: DecodeError) -> Result<(), HandlerError> {
+    async fn on_decode_error(e: DecodeError) -> Result<(), HandlerError> {
         let id = e.prediction().map(|p| p.id).unwrap_or_default();
         println!("on_decode_error id={id} error={:?}", e.message());
         Ok(())

@@ -1,0 +1,133 @@
+//! The README's main job, as a user runs it: the quickstart binary on a loopback port, fed by the
+//! `send-test-delivery` binary over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+struct Quickstart {
+    child: Child,
+    stdout: Receiver<String>,
+    /// Kept so the reader thread keeps draining the pipe and the child never blocks on it.
+    _stderr: Receiver<String>,
+    /// Stderr lines printed before the server listened.
+    banner: Vec<String>,
+    url: String,
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(secret: Option<&str>) -> Quickstart {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
+    cmd.env("BIND", format!("127.0.0.1:{port}")).env_remove("REPLICATE_WEBHOOK_STORE").env("RUST_LOG", "warn");
+    match secret {
+        Some(s) => cmd.env("REPLICATE_WEBHOOK_SECRET", s),
+        None => cmd.env_remove("REPLICATE_WEBHOOK_SECRET"),
+    };
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let banner = wait_for(&stderr, "listening on");
+    Quickstart { child, stdout, _stderr: stderr, banner, url: format!("http://127.0.0.1:{port}/webhooks/replicate") }
+}
+
+/// The lines up to and including the first one containing `needle`.
+fn wait_for(rx: &Receiver<String>, needle: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.contains(needle);
+                seen.push(line);
+                if done {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no line containing {needle:?} in {seen:?}: {e}"),
+        }
+    }
+}
+
+fn send(url: &str, secret: &str, status: &str, model: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_send-test-delivery"))
+        .args([url, status, model])
+        .env("REPLICATE_WEBHOOK_SECRET", secret)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn prints_one_line_per_handler_run() {
+    let q = start(Some(SECRET));
+    assert!(send(&q.url, SECRET, "succeeded", "replicate/hello-world").starts_with("200 "));
+    let line = q.stdout.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(line.starts_with("on_succeeded id="), "{line}");
+    assert!(line.contains(" model=replicate/hello-world"), "{line}");
+    assert!(line.ends_with(r#"output="hello Alice""#), "{line}");
+
+    // Any other model reaches the catch-all module.
+    assert!(send(&q.url, SECRET, "starting", "acme/other").starts_with("200 "));
+    let line = q.stdout.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(line.starts_with("on_start id=") && line.contains(" model=acme/other"), "{line}");
+
+    // A delivery signed with another key is refused and prints nothing.
+    let other = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    assert!(send(&q.url, other, "succeeded", "acme/other").starts_with("401 "));
+    assert!(q.stdout.recv_timeout(Duration::from_millis(300)).is_err());
+}
+
+#[test]
+fn without_a_secret_it_generates_and_prints_one() {
+    let q = start(None);
+    let seen = &q.banner;
+    let secret_line = seen.iter().find_map(|l| l.trim().strip_prefix("REPLICATE_WEBHOOK_SECRET=")).map(str::to_owned);
+    let secret = secret_line.unwrap_or_else(|| panic!("no generated secret in {seen:?}"));
+    assert!(secret.starts_with("whsec_"));
+    assert!(send(&q.url, &secret, "failed", "acme/other").starts_with("200 "));
+    let line = q.stdout.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(line.starts_with("on_failed id="), "{line}");
+}
+
+#[test]
+fn an_invalid_secret_exits_non_zero_and_serves_nothing() {
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("REPLICATE_WEBHOOK_SECRET", "whsec_***notbase64***")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REPLICATE_WEBHOOK_SECRET") && stderr.contains("invalid"), "{stderr}");
+    assert!(!stderr.contains("notbase64"), "the secret must not be echoed: {stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
