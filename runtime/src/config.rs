@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dedupe::{DedupeStore, MemoryStore};
+use crate::progress::Progress;
 use crate::registry::Module;
 use crate::signature::{DEFAULT_TOLERANCE, Secret, SecretError, Verifier};
 
@@ -26,6 +27,8 @@ pub struct WebhookConfig {
     pub(crate) signed_query: bool,
     pub(crate) modules: Vec<Module>,
     pub(crate) collect_registered: bool,
+    /// Shared by every worker, so `output` and `logs` are told apart whichever worker answers.
+    pub(crate) progress: Arc<Progress>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -90,6 +93,7 @@ impl WebhookConfig {
             signed_query: false,
             modules: Vec::new(),
             collect_registered: true,
+            progress: Arc::new(Progress::default()),
         }
     }
 

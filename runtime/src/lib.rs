@@ -63,7 +63,9 @@ pub mod dedupe;
 mod error;
 mod handler;
 mod prediction;
+mod progress;
 mod registry;
+pub mod schema_check;
 mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
@@ -74,7 +76,7 @@ pub use error::HandlerError;
 pub use handler::{Call, DecodeError, HandlerInput, HandlerKind, HandlerReturn, Outcome};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};
 pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError, WebhookSpec};
-pub use replicate_webhook_macros::replicate_webhook;
+pub use replicate_webhook_macros::{replicate_model, replicate_webhook};
 pub use service::{configure, try_configure};
 pub use signature::Secret;
 pub use url::Url;
@@ -124,12 +126,10 @@ pub mod __private {
 
     /// Runs the extractor of a further handler argument; spanned at the user's argument type.
     pub async fn extract<T: Extractor>(call: &Call, position: usize) -> Result<T, Outcome> {
-        call.extract::<T>()
-            .await
-            .map_err(|e| Outcome::Extract {
-                position,
-                message: e.to_string(),
-            })
+        call.extract::<T>().await.map_err(|e| Outcome::Extract {
+            position,
+            message: e.to_string(),
+        })
     }
 
     /// Asserts at compile time that a further handler argument is an actix extractor.

@@ -2,9 +2,8 @@
 //! in one straight line: size limit → verify → decode envelope → route → dedupe claim →
 //! typed decode → dispatch → respond.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -19,6 +18,7 @@ use crate::config::WebhookConfig;
 use crate::dedupe::{self, Claim, ClaimToken, DedupeStore, StoreError};
 use crate::handler::{Call, HandlerKind, Outcome};
 use crate::prediction::{Event, Status};
+use crate::progress::Progress;
 use crate::registry::{self, Module, Route, SetupError};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
 
@@ -42,15 +42,12 @@ pub fn try_configure(
         modules.extend(registry::registrations().map(Module::from_registration));
     }
     let routes = registry::build_routes(modules)?;
-    let shared = Arc::new(Shared {
-        config,
-        progress: Progress::default(),
-    });
+    let config = Arc::new(config);
     Ok(move |cfg: &mut web::ServiceConfig| {
         for (path, route) in routes {
             log_route(&path, &route);
             let state = web::Data::new(Endpoint {
-                shared: shared.clone(),
+                config: config.clone(),
                 route,
             });
             cfg.service(
@@ -77,13 +74,8 @@ fn log_route(path: &str, route: &Route) {
     }
 }
 
-struct Shared {
-    config: WebhookConfig,
-    progress: Progress,
-}
-
 struct Endpoint {
-    shared: Arc<Shared>,
+    config: Arc<WebhookConfig>,
     route: Route,
 }
 
@@ -106,8 +98,7 @@ async fn receive(
     payload: web::Payload,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
-    let shared = &endpoint.shared;
-    let config = &shared.config;
+    let config = &*endpoint.config;
 
     let body = match read_body(&req, payload, config.body_limit).await {
         Ok(body) => body,
@@ -139,20 +130,32 @@ async fn receive(
         );
     }
     let span = tracing::info_span!("delivery", prediction = envelope.id, model = envelope.model, status = %envelope.status);
-    let _enter = span.enter();
+    let guard = span.enter();
 
     let Some(module) = endpoint.route.module_for(&envelope.model) else {
         tracing::info!("no module handles this model; acknowledged");
         return reply(StatusCode::OK, "no handler for this model");
     };
-    let Some((event, kind)) = dispatch_target(module, &envelope, &shared.progress) else {
-        tracing::debug!("not subscribed or no handler; acknowledged");
+    let target = dispatch_target(module, &envelope, &config.progress);
+    drop(guard);
+    let Some((event, kind)) = target else {
+        if envelope.status.is_terminal() {
+            // Even unhandled, a terminal status ends the prediction: later intermediate
+            // deliveries to this receiver are stale.
+            let key = dedupe::finished_key(&envelope.id);
+            if let Err(e) = config.store.mark_done(&key, config.terminal_ttl).await {
+                tracing::warn!(prediction = envelope.id, error = %e, "could not record the terminal status");
+            }
+        }
+        tracing::debug!(
+            prediction = envelope.id,
+            "not subscribed or no handler; acknowledged"
+        );
         return reply(StatusCode::OK, "not subscribed");
     };
     let webhook_id = header_str(req.headers(), HEADER_ID)
         .unwrap_or_default()
         .to_owned();
-    drop(_enter);
 
     let claims = match claim(&*config.store, config, &webhook_id, &envelope, event).await {
         Ok(Claimed::Run(claims)) => claims,
@@ -265,7 +268,10 @@ fn dispatch_target(
     let (event, kind) = match &envelope.status {
         Status::Starting => (Event::Start, HandlerKind::Start),
         Status::Processing => {
-            if progress.output_changed(&envelope.id, envelope.output.map(|o| o.get())) {
+            if progress.output_changed(
+                &envelope.id,
+                envelope.output.map(serde_json::value::RawValue::get),
+            ) {
                 (Event::Output, HandlerKind::Output)
             } else {
                 (Event::Logs, HandlerKind::Logs)
@@ -460,38 +466,4 @@ fn reply(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
         .body(message.to_owned())
-}
-
-/// The last output seen per prediction, to tell `output` deliveries from `logs` ones.
-/// Per process and bounded: a heuristic, since the body carries no event name.
-#[derive(Default)]
-struct Progress {
-    last_output: Mutex<HashMap<String, u64>>,
-}
-
-impl Progress {
-    const CAPACITY: usize = 10_000;
-
-    fn output_changed(&self, prediction: &str, output: Option<&str>) -> bool {
-        use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
-        let Some(output) = output.filter(|o| *o != "null") else {
-            return false;
-        };
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(output);
-        let mut map = self
-            .last_output
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= Self::CAPACITY && !map.contains_key(prediction) {
-            map.clear();
-        }
-        map.insert(prediction.to_owned(), hash) != Some(hash)
-    }
-
-    fn forget(&self, prediction: &str) {
-        self.last_output
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(prediction);
-    }
 }

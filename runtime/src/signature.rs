@@ -175,8 +175,7 @@ impl VerifyError {
             Self::MissingHeader(_) => "missing-header",
             Self::DuplicateHeader(_) => "duplicate-header",
             Self::InvalidHeader(_) => "invalid-header",
-            Self::MalformedTimestamp => "timestamp",
-            Self::TimestampOutOfTolerance => "timestamp",
+            Self::MalformedTimestamp | Self::TimestampOutOfTolerance => "timestamp",
             Self::NoMatch => "signature",
         }
     }

@@ -206,13 +206,12 @@ pub fn sample_prediction(
             .unwrap_or_default()
     };
     let terminal = matches!(status, "succeeded" | "failed" | "canceled" | "aborted");
-    serde_json::json!({
+    let mut prediction = serde_json::json!({
         "id": id,
         "model": model,
         "version": "hidden",
         "input": {"prompt": "an astronaut riding a horse"},
         "logs": if status == "starting" { serde_json::Value::Null } else { "Generating...\n".into() },
-        "output": output,
         "error": if status == "failed" { "CUDA out of memory".into() } else { serde_json::Value::Null },
         "status": status,
         "created_at": fmt(now - time::Duration::seconds(3)),
@@ -226,5 +225,7 @@ pub fn sample_prediction(
             "cancel": format!("https://api.replicate.com/v1/predictions/{id}/cancel"),
             "web": format!("https://replicate.com/p/{id}"),
         },
-    })
+    });
+    prediction["output"] = output;
+    prediction
 }

@@ -1,5 +1,10 @@
 //! Shared helpers for the end-to-end tests: a real server on 127.0.0.1 and a real HTTP client.
 
+// The README's examples are compiled as doc-tests here, so what it shows keeps compiling.
+#[doc = include_str!("../../README.md")]
+#[allow(clippy::doc_markdown)]
+mod readme {}
+
 use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, web};

@@ -437,3 +437,18 @@ fn configure_without_handlers_panics_with_the_fix() {
     let err = replicate_webhook::try_configure(config).err().expect("no modules must be an error");
     assert!(err.to_string().contains("use that_crate as _;"), "{err}");
 }
+
+#[actix_web::test]
+async fn an_unsubscribed_terminal_status_still_makes_later_events_stale() {
+    let secret = Secret::generate();
+    let log = Log::default();
+    let module = recording_module(&log).events([Event::Start, Event::Output]);
+    let srv = server(&secret, module);
+    let id = new_prediction_id();
+    let done = delivery(&id, "succeeded", json!("x")).sign(&secret);
+    assert_eq!(srv.deliver(&done).await, (200, "not subscribed".to_owned()));
+    let late = delivery(&id, "processing", json!("partial")).sign(&secret);
+    let (status, text) = srv.deliver(&late).await;
+    assert_eq!((status, text.as_str()), (200, "stale event: the prediction already finished"));
+    assert!(log.entries().is_empty());
+}

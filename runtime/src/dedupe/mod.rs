@@ -22,7 +22,11 @@ impl ClaimToken {
     pub fn new() -> Self {
         let mut raw = [0u8; 16];
         getrandom::fill(&mut raw).expect("the operating system's random source is unavailable");
-        Self(raw.iter().map(|b| format!("{b:02x}")).collect())
+        Self(raw.iter().fold(String::with_capacity(32), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        }))
     }
 
     /// The token's text, for stores that persist it.
