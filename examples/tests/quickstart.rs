@@ -38,22 +38,38 @@ fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(secret: Option<&str>) -> Quickstart {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
-    cmd.env("BIND", format!("127.0.0.1:{port}")).env_remove("REPLICATE_WEBHOOK_STORE").env("RUST_LOG", "warn");
+    cmd.env("BIND", format!("127.0.0.1:{port}"))
+        .env_remove("REPLICATE_WEBHOOK_STORE")
+        .env("RUST_LOG", "warn");
     match secret {
         Some(s) => cmd.env("REPLICATE_WEBHOOK_SECRET", s),
         None => cmd.env_remove("REPLICATE_WEBHOOK_SECRET"),
     };
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stdout = lines(child.stdout.take().unwrap());
     let stderr = lines(child.stderr.take().unwrap());
     let banner = wait_for(&stderr, "listening on");
-    Quickstart { child, stdout, _stderr: stderr, banner, url: format!("http://127.0.0.1:{port}/webhooks/replicate") }
+    Quickstart {
+        child,
+        stdout,
+        _stderr: stderr,
+        banner,
+        url: format!("http://127.0.0.1:{port}/webhooks/replicate"),
+    }
 }
 
 /// The lines up to and including the first one containing `needle`.
@@ -96,7 +112,10 @@ fn prints_one_line_per_handler_run() {
     // Any other model reaches the catch-all module.
     assert!(send(&q.url, SECRET, "starting", "acme/other").starts_with("200 "));
     let line = q.stdout.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(line.starts_with("on_start id=") && line.contains(" model=acme/other"), "{line}");
+    assert!(
+        line.starts_with("on_start id=") && line.contains(" model=acme/other"),
+        "{line}"
+    );
 
     // A delivery signed with another key is refused and prints nothing.
     let other = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -108,7 +127,10 @@ fn prints_one_line_per_handler_run() {
 fn without_a_secret_it_generates_and_prints_one() {
     let q = start(None);
     let seen = &q.banner;
-    let secret_line = seen.iter().find_map(|l| l.trim().strip_prefix("REPLICATE_WEBHOOK_SECRET=")).map(str::to_owned);
+    let secret_line = seen
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("REPLICATE_WEBHOOK_SECRET="))
+        .map(str::to_owned);
     let secret = secret_line.unwrap_or_else(|| panic!("no generated secret in {seen:?}"));
     assert!(secret.starts_with("whsec_"));
     assert!(send(&q.url, &secret, "failed", "acme/other").starts_with("200 "));
@@ -126,8 +148,14 @@ fn an_invalid_secret_exits_non_zero_and_serves_nothing() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("REPLICATE_WEBHOOK_SECRET") && stderr.contains("invalid"), "{stderr}");
-    assert!(!stderr.contains("notbase64"), "the secret must not be echoed: {stderr}");
+    assert!(
+        stderr.contains("REPLICATE_WEBHOOK_SECRET") && stderr.contains("invalid"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("notbase64"),
+        "the secret must not be echoed: {stderr}"
+    );
     assert!(out.stdout.is_empty());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }

@@ -114,10 +114,11 @@ impl ClientError {
 
 /// How failed calls are retried.
 ///
-/// `429 Too Many Requests` is retried for every call; `5xx` answers and transport failures are
-/// retried for reads and cancels, and for creates only when
-/// [`retry_creates_on_server_error`](Self::retry_creates_on_server_error) is set, since a create
-/// whose answer was lost may have created a prediction.
+/// `429 Too Many Requests`, `5xx` answers and transport failures are retried with exponential
+/// backoff (honouring `Retry-After`). A create whose answer was lost may still have created a
+/// prediction, so a retried create can start a second one: set
+/// [`retry_creates_on_server_error`](Self::retry_creates_on_server_error) to `false` to retry
+/// creates on `429` only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Total attempts, the first included (1 = no retry).
@@ -126,7 +127,7 @@ pub struct RetryPolicy {
     pub initial_delay: Duration,
     /// Upper bound of one delay, `Retry-After` included.
     pub max_delay: Duration,
-    /// Retry creates on `5xx` and transport failures too.
+    /// Retry creates on `5xx` and transport failures too (default `true`).
     pub retry_creates_on_server_error: bool,
 }
 
@@ -136,7 +137,7 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             initial_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
-            retry_creates_on_server_error: false,
+            retry_creates_on_server_error: true,
         }
     }
 }
@@ -226,8 +227,15 @@ pub struct CreatePrediction<I> {
     input: I,
     webhook: Option<WebhookTarget>,
     events: Option<Vec<Event>>,
-    wait: Option<Option<u64>>,
+    wait: Option<Wait>,
     cancel_after: Option<String>,
+}
+
+/// `Prefer: wait` or `Prefer: wait=n`.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    Default,
+    Seconds(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -295,7 +303,7 @@ impl<I: Serialize> CreatePrediction<I> {
     /// the call returns when the prediction finished or the time is up.
     #[must_use]
     pub fn wait(mut self, seconds: Option<u64>) -> Self {
-        self.wait = Some(seconds);
+        self.wait = Some(seconds.map_or(Wait::Default, Wait::Seconds));
         self
     }
 
@@ -377,7 +385,7 @@ pub struct ModelVersion {
     /// The Cog version that built it.
     #[serde(default)]
     pub cog_version: Option<String>,
-    /// The OpenAPI document describing `Input` and `Output`.
+    /// The `OpenAPI` document describing `Input` and `Output`.
     #[serde(default)]
     pub openapi_schema: serde_json::Value,
 }
@@ -462,10 +470,10 @@ impl Client {
         let mut headers = HeaderMap::new();
         match request.wait {
             None => {}
-            Some(None) => {
+            Some(Wait::Default) => {
                 headers.insert("prefer", HeaderValue::from_static("wait"));
             }
-            Some(Some(n)) => {
+            Some(Wait::Seconds(n)) => {
                 if !(1..=60).contains(&n) {
                     return Err(ClientError::InvalidWait(n));
                 }
@@ -557,7 +565,7 @@ impl Client {
         Secret::parse(&key).map_err(|e| ClientError::Secret(e.to_string()))
     }
 
-    /// The OpenAPI schema of a model's latest version: `GET /models/{owner}/{name}` →
+    /// The `OpenAPI` schema of a model's latest version: `GET /models/{owner}/{name}` →
     /// `latest_version.openapi_schema`.
     pub async fn model_schema(&self, model: &str) -> Result<serde_json::Value, ClientError> {
         let (owner, name) = split_slug(model);
@@ -596,7 +604,7 @@ impl Client {
         Ok(version)
     }
 
-    /// The OpenAPI schema of one version.
+    /// The `OpenAPI` schema of one version.
     pub async fn version_schema(
         &self,
         model: &str,
@@ -642,7 +650,7 @@ impl Client {
                     Err(e) => e,
                 },
                 // `without_url`: keep the message free of anything but the failure itself.
-                Err(e) => ClientError::Transport(e.without_url().to_string()),
+                Err(e) => ClientError::Transport(describe(e)),
             };
             attempt += 1;
             let retry = match &error {
@@ -672,7 +680,7 @@ async fn read(response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        .map_err(|e| ClientError::Transport(describe(e)))?;
     if status.is_success() {
         return Ok(bytes.to_vec());
     }
@@ -681,6 +689,22 @@ async fn read(response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
         message: api_message(status, &bytes),
         retry_after,
     })
+}
+
+/// The error and its causes, without the URL ("error sending request: ... Connection refused").
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Replicate's errors are problem documents: `{"title": .., "detail": .., "status": ..}`.
@@ -703,10 +727,7 @@ fn api_message(status: StatusCode, body: &[u8]) -> String {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
             if text.is_empty() {
-                status
-                    .canonical_reason()
-                    .unwrap_or("no message")
-                    .to_owned()
+                status.canonical_reason().unwrap_or("no message").to_owned()
             } else {
                 text.to_owned()
             }
@@ -778,10 +799,7 @@ mod tests {
             serde_json::json!({"input": {"text": "Alice"}})
         );
         let by_deployment = CreatePrediction::deployment("acme/prod", &input);
-        assert_eq!(
-            by_deployment.path(),
-            "deployments/acme/prod/predictions"
-        );
+        assert_eq!(by_deployment.path(), "deployments/acme/prod/predictions");
     }
 
     #[test]
@@ -811,8 +829,14 @@ mod tests {
             .webhook(url, [Event::Completed])
             .body(None)
             .unwrap();
-        assert_eq!(body["webhook"], "https://example.com/hook?customId=123&x=a%20b");
-        assert_eq!(body["webhook_events_filter"], serde_json::json!(["completed"]));
+        assert_eq!(
+            body["webhook"],
+            "https://example.com/hook?customId=123&x=a%20b"
+        );
+        assert_eq!(
+            body["webhook_events_filter"],
+            serde_json::json!(["completed"])
+        );
     }
 
     #[test]
@@ -826,13 +850,18 @@ mod tests {
             api_message(StatusCode::UNAUTHORIZED, br#"{"detail":"Invalid token."}"#),
             "Invalid token."
         );
+        assert_eq!(api_message(StatusCode::BAD_GATEWAY, b""), "Bad Gateway");
         assert_eq!(
-            api_message(StatusCode::BAD_GATEWAY, b""),
-            "Bad Gateway"
+            api_message(StatusCode::BAD_GATEWAY, b"<html>oops"),
+            "<html>oops"
         );
-        assert_eq!(api_message(StatusCode::BAD_GATEWAY, b"<html>oops"), "<html>oops");
         let long = "x".repeat(2000);
-        assert!(api_message(StatusCode::BAD_REQUEST, long.as_bytes()).chars().count() <= 501);
+        assert!(
+            api_message(StatusCode::BAD_REQUEST, long.as_bytes())
+                .chars()
+                .count()
+                <= 501
+        );
     }
 
     #[test]

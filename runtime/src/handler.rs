@@ -91,7 +91,7 @@ impl fmt::Debug for Call {
         f.debug_struct("Call")
             .field("path", &self.req.path())
             .field("body_len", &self.body.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -76,7 +76,135 @@ pub use error::HandlerError;
 pub use handler::{Call, DecodeError, HandlerInput, HandlerKind, HandlerReturn, Outcome};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};
 pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError, WebhookSpec};
-pub use replicate_webhook_macros::{replicate_model, replicate_webhook};
+/// Generates typed `Input` and `Output` for a model from its pinned `openapi_schema` file.
+///
+/// ```ignore
+/// use replicate_webhook::replicate_model;
+///
+/// // The file: `GET /v1/models/{owner}/{name}` (or the version, or its `openapi_schema`),
+/// // path relative to this crate's Cargo.toml.
+/// #[replicate_model(schema = "schemas/black-forest-labs/flux-schnell.json")]
+/// mod flux {}
+///
+/// let input = flux::Input {
+///     aspect_ratio: flux::AspectRatio::V16_9,
+///     seed: Some(42),
+///     ..flux::Input::new("a fox in the snow") // required fields; the rest at schema defaults
+/// };
+/// let body = serde_json::json!({ "input": input });
+/// let output: flux::Output = serde_json::from_value(prediction_output)?; // Vec<Url>
+/// ```
+///
+/// The module gets `Input` (a struct: `Input::new(required…)`, `Input::default_<field>()`,
+/// `Default` when nothing is required), `Output` (a type alias, struct or enum), and the enums
+/// and structs they use. The same types come with `#[replicate_webhook(schema = "…")]`.
+///
+/// | Schema | Rust |
+/// |---|---|
+/// | `integer` with `minimum`/`maximum` (or `ge`/`le`) | the smallest fitting integer (`0..=100` → `u8`); unbounded → `i64` |
+/// | `number` / `boolean` / `string` | `f64` / `bool` / `String` |
+/// | `string` + `format: uri` (files, also `data:` URIs) | [`Url`] |
+/// | `format: password` / `x-cog-secret` | `Secret` (generated; `Debug` redacted) |
+/// | `enum` (also behind `allOf: [{"$ref": …}]`) | an enum: `V16_9` for `"16:9"`, `V0_25` for `"0.25"`, integers as numbers; `ALL`, `as_str()`, `Display` |
+/// | `array` (also `x-cog-array-type: iterator`) | `Vec<T>` |
+/// | `Output` iterator with `x-cog-array-display: concatenate` | `Output(pub Vec<String>)`: `text()` joins, `Deref` to the chunks |
+/// | `object` with `properties` | a struct named from its `title` or property |
+/// | `object` without properties, `{}`, untyped | `serde_json::Value` / `Map` |
+/// | `anyOf` / `oneOf` | an untagged enum (`null` branches make it optional) |
+/// | not required, no default / `nullable` | `Option<T>` (left out when `None` / sent as `null`) |
+/// | `default` | filled in when missing on deserialize; `Input::default_<field>()` |
+///
+/// Descriptions become doc comments, `x-order` is the field order, JSON names that are not
+/// snake case or are keywords are renamed (`fileSize` → `file_size`, `type` → `r#type`).
+/// A missing file, invalid JSON or a broken schema is a compile error on the `schema` string
+/// naming the JSON path (`components.schemas.Input.properties.foo.type: unsupported type
+/// "tuple"`). Cargo rebuilds when the file changes. Check a pinned file against the API with
+/// [`schema_check::compare`].
+pub use replicate_webhook_macros::replicate_model;
+/// Turns an inline module of `async fn on_*` handlers into a webhook receiver for one model.
+///
+/// ```
+/// use actix_web::web;
+/// use replicate_webhook::{DecodeError, HandlerError, Prediction, replicate_webhook};
+///
+/// struct Db;
+///
+/// #[replicate_webhook(model = "black-forest-labs/flux-schnell", events = ["start", "completed"])]
+/// mod flux {
+///     use super::*;
+///
+///     pub async fn on_start(p: Prediction) -> Result<(), HandlerError> {
+///         println!("{} started", p.id);
+///         Ok(())
+///     }
+///
+///     // Further arguments are actix extractors, here the app's `web::Data<Db>`.
+///     pub async fn on_succeeded(p: Prediction<Vec<String>>, db: web::Data<Db>) -> Result<(), HandlerError> {
+///         let _ = (p.output, db);
+///         Ok(())
+///     }
+///
+///     pub async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
+///         Err(HandlerError::permanent(p.error.unwrap_or_default()))
+///     }
+///
+///     pub async fn on_decode_error(e: DecodeError) -> Result<(), HandlerError> {
+///         eprintln!("output changed shape: {e}");
+///         Ok(())
+///     }
+/// }
+///
+/// fn main() {
+///     // One source of truth for the route and for the predictions the client creates.
+///     assert_eq!(flux::WEBHOOK.path, "/webhooks/replicate");
+///     assert_eq!(flux::WEBHOOK.events_filter(), ["start", "completed"]);
+/// }
+/// ```
+///
+/// Mount every annotated module once with
+/// `App::new().configure(replicate_webhook::configure(config))`; you do not list them.
+///
+/// # Arguments
+///
+/// | Argument | Value | Default |
+/// |---|---|---|
+/// | `model` | `"owner/name"`, or `"*"` for any model no other module claims | required |
+/// | `events` | `"completed"` or an array of `"start"`, `"output"`, `"logs"`, `"completed"` | `"completed"` |
+/// | `path` | the route, starting with `/`; several modules may share one | `"/webhooks/replicate"` |
+/// | `schema` | a model schema file, relative to the crate's `Cargo.toml`: generates `Input` and `Output` in the module (see [`replicate_model`]) | none |
+///
+/// # Handlers
+///
+/// Functions named `on_*` are handlers; every other item of the module is left as it is.
+///
+/// | Handler | Runs for | Needs event |
+/// |---|---|---|
+/// | `on_start` | status `starting` | `start` |
+/// | `on_output` | status `processing` with new output | `output` |
+/// | `on_logs` | status `processing` with only new logs | `logs` |
+/// | `on_succeeded`, `on_failed`, `on_canceled` | that terminal status | `completed` |
+/// | `on_aborted` | status `aborted`; `on_canceled` gets it when `on_aborted` is absent | `completed` |
+/// | `on_decode_error` | a verified body that did not decode into another handler's types | any |
+///
+/// Each handler is an `async fn`. Its first argument is the typed [`Prediction<Output, Input>`](Prediction)
+/// (`on_decode_error` takes [`DecodeError`]); further arguments are any actix-web
+/// extractors (`web::Data<T>`, `HttpRequest`, `web::Query<T>`, ...). It returns
+/// `Result<(), E>` with `E: Into<HandlerError>`: `Ok` marks the delivery done, a retryable error
+/// (or a panic) answers 500 so Replicate retries, a permanent one is logged and acknowledged.
+/// A failing extractor answers 500 and is logged.
+///
+/// The attribute also emits `pub const WEBHOOK: WebhookSpec` in the module: its model, path and
+/// events, for creating predictions whose `webhook` and `webhook_events_filter` match.
+///
+/// # Compile errors
+///
+/// Mistakes are reported on your own tokens, all in one build: an unknown or repeated argument,
+/// an unknown event, a `model` that is not `owner/name` or `*`, an unknown `on_*` name (with a
+/// suggestion), a handler for an event the module does not subscribe to, `completed` without any
+/// terminal handler, a handler that is not `async`, a first argument that is not a prediction, a
+/// further argument that is not an extractor, a wrong return type, and the attribute on
+/// anything but an inline `mod name { ... }`.
+pub use replicate_webhook_macros::replicate_webhook;
 pub use service::{configure, try_configure};
 pub use signature::Secret;
 pub use url::Url;

@@ -35,7 +35,10 @@ impl TestServer {
             .run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Self { base: format!("http://127.0.0.1:{port}"), handle }
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            handle,
+        }
     }
 
     /// The absolute URL of `path`.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use replicate_webhook::dedupe::{Claim, ClaimToken, DedupeStore, StoreError};
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{
-    DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, configure,
+    DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
+    configure,
 };
 use replicate_webhook_tests::TestServer;
 use serde_json::json;
@@ -26,7 +27,10 @@ impl Log {
         self.0.lock().unwrap().clone()
     }
     fn count(&self, prefix: &str) -> usize {
-        self.entries().iter().filter(|e| e.starts_with(prefix)).count()
+        self.entries()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
     }
 }
 
@@ -53,7 +57,9 @@ fn recording_module(log: &Log) -> Module {
 }
 
 fn server(secret: &Secret, module: Module) -> TestServer {
-    let config = WebhookConfig::new(secret.clone()).collect_registered(false).module(module);
+    let config = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(module);
     TestServer::start(move || configure(config.clone()))
 }
 
@@ -74,7 +80,10 @@ async fn a_signed_delivery_runs_its_handler_once() {
 
     // A retry of the same delivery: same webhook-id, fresh timestamp and signature.
     let (status, body) = srv.deliver(&d).await;
-    assert_eq!((status, body.as_str()), (200, "duplicate delivery; already handled"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "duplicate delivery; already handled")
+    );
     assert_eq!(log.count("on_succeeded"), 1);
 }
 
@@ -96,10 +105,17 @@ async fn every_event_reaches_the_matching_handler() {
         let d = delivery(&id, status, output).sign(&secret);
         assert_eq!(srv.deliver(&d).await.0, 200);
     }
-    let expected: Vec<String> = ["on_start", "on_logs", "on_output", "on_logs", "on_output", "on_failed"]
-        .iter()
-        .map(|k| format!("{k} {id}"))
-        .collect();
+    let expected: Vec<String> = [
+        "on_start",
+        "on_logs",
+        "on_output",
+        "on_logs",
+        "on_output",
+        "on_failed",
+    ]
+    .iter()
+    .map(|k| format!("{k} {id}"))
+    .collect();
     assert_eq!(log.entries(), expected);
 }
 
@@ -109,7 +125,12 @@ async fn aborted_falls_back_to_on_canceled() {
     let log = Log::default();
     let srv = server(&secret, recording_module(&log));
     let id = new_prediction_id();
-    assert_eq!(srv.deliver(&delivery(&id, "aborted", json!(null)).sign(&secret)).await.0, 200);
+    assert_eq!(
+        srv.deliver(&delivery(&id, "aborted", json!(null)).sign(&secret))
+            .await
+            .0,
+        200
+    );
     assert_eq!(log.entries(), [format!("on_canceled {id}")]);
 }
 
@@ -126,8 +147,14 @@ async fn bad_signatures_get_401_and_run_nothing() {
         ("stale", d.clone().stale().sign(&secret)),
         ("future", d.clone().future().sign(&secret)),
         ("no id", d.sign(&secret).without_header("webhook-id")),
-        ("no timestamp", d.sign(&secret).without_header("webhook-timestamp")),
-        ("no signature", d.sign(&secret).without_header("webhook-signature")),
+        (
+            "no timestamp",
+            d.sign(&secret).without_header("webhook-timestamp"),
+        ),
+        (
+            "no signature",
+            d.sign(&secret).without_header("webhook-signature"),
+        ),
     ];
     for (name, signed) in cases {
         assert_eq!(srv.deliver(&signed).await.0, 401, "{name}");
@@ -143,17 +170,32 @@ async fn duplicated_or_non_ascii_headers_get_401() {
     let d = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
     let client = reqwest::Client::new();
 
-    let mut req = client.post(srv.url("/webhooks/replicate")).body(d.body().to_vec());
+    let mut req = client
+        .post(srv.url("/webhooks/replicate"))
+        .body(d.body().to_vec());
     for (name, value) in d.headers() {
         req = req.header(name, value);
     }
-    let twice = req.header("webhook-signature", "v1,AAAA").send().await.unwrap();
+    let twice = req
+        .header("webhook-signature", "v1,AAAA")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(twice.status().as_u16(), 401);
 
-    let mut req = client.post(srv.url("/webhooks/replicate")).body(d.body().to_vec());
+    let mut req = client
+        .post(srv.url("/webhooks/replicate"))
+        .body(d.body().to_vec());
     for (name, value) in d.headers() {
-        let value = if name == "webhook-id" { format!("{value}\u{e9}") } else { value };
-        req = req.header(name, reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap());
+        let value = if name == "webhook-id" {
+            format!("{value}\u{e9}")
+        } else {
+            value
+        };
+        req = req.header(
+            name,
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
     }
     assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
     assert!(log.entries().is_empty());
@@ -165,17 +207,23 @@ async fn duplicated_or_non_ascii_headers_get_401() {
 async fn oversized_bodies_get_413_with_or_without_content_length() {
     let secret = Secret::generate();
     let log = Log::default();
-    let config = WebhookConfig::new(secret.clone()).collect_registered(false).module(recording_module(&log)).body_limit(1024);
+    let config = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(recording_module(&log))
+        .body_limit(1024);
     let srv = TestServer::start(move || configure(config.clone()));
     let big = json!({"id": "x", "model": MODEL, "status": "succeeded", "input": {}, "output": "a".repeat(4096)});
     let d = TestDelivery::new(big.to_string()).sign(&secret);
     assert_eq!(srv.deliver(&d).await.0, 413);
 
     // A chunked body declares no length: the limit applies while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = d.body().chunks(256).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        d.body().chunks(256).map(|c| Ok(c.to_vec())).collect();
     let mut req = reqwest::Client::new()
         .post(srv.url("/webhooks/replicate"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )));
     for (name, value) in d.headers() {
         req = req.header(name, value);
     }
@@ -205,14 +253,22 @@ async fn retryable_error_gives_500_and_the_retry_succeeds() {
     let counter = attempts.clone();
     let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
-        async move { if n == 0 { Err(HandlerError::retry("database down")) } else { Ok(()) } }
+        async move {
+            if n == 0 {
+                Err(HandlerError::retry("database down"))
+            } else {
+                Ok(())
+            }
+        }
     });
     let srv = server(&secret, module);
     let d = delivery(&new_prediction_id(), "succeeded", json!("x"));
     let signed = d.sign(&secret);
     assert_eq!(srv.deliver(&signed).await.0, 500);
     // Replicate's retry: same id, new timestamp, new signature.
-    let retry = d.timestamp(replicate_webhook::signature::unix_now() + 1).sign(&secret);
+    let retry = d
+        .timestamp(replicate_webhook::signature::unix_now() + 1)
+        .sign(&secret);
     assert_eq!(srv.deliver(&retry).await.0, 200);
     assert_eq!(srv.deliver(&retry).await.0, 200);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
@@ -276,13 +332,19 @@ async fn a_duplicate_while_in_flight_gets_409_with_retry_after() {
     };
     started.notified().await;
 
-    let mut req = reqwest::Client::new().post(srv.url("/webhooks/replicate")).body(d.body().to_vec());
+    let mut req = reqwest::Client::new()
+        .post(srv.url("/webhooks/replicate"))
+        .body(d.body().to_vec());
     for (name, value) in d.headers() {
         req = req.header(name, value);
     }
     let dup = req.send().await.unwrap();
     assert_eq!(dup.status().as_u16(), 409);
-    let retry_after: u64 = dup.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = dup.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=30).contains(&retry_after), "{retry_after}");
 
     release.notify_one();
@@ -298,14 +360,27 @@ async fn one_terminal_handler_per_prediction_across_webhook_ids() {
     let id = new_prediction_id();
     let body = sample_prediction(&id, MODEL, "succeeded", json!("x")).to_string();
     // Two deliveries of the same result under different webhook ids (e.g. a webhook and a poll).
-    assert_eq!(srv.deliver(&TestDelivery::new(body.clone()).sign(&secret)).await.0, 200);
+    assert_eq!(
+        srv.deliver(&TestDelivery::new(body.clone()).sign(&secret))
+            .await
+            .0,
+        200
+    );
     let (status, text) = srv.deliver(&TestDelivery::new(body).sign(&secret)).await;
-    assert_eq!((status, text.as_str()), (200, "prediction already handled for this status"));
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "prediction already handled for this status")
+    );
     assert_eq!(log.count("on_succeeded"), 1);
 
     // A late intermediate event after the terminal one is dropped, not dispatched.
-    let (status, text) = srv.deliver(&delivery(&id, "processing", json!("partial")).sign(&secret)).await;
-    assert_eq!((status, text.as_str()), (200, "stale event: the prediction already finished"));
+    let (status, text) = srv
+        .deliver(&delivery(&id, "processing", json!("partial")).sign(&secret))
+        .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "stale event: the prediction already finished")
+    );
     assert_eq!(log.count("on_output"), 0);
 }
 
@@ -318,7 +393,10 @@ async fn unsubscribed_events_and_unknown_models_are_acknowledged() {
     let d = delivery(&new_prediction_id(), "starting", json!(null)).sign(&secret);
     assert_eq!(srv.deliver(&d).await, (200, "not subscribed".to_owned()));
     let other = TestDelivery::succeeded("someone/else", json!("x")).sign(&secret);
-    assert_eq!(srv.deliver(&other).await, (200, "no handler for this model".to_owned()));
+    assert_eq!(
+        srv.deliver(&other).await,
+        (200, "no handler for this model".to_owned())
+    );
     assert!(log.entries().is_empty());
 }
 
@@ -328,12 +406,19 @@ async fn typed_decode_failure_goes_to_the_decode_error_hook() {
     let hooked = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = hooked.clone();
     let module = Module::new(MODEL)
-        .on(HandlerKind::Succeeded, |p: Prediction<Vec<String>>| async move {
-            assert!(!p.output.unwrap_or_default().is_empty());
-            Ok::<(), HandlerError>(())
-        })
+        .on(
+            HandlerKind::Succeeded,
+            |p: Prediction<Vec<String>>| async move {
+                assert!(!p.output.unwrap_or_default().is_empty());
+                Ok::<(), HandlerError>(())
+            },
+        )
         .on(HandlerKind::DecodeError, move |e: DecodeError| {
-            seen.lock().unwrap().push(format!("{} {}", e.raw()["output"], e.prediction().map(|p| p.id).unwrap_or_default()));
+            seen.lock().unwrap().push(format!(
+                "{} {}",
+                e.raw()["output"],
+                e.prediction().map(|p| p.id).unwrap_or_default()
+            ));
             async { Ok::<(), HandlerError>(()) }
         });
     let srv = server(&secret, module);
@@ -341,11 +426,19 @@ async fn typed_decode_failure_goes_to_the_decode_error_hook() {
     // The schema says a list of URLs; this version returns a single string.
     let d = delivery(&id, "succeeded", json!("https://replicate.delivery/x.png")).sign(&secret);
     assert_eq!(srv.deliver(&d).await.0, 200);
-    assert_eq!(hooked.lock().unwrap().clone(), [format!("\"https://replicate.delivery/x.png\" {id}")]);
+    assert_eq!(
+        hooked.lock().unwrap().clone(),
+        [format!("\"https://replicate.delivery/x.png\" {id}")]
+    );
     // And it is not retried: a schema change must not burn Replicate's retries.
     assert_eq!(srv.deliver(&d).await.0, 200);
     assert_eq!(hooked.lock().unwrap().len(), 1);
-    let ok = delivery(&new_prediction_id(), "succeeded", json!(["https://replicate.delivery/y.png"])).sign(&secret);
+    let ok = delivery(
+        &new_prediction_id(),
+        "succeeded",
+        json!(["https://replicate.delivery/y.png"]),
+    )
+    .sign(&secret);
     assert_eq!(srv.deliver(&ok).await.0, 200);
     assert_eq!(hooked.lock().unwrap().len(), 1);
 }
@@ -373,7 +466,10 @@ impl DedupeStore for DownStore {
 async fn an_unreachable_store_gives_503_and_runs_nothing() {
     let secret = Secret::generate();
     let log = Log::default();
-    let config = WebhookConfig::new(secret.clone()).collect_registered(false).module(recording_module(&log)).store(DownStore);
+    let config = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(recording_module(&log))
+        .store(DownStore);
     let srv = TestServer::start(move || configure(config.clone()));
     let d = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
     assert_eq!(srv.deliver(&d).await.0, 503);
@@ -384,16 +480,37 @@ async fn an_unreachable_store_gives_503_and_runs_nothing() {
 async fn signed_query_must_match_the_request_query() {
     let secret = Secret::generate();
     let log = Log::default();
-    let config =
-        WebhookConfig::new(secret.clone()).collect_registered(false).module(recording_module(&log)).require_signed_query(true);
+    let config = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(recording_module(&log))
+        .require_signed_query(true);
     let srv = TestServer::start(move || configure(config.clone()));
     let id = new_prediction_id();
     let mut body = sample_prediction(&id, MODEL, "succeeded", json!("x"));
     body["webhook"] = json!("https://example.com/webhooks/replicate?customId=123");
     let d = TestDelivery::new(body.to_string());
-    assert_eq!(srv.deliver(&d.clone().path("/webhooks/replicate?customId=999").sign(&secret)).await.0, 401);
-    assert_eq!(srv.deliver(&d.clone().path("/webhooks/replicate").sign(&secret)).await.0, 401);
-    assert_eq!(srv.deliver(&d.path("/webhooks/replicate?customId=123").sign(&secret)).await.0, 200);
+    assert_eq!(
+        srv.deliver(
+            &d.clone()
+                .path("/webhooks/replicate?customId=999")
+                .sign(&secret)
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        srv.deliver(&d.clone().path("/webhooks/replicate").sign(&secret))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        srv.deliver(&d.path("/webhooks/replicate?customId=123").sign(&secret))
+            .await
+            .0,
+        200
+    );
     assert_eq!(log.entries(), [format!("on_succeeded {id}")]);
 }
 
@@ -401,10 +518,22 @@ async fn signed_query_must_match_the_request_query() {
 async fn secret_rotation_accepts_old_and_new() {
     let (old, new) = (Secret::generate(), Secret::generate());
     let log = Log::default();
-    let config = WebhookConfig::with_secrets(vec![old.clone(), new.clone()]).collect_registered(false).module(recording_module(&log));
+    let config = WebhookConfig::with_secrets(vec![old.clone(), new.clone()])
+        .collect_registered(false)
+        .module(recording_module(&log));
     let srv = TestServer::start(move || configure(config.clone()));
-    assert_eq!(srv.deliver(&delivery(&new_prediction_id(), "succeeded", json!(1)).sign(&old)).await.0, 200);
-    assert_eq!(srv.deliver(&delivery(&new_prediction_id(), "succeeded", json!(1)).sign(&new)).await.0, 200);
+    assert_eq!(
+        srv.deliver(&delivery(&new_prediction_id(), "succeeded", json!(1)).sign(&old))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        srv.deliver(&delivery(&new_prediction_id(), "succeeded", json!(1)).sign(&new))
+            .await
+            .0,
+        200
+    );
     assert_eq!(log.count("on_succeeded"), 2);
 }
 
@@ -413,28 +542,48 @@ async fn the_fixture_payloads_are_delivered_verbatim() {
     let secret = Secret::generate();
     let log = Log::default();
     let module = recording_module(&log);
-    let catch_all = Module::new("*").events(Event::ALL).on(HandlerKind::Succeeded, {
-        let log = log.clone();
-        move |p: Prediction<String>| {
+    let catch_all = Module::new("*")
+        .events(Event::ALL)
+        .on(HandlerKind::Succeeded, {
             let log = log.clone();
-            async move {
-                log.push(format!("catch-all {} {}", p.model, p.output.unwrap_or_default()));
-                Ok::<(), HandlerError>(())
+            move |p: Prediction<String>| {
+                let log = log.clone();
+                async move {
+                    log.push(format!(
+                        "catch-all {} {}",
+                        p.model,
+                        p.output.unwrap_or_default()
+                    ));
+                    Ok::<(), HandlerError>(())
+                }
             }
-        }
-    });
-    let config = WebhookConfig::new(secret.clone()).collect_registered(false).module(module).module(catch_all);
+        });
+    let config = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(module)
+        .module(catch_all);
     let srv = TestServer::start(move || configure(config.clone()));
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/payloads/");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/payloads/"
+    );
     let body = std::fs::read(format!("{dir}hello-world-succeeded.json")).unwrap();
-    assert_eq!(srv.deliver(&TestDelivery::new(body).sign(&secret)).await.0, 200);
-    assert_eq!(log.entries(), ["catch-all replicate/hello-world hello Alice"]);
+    assert_eq!(
+        srv.deliver(&TestDelivery::new(body).sign(&secret)).await.0,
+        200
+    );
+    assert_eq!(
+        log.entries(),
+        ["catch-all replicate/hello-world hello Alice"]
+    );
 }
 
 #[test]
 fn configure_without_handlers_panics_with_the_fix() {
     let config = WebhookConfig::new(Secret::generate()).collect_registered(false);
-    let err = replicate_webhook::try_configure(config).err().expect("no modules must be an error");
+    let err = replicate_webhook::try_configure(config)
+        .err()
+        .expect("no modules must be an error");
     assert!(err.to_string().contains("use that_crate as _;"), "{err}");
 }
 
@@ -449,6 +598,9 @@ async fn an_unsubscribed_terminal_status_still_makes_later_events_stale() {
     assert_eq!(srv.deliver(&done).await, (200, "not subscribed".to_owned()));
     let late = delivery(&id, "processing", json!("partial")).sign(&secret);
     let (status, text) = srv.deliver(&late).await;
-    assert_eq!((status, text.as_str()), (200, "stale event: the prediction already finished"));
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "stale event: the prediction already finished")
+    );
     assert!(log.entries().is_empty());
 }

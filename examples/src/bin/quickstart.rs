@@ -107,7 +107,10 @@ mod hello_world {
 
 /// One stdout line per handler run: `<handler> id=<id> model=<model> status=<status>…`.
 fn print<O, I>(handler: &str, p: &Prediction<O, I>, extra: &str) {
-    println!("{handler} id={} model={} status={}{extra}", p.id, p.model, p.status);
+    println!(
+        "{handler} id={} model={} status={}{extra}",
+        p.id, p.model, p.status
+    );
 }
 
 fn config() -> Result<WebhookConfig, ConfigError> {
@@ -129,7 +132,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,actix_server=warn".into()),
         )
         .init();
     let config = match config() {
@@ -155,8 +159,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: WebhookConfig, bind: &str) -> std::io::Result<()> {
-    let server = HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
-        .bind(bind)?;
+    let server =
+        HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
+            .bind(bind)?;
     eprintln!("quickstart: listening on http://{bind}/webhooks/replicate");
     server.run().await
 }

@@ -1,0 +1,47 @@
+//! Realistic sample predictions for `send`.
+
+use replicate_webhook::testkit::sample_prediction;
+use serde_json::{Value, json};
+
+use crate::SampleStatus;
+
+const HELLO_WORLD: &str = "replicate/hello-world";
+const HELLO_WORLD_VERSION: &str =
+    "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
+
+impl SampleStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Processing => "processing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// A prediction of `model` in `status`, as Replicate would post it to `webhook`.
+pub(crate) fn prediction(id: &str, model: &str, status: SampleStatus, webhook: &url::Url) -> Value {
+    let hello = model == HELLO_WORLD;
+    let output = match status {
+        SampleStatus::Starting | SampleStatus::Failed => Value::Null,
+        SampleStatus::Processing | SampleStatus::Canceled if hello => json!("hello"),
+        SampleStatus::Succeeded if hello => json!("hello Alice"),
+        SampleStatus::Processing | SampleStatus::Canceled => {
+            json!([format!("https://replicate.delivery/sample/{id}/out-0.webp")])
+        }
+        SampleStatus::Succeeded => json!([
+            format!("https://replicate.delivery/sample/{id}/out-0.webp"),
+            format!("https://replicate.delivery/sample/{id}/out-1.webp"),
+        ]),
+    };
+    let mut body = sample_prediction(id, model, status.as_str(), output);
+    if hello {
+        body["input"] = json!({"text": "Alice"});
+        body["version"] = json!(HELLO_WORLD_VERSION);
+    }
+    body["webhook"] = json!(webhook.as_str());
+    body["webhook_events_filter"] = json!(["start", "output", "logs", "completed"]);
+    body
+}

@@ -1,0 +1,160 @@
+//! `schema pull` and `schema check`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::api::{client, fail};
+use crate::{ApiArgs, EXIT_INVALID, EXIT_USAGE, usage_error};
+
+fn split_model(spec: &str) -> Result<(&str, Option<&str>), String> {
+    let (slug, version) = match spec.split_once(':') {
+        Some((slug, version)) => (slug, Some(version)),
+        None => (spec, None),
+    };
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match slug.split_once('/') {
+        Some((owner, name)) if valid(owner) && valid(name) && version.is_none_or(valid) => {
+            Ok((slug, version))
+        }
+        _ => Err(format!("`{spec}` is not owner/name or owner/name:version")),
+    }
+}
+
+pub(crate) async fn pull(api: &ApiArgs, spec: &str, out: &Path) -> u8 {
+    let (slug, version) = match split_model(spec) {
+        Ok(parts) => parts,
+        Err(e) => return usage_error(&e),
+    };
+    let client = match client(api) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let schema = match version {
+        Some(version) => client.version_schema(slug, version).await,
+        None => client.model_schema(slug).await,
+    };
+    let schema = match schema {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let path = out.join(format!("{slug}.json"));
+    let text = serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n";
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, text));
+    match written {
+        Ok(()) => {
+            println!("{}", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            EXIT_INVALID
+        }
+    }
+}
+
+/// Every `DIR/owner/name.json`, as (`owner/name`, path), sorted.
+fn pinned(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    for owner in std::fs::read_dir(dir)? {
+        let owner = owner?;
+        if !owner.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(owner.path())? {
+            let path = file?.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(name) = path.file_stem().and_then(|s| s.to_str())
+            {
+                let slug = format!("{}/{name}", owner.file_name().to_string_lossy());
+                found.push((slug, path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> u8 {
+    let files = match pinned(dir) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => return usage_error(&format!("no owner/name.json files in {}", dir.display())),
+        Err(e) => return usage_error(&format!("cannot read {}: {e}", dir.display())),
+    };
+    let client = match client(api) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut drift = false;
+    let mut errors = false;
+    for (i, (slug, path)) in files.iter().enumerate() {
+        if tty {
+            eprint!("\rchecking {}/{} {slug}\x1b[K", i + 1, files.len());
+        }
+        let pinned: Value = match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("\rerror {slug}: {}: {e}", path.display());
+                errors = true;
+                continue;
+            }
+        };
+        match client.model_schema(slug).await {
+            Ok(live) => {
+                let diffs = replicate_webhook::schema_check::compare(&pinned, &live);
+                if tty {
+                    eprint!("\r\x1b[K");
+                }
+                if diffs.is_empty() {
+                    println!("ok {slug}");
+                } else {
+                    drift = true;
+                    println!("drift {slug}:");
+                    for d in diffs {
+                        println!("  {d}");
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("\rerror {slug}: {e}");
+                errors = true;
+            }
+        }
+    }
+    if drift {
+        EXIT_INVALID
+    } else if errors {
+        EXIT_USAGE
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_specs() {
+        assert_eq!(split_model("a/b").unwrap(), ("a/b", None));
+        assert_eq!(split_model("a/b:123").unwrap(), ("a/b", Some("123")));
+        assert!(split_model("a").is_err());
+        assert!(split_model("../b").is_err());
+        assert!(split_model("a/b:").is_err());
+    }
+}

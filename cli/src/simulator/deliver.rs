@@ -1,0 +1,313 @@
+//! Sending webhooks: signing, throttling, retries, faults, and the attempt log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use replicate_webhook::Event;
+use replicate_webhook::signature::{self, new_message_id, unix_now};
+use serde::Serialize;
+
+use super::{Sim, State};
+
+/// One delivery attempt, as `GET /_simulator/deliveries` reports it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The prediction delivered.
+    pub prediction_id: String,
+    /// `webhook-id`: the same on every attempt of one delivery.
+    pub webhook_id: String,
+    /// `start`, `output`, `logs` or `completed`.
+    pub event: String,
+    /// The prediction status in the body.
+    pub status: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Whether this is an injected duplicate.
+    pub duplicate: bool,
+    /// The URL posted to.
+    pub url: String,
+    /// `webhook-timestamp`.
+    pub timestamp: i64,
+    /// `webhook-signature`.
+    pub signature: String,
+    /// Milliseconds since the Unix epoch when the attempt was sent.
+    pub sent_at_ms: u64,
+    /// The receiver's status code, if it answered.
+    pub response_status: Option<u16>,
+    /// `delivered` (2xx), `failed` (other answer or no answer), or `dropped` (fault injection).
+    pub outcome: String,
+    /// Why the attempt failed.
+    pub error: Option<String>,
+}
+
+/// A delivery ready to be sent: the body is a snapshot of the prediction at emission time.
+#[derive(Debug, Clone)]
+pub(super) struct Delivery {
+    prediction_id: String,
+    webhook_id: String,
+    event: Event,
+    status: String,
+    url: String,
+    body: Vec<u8>,
+}
+
+impl Delivery {
+    fn of(sim: &Sim, event: Event) -> Option<Self> {
+        let url = sim.webhook.clone()?;
+        Some(Self {
+            prediction_id: sim.body["id"].as_str().unwrap_or_default().to_owned(),
+            webhook_id: new_message_id(),
+            event,
+            status: sim.status().to_owned(),
+            url,
+            body: serde_json::to_vec(&sim.body).unwrap_or_default(),
+        })
+    }
+}
+
+/// What changed while processing, for the throttled `output`/`logs` events.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Change {
+    pub(super) output: bool,
+    pub(super) logs: bool,
+}
+
+/// Emits `start` or `completed`: never throttled.
+pub(super) fn emit_now(state: &Arc<State>, id: &str, event: Event) {
+    let (delivery, held) = {
+        let mut inner = state.lock();
+        let Some(sim) = inner.predictions.get_mut(id) else {
+            return;
+        };
+        if !sim.events.contains(&event) {
+            return;
+        }
+        let delivery = Delivery::of(sim, event);
+        // A held (reordered) intermediate goes out after this one.
+        let held = if event == Event::Completed {
+            sim.held.take()
+        } else {
+            None
+        };
+        (delivery, held)
+    };
+    if let Some(delivery) = delivery {
+        spawn_in_order(state, vec![Some(delivery), held]);
+    }
+}
+
+/// Emits `output`/`logs`: at most one per throttle interval, the latest state wins.
+pub(super) fn emit_intermediate(state: &Arc<State>, id: &str, change: Change) {
+    let throttle = state.config.throttle;
+    let wait = {
+        let mut inner = state.lock();
+        let Some(sim) = inner.predictions.get_mut(id) else {
+            return;
+        };
+        let event = if change.output && sim.events.contains(&Event::Output) {
+            Event::Output
+        } else if change.logs && sim.events.contains(&Event::Logs) {
+            Event::Logs
+        } else {
+            return;
+        };
+        if sim.webhook.is_none() {
+            return;
+        }
+        if let Some(pending) = &mut sim.pending_intermediate {
+            // Already scheduled: that delivery will carry this state too.
+            if event == Event::Output {
+                *pending = Event::Output;
+            }
+            return;
+        }
+        let now = Instant::now();
+        let wait = match sim.last_intermediate {
+            Some(last) if now.duration_since(last) < throttle => last + throttle - now,
+            _ => Duration::ZERO,
+        };
+        sim.pending_intermediate = Some(event);
+        wait
+    };
+    let state = state.clone();
+    let id = id.to_owned();
+    if wait.is_zero() {
+        send_intermediate(&state, &id);
+    } else {
+        actix_web::rt::spawn(async move {
+            actix_web::rt::time::sleep(wait).await;
+            send_intermediate(&state, &id);
+        });
+    }
+}
+
+fn send_intermediate(state: &Arc<State>, id: &str) {
+    let batch = {
+        let mut inner = state.lock();
+        let Some(sim) = inner.predictions.get_mut(id) else {
+            return;
+        };
+        let Some(event) = sim.pending_intermediate.take() else {
+            return;
+        };
+        // The terminal webhook carries the latest state; a throttled update is not sent after it.
+        if sim.is_terminal() && sim.events.contains(&Event::Completed) {
+            return;
+        }
+        sim.last_intermediate = Some(Instant::now());
+        let Some(delivery) = Delivery::of(sim, event) else {
+            return;
+        };
+        if state.config.faults.reorder {
+            // Hold this one; release the previously held one after it.
+            match sim.held.replace(delivery) {
+                Some(previous) => {
+                    let newer = sim.held.take();
+                    vec![newer, Some(previous)]
+                }
+                None => return,
+            }
+        } else {
+            vec![Some(delivery)]
+        }
+    };
+    spawn_in_order(state, batch);
+}
+
+/// Sends deliveries one after the other (each with its retries) in a background task.
+fn spawn_in_order(state: &Arc<State>, batch: Vec<Option<Delivery>>) {
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        for delivery in batch.into_iter().flatten() {
+            send(&state, delivery).await;
+        }
+    });
+}
+
+async fn send(state: &Arc<State>, delivery: Delivery) {
+    let faults = &state.config.faults;
+    if faults.drop.contains(&delivery.event) {
+        record(
+            state,
+            &delivery,
+            1,
+            false,
+            None,
+            Err("dropped by --drop".into()),
+        );
+        return;
+    }
+    if !faults.delay.is_zero() {
+        actix_web::rt::time::sleep(faults.delay).await;
+    }
+    let retried = delivery.event == Event::Completed;
+    let mut attempt = 1u32;
+    loop {
+        let ok = attempt_once(state, &delivery, attempt, false).await;
+        if ok {
+            break;
+        }
+        let schedule = &state.config.retry_schedule;
+        let delay = match schedule.get(attempt as usize - 1) {
+            Some(delay) if retried => *delay,
+            _ => {
+                if retried && state.config.verbose {
+                    eprintln!(
+                        "gave up on {} webhook {} of {} after {attempt} attempts",
+                        delivery.event, delivery.webhook_id, delivery.prediction_id
+                    );
+                }
+                return;
+            }
+        };
+        actix_web::rt::time::sleep(delay).await;
+        attempt += 1;
+    }
+    if faults.duplicate.contains(&delivery.event) {
+        attempt_once(state, &delivery, attempt + 1, true).await;
+    }
+}
+
+async fn attempt_once(
+    state: &Arc<State>,
+    delivery: &Delivery,
+    attempt: u32,
+    duplicate: bool,
+) -> bool {
+    let headers = signature::sign(
+        &state.config.secret,
+        &delivery.webhook_id,
+        unix_now(),
+        &delivery.body,
+    );
+    let mut request = state
+        .http
+        .post(&delivery.url)
+        .header("content-type", "application/json")
+        .body(delivery.body.clone());
+    for (name, value) in headers.pairs() {
+        request = request.header(name, value);
+    }
+    let result = match request.send().await {
+        Ok(response) => Ok(response.status().as_u16()),
+        Err(e) => Err(crate::describe_error(e)),
+    };
+    let ok = matches!(result, Ok(200..=299));
+    record(state, delivery, attempt, duplicate, Some(&headers), result);
+    ok
+}
+
+fn record(
+    state: &Arc<State>,
+    delivery: &Delivery,
+    attempt: u32,
+    duplicate: bool,
+    headers: Option<&signature::SignedHeaders>,
+    result: Result<u16, String>,
+) {
+    let (response_status, outcome, error) = match (&result, headers) {
+        (_, None) => (None, "dropped", result.err()),
+        (Ok(code @ 200..=299), _) => (Some(*code), "delivered", None),
+        (Ok(code), _) => (Some(*code), "failed", Some(format!("HTTP {code}"))),
+        (Err(e), _) => (None, "failed", Some(e.clone())),
+    };
+    let record = DeliveryRecord {
+        prediction_id: delivery.prediction_id.clone(),
+        webhook_id: delivery.webhook_id.clone(),
+        event: delivery.event.as_str().to_owned(),
+        status: delivery.status.clone(),
+        attempt,
+        duplicate,
+        url: delivery.url.clone(),
+        timestamp: headers
+            .and_then(|h| h.timestamp.parse().ok())
+            .unwrap_or_default(),
+        signature: headers.map(|h| h.signature.clone()).unwrap_or_default(),
+        sent_at_ms: now_ms(),
+        response_status,
+        outcome: outcome.to_owned(),
+        error,
+    };
+    if state.config.verbose {
+        eprintln!(
+            "webhook {} {} ({}) attempt {}{}: {}",
+            record.prediction_id,
+            record.event,
+            record.status,
+            record.attempt,
+            if duplicate { " [duplicate]" } else { "" },
+            match (&record.response_status, &record.error) {
+                (Some(code), _) => format!("HTTP {code}"),
+                (None, Some(e)) => e.clone(),
+                (None, None) => record.outcome.clone(),
+            }
+        );
+    }
+    state.lock().deliveries.push(record);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

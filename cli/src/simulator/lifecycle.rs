@@ -1,0 +1,243 @@
+//! The scripted lifecycle of a prediction.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use replicate_webhook::Event;
+use replicate_webhook::testkit::new_prediction_id;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::deliver::{self, Change};
+use super::models::OutputPlan;
+use super::{Outcome, Script, Sim, State};
+
+/// What a create request asked for, validated.
+#[derive(Debug, Clone)]
+pub(super) struct NewPrediction {
+    pub(super) model: String,
+    pub(super) version: String,
+    pub(super) deployment: Option<String>,
+    pub(super) input: Value,
+    pub(super) webhook: Option<String>,
+    pub(super) events: Option<Vec<Event>>,
+    pub(super) cancel_after: Option<Duration>,
+    pub(super) script: Script,
+    pub(super) schema: Option<Value>,
+}
+
+pub(super) fn now_text() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Stores the prediction, starts its lifecycle, and returns its id.
+pub(super) fn create(state: &Arc<State>, new: &NewPrediction) -> String {
+    let id = new_prediction_id();
+    let base = &state.api_base;
+    let created = OffsetDateTime::now_utc();
+    let mut body = json!({
+        "id": id,
+        "model": new.model,
+        "version": new.version,
+        "input": new.input,
+        "logs": null,
+        "output": null,
+        "error": null,
+        "status": "starting",
+        "created_at": created.format(&Rfc3339).unwrap_or_default(),
+        "started_at": null,
+        "completed_at": null,
+        "data_removed": false,
+        "source": "api",
+        "metrics": {},
+        "urls": {
+            "get": format!("{base}/predictions/{id}"),
+            "cancel": format!("{base}/predictions/{id}/cancel"),
+            "web": format!("https://replicate.com/p/{id}"),
+        },
+    });
+    if let Some(webhook) = &new.webhook {
+        body["webhook"] = json!(webhook);
+    }
+    if let Some(events) = &new.events {
+        body["webhook_events_filter"] = json!(events);
+    }
+    if let Some(deployment) = &new.deployment {
+        body["deployment"] = json!(deployment);
+    }
+    if let Some(after) = new.cancel_after {
+        let deadline = created + after;
+        body["deadline"] = json!(deadline.format(&Rfc3339).unwrap_or_default());
+    }
+    let events: BTreeSet<Event> = new
+        .events
+        .clone()
+        .unwrap_or_else(|| vec![Event::Output, Event::Completed])
+        .into_iter()
+        .collect();
+    let plan = OutputPlan::new(new.schema.as_ref(), &new.input, &id, new.script.steps);
+    {
+        let mut inner = state.lock();
+        inner.order.push(id.clone());
+        inner.predictions.insert(
+            id.clone(),
+            Sim {
+                body,
+                events,
+                webhook: new.webhook.clone(),
+                created: Instant::now(),
+                last_intermediate: None,
+                pending_intermediate: None,
+                held: None,
+            },
+        );
+    }
+    deliver::emit_now(state, &id, Event::Start);
+    if let Some(after) = new.cancel_after {
+        let state = state.clone();
+        let id = id.clone();
+        actix_web::rt::spawn(async move {
+            actix_web::rt::time::sleep(after).await;
+            finish(&state, &id, Finish::Deadline);
+        });
+    }
+    let state = state.clone();
+    let run_id = id.clone();
+    let script = new.script;
+    actix_web::rt::spawn(async move { run(&state, &run_id, script, &plan).await });
+    id
+}
+
+async fn run(state: &Arc<State>, id: &str, script: Script, plan: &OutputPlan) {
+    actix_web::rt::time::sleep(script.start_delay).await;
+    let changed = update(state, id, |body| {
+        body["status"] = json!("processing");
+        body["started_at"] = json!(now_text());
+        body["logs"] = json!("Starting prediction\n");
+    });
+    if !changed {
+        return;
+    }
+    deliver::emit_intermediate(
+        state,
+        id,
+        Change {
+            output: false,
+            logs: true,
+        },
+    );
+    for step in 0..script.steps {
+        actix_web::rt::time::sleep(script.step).await;
+        let output = plan.at(step, script.steps);
+        let changed = update(state, id, |body| {
+            let logs = body["logs"].as_str().unwrap_or_default().to_owned();
+            body["logs"] = json!(format!("{logs}step {}/{}\n", step + 1, script.steps));
+            body["output"] = output;
+        });
+        if !changed {
+            return;
+        }
+        deliver::emit_intermediate(
+            state,
+            id,
+            Change {
+                output: true,
+                logs: true,
+            },
+        );
+    }
+    actix_web::rt::time::sleep(script.step).await;
+    finish(state, id, Finish::Script(script.outcome));
+}
+
+/// Applies `change` unless the prediction is gone or terminal. Returns whether it applied.
+fn update(state: &Arc<State>, id: &str, change: impl FnOnce(&mut Value)) -> bool {
+    let mut inner = state.lock();
+    match inner.predictions.get_mut(id) {
+        Some(sim) if !sim.is_terminal() => {
+            change(&mut sim.body);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Why a prediction ends.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Finish {
+    /// The script ran to its end.
+    Script(Outcome),
+    /// `POST /predictions/{id}/cancel`.
+    Cancel,
+    /// The `Cancel-After` deadline passed.
+    Deadline,
+}
+
+/// Moves a prediction to its terminal status and emits `completed`. No-op when already terminal.
+pub(super) fn finish(state: &Arc<State>, id: &str, why: Finish) {
+    let finished = {
+        let mut inner = state.lock();
+        let Some(sim) = inner.predictions.get_mut(id) else {
+            return;
+        };
+        if sim.is_terminal() {
+            return;
+        }
+        let started = sim.status() != "starting";
+        let status = match why {
+            Finish::Script(outcome) => outcome.status(),
+            Finish::Cancel => "canceled",
+            Finish::Deadline if started => "canceled",
+            Finish::Deadline => "aborted",
+        };
+        let now = now_text();
+        let total = sim.created.elapsed().as_secs_f64();
+        let body = &mut sim.body;
+        body["status"] = json!(status);
+        body["completed_at"] = json!(now);
+        match status {
+            "failed" => {
+                body["error"] = json!("simulated failure (--outcome failed)");
+            }
+            "succeeded" => {}
+            _ => {
+                let logs = body["logs"].as_str().unwrap_or_default().to_owned();
+                if started {
+                    body["logs"] = json!(format!("{logs}canceled\n"));
+                }
+            }
+        }
+        if started {
+            body["metrics"] =
+                json!({"predict_time": round(total * 0.9), "total_time": round(total)});
+        }
+        true
+    };
+    if finished {
+        deliver::emit_now(state, id, Event::Completed);
+    }
+}
+
+fn round(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+/// Waits until the prediction is terminal or `limit` passed.
+pub(super) async fn wait_for_terminal(state: &Arc<State>, id: &str, limit: Duration) {
+    let until = Instant::now() + limit;
+    loop {
+        let terminal = state
+            .lock()
+            .predictions
+            .get(id)
+            .is_none_or(Sim::is_terminal);
+        if terminal || Instant::now() >= until {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,243 @@
+//! The attribute's arguments: `model`, `events`, `path`, `schema`.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::{ParseStream, Parser as _};
+use syn::{LitStr, Token};
+
+/// The four events Replicate can send, in lifecycle order.
+pub(crate) const EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
+
+/// The route path when `path` is not given.
+pub(crate) const DEFAULT_PATH: &str = "/webhooks/replicate";
+
+const ARGUMENTS: &str = "`model`, `events`, `path` or `schema`";
+
+/// An event named in `events`, with the span of its string literal.
+#[derive(Debug, Clone)]
+pub(crate) struct EventArg {
+    pub(crate) name: &'static str,
+    pub(crate) span: Span,
+}
+
+/// The parsed arguments. Values keep their spans for later errors.
+#[derive(Debug)]
+pub(crate) struct Args {
+    pub(crate) model: LitStr,
+    /// Empty when not given; see [`Args::events`].
+    events: Vec<EventArg>,
+    /// Where `events` was written, or the attribute when defaulted.
+    pub(crate) events_span: Span,
+    pub(crate) path: LitStr,
+    pub(crate) schema: Option<LitStr>,
+}
+
+impl Args {
+    /// The subscribed events; `completed` when `events` was not given.
+    pub(crate) fn events(&self) -> Vec<EventArg> {
+        if self.events.is_empty() {
+            vec![EventArg {
+                name: "completed",
+                span: self.events_span,
+            }]
+        } else {
+            self.events.clone()
+        }
+    }
+
+    pub(crate) fn subscribes(&self, event: &str) -> bool {
+        self.events().iter().any(|e| e.name == event)
+    }
+}
+
+#[derive(Default)]
+struct Raw {
+    model: Option<LitStr>,
+    events: Option<(Span, Vec<EventArg>)>,
+    path: Option<LitStr>,
+    schema: Option<LitStr>,
+    errors: Vec<syn::Error>,
+    /// The arguments did not parse; a missing `model` may be a consequence.
+    malformed: bool,
+}
+
+/// Parses the arguments, collecting every mistake rather than stopping at the first.
+pub(crate) fn parse(tokens: TokenStream) -> Result<Args, Vec<syn::Error>> {
+    let mut raw = Raw::default();
+    let parser = syn::meta::parser(|meta| raw.argument(&meta));
+    if let Err(e) = parser.parse2(tokens) {
+        raw.errors.push(e);
+        raw.malformed = true;
+    }
+    raw.finish()
+}
+
+impl Raw {
+    fn argument(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = meta.path.get_ident().map(ToString::to_string);
+        match key.as_deref() {
+            Some("model") => {
+                let lit: LitStr = meta.value()?.parse()?;
+                self.check_model(&lit);
+                set_once(&mut self.model, lit, meta, &mut self.errors);
+            }
+            Some("events") => {
+                let span = meta.path.require_ident()?.span();
+                let events = self.parse_events(meta.value()?)?;
+                set_once(&mut self.events, (span, events), meta, &mut self.errors);
+            }
+            Some("path") => {
+                let lit: LitStr = meta.value()?.parse()?;
+                if !lit.value().starts_with('/') {
+                    self.errors.push(syn::Error::new(
+                        lit.span(),
+                        format!("`path` must start with `/`, e.g. `\"{DEFAULT_PATH}\"`"),
+                    ));
+                }
+                set_once(&mut self.path, lit, meta, &mut self.errors);
+            }
+            Some("schema") => {
+                let lit: LitStr = meta.value()?.parse()?;
+                set_once(&mut self.schema, lit, meta, &mut self.errors);
+            }
+            _ => {
+                self.errors.push(meta.error(format_args!(
+                    "unknown argument `{}`; expected {ARGUMENTS}",
+                    path_text(&meta.path)
+                )));
+                // Skip the value so the arguments after it are still checked.
+                if meta.input.peek(Token![=]) {
+                    meta.value()?.parse::<syn::Expr>()?;
+                } else if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                    meta.input.parse::<proc_macro2::TokenTree>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_model(&mut self, lit: &LitStr) {
+        let model = lit.value();
+        if model == "*" {
+            return;
+        }
+        let valid_part = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        let ok = match model.split_once('/') {
+            Some((owner, name)) => valid_part(owner) && valid_part(name),
+            None => false,
+        };
+        if !ok {
+            self.errors.push(syn::Error::new(
+                lit.span(),
+                format!(
+                    "`model` must be `\"owner/name\"` (e.g. `\"black-forest-labs/flux-schnell\"`) \
+                     or `\"*\"` for any model, not `{model:?}`"
+                ),
+            ));
+        }
+    }
+
+    /// `"completed"` or `["start", "completed"]`.
+    fn parse_events(&mut self, input: ParseStream<'_>) -> syn::Result<Vec<EventArg>> {
+        let lits: Vec<LitStr> = if input.peek(syn::token::Bracket) {
+            let content;
+            let bracket = syn::bracketed!(content in input);
+            let lits = content.parse_terminated(<LitStr as syn::parse::Parse>::parse, Token![,])?;
+            if lits.is_empty() {
+                self.errors.push(syn::Error::new(
+                    bracket.span.join(),
+                    "`events` must name at least one of `start`, `output`, `logs`, `completed`",
+                ));
+            }
+            lits.into_iter().collect()
+        } else if input.peek(LitStr) {
+            vec![input.parse()?]
+        } else {
+            return Err(input.error(
+                "expected an event string such as `\"completed\"` or an array such as \
+                 `[\"start\", \"completed\"]`",
+            ));
+        };
+        let mut events: Vec<EventArg> = Vec::new();
+        for lit in lits {
+            let text = lit.value();
+            let Some(name) = EVENTS.into_iter().find(|e| *e == text) else {
+                self.errors.push(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown event `{text}`; expected one of `start`, `output`, `logs`, `completed`"
+                    ),
+                ));
+                continue;
+            };
+            if events.iter().any(|e| e.name == name) {
+                self.errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("event `{name}` is listed twice"),
+                ));
+                continue;
+            }
+            events.push(EventArg {
+                name,
+                span: lit.span(),
+            });
+        }
+        Ok(events)
+    }
+
+    fn finish(mut self) -> Result<Args, Vec<syn::Error>> {
+        if self.model.is_none() && !self.malformed {
+            self.errors.push(syn::Error::new(
+                Span::call_site(),
+                "missing `model`; write `#[replicate_webhook(model = \"owner/name\")]`, \
+                 or `model = \"*\"` for any model",
+            ));
+        }
+        match self.model {
+            Some(model) if self.errors.is_empty() => {
+                let (events_span, events) = self
+                    .events
+                    .unwrap_or_else(|| (Span::call_site(), Vec::new()));
+                Ok(Args {
+                    model,
+                    events,
+                    events_span,
+                    path: self
+                        .path
+                        .unwrap_or_else(|| LitStr::new(DEFAULT_PATH, Span::call_site())),
+                    schema: self.schema,
+                })
+            }
+            _ => Err(self.errors),
+        }
+    }
+}
+
+/// Stores an argument's value, or reports the repetition at its key.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Vec<syn::Error>,
+) {
+    if slot.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &meta.path,
+            format!("duplicate argument `{}`", path_text(&meta.path)),
+        ));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+fn path_text(path: &syn::Path) -> String {
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}

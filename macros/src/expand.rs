@@ -1,0 +1,206 @@
+//! Code generation: the module as written, its `WEBHOOK` spec, and the registration glue.
+//!
+//! The only file with `quote!`. Every generated path starts with `::replicate_webhook` (or
+//! `::core`), and the glue lives in `const _: () = { .. };` with `__`-prefixed names.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
+
+use crate::args::{self, Args};
+use crate::model::{self, Handler, Module};
+
+/// The attribute: arguments and module in, module plus glue (or module plus errors) out.
+pub(crate) fn replicate_webhook(args: TokenStream, item: TokenStream) -> TokenStream {
+    let (args, mut errors) = match args::parse(args) {
+        Ok(args) => (Some(args), Vec::new()),
+        Err(errors) => (None, errors),
+    };
+    match model::analyze(item.clone(), args.as_ref()) {
+        Ok(module) if errors.is_empty() => {
+            let args = args.expect("no argument errors");
+            match schema_items(&args) {
+                Ok(schema) => module_with_glue(&args, &module, &schema),
+                Err(e) => with_errors(item, vec![e]),
+            }
+        }
+        Ok(_) => with_errors(item, errors),
+        Err(more) => {
+            errors.extend(more);
+            with_errors(item, errors)
+        }
+    }
+}
+
+/// The original item, untouched, followed by the errors: one typo must not also cause
+/// "cannot find function" errors, and IDEs keep seeing the module.
+fn with_errors(mut item: TokenStream, errors: Vec<syn::Error>) -> TokenStream {
+    item.extend(errors.into_iter().map(syn::Error::into_compile_error));
+    item
+}
+
+/// Type definitions generated from `schema = "..."`.
+fn schema_items(args: &Args) -> syn::Result<TokenStream> {
+    match &args.schema {
+        Some(schema) => crate::schema::expand_schema_file(schema),
+        None => Ok(TokenStream::new()),
+    }
+}
+
+fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> TokenStream {
+    let syn::ItemMod {
+        attrs,
+        vis,
+        unsafety,
+        mod_token,
+        ident,
+        content,
+        ..
+    } = &module.item;
+    let items = content
+        .as_ref()
+        .map(|(_, items)| items)
+        .into_iter()
+        .flatten()
+        .map(|item| match item {
+            // The attribute requires `async fn`, so a handler that never awaits is not the
+            // user's mistake to fix.
+            syn::Item::Fn(f) if module.handlers.iter().any(|h| h.ident == f.sig.ident) => {
+                quote! {
+                    #[allow(clippy::unused_async)]
+                    #f
+                }
+            }
+            other => quote!(#other),
+        });
+
+    let model = &args.model;
+    let path = &args.path;
+    let events = args.events();
+    let events = events.iter().map(|e| event_variant(e.name));
+    let doc = format!(
+        " The webhook subscription of this module: model `{}`, path `{}`, events {}.\n\n \
+         Pass it to the client when creating predictions so the webhook URL and events filter \
+         match the handlers.",
+        model.value(),
+        path.value(),
+        args.events()
+            .iter()
+            .map(|e| format!("`{}`", e.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+
+    let wrappers: Vec<Ident> = module
+        .handlers
+        .iter()
+        .map(|h| format_ident!("__{}", h.ident))
+        .collect();
+    let wrapper_fns = module
+        .handlers
+        .iter()
+        .zip(&wrappers)
+        .map(|(h, name)| handler_wrapper(h, name));
+    let entries = module.handlers.iter().zip(&wrappers).map(|(h, name)| {
+        let kind = Ident::new(h.kind.variant, Span::call_site());
+        quote! {
+            __rw::HandlerEntry {
+                kind: __rw::HandlerKind::#kind,
+                call: #name,
+            }
+        }
+    });
+
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+
+    quote! {
+        #(#outer)*
+        #vis #unsafety #mod_token #ident {
+            #(#inner)*
+            #(#items)*
+
+            #schema
+
+            #[doc = #doc]
+            pub const WEBHOOK: ::replicate_webhook::WebhookSpec = ::replicate_webhook::WebhookSpec {
+                model: #model,
+                path: #path,
+                events: &[#(#events),*],
+            };
+
+            const _: () = {
+                use ::replicate_webhook::__private as __rw;
+
+                #(#wrapper_fns)*
+
+                __rw::inventory::submit! {
+                    __rw::Registration {
+                        model: self::WEBHOOK.model,
+                        path: self::WEBHOOK.path,
+                        events: self::WEBHOOK.events,
+                        handlers: &[#(#entries),*],
+                        module: ::core::module_path!(),
+                        file: ::core::file!(),
+                        line: ::core::line!(),
+                    }
+                }
+            };
+        }
+    }
+}
+
+fn event_variant(name: &str) -> TokenStream {
+    let variant = match name {
+        "start" => "Start",
+        "output" => "Output",
+        "logs" => "Logs",
+        _ => "Completed",
+    };
+    let variant = Ident::new(variant, Span::call_site());
+    quote!(::replicate_webhook::Event::#variant)
+}
+
+/// `fn(Call) -> HandlerFuture` around one user handler. Each conversion is spanned at the
+/// user's own type, so a wrong type is reported there, in the runtime trait's words.
+fn handler_wrapper(handler: &Handler, name: &Ident) -> TokenStream {
+    let user_fn = &handler.ident;
+    let input_ty = &handler.input;
+    let input_fn = if handler.kind.is_decode_error() {
+        quote!(decode_error_input)
+    } else {
+        quote!(input)
+    };
+    let input = quote_spanned! {input_ty.span()=>
+        __rw::#input_fn::<#input_ty>(&__call)?
+    };
+    let args: Vec<Ident> = (1..=handler.extractors.len())
+        .map(|i| format_ident!("__arg{}", i))
+        .collect();
+    let extracts = handler
+        .extractors
+        .iter()
+        .zip(&args)
+        .enumerate()
+        .map(|(i, (ty, arg))| {
+            let position = i + 1;
+            let call = quote_spanned! {ty.span()=>
+                __rw::extract::<#ty>(&__call, #position).await?
+            };
+            quote!(let #arg = #call;)
+        });
+    let returned = quote_spanned! {handler.output_span=>
+        __rw::outcome(__returned)
+    };
+    quote! {
+        fn #name(__call: __rw::Call) -> __rw::HandlerFuture {
+            __rw::handler_future(async move {
+                let __input = #input;
+                #(#extracts)*
+                let __returned = #user_fn(__input, #(#args),*).await;
+                __rw::Ok(#returned)
+            })
+        }
+    }
+}

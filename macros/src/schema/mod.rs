@@ -1,0 +1,249 @@
+//! Typed `Input`/`Output` from a model's `OpenAPI` schema file, at compile time.
+//!
+//! `mod.rs` finds and reads the file and reports errors on the `schema = "…"` literal;
+//! [`model`] turns the JSON into a type model; [`expand`] writes the items.
+
+mod expand;
+mod model;
+mod names;
+
+use std::path::{Path, PathBuf};
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::LitStr;
+use syn::parse::Parser;
+
+/// Items for the schema file named by `lit` (relative to the user crate's
+/// `CARGO_MANIFEST_DIR`): `Input`, `Output`, the types they use, and a hidden
+/// `include_str!` so the crate rebuilds when the file changes.
+pub(crate) fn expand_schema_file(lit: &LitStr) -> syn::Result<TokenStream> {
+    let error = |message: String| syn::Error::new(lit.span(), message);
+    let rel = lit.value();
+    let path = resolve(&rel).map_err(error)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        error(format!(
+            "cannot read schema file `{rel}` (paths are relative to the directory of the \
+                 crate's Cargo.toml): {e}"
+        ))
+    })?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| error(format!("schema file `{rel}` is not valid JSON: {e}")))?;
+    let model = model::build(&doc).map_err(|e| {
+        if e.path.is_empty() {
+            error(format!("schema file `{rel}`: {}", e.message))
+        } else {
+            error(format!("schema file `{rel}`: {}: {}", e.path, e.message))
+        }
+    })?;
+    let include = path
+        .to_str()
+        .ok_or_else(|| error(format!("schema path `{}` is not UTF-8", path.display())))?;
+    Ok(expand::expand(&model, include))
+}
+
+fn resolve(rel: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(rel);
+    let joined = if rel.is_absolute() {
+        rel.to_path_buf()
+    } else {
+        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .ok_or("CARGO_MANIFEST_DIR is not set; build with cargo")?;
+        Path::new(&dir).join(rel)
+    };
+    Ok(std::fs::canonicalize(&joined).unwrap_or(joined))
+}
+
+/// `#[replicate_model(schema = "…")] mod name { … }`: the schema's types appended to the module.
+/// On error the module is kept as written, next to the error, so that uses of it do not add
+/// confusing secondary errors.
+pub(crate) fn replicate_model(args: TokenStream, item: TokenStream) -> TokenStream {
+    match model_attribute(args, item.clone()) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            let mut tokens = item;
+            tokens.extend(error.into_compile_error());
+            tokens
+        }
+    }
+}
+
+fn model_attribute(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let mut schema: Option<LitStr> = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("schema") {
+            if schema.is_some() {
+                return Err(meta.error("duplicate `schema` argument"));
+            }
+            schema = Some(meta.value()?.parse()?);
+            Ok(())
+        } else {
+            Err(meta.error("unknown argument; expected `schema = \"path/to/schema.json\"`"))
+        }
+    });
+    parser.parse2(args)?;
+    let mut module: syn::ItemMod = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[replicate_model] goes on an inline module: `mod name { … }`",
+        )
+    })?;
+    let Some(schema) = schema else {
+        return Err(syn::Error::new(
+            module.ident.span(),
+            "missing `schema = \"path/to/schema.json\"` (relative to Cargo.toml)",
+        ));
+    };
+    let Some((_, items)) = &mut module.content else {
+        return Err(syn::Error::new(
+            module.ident.span(),
+            "#[replicate_model] needs an inline module: `mod name {}`, not `mod name;`",
+        ));
+    };
+    let generated: syn::File = syn::parse2(expand_schema_file(&schema)?)?;
+    items.extend(generated.items);
+    Ok(module.into_token_stream())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/schemas")
+            .join(file)
+    }
+
+    /// Every schema in the corpus builds a model (the tests crate compiles the code).
+    #[test]
+    fn whole_corpus_builds() {
+        let dir = corpus("");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let doc = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+                    .expect("valid JSON");
+                if let Err(e) = model::build(&doc) {
+                    panic!("{}: {}: {}", path.display(), e.path, e.message);
+                }
+                count += 1;
+            }
+        }
+        assert!(
+            count >= 50,
+            "only {count} schema files found in {}",
+            dir.display()
+        );
+    }
+
+    /// `docs/generated-flux-schnell.rs` is the expansion for flux-schnell, pretty-printed.
+    /// `UPDATE_SNAPSHOTS=1 cargo test -p replicate-webhook-macros` rewrites it.
+    #[test]
+    fn flux_schnell_snapshot() {
+        let rel = "../../shared/fixtures/schemas/black-forest-labs__flux-schnell.json";
+        let text = std::fs::read_to_string(corpus("black-forest-labs__flux-schnell.json"))
+            .expect("flux-schnell schema");
+        let doc = serde_json::from_str(&text).expect("valid JSON");
+        let model = model::build(&doc).expect("builds");
+        let tokens = expand::expand(&model, rel);
+        let file: syn::File = syn::parse2(tokens).expect("generated code parses");
+        let pretty = format!(
+            "// Generated by `#[replicate_model(schema = \"{rel}\")]`.\n\
+             // Snapshot checked by macros/src/schema/mod.rs `flux_schnell_snapshot`;\n\
+             // regenerate with `UPDATE_SNAPSHOTS=1 cargo test -p replicate-webhook-macros`.\n\n{}",
+            prettyplease::unparse(&file)
+        );
+        let snapshot =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/flux-schnell.rs");
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(snapshot.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&snapshot, &pretty).expect("write snapshot");
+        }
+        let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
+        assert!(
+            expected == pretty,
+            "generated code for flux-schnell changed; rerun with UPDATE_SNAPSHOTS=1 and review \
+             {}\n{pretty}",
+            snapshot.display()
+        );
+    }
+
+    /// Prints the expansion of one corpus file:
+    /// `SCHEMA=openai__whisper cargo test -p replicate-webhook-macros -- --ignored --nocapture print_expansion`
+    #[test]
+    #[ignore = "a tool, not a check"]
+    fn print_expansion() {
+        let name =
+            std::env::var("SCHEMA").unwrap_or_else(|_| "black-forest-labs__flux-schnell".into());
+        let text = std::fs::read_to_string(corpus(&format!("{name}.json"))).expect("schema file");
+        let model = model::build(&serde_json::from_str(&text).expect("JSON")).expect("builds");
+        let file: syn::File = syn::parse2(expand::expand(&model, &name)).expect("parses");
+        println!("{}", prettyplease::unparse(&file));
+    }
+
+    #[test]
+    fn file_errors_name_file_and_path() {
+        let dir = std::env::temp_dir().join(format!("replicate-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cases = [
+            (
+                "broken.json",
+                "{\"components\": ",
+                "is not valid JSON: EOF while parsing",
+            ),
+            (
+                "nothing.json",
+                "{\"openapi\": \"3.0.2\"}",
+                "no `components.schemas` object found",
+            ),
+            (
+                "tuple.json",
+                r#"{"components":{"schemas":{"Input":{"properties":{"foo":{"type":"tuple"}}}}}}"#,
+                "components.schemas.Input.properties.foo.type: unsupported type \"tuple\"",
+            ),
+        ];
+        for (file, text, expected) in cases {
+            let path = dir.join(file);
+            std::fs::write(&path, text).expect("write");
+            let lit = LitStr::new(
+                path.to_str().expect("UTF-8"),
+                proc_macro2::Span::call_site(),
+            );
+            let error = expand_schema_file(&lit).expect_err(file).to_string();
+            assert!(error.contains(expected), "{file}: {error}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn attribute_errors() {
+        let ok = model_attribute(
+            quote::quote!(schema = "x.json"),
+            quote::quote!(
+                mod m;
+            ),
+        );
+        assert!(ok.unwrap_err().to_string().contains("inline module"));
+        let bad = model_attribute(
+            quote::quote!(scheme = "x.json"),
+            quote::quote!(
+                mod m {}
+            ),
+        );
+        assert!(bad.unwrap_err().to_string().contains("unknown argument"));
+        let missing = model_attribute(
+            quote::quote!(schema = "does/not/exist.json"),
+            quote::quote!(
+                mod m {}
+            ),
+        );
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read schema file")
+        );
+    }
+}

@@ -1,0 +1,12 @@
+use replicate_webhook::{HandlerError, Prediction, replicate_webhook};
+
+#[replicate_webhook(model = "acme/echo", events = ["start", "completed"])]
+mod echo {
+    use super::*;
+
+    pub async fn on_start(_p: Prediction) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use replicate_webhook::{HandlerError, Prediction, replicate_webhook};
+
+#[replicate_webhook(model = "acme/echo")]
+pub async fn on_succeeded(_p: Prediction) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn main() {}

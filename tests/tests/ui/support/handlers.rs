@@ -1,0 +1,1 @@
+// Loaded by `not-an-inline-module-file.rs` through `#[path]`.

@@ -1,0 +1,14 @@
+use replicate_webhook::{HandlerError, Prediction, replicate_webhook};
+
+#[replicate_webhook(model = "acme/echo")]
+mod echo {
+    use super::*;
+
+    pub const WEBHOOK: &str = "/hooks";
+
+    pub async fn on_succeeded(_p: Prediction) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+fn main() {}
