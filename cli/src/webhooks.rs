@@ -24,9 +24,15 @@ pub(crate) fn read_body(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Every secret of `--secret` / `REPLICATE_WEBHOOK_SECRET` (spaces or commas between them).
 pub(crate) fn secrets(text: &str) -> Result<Vec<Secret>, String> {
-    parse_secrets(text).map_err(|e| match e {
-        ConfigError::MissingSecret => "invalid --secret: the secret is empty".to_owned(),
-        other => format!("invalid --secret: {other}"),
+    parse_secrets(text).map_err(|e| {
+        if let ConfigError::InvalidSecret { position, source } = &e {
+            // The runtime's message names the environment variable; here it may be the flag.
+            return format!("invalid --secret: secret #{position}: {source}");
+        }
+        if e == ConfigError::MissingSecret {
+            return "invalid --secret: the secret is empty".to_owned();
+        }
+        format!("invalid --secret: {e}")
     })
 }
 
@@ -49,6 +55,10 @@ pub(crate) fn sign(args: &SignArgs) -> u8 {
         Err(e) => return usage_error(&e),
     };
     let id = args.id.clone().unwrap_or_else(new_message_id);
+    // A line break would turn the three output lines into more; no header can carry it anyway.
+    if id.chars().any(char::is_control) {
+        return usage_error("--id must not contain control characters");
+    }
     let timestamp = args.timestamp.unwrap_or_else(unix_now);
     let headers = signature::sign(&secret, &id, timestamp, &body);
     for (name, value) in headers.pairs() {

@@ -144,6 +144,28 @@ fn refused_secrets_are_usage_errors_and_never_echoed() {
     }
 }
 
+#[test]
+fn secret_errors_name_the_flag_not_only_the_variable() {
+    let out = run(&["sign", "--secret", "whsec_!!!not-base64"], b"{}");
+    assert_eq!(code(&out), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid --secret: secret #1:"), "{stderr}");
+    assert!(!stderr.contains("REPLICATE_WEBHOOK_SECRET"), "{stderr}");
+}
+
+#[test]
+fn sign_refuses_ids_that_would_break_its_three_lines() {
+    for id in ["msg_1\nwebhook-signature: v1,forged", "msg_1\r", "msg\t1"] {
+        let out = run(&["sign", "--secret", SECRET, "--id", id], b"{}");
+        assert_eq!(code(&out), 2, "{id:?}");
+        assert!(out.stdout.is_empty(), "{id:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--id"),
+            "{id:?}"
+        );
+    }
+}
+
 const BODY: &[u8] = br#"{"test": 2432232314}"#;
 const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
 const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";

@@ -251,6 +251,78 @@ async fn bad_json_is_an_error_not_a_panic() {
     handle.stop(false).await;
 }
 
+/// The attempt log's `sent_at_ms` is when the request went out, not when the receiver answered:
+/// a slow answer to one `output` webhook must not make the next look throttled too little.
+#[actix_rt::test]
+async fn a_slow_receiver_does_not_shift_the_send_times() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let seen = Arc::new(AtomicU32::new(0));
+    let server = HttpServer::new(move || {
+        let seen = seen.clone();
+        App::new().route(
+            "/hook",
+            web::post().to(move |body: web::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let processing = body.windows(12).any(|w| w == b"\"processing\"");
+                    if processing && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                        actix_web::rt::time::sleep(Duration::from_millis(450)).await;
+                    }
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let sim = Simulator::start(&["--start-delay", "50ms", "--steps", "4", "--step", "250ms"]);
+    let url = Url::parse(&format!("http://{addr}/hook")).unwrap();
+    let created = client(&sim, "any")
+        .create(
+            &CreatePrediction::model("replicate/hello-world", hello())
+                .webhook(url, [Event::Output, Event::Completed]),
+        )
+        .await
+        .unwrap();
+    let records = sim.wait_for(&created.id, completed_delivered).await;
+    let outputs = first_attempts(&records, "output");
+    assert!(outputs.len() >= 2, "{outputs:#?}");
+    for pair in outputs.windows(2) {
+        assert!(
+            pair[1].sent_at_ms - pair[0].sent_at_ms >= 500,
+            "{outputs:#?}"
+        );
+    }
+    handle.stop(false).await;
+}
+
+#[actix_rt::test]
+async fn webhooks_must_be_http_urls() {
+    let sim = Simulator::start(FAST);
+    let client = client(&sim, "any");
+    for url in [
+        "ftp://127.0.0.1/hook",
+        "htp://127.0.0.1/hook",
+        "file:///tmp/hook",
+    ] {
+        let err = client
+            .create(
+                &CreatePrediction::model("replicate/hello-world", hello())
+                    .webhook(Url::parse(url).unwrap(), [Event::Completed]),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(422), "{url}: {err}");
+        assert!(err.to_string().contains("Invalid webhook URL"), "{err}");
+    }
+}
+
 fn first_attempts<'a>(records: &'a [DeliveryRecord], event: &str) -> Vec<&'a DeliveryRecord> {
     records
         .iter()
@@ -463,6 +535,16 @@ async fn unreachable_receivers_are_given_up_and_the_prediction_stays_readable() 
             .iter()
             .all(|r| r.outcome == "failed" && r.error.is_some())
     );
+    // Retries sooner than a second apart still get their own timestamp and signature.
+    assert!(
+        records
+            .iter()
+            .all(|r| r.webhook_id == records[0].webhook_id)
+    );
+    for pair in records.windows(2) {
+        assert!(pair[1].timestamp > pair[0].timestamp, "{records:#?}");
+        assert_ne!(pair[1].signature, pair[0].signature);
+    }
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         sim.deliveries(&created.id).await.len(),

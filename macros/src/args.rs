@@ -88,10 +88,17 @@ impl Raw {
             }
             Some("path") => {
                 let lit: LitStr = meta.value()?.parse()?;
-                if !lit.value().starts_with('/') {
+                let path = lit.value();
+                if !path.starts_with('/') {
                     self.errors.push(syn::Error::new(
                         lit.span(),
                         format!("`path` must start with `/`, e.g. `\"{DEFAULT_PATH}\"`"),
+                    ));
+                } else if path.contains(|c: char| "{}?#".contains(c) || c.is_whitespace()) {
+                    self.errors.push(syn::Error::new(
+                        lit.span(),
+                        "`path` must be a plain path: route parameters (`{..}`), query strings, \
+                         fragments and spaces are not supported",
                     ));
                 }
                 set_once(&mut self.path, lit, meta, &mut self.errors);

@@ -55,6 +55,8 @@ pub(crate) struct Handler {
     pub(crate) extractors: Vec<Type>,
     /// Where a wrong return type is reported: the type, or the name for `()`.
     pub(crate) output_span: Span,
+    /// The function's `#[cfg]`s: the glue that calls it must vanish with it.
+    pub(crate) cfgs: Vec<syn::Attribute>,
 }
 
 /// An inline module and its handlers.
@@ -247,6 +249,13 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
     let mut types = Vec::new();
     for arg in &sig.inputs {
         match arg {
+            FnArg::Typed(t) if matches!(*t.ty, Type::ImplTrait(_)) => {
+                errors.push(syn::Error::new_spanned(
+                    &t.ty,
+                    "webhook handler arguments cannot be `impl Trait`: name the type, e.g. \
+                     `Prediction<Vec<String>>` or `web::Data<Db>`",
+                ));
+            }
             FnArg::Typed(t) => types.push((*t.ty).clone()),
             FnArg::Receiver(r) => errors.push(syn::Error::new(
                 r.span(),
@@ -254,7 +263,7 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
             )),
         }
     }
-    if types.is_empty() && !sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_))) {
+    if sig.inputs.is_empty() {
         let expected = if kind.is_decode_error() {
             "error: DecodeError"
         } else {
@@ -283,6 +292,12 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
             ReturnType::Type(_, ty) => ty.span(),
             ReturnType::Default => sig.ident.span(),
         },
+        cfgs: f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg"))
+            .cloned()
+            .collect(),
     })
 }
 

@@ -183,12 +183,23 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base", &self.base.as_str())
+            .field("base", &redacted_url(&self.base))
             .field("token", &self.token)
             .field("webhook_base", &self.webhook_base.as_ref().map(Url::as_str))
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
+}
+
+/// A URL for display: any `user:password@` part is replaced, so credentials never reach logs.
+fn redacted_url(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username("redacted");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 /// Where a prediction runs.
@@ -307,7 +318,8 @@ impl<I: Serialize> CreatePrediction<I> {
         self
     }
 
-    /// Sends `Cancel-After`: the prediction is canceled automatically after `after` (at least 5 s).
+    /// Sends `Cancel-After`: the prediction is canceled automatically `after` its creation, in
+    /// whole seconds (at least 1; Replicate itself refuses less than 5 s).
     #[must_use]
     pub fn cancel_after(mut self, after: Duration) -> Self {
         self.cancel_after = Some(format!("{}s", after.as_secs().max(1)));
@@ -326,12 +338,20 @@ impl<I: Serialize> CreatePrediction<I> {
         &self.target
     }
 
-    fn path(&self) -> String {
-        match &self.target {
+    /// The API path; owner and name must be plain path segments (`a/../../x` would post
+    /// elsewhere).
+    fn path(&self) -> Result<String, ClientError> {
+        Ok(match &self.target {
             Target::Version(_) => "predictions".to_owned(),
-            Target::Model { owner, name } => format!("models/{owner}/{name}/predictions"),
-            Target::Deployment { owner, name } => format!("deployments/{owner}/{name}/predictions"),
-        }
+            Target::Model { owner, name } => {
+                format!("models/{}/{}/predictions", segment(owner)?, segment(name)?)
+            }
+            Target::Deployment { owner, name } => format!(
+                "deployments/{}/{}/predictions",
+                segment(owner)?,
+                segment(name)?
+            ),
+        })
     }
 
     fn body(&self, webhook_base: Option<&Url>) -> Result<serde_json::Value, ClientError> {
@@ -483,7 +503,7 @@ impl Client {
         if let Some(after) = &request.cancel_after {
             headers.insert("cancel-after", header_value(after)?);
         }
-        let url = self.url(&request.path())?;
+        let url = self.url(&request.path()?)?;
         let retry_5xx = self.retry.retry_creates_on_server_error;
         self.send(Method::POST, url, headers, Some(&body), retry_5xx)
             .await
@@ -787,19 +807,37 @@ mod tests {
     fn bodies_per_target() {
         let input = serde_json::json!({"text": "Alice"});
         let by_version = CreatePrediction::version("abc", &input);
-        assert_eq!(by_version.path(), "predictions");
+        assert_eq!(by_version.path().unwrap(), "predictions");
         assert_eq!(
             by_version.body(None).unwrap(),
             serde_json::json!({"version": "abc", "input": {"text": "Alice"}})
         );
         let by_model = CreatePrediction::model("replicate/hello-world", &input);
-        assert_eq!(by_model.path(), "models/replicate/hello-world/predictions");
+        assert_eq!(
+            by_model.path().unwrap(),
+            "models/replicate/hello-world/predictions"
+        );
         assert_eq!(
             by_model.body(None).unwrap(),
             serde_json::json!({"input": {"text": "Alice"}})
         );
         let by_deployment = CreatePrediction::deployment("acme/prod", &input);
-        assert_eq!(by_deployment.path(), "deployments/acme/prod/predictions");
+        assert_eq!(
+            by_deployment.path().unwrap(),
+            "deployments/acme/prod/predictions"
+        );
+        for slug in ["acme", "acme/prod/../../webhooks", "acme/prod?x=1", "/prod"] {
+            let by_model = CreatePrediction::model(slug, &input);
+            assert!(
+                matches!(by_model.path(), Err(ClientError::InvalidUrl(_))),
+                "{slug}"
+            );
+            let by_deployment = CreatePrediction::deployment(slug, &input);
+            assert!(
+                matches!(by_deployment.path(), Err(ClientError::InvalidUrl(_))),
+                "{slug}"
+            );
+        }
     }
 
     #[test]
@@ -899,6 +937,20 @@ mod tests {
         let shown = format!("{client:?}");
         assert!(!shown.contains("supersecret"), "{shown}");
         assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn credentials_in_the_base_url_are_redacted() {
+        let client = Client::new("https://user:hunter2@proxy.example/v1", None).unwrap();
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("user:"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://redacted@proxy.example/v1/"),
+            "{shown}"
+        );
     }
 
     #[test]

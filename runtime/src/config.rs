@@ -74,7 +74,10 @@ impl WebhookConfig {
     /// How long a prediction's terminal status is remembered.
     pub const DEFAULT_TERMINAL_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
     /// How long a claim protects a running handler before another worker may take over.
-    pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+    ///
+    /// Well inside Replicate's retry window (about a minute after completion), so a claim left by
+    /// a worker that died mid-handler expires while retries still arrive.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
     /// A configuration accepting one secret, with every default.
     pub fn new(secret: Secret) -> Self {
@@ -101,11 +104,8 @@ impl WebhookConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = std::env::var(ENV_SECRET).unwrap_or_default();
         let secrets = parse_secrets(&secrets)?;
-        let config = Self::with_secrets(secrets);
-        match std::env::var(ENV_STORE).ok().as_deref().map(str::trim) {
-            None | Some("" | "memory") => Ok(config),
-            Some(other) => Err(ConfigError::UnsupportedStore(other.to_owned())),
-        }
+        check_store(std::env::var(ENV_STORE).ok().as_deref())?;
+        Ok(Self::with_secrets(secrets))
     }
 
     /// The accepted clock difference for `webhook-timestamp` (default 300 s, both directions).
@@ -150,7 +150,8 @@ impl WebhookConfig {
         self
     }
 
-    /// How long a running handler keeps its claim (default 120 s).
+    /// How long a running handler keeps its claim (default 30 s). A handler that runs longer
+    /// may be run again by a retry: answer fast and do slow work elsewhere.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
@@ -181,6 +182,19 @@ impl WebhookConfig {
 
     /// The default timestamp tolerance.
     pub const DEFAULT_TOLERANCE: Duration = DEFAULT_TOLERANCE;
+}
+
+/// Only `memory` exists for now. A store URL may carry a password: the error shows its scheme only.
+fn check_store(setting: Option<&str>) -> Result<(), ConfigError> {
+    match setting.map(str::trim) {
+        None | Some("" | "memory") => Ok(()),
+        Some(other) => Err(ConfigError::UnsupportedStore(
+            match url::Url::parse(other) {
+                Ok(url) => format!("{}://…", url.scheme()),
+                Err(_) => other.to_owned(),
+            },
+        )),
+    }
 }
 
 /// Splits a list of secrets on spaces and commas, refusing any unusable one.
@@ -226,6 +240,17 @@ mod tests {
             }
         );
         assert!(!err.to_string().contains("notbase64"), "{err}");
+    }
+
+    #[test]
+    fn store_errors_never_show_credentials() {
+        assert_eq!(check_store(Some(" memory ")), Ok(()));
+        assert_eq!(check_store(None), Ok(()));
+        let err = check_store(Some("redis://admin:hunter2@cache:6379/0")).unwrap_err();
+        assert_eq!(err, ConfigError::UnsupportedStore("redis://…".to_owned()));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = check_store(Some("memroy")).unwrap_err();
+        assert!(err.to_string().contains("`memroy`"), "{err}");
     }
 
     #[test]

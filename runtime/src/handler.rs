@@ -114,9 +114,13 @@ impl Call {
         T::from_call(self)
     }
 
-    /// Runs an actix extractor for one of the handler's further arguments.
+    /// Runs an actix extractor for one of the handler's further arguments. Body extractors
+    /// (`web::Bytes`, `web::Json<T>`, ...) read the verified body, which was consumed already.
     pub async fn extract<T: FromRequest>(&self) -> Result<T, actix_web::Error> {
-        T::extract(&self.req).await.map_err(Into::into)
+        let mut payload = actix_web::dev::Payload::from(self.body.clone());
+        T::from_request(&self.req, &mut payload)
+            .await
+            .map_err(Into::into)
     }
 
     /// The request the delivery came in.

@@ -170,7 +170,7 @@ pub use replicate_webhook_macros::replicate_model;
 /// |---|---|---|
 /// | `model` | `"owner/name"`, or `"*"` for any model no other module claims | required |
 /// | `events` | `"completed"` or an array of `"start"`, `"output"`, `"logs"`, `"completed"` | `"completed"` |
-/// | `path` | the route, starting with `/`; several modules may share one | `"/webhooks/replicate"` |
+/// | `path` | a plain route starting with `/` (no `{..}` parameters); several modules may share one | `"/webhooks/replicate"` |
 /// | `schema` | a model schema file, relative to the crate's `Cargo.toml`: generates `Input` and `Output` in the module (see [`replicate_model`]) | none |
 ///
 /// # Handlers

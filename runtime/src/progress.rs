@@ -13,28 +13,50 @@ pub(crate) struct Progress {
 impl Progress {
     const CAPACITY: usize = 10_000;
 
-    pub(crate) fn output_changed(&self, prediction: &str, output: Option<&str>) -> bool {
+    /// Records `output` as the latest of `prediction`; `Some` when it differs from the one before.
+    /// Undo it when the delivery is not acknowledged, so its retry is an output again.
+    pub(crate) fn observe(&self, prediction: &str, output: Option<&str>) -> Option<Undo> {
         use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
-        let Some(output) = output.filter(|o| *o != "null") else {
-            return false;
-        };
+        let output = output.filter(|o| *o != "null")?;
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(output);
-        let mut map = self
-            .last_output
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.lock();
         if map.len() >= Self::CAPACITY && !map.contains_key(prediction) {
             map.clear();
         }
-        map.insert(prediction.to_owned(), hash) != Some(hash)
+        let previous = map.insert(prediction.to_owned(), hash);
+        (previous != Some(hash)).then_some(Undo {
+            previous,
+            current: hash,
+        })
+    }
+
+    /// Puts back the output seen before, unless a later delivery recorded another since.
+    pub(crate) fn undo(&self, prediction: &str, undo: Undo) {
+        let mut map = self.lock();
+        if map.get(prediction) == Some(&undo.current) {
+            match undo.previous {
+                Some(previous) => map.insert(prediction.to_owned(), previous),
+                None => map.remove(prediction),
+            };
+        }
     }
 
     pub(crate) fn forget(&self, prediction: &str) {
+        self.lock().remove(prediction);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.last_output
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(prediction);
     }
+}
+
+/// What [`Progress::observe`] changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Undo {
+    previous: Option<u64>,
+    current: u64,
 }
 
 #[cfg(test)]
@@ -44,13 +66,26 @@ mod tests {
     #[test]
     fn new_output_is_output_and_repeats_are_logs() {
         let p = Progress::default();
-        assert!(!p.output_changed("a", None));
-        assert!(!p.output_changed("a", Some("null")));
-        assert!(p.output_changed("a", Some("[1]")));
-        assert!(!p.output_changed("a", Some("[1]")));
-        assert!(p.output_changed("a", Some("[1,2]")));
-        assert!(p.output_changed("b", Some("[1,2]")));
+        assert!(p.observe("a", None).is_none());
+        assert!(p.observe("a", Some("null")).is_none());
+        assert!(p.observe("a", Some("[1]")).is_some());
+        assert!(p.observe("a", Some("[1]")).is_none());
+        assert!(p.observe("a", Some("[1,2]")).is_some());
+        assert!(p.observe("b", Some("[1,2]")).is_some());
         p.forget("a");
-        assert!(p.output_changed("a", Some("[1,2]")));
+        assert!(p.observe("a", Some("[1,2]")).is_some());
+    }
+
+    #[test]
+    fn undo_restores_the_previous_output_unless_superseded() {
+        let p = Progress::default();
+        p.observe("a", Some("[1]"));
+        let undo = p.observe("a", Some("[1,2]")).unwrap();
+        p.undo("a", undo);
+        assert!(p.observe("a", Some("[1,2]")).is_some());
+        let undo = p.observe("a", Some("[1,2,3]")).unwrap();
+        p.observe("a", Some("[1,2,3,4]"));
+        p.undo("a", undo);
+        assert!(p.observe("a", Some("[1,2,3,4]")).is_none());
     }
 }

@@ -224,8 +224,11 @@ pub enum SetupError {
         /// Where the second module is.
         second: String,
     },
-    /// A path that actix cannot route.
-    #[error("webhook path `{path}` of {origin} must start with `/`")]
+    /// A path that actix cannot route as written.
+    #[error(
+        "webhook path `{path}` of {origin} must start with `/` and be a plain path, without \
+         `{{`, `}}`, `?`, `#` or spaces"
+    )]
     BadPath {
         /// The path.
         path: String,
@@ -255,7 +258,7 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
     }
     let mut routes: BTreeMap<String, Route> = BTreeMap::new();
     for module in modules {
-        if !module.path.starts_with('/') {
+        if !is_plain_path(&module.path) {
             return Err(SetupError::BadPath {
                 path: module.path,
                 origin: module.origin,
@@ -281,6 +284,13 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
         *slot = Some(module);
     }
     Ok(routes)
+}
+
+/// actix reads `{..}` as a route parameter (and panics on an unbalanced one); `?` and `#` never
+/// match a request path.
+fn is_plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains(|c: char| matches!(c, '{' | '}' | '?' | '#') || c.is_whitespace())
 }
 
 fn duplicate(first: &Module, second: &Module) -> SetupError {
@@ -352,7 +362,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(routes.len(), 2);
-        let err = build_routes(vec![Module::new("acme/x").path("nope")]).unwrap_err();
-        assert!(matches!(err, SetupError::BadPath { .. }));
+        for path in ["nope", "/hooks/{", "/hooks/{tenant}", "/hooks?x=1", "/a b"] {
+            let err = build_routes(vec![Module::new("acme/x").path(path)]).unwrap_err();
+            assert!(matches!(err, SetupError::BadPath { .. }), "{path}");
+        }
     }
 }

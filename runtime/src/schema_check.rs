@@ -36,9 +36,6 @@ const COMPARED: &[&str] = &["Input", "Output", "TrainingInput", "TrainingOutput"
 /// Keys that only document, so changing them does not change generated types.
 const IGNORED: &[&str] = &["title", "description"];
 
-/// `$ref` chains longer than this are reported as they are rather than followed (cycles).
-const MAX_REF_DEPTH: usize = 16;
-
 /// One difference between the pinned and the live schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
@@ -141,10 +138,10 @@ pub fn compare(pinned: &Value, live: &Value) -> Vec<Difference> {
         let pointer = format!("/components/schemas/{name}");
         let a = pinned_root
             .pointer(&pointer)
-            .map(|s| normalize(s, pinned_root, 0));
+            .map(|s| normalize(s, pinned_root, &mut Vec::new()));
         let b = live_root
             .pointer(&pointer)
-            .map(|s| normalize(s, live_root, 0));
+            .map(|s| normalize(s, live_root, &mut Vec::new()));
         diff(
             &format!("components.schemas.{name}"),
             a.as_ref(),
@@ -171,29 +168,31 @@ fn locate(doc: &Value) -> Option<&Value> {
 }
 
 /// Inlines `$ref`s (and single-element `allOf`s around them) and drops documentation keys.
-fn normalize(schema: &Value, root: &Value, depth: usize) -> Value {
+/// `expanding` holds the `$ref`s being inlined: a `$ref` back into one of them (a recursive
+/// schema) stays a `$ref`, so each cycle is compared once instead of unrolled.
+fn normalize(schema: &Value, root: &Value, expanding: &mut Vec<String>) -> Value {
     match schema {
         Value::Object(obj) => {
-            if depth < MAX_REF_DEPTH {
-                if let Some(target) = obj
-                    .get("$ref")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.strip_prefix('#'))
-                    .and_then(|p| root.pointer(p))
-                {
-                    let mut merged = as_map(normalize(target, root, depth + 1));
-                    merge_siblings(&mut merged, obj, "$ref", root, depth);
-                    return Value::Object(merged);
-                }
-                if let Some([only]) = obj
-                    .get("allOf")
-                    .and_then(Value::as_array)
-                    .map(Vec::as_slice)
-                {
-                    let mut merged = as_map(normalize(only, root, depth + 1));
-                    merge_siblings(&mut merged, obj, "allOf", root, depth);
-                    return Value::Object(merged);
-                }
+            if let Some((reference, target)) = obj
+                .get("$ref")
+                .and_then(Value::as_str)
+                .filter(|r| !expanding.iter().any(|e| e == r))
+                .and_then(|r| Some((r, root.pointer(r.strip_prefix('#')?)?)))
+            {
+                expanding.push(reference.to_owned());
+                let mut merged = as_map(normalize(target, root, expanding));
+                expanding.pop();
+                merge_siblings(&mut merged, obj, "$ref", root, expanding);
+                return Value::Object(merged);
+            }
+            if let Some([only]) = obj
+                .get("allOf")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+            {
+                let mut merged = as_map(normalize(only, root, expanding));
+                merge_siblings(&mut merged, obj, "allOf", root, expanding);
+                return Value::Object(merged);
             }
             Value::Object(
                 obj.iter()
@@ -205,7 +204,7 @@ fn normalize(schema: &Value, root: &Value, depth: usize) -> Value {
                                 Value::Object(props) => Value::Object(
                                     props
                                         .iter()
-                                        .map(|(p, s)| (p.clone(), normalize(s, root, depth)))
+                                        .map(|(p, s)| (p.clone(), normalize(s, root, expanding)))
                                         .collect(),
                                 ),
                                 other => other.clone(),
@@ -213,16 +212,19 @@ fn normalize(schema: &Value, root: &Value, depth: usize) -> Value {
                         } else if k == "default" || k == "enum" || k == "example" {
                             v.clone()
                         } else {
-                            normalize(v, root, depth)
+                            normalize(v, root, expanding)
                         };
                         (k.clone(), v)
                     })
                     .collect(),
             )
         }
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| normalize(v, root, depth)).collect())
-        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| normalize(v, root, expanding))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -240,14 +242,14 @@ fn merge_siblings(
     obj: &Map<String, Value>,
     skip: &str,
     root: &Value,
-    depth: usize,
+    expanding: &mut Vec<String>,
 ) {
     for (k, v) in obj {
         if k != skip && !IGNORED.contains(&k.as_str()) {
             let v = if k == "default" {
                 v.clone()
             } else {
-                normalize(v, root, depth)
+                normalize(v, root, expanding)
             };
             merged.insert(k.clone(), v);
         }
@@ -480,5 +482,48 @@ mod tests {
         let node = json!({ "type": "object", "properties": { "child": { "$ref": "#/components/schemas/Output" } } });
         let a = doc(&json!({ "type": "object" }), &node, &[]);
         assert!(compare(&a, &a).is_empty());
+    }
+
+    /// A tree whose nodes point at themselves several times: each cycle is compared once, not
+    /// unrolled (16 levels of 4 references each never finished).
+    #[test]
+    fn many_self_references_are_not_unrolled() {
+        let node = |extra: &str| {
+            let r = json!({ "$ref": "#/components/schemas/Node" });
+            json!({ "type": "object", "properties": {
+                "a": r, "b": r, "c": { "type": "array", "items": r }, "d": { "allOf": [r] },
+                extra: { "type": "string" }
+            } })
+        };
+        let input = json!({ "type": "object", "properties": { "tree": { "$ref": "#/components/schemas/Node" } } });
+        let pinned = doc(
+            &input,
+            &json!({ "type": "string" }),
+            &[("Node", node("name"))],
+        );
+        let live = doc(
+            &input,
+            &json!({ "type": "string" }),
+            &[("Node", node("label"))],
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tx.send((compare(&pinned, &pinned), compare(&pinned, &live)))
+                .ok();
+        });
+        let (same, changed) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("compare finishes");
+        assert!(same.is_empty(), "{same:?}");
+        let paths: Vec<String> = changed.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            paths,
+            [
+                "components.schemas.Input.properties.tree.properties.name: removed from the live \
+                 schema (was {\"type\":\"string\"})",
+                "components.schemas.Input.properties.tree.properties.label: added in the live \
+                 schema: {\"type\":\"string\"}",
+            ]
+        );
     }
 }

@@ -129,6 +129,38 @@ async fn receive(
             "query string does not match the signed webhook URL",
         );
     }
+    let new_output = match envelope.status {
+        Status::Processing => config.progress.observe(
+            &envelope.id,
+            envelope.output.map(serde_json::value::RawValue::get),
+        ),
+        _ => None,
+    };
+    let response = deliver(
+        req,
+        body.clone(),
+        &endpoint,
+        &envelope,
+        new_output.is_some(),
+    )
+    .await;
+    if let Some(undo) = new_output
+        && !response.status().is_success()
+    {
+        config.progress.undo(&envelope.id, undo);
+    }
+    response
+}
+
+/// Routes, claims and runs a verified delivery.
+async fn deliver(
+    req: HttpRequest,
+    body: Bytes,
+    endpoint: &Endpoint,
+    envelope: &Envelope<'_>,
+    new_output: bool,
+) -> HttpResponse {
+    let config = &*endpoint.config;
     let span = tracing::info_span!("delivery", prediction = envelope.id, model = envelope.model, status = %envelope.status);
     let guard = span.enter();
 
@@ -136,7 +168,7 @@ async fn receive(
         tracing::info!("no module handles this model; acknowledged");
         return reply(StatusCode::OK, "no handler for this model");
     };
-    let target = dispatch_target(module, &envelope, &config.progress);
+    let target = dispatch_target(module, envelope, new_output, &config.progress);
     drop(guard);
     let Some((event, kind)) = target else {
         if envelope.status.is_terminal() {
@@ -157,17 +189,17 @@ async fn receive(
         .unwrap_or_default()
         .to_owned();
 
-    let claims = match claim(&*config.store, config, &webhook_id, &envelope, event).await {
+    let claims = match claim(&*config.store, config, &webhook_id, envelope, event).await {
         Ok(Claimed::Run(claims)) => claims,
         Ok(Claimed::Skip(response)) => return response,
         Err(e) => return unavailable(&e),
     };
 
-    let call = Call::new(req, body.clone());
+    let call = Call::new(req, body);
     async move {
     let outcome = run(module, kind, call).await;
     match outcome {
-        Outcome::Done => finish(&claims, config, &envelope, "done").await,
+        Outcome::Done => finish(&claims, config, envelope, "done").await,
         Outcome::Failed(e) if e.is_retryable() => {
             tracing::error!(error = %e, handler = kind.fn_name(), "handler failed; Replicate will retry");
             claims.release(&*config.store).await;
@@ -175,11 +207,11 @@ async fn receive(
         }
         Outcome::Failed(e) => {
             tracing::error!(error = %e, handler = kind.fn_name(), "handler failed permanently; not retried");
-            finish(&claims, config, &envelope, "handler failed permanently").await
+            finish(&claims, config, envelope, "handler failed permanently").await
         }
         Outcome::Decode(e) => {
             tracing::error!(error = %e, handler = kind.fn_name(), "body does not decode into the handler's types");
-            finish(&claims, config, &envelope, "decode error handled").await
+            finish(&claims, config, envelope, "decode error handled").await
         }
         Outcome::Extract { position, message } => {
             tracing::error!(position, error = message, handler = kind.fn_name(), "handler argument extraction failed");
@@ -214,7 +246,8 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    // The declared length is unverified: trust it for the limit, not for an allocation.
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             reply(
@@ -263,20 +296,13 @@ fn query_matches(req: &HttpRequest, webhook: Option<&str>) -> bool {
 fn dispatch_target(
     module: &Module,
     envelope: &Envelope<'_>,
+    new_output: bool,
     progress: &Progress,
 ) -> Option<(Event, HandlerKind)> {
     let (event, kind) = match &envelope.status {
         Status::Starting => (Event::Start, HandlerKind::Start),
-        Status::Processing => {
-            if progress.output_changed(
-                &envelope.id,
-                envelope.output.map(serde_json::value::RawValue::get),
-            ) {
-                (Event::Output, HandlerKind::Output)
-            } else {
-                (Event::Logs, HandlerKind::Logs)
-            }
-        }
+        Status::Processing if new_output => (Event::Output, HandlerKind::Output),
+        Status::Processing => (Event::Logs, HandlerKind::Logs),
         Status::Aborted if module.handler(HandlerKind::Aborted).is_none() => {
             (Event::Completed, HandlerKind::Canceled)
         }

@@ -67,3 +67,5 @@ impl Drop for TestServer {
         drop(self.handle.stop(false));
     }
 }
+
+pub mod strict_models;

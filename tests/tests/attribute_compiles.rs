@@ -1,6 +1,7 @@
 //! The attribute as users write it compiles cleanly under strict lints.
 #![forbid(unsafe_code)]
-#![deny(clippy::pedantic)]
+// `forbid`, not `deny`: the expansion must not need an `allow` of its own.
+#![forbid(clippy::pedantic)]
 // The snippet from the docs, as written: `pub fn`s in a private module.
 #![allow(unreachable_pub)]
 
@@ -41,7 +42,7 @@ mod flux {
 #[replicate_webhook(model = "*", events = "completed", path = "/hooks/other")]
 mod everything {
     //! Inner attributes and docs stay inside the module.
-    #![allow(clippy::doc_markdown)]
+    #![allow(dead_code)]
 
     use super::{DecodeError, HandlerError, Prediction};
 
@@ -57,6 +58,65 @@ mod everything {
         let _ = e;
         Ok(())
     }
+}
+
+/// Documented, with attributes, handlers of every visibility and a `#[cfg]`-ed one.
+#[replicate_webhook(model = "acme/cfg", events = ["start", "completed"], path = "/hooks/cfg")]
+#[allow(dead_code)]
+pub(crate) mod configured {
+    use super::{HandlerError, Prediction};
+
+    pub(crate) async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
+        let _ = p;
+        Ok(())
+    }
+
+    #[cfg(any())]
+    pub async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
+        let _ = p;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
+        let _ = p;
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
+        let _ = p;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    async fn on_start(p: Prediction) -> Result<(), HandlerError> {
+        let _ = p;
+        Ok(())
+    }
+
+    pub mod nested {
+        /// Not a handler: only the module's own items are.
+        pub fn on_whatever() {}
+    }
+}
+
+#[test]
+fn cfg_ed_out_handlers_are_not_registered() {
+    let registration =
+        replicate_webhook::__private::inventory::iter::<replicate_webhook::Registration>
+            .into_iter()
+            .find(|r| r.model == "acme/cfg")
+            .expect("the module is registered");
+    let kinds: Vec<_> = registration.handlers.iter().map(|h| h.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            replicate_webhook::HandlerKind::Succeeded,
+            replicate_webhook::HandlerKind::Canceled,
+            replicate_webhook::HandlerKind::Start
+        ]
+    );
 }
 
 #[test]

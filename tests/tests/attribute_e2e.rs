@@ -143,6 +143,43 @@ mod needs_data {
     }
 }
 
+#[replicate_webhook(model = "e2e/raw-body")]
+mod raw_body {
+    use super::{HandlerError, Log, Prediction, web};
+
+    async fn on_succeeded(
+        p: Prediction,
+        body: web::Bytes,
+        json: web::Json<Prediction>,
+        log: web::Data<Log>,
+    ) -> Result<(), HandlerError> {
+        log.push("raw", &p.id, format!("{} {}", body.len(), json.id == p.id));
+        Ok(())
+    }
+}
+
+/// An extractor with a bug.
+#[derive(Debug)]
+struct Explodes;
+
+impl actix_web::FromRequest for Explodes {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(_: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        panic!("extractor bug")
+    }
+}
+
+#[replicate_webhook(model = "e2e/extractor-panics")]
+mod extractor_panics {
+    use super::{Explodes, HandlerError, Prediction};
+
+    async fn on_succeeded(_p: Prediction, _boom: Explodes) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
 #[replicate_webhook(model = "*")]
 mod any_model {
     use super::{HandlerError, Log, Prediction, web};
@@ -376,6 +413,48 @@ async fn a_failing_extractor_gives_500() {
         .await;
     assert_eq!(status, 500);
     assert!(body.contains("extraction"), "{body}");
+}
+
+#[actix_rt::test]
+async fn a_panicking_extractor_gives_500_and_the_server_stays_up() {
+    let server = Server::start();
+    let d = delivery(
+        &new_prediction_id(),
+        "e2e/extractor-panics",
+        "succeeded",
+        Value::Null,
+    );
+    assert_eq!(server.send(&d).await.0, 500);
+    assert_eq!(server.send(&d).await.0, 500);
+    let next = new_prediction_id();
+    let ok = delivery(&next, "e2e/all", "succeeded", json!(["ok"]));
+    assert_eq!(server.send(&ok).await.0, 200);
+    assert_eq!(server.log.for_prediction(&next).len(), 1);
+}
+
+#[actix_rt::test]
+async fn body_extractors_receive_the_verified_body() {
+    let server = Server::start();
+    let id = new_prediction_id();
+    let d = delivery(&id, "e2e/raw-body", "succeeded", json!("x"));
+    assert_eq!(server.send(&d).await.0, 200);
+    assert_eq!(
+        server.log.for_prediction(&id),
+        [format!("raw:{id}:{} true", d.body().len())]
+    );
+}
+
+#[actix_rt::test]
+async fn the_catch_all_only_covers_its_own_path() {
+    let server = Server::start();
+    let id = new_prediction_id();
+    let elsewhere =
+        delivery(&id, "e2e/someone-else", "succeeded", json!("o")).path("/hooks/second");
+    assert_eq!(
+        server.send(&elsewhere).await,
+        (200, "no handler for this model".to_owned())
+    );
+    assert!(server.log.for_prediction(&id).is_empty());
 }
 
 #[actix_rt::test]

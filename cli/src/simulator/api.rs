@@ -239,7 +239,11 @@ fn validate(
     };
     let webhook = match request.get("webhook") {
         None | Some(Value::Null) => None,
-        Some(Value::String(url)) if url::Url::parse(url).is_ok_and(|u| u.has_host()) => {
+        // Replicate posts over HTTP(S) only; a `ftp:` or mistyped scheme would fail every attempt.
+        Some(Value::String(url))
+            if url::Url::parse(url)
+                .is_ok_and(|u| u.has_host() && matches!(u.scheme(), "http" | "https")) =>
+        {
             Some(url.clone())
         }
         Some(_) => return Err(unprocessable("- webhook: Invalid webhook URL")),
@@ -460,7 +464,7 @@ struct DeliveriesQuery {
 
 async fn deliveries(state: Shared, query: web::Query<DeliveriesQuery>) -> HttpResponse {
     let inner = state.lock();
-    let records: Vec<_> = inner
+    let mut records: Vec<_> = inner
         .deliveries
         .iter()
         .filter(|r| {
@@ -470,5 +474,7 @@ async fn deliveries(state: Shared, query: web::Query<DeliveriesQuery>) -> HttpRe
                 .is_none_or(|p| p == r.prediction_id)
         })
         .collect();
+    // Logged when answered; listed in the order they were sent.
+    records.sort_by_key(|r| r.sent_at_ms);
     HttpResponse::Ok().json(records)
 }

@@ -190,9 +190,9 @@ async fn send(state: &Arc<State>, delivery: Delivery) {
         record(
             state,
             &delivery,
-            1,
-            false,
+            (1, false),
             None,
+            now_ms(),
             Err("dropped by --drop".into()),
         );
         return;
@@ -202,8 +202,18 @@ async fn send(state: &Arc<State>, delivery: Delivery) {
     }
     let retried = delivery.event == Event::Completed;
     let mut attempt = 1u32;
+    // Timestamps are whole seconds: a retry sooner than a second after the previous attempt
+    // takes the next second, so every attempt has its own timestamp and signature (never more
+    // than a few seconds ahead, well within receivers' tolerance).
+    let mut last_timestamp = None;
+    let mut next_timestamp = || {
+        let now = unix_now();
+        let timestamp = last_timestamp.map_or(now, |last: i64| now.max((last + 1).min(now + 5)));
+        last_timestamp = Some(timestamp);
+        timestamp
+    };
     loop {
-        let ok = attempt_once(state, &delivery, attempt, false).await;
+        let ok = attempt_once(state, &delivery, attempt, false, next_timestamp()).await;
         if ok {
             break;
         }
@@ -224,7 +234,7 @@ async fn send(state: &Arc<State>, delivery: Delivery) {
         attempt += 1;
     }
     if faults.duplicate.contains(&delivery.event) {
-        attempt_once(state, &delivery, attempt + 1, true).await;
+        attempt_once(state, &delivery, attempt + 1, true, next_timestamp()).await;
     }
 }
 
@@ -233,11 +243,12 @@ async fn attempt_once(
     delivery: &Delivery,
     attempt: u32,
     duplicate: bool,
+    timestamp: i64,
 ) -> bool {
     let headers = signature::sign(
         &state.config.secret,
         &delivery.webhook_id,
-        unix_now(),
+        timestamp,
         &delivery.body,
     );
     let mut request = state
@@ -248,21 +259,30 @@ async fn attempt_once(
     for (name, value) in headers.pairs() {
         request = request.header(name, value);
     }
+    // Taken before the request: the receiver's answer time says nothing about throttling.
+    let sent_at_ms = now_ms();
     let result = match request.send().await {
         Ok(response) => Ok(response.status().as_u16()),
         Err(e) => Err(crate::describe_error(e)),
     };
     let ok = matches!(result, Ok(200..=299));
-    record(state, delivery, attempt, duplicate, Some(&headers), result);
+    record(
+        state,
+        delivery,
+        (attempt, duplicate),
+        Some(&headers),
+        sent_at_ms,
+        result,
+    );
     ok
 }
 
 fn record(
     state: &Arc<State>,
     delivery: &Delivery,
-    attempt: u32,
-    duplicate: bool,
+    (attempt, duplicate): (u32, bool),
     headers: Option<&signature::SignedHeaders>,
+    sent_at_ms: u64,
     result: Result<u16, String>,
 ) {
     let (response_status, outcome, error) = match (&result, headers) {
@@ -283,7 +303,7 @@ fn record(
             .and_then(|h| h.timestamp.parse().ok())
             .unwrap_or_default(),
         signature: headers.map(|h| h.signature.clone()).unwrap_or_default(),
-        sent_at_ms: now_ms(),
+        sent_at_ms,
         response_status,
         outcome: outcome.to_owned(),
         error,

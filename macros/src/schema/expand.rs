@@ -18,13 +18,15 @@ fn json() -> TokenStream {
 const SERDE_CRATE: &str = "::replicate_webhook::__private::serde";
 
 /// Lints that schema text (docs) and schema shapes (many arguments, float constants) trip in
-/// the user's crate.
+/// the user's crate; `missing_docs` because most schema properties have no description.
 fn allows() -> TokenStream {
     quote! {
         #[allow(
+            missing_docs,
             unreachable_pub,
             clippy::all,
             clippy::pedantic,
+            clippy::nursery,
             rustdoc::bare_urls,
             rustdoc::broken_intra_doc_links,
             rustdoc::invalid_html_tags
@@ -55,8 +57,10 @@ pub(crate) fn expand(model: &Model, include_path: &str) -> TokenStream {
             let name = ident(name);
             let doc = docs(doc);
             let ty = rust_ty(ty, secret);
-            quote!(#doc pub type #name = #ty;)
+            let allows = allows();
+            quote!(#doc #allows pub type #name = #ty;)
         }
+        Def::Newtype { name, doc, ty } => newtype(name, doc, ty, secret),
         Def::Concat { name, doc } => concat(name, doc),
     });
     let secret_def = model.secret.as_deref().map(secret_newtype);
@@ -463,6 +467,27 @@ fn union(def: &UnionDef, secret: &str) -> TokenStream {
         pub enum #name {
             #(#variants,)*
         }
+    }
+}
+
+fn newtype(name: &str, doc: &[String], ty: &Ty, secret: &str) -> TokenStream {
+    let serde = serde();
+    let allows = allows();
+    let name = ident(name);
+    let doc = docs(doc);
+    let ty = rust_ty(ty, secret);
+    quote! {
+        #doc
+        #[derive(
+            ::core::fmt::Debug,
+            ::core::clone::Clone,
+            ::core::cmp::PartialEq,
+            #serde::Serialize,
+            #serde::Deserialize
+        )]
+        #[serde(crate = #SERDE_CRATE, transparent)]
+        #allows
+        pub struct #name(pub #ty);
     }
 }
 

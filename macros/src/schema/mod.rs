@@ -138,7 +138,7 @@ mod tests {
         );
     }
 
-    /// `docs/generated-flux-schnell.rs` is the expansion for flux-schnell, pretty-printed.
+    /// `macros/tests/snapshots/flux-schnell.rs` is the expansion for flux-schnell, pretty-printed.
     /// `UPDATE_SNAPSHOTS=1 cargo test -p replicate-webhook-macros` rewrites it.
     #[test]
     fn flux_schnell_snapshot() {
@@ -215,6 +215,76 @@ mod tests {
             assert!(error.contains(expected), "{file}: {error}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Malformed or odd schemas give an error with a JSON path, or code that parses: never a
+    /// panic (which users would see as "custom attribute panicked").
+    #[test]
+    fn odd_schemas_never_panic() {
+        let cases = [
+            r#"{"Input": {"properties": []}}"#,
+            r#"{"Input": {"properties": {"a": false}}}"#,
+            r#"{"Input": {"properties": {"a": 5}}}"#,
+            r#"{"Input": {"properties": {"a": {"enum": {}}}}}"#,
+            r#"{"Input": {"properties": {"a": {"enum": [[1], {"x": 1}]}}}}"#,
+            r#"{"Input": {"properties": {"a": {"$ref": 5}}}}"#,
+            r##"{"Input": {"properties": {"a": {"$ref": "#/nope"}}}}"##,
+            r#"{"Input": {"properties": {"a": {"$ref": "other.json#/x"}}}}"#,
+            r##"{"Input": {"properties": {"a": {"$ref": "#"}}}}"##,
+            r##"{"Input": {"properties": {"a": {"$ref": "#/components/schemas/"}}}}"##,
+            r#"{"Input": {"properties": {"a": {"type": "array", "items": 5}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "array", "items": [{"type": "string"}]}}}}"#,
+            r#"{"Input": {"properties": {"a": {"allOf": {}}}}}"#,
+            r#"{"Input": {"properties": {"a": {"allOf": []}}}}"#,
+            r#"{"Input": {"properties": {"a": {"anyOf": []}}}}"#,
+            r#"{"Input": {"properties": {"a": {"oneOf": [5, true]}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": 5}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": []}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": ["null"]}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "integer", "minimum": "x", "default": "y"}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "integer", "minimum": 5, "maximum": 1}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "integer", "default": 1e300}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "integer", "default": -1e300, "minimum": -1e300}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "number", "default": "-inf"}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "string", "default": 5}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "string", "x-cog-secret": true, "default": "s"}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "object", "additionalProperties": 5}}}}"#,
+            r#"{"Input": {"properties": {"a": {"type": "object", "additionalProperties": true}}}}"#,
+            r#"{"Input": {"properties": {"": {"type": "string"}, "_": {"type": "string"}, "__": {"type": "string"}}}}"#,
+            r#"{"Input": {"properties": {"crate": {}, "super": {}, "Self": {}, "gen": {}, "r#type": {}}}}"#,
+            r#"{"Input": {"properties": {"a": {"x-order": "first"}}, "required": "a"}}"#,
+            r#"{"Input": {"type": ["object", "null"], "properties": {"a": {}}}}"#,
+            r#"{"Input": {"type": "array"}}"#,
+            r#"{"Input": 5}"#,
+            r##"{"Input": {"$ref": "#/components/schemas/E"}, "E": {"enum": ["a"]}}"##,
+            r##"{"Input": {"$ref": "#/components/schemas/Input"}}"##,
+            r#"{"Output": false}"#,
+            r#"{"Output": null}"#,
+            r#"{"Output": {"type": "string", "x-cog-array-display": "concatenate"}}"#,
+            r#"{"Output": {"type": "array", "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"}}"#,
+            r#"{"Output": {"type": "array", "items": {"type": "integer"}, "x-cog-array-display": "concatenate"}}"#,
+            r#"{"Output": {"enum": []}}"#,
+            r#"{"Output": {"enum": [null]}}"#,
+            r#"{"Output": {"title": "Input", "type": "object", "properties": {"a": {}}}}"#,
+            r##"{"Output": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}}}"##,
+            r##"{"TrainingOutput": {"$ref": "#/components/schemas/Output"}, "Output": {"type": "string"}}"##,
+        ];
+        for case in cases {
+            let schemas: serde_json::Value = serde_json::from_str(case).expect(case);
+            let doc = serde_json::json!({ "components": { "schemas": schemas } });
+            match model::build(&doc) {
+                Ok(model) => {
+                    let tokens = expand::expand(&model, "x.json");
+                    if let Err(e) = syn::parse2::<syn::File>(tokens) {
+                        panic!("{case}: generated code does not parse: {e}");
+                    }
+                }
+                Err(e) => assert!(
+                    e.path.starts_with("components.schemas.") && !e.message.is_empty(),
+                    "{case}: {e:?}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -210,6 +210,13 @@ pub(crate) enum Def {
         doc: Vec<String>,
         ty: Ty,
     },
+    /// `pub struct Name(pub Ty)`, transparent: a recursive schema that is not an object, enum or
+    /// union (`{"type": "array", "items": {"$ref": <itself>}}`), which a `type` alias cannot be.
+    Newtype {
+        name: String,
+        doc: Vec<String>,
+        ty: Ty,
+    },
     /// `pub struct Name(pub Vec<String>)` for `x-cog-array-display: concatenate`.
     Concat {
         name: String,
@@ -223,7 +230,7 @@ impl Def {
             Def::Struct(s) => &s.name,
             Def::Enum(e) => &e.name,
             Def::Union(u) => &u.name,
-            Def::Alias { name, .. } | Def::Concat { name, .. } => name,
+            Def::Alias { name, .. } | Def::Newtype { name, .. } | Def::Concat { name, .. } => name,
         }
     }
 }
@@ -445,7 +452,49 @@ fn doc_of(obj: &Map<String, Value>) -> Vec<String> {
         .iter()
         .position(|l| !l.is_empty())
         .unwrap_or(lines.len());
-    lines.split_off(start)
+    let mut lines = lines.split_off(start);
+    plain_code_fences(&mut lines);
+    lines
+}
+
+/// Marks the schema's Markdown code blocks that rustdoc would compile and run as doctests in the
+/// user's crate (```` ``` ````, ```` ```rust ````, ...) as `text`.
+fn plain_code_fences(lines: &mut [String]) {
+    const RUST: &[&str] = &[
+        "rust",
+        "ignore",
+        "should_panic",
+        "no_run",
+        "compile_fail",
+        "test_harness",
+        "standalone_crate",
+        "edition2015",
+        "edition2018",
+        "edition2021",
+        "edition2024",
+    ];
+    let mut open: Option<&str> = None;
+    for line in lines {
+        let Some(fence) = ["```", "~~~"].into_iter().find(|f| line.starts_with(f)) else {
+            continue;
+        };
+        if open == Some(fence) {
+            open = None;
+            continue;
+        }
+        if open.is_some() {
+            continue;
+        }
+        open = Some(fence);
+        let mark = fence.chars().next().unwrap_or('`');
+        let info = line.trim_start_matches(mark);
+        let rust = info
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .all(|t| t.is_empty() || RUST.contains(&t));
+        if rust {
+            *line = format!("{}text", &line[..line.len() - info.len()]);
+        }
+    }
 }
 
 fn bound(obj: &Map<String, Value>, keys: &[&str]) -> Option<f64> {
@@ -475,6 +524,7 @@ impl Builder<'_> {
                 | Def::Enum(EnumDef { doc, .. })
                 | Def::Union(UnionDef { doc, .. })
                 | Def::Alias { doc, .. }
+                | Def::Newtype { doc, .. }
                 | Def::Concat { doc, .. } => doc,
             };
             if !doc.is_empty() {
@@ -552,10 +602,19 @@ impl Builder<'_> {
             );
         }
         if shape.ty != Ty::Named(name.to_owned()) {
-            self.defs.push(Def::Alias {
-                name: name.to_owned(),
-                doc,
-                ty: shape.ty.clone(),
+            let ty = through_itself(shape.ty.clone(), name, path)?;
+            self.defs.push(if mentions(&ty, name) {
+                Def::Newtype {
+                    name: name.to_owned(),
+                    doc,
+                    ty,
+                }
+            } else {
+                Def::Alias {
+                    name: name.to_owned(),
+                    doc,
+                    ty,
+                }
             });
         } else if let Some(def) = self.defs.iter_mut().find(|d| d.name() == name) {
             match def {
@@ -566,7 +625,7 @@ impl Builder<'_> {
                         *d = doc;
                     }
                 }
-                Def::Alias { .. } | Def::Concat { .. } => {}
+                Def::Alias { .. } | Def::Newtype { .. } | Def::Concat { .. } => {}
             }
         }
         Ok(Shape {
@@ -704,8 +763,14 @@ impl Builder<'_> {
                 Value::String(s) if matches!(declared, Some("integer" | "number")) => s
                     .parse::<i64>()
                     .map(Value::from)
-                    .or_else(|_| s.parse::<f64>().map(Value::from))
-                    .unwrap_or_else(|_| value.clone()),
+                    .ok()
+                    .or_else(|| {
+                        s.parse::<f64>()
+                            .ok()
+                            .and_then(serde_json::Number::from_f64)
+                            .map(Value::Number)
+                    })
+                    .unwrap_or_else(|| value.clone()),
                 Value::String(_) | Value::Number(_) | Value::Bool(_) => value.clone(),
                 // Array/object constants: no sensible enum.
                 _ => {
@@ -715,7 +780,9 @@ impl Builder<'_> {
                     };
                 }
             };
-            if !clean.contains(&value) {
+            // `1` and `1.0` are the same JSON Schema value: one variant.
+            let numeric = |a: &Value, b: &Value| a.is_number() && a.as_f64() == b.as_f64();
+            if !clean.iter().any(|c| *c == value || numeric(c, &value)) {
                 clean.push(value);
             }
         }
@@ -861,8 +928,19 @@ impl Builder<'_> {
             self.prefix,
             pointer.trim_start_matches('/').replace('/', ".")
         );
-        let shape = self.shape_named(target, &target_path, &name, true)?;
-        if !matches!(&shape.ty, Ty::Named(n) if *n == name) {
+        let mut shape = self.shape_named(target, &target_path, &name, true)?;
+        if matches!(&shape.ty, Ty::Named(n) if *n == name) {
+            // A struct, enum or union of that name.
+        } else if mentions(&shape.ty, &name) {
+            // Recursive but not a struct, enum or union (an array of itself): a newtype.
+            let ty = through_itself(shape.ty, &name, &target_path)?;
+            self.defs.push(Def::Newtype {
+                name: name.clone(),
+                doc: doc_of(target.as_object().unwrap_or(&Map::new())),
+                ty,
+            });
+            shape.ty = Ty::Named(name);
+        } else {
             // Not a new type (e.g. a plain string): use the type directly, free the name.
             self.names.release(&name);
         }
@@ -1040,7 +1118,13 @@ impl Builder<'_> {
                 int.holds(n).then_some(Lit::Int(n, *int))
             }
             (Ty::F64, Value::Number(n)) => n.as_f64().map(Lit::F64),
-            (Ty::F64, Value::String(s)) => s.trim().parse().ok().map(Lit::F64),
+            // `"inf"`/`"NaN"` parse as floats but have no Rust literal.
+            (Ty::F64, Value::String(s)) => s
+                .trim()
+                .parse()
+                .ok()
+                .filter(|f: &f64| f.is_finite())
+                .map(Lit::F64),
             (Ty::String, Value::String(s)) => Some(Lit::Str(s.clone())),
             (Ty::Secret, Value::String(s)) => Some(Lit::Secret(s.clone())),
             (Ty::Named(name), _) => match self.def_of(name)? {
@@ -1060,6 +1144,33 @@ impl Builder<'_> {
             (Ty::Value, v) | (Ty::Map, v @ Value::Object(_)) => Some(Lit::Json(json_text(v))),
             _ => None,
         }
+    }
+}
+
+/// `ty` as the body of the type `name`, unless it is nothing but `name` again
+/// (`{"$ref": <itself>}`), which defines no type at all.
+fn through_itself(ty: Ty, name: &str, path: &str) -> Result<Ty> {
+    let mut bare = &ty;
+    while let Ty::Option(inner) | Ty::Boxed(inner) = bare {
+        bare = inner;
+    }
+    if matches!(bare, Ty::Named(n) if n == name) {
+        return Err(SchemaError::new(
+            path,
+            "this schema is only a reference to itself (a `$ref` cycle that defines no type)",
+        ));
+    }
+    Ok(ty)
+}
+
+/// Whether the type `name` appears in `ty`.
+fn mentions(ty: &Ty, name: &str) -> bool {
+    match ty {
+        Ty::Named(n) => n == name,
+        Ty::Vec(inner) | Ty::Option(inner) | Ty::StringMap(inner) | Ty::Boxed(inner) => {
+            mentions(inner, name)
+        }
+        _ => false,
     }
 }
 
@@ -1508,6 +1619,107 @@ mod tests {
         let err = build(&json!({ "components": { "schemas": { "Input": { "type": "string" } } } }))
             .unwrap_err();
         assert_eq!(err.path, "components.schemas.Input");
+    }
+
+    #[test]
+    fn code_blocks_in_descriptions_are_not_doctests() {
+        let doc = |text: &str| {
+            let obj = json!({ "description": text });
+            doc_of(obj.as_object().expect("object"))
+        };
+        assert_eq!(
+            doc("Example:\n```\nlet x = ;\n```\nthen\n```rust,no_run\nboom\n```"),
+            [
+                "Example:",
+                "```text",
+                "let x = ;",
+                "```",
+                "then",
+                "```text",
+                "boom",
+                "```"
+            ]
+        );
+        assert_eq!(
+            doc("```json\n{\"a\": 1}\n```\n~~~~\nx\n~~~~"),
+            ["```json", "{\"a\": 1}", "```", "~~~~text", "x", "~~~~"]
+        );
+        // An unclosed fence still opens a text block.
+        assert_eq!(doc("    ```\n    code"), ["```text", "code"]);
+    }
+
+    #[test]
+    fn unusual_numbers_never_reach_a_literal() {
+        let m = model(&json!({
+            "Input": { "type": "object", "properties": {
+                "inf": { "type": "number", "default": "inf", "x-order": 0 },
+                "nan": { "type": "number", "default": "NaN", "x-order": 1 },
+                "parsed": { "type": "number", "default": " 2.5 ", "x-order": 2 },
+                "same": { "type": "number", "enum": [1, 1.0, 2], "x-order": 3 },
+                "texts": { "type": "number", "enum": ["NaN", "inf", "1.5"], "x-order": 4 }
+            } }
+        }));
+        assert_eq!(input_field(&m, "inf").kind, FieldKind::Optional);
+        assert_eq!(input_field(&m, "nan").kind, FieldKind::Optional);
+        assert_eq!(
+            input_field(&m, "parsed").kind,
+            FieldKind::Defaulted(Lit::F64(2.5))
+        );
+        let Some(Def::Enum(same)) = m.def("Same") else {
+            panic!("no Same enum")
+        };
+        assert_eq!(same.variants.len(), 2, "{same:?}");
+        let Some(Def::Enum(texts)) = m.def("Texts") else {
+            panic!("no Texts enum")
+        };
+        let values: Vec<&Value> = texts.variants.iter().map(|v| &v.value).collect();
+        assert_eq!(values, [&json!("NaN"), &json!("inf"), &json!(1.5)]);
+    }
+
+    #[test]
+    fn ref_cycles_define_a_type_or_fail_cleanly() {
+        // An array of itself: a transparent newtype (a `type` alias cannot recurse).
+        let m = model(&json!({
+            "Input": { "type": "object", "properties": {
+                "tree": { "$ref": "#/components/schemas/Tree" }
+            } },
+            "Tree": { "type": "array", "items": { "$ref": "#/components/schemas/Tree" } },
+            "Output": { "type": "object", "additionalProperties": { "$ref": "#/components/schemas/Output" } }
+        }));
+        assert_eq!(
+            input_field(&m, "tree").ty,
+            Ty::Option(Box::new(Ty::Named("Tree".into())))
+        );
+        assert!(
+            matches!(m.def("Tree"), Some(Def::Newtype { ty, .. })
+                if *ty == Ty::Vec(Box::new(Ty::Named("Tree".into())))),
+            "{:?}",
+            m.def("Tree")
+        );
+        assert!(
+            matches!(m.def("Output"), Some(Def::Newtype { .. })),
+            "{:?}",
+            m.def("Output")
+        );
+        // Only references, no type anywhere: an error naming the place, not unknown types.
+        for (schemas, path) in [
+            (
+                json!({
+                    "Input": { "type": "object", "properties": { "a": { "$ref": "#/components/schemas/A" } } },
+                    "A": { "$ref": "#/components/schemas/B" },
+                    "B": { "allOf": [{ "$ref": "#/components/schemas/A" }] }
+                }),
+                "components.schemas.A",
+            ),
+            (
+                json!({ "Output": { "anyOf": [{ "$ref": "#/components/schemas/Output" }, { "type": "null" }] } }),
+                "components.schemas.Output",
+            ),
+        ] {
+            let error = build(&json!({ "components": { "schemas": schemas } })).unwrap_err();
+            assert_eq!(error.path, path, "{error:?}");
+            assert!(error.message.contains("`$ref` cycle"), "{error:?}");
+        }
     }
 
     #[test]

@@ -12,9 +12,11 @@
     ::core::hash::Hash
 )]
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -44,9 +46,11 @@ pub enum AspectRatio {
     V9_21,
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -84,9 +88,11 @@ impl AspectRatio {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -97,9 +103,11 @@ impl ::core::fmt::Display for AspectRatio {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -113,9 +121,11 @@ impl ::replicate_webhook::__private::serde::Serialize for AspectRatio {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -175,9 +185,11 @@ impl<'de> ::replicate_webhook::__private::serde::Deserialize<'de> for AspectRati
     ::core::hash::Hash
 )]
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -191,9 +203,11 @@ pub enum OutputFormat {
     Png,
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -211,9 +225,11 @@ impl OutputFormat {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -224,9 +240,11 @@ impl ::core::fmt::Display for OutputFormat {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -240,9 +258,11 @@ impl ::replicate_webhook::__private::serde::Serialize for OutputFormat {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -282,9 +302,11 @@ impl<'de> ::replicate_webhook::__private::serde::Deserialize<'de> for OutputForm
     ::core::hash::Hash
 )]
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -296,9 +318,11 @@ pub enum Megapixels {
     V0_25,
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -315,9 +339,11 @@ impl Megapixels {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -328,9 +354,11 @@ impl ::core::fmt::Display for Megapixels {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -344,9 +372,11 @@ impl ::replicate_webhook::__private::serde::Serialize for Megapixels {
     }
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -385,9 +415,11 @@ impl<'de> ::replicate_webhook::__private::serde::Deserialize<'de> for Megapixels
 )]
 #[serde(crate = "::replicate_webhook::__private::serde")]
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -437,9 +469,11 @@ pub struct Input {
     pub megapixels: Megapixels,
 }
 #[allow(
+    missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
+    clippy::nursery,
     rustdoc::bare_urls,
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
@@ -489,6 +523,16 @@ impl Input {
     }
 }
 /// The model's output (`components.schemas.Output`).
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags
+)]
 pub type Output = ::std::vec::Vec<::replicate_webhook::Url>;
 const _: &str = ::core::include_str!(
     "../../shared/fixtures/schemas/black-forest-labs__flux-schnell.json"

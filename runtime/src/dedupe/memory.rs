@@ -77,7 +77,9 @@ impl Default for MemoryStore {
 
 impl Inner {
     fn make_room(&mut self, capacity: usize, now: Instant) {
-        if self.entries.len() < capacity {
+        // Released and re-claimed keys leave stale records in `order`: prune them too, or a
+        // handler that keeps failing grows it without bound.
+        if self.entries.len() < capacity && self.order.len() < capacity.saturating_mul(2) {
             return;
         }
         self.entries.retain(|_, e| e.expires > now);
@@ -92,6 +94,13 @@ impl Inner {
             }
         }
     }
+}
+
+/// `at + duration`, saturating: `Duration::MAX` ("never expire") must not panic a worker.
+fn after(at: Instant, duration: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    at.checked_add(duration)
+        .unwrap_or_else(|| at + duration.min(CENTURY))
 }
 
 #[async_trait::async_trait]
@@ -111,7 +120,7 @@ impl DedupeStore for MemoryStore {
         let token = ClaimToken::new();
         let entry = Entry {
             state: State::InFlight(token.clone()),
-            expires: now + lease,
+            expires: after(now, lease),
             inserted: now,
         };
         inner.entries.insert(key.to_owned(), entry);
@@ -130,7 +139,7 @@ impl DedupeStore for MemoryStore {
             && matches!(&entry.state, State::InFlight(t) if t == token)
         {
             entry.state = State::Done;
-            entry.expires = Instant::now() + ttl;
+            entry.expires = after(Instant::now(), ttl);
         }
         Ok(())
     }
@@ -234,6 +243,29 @@ mod tests {
         assert!(store.len() <= 100, "{}", store.len());
         assert!(store.is_done("k999").await.unwrap());
         assert!(!store.is_done("k0").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn released_claims_do_not_grow_the_store() {
+        let store = MemoryStore::with_capacity(100);
+        for i in 0..10_000 {
+            let Claim::Acquired(token) = store.claim(&format!("k{i}"), LEASE).await.unwrap() else {
+                panic!("fresh key")
+            };
+            store.release(&format!("k{i}"), &token).await.unwrap();
+        }
+        let order = store.lock().order.len();
+        assert!(order <= 200, "{order} records kept for an empty store");
+    }
+
+    #[tokio::test]
+    async fn never_expiring_durations_do_not_overflow() {
+        let store = MemoryStore::new();
+        let Claim::Acquired(token) = store.claim("k", Duration::MAX).await.unwrap() else {
+            panic!("fresh key")
+        };
+        store.complete("k", &token, Duration::MAX).await.unwrap();
+        assert!(store.is_done("k").await.unwrap());
     }
 
     #[tokio::test]

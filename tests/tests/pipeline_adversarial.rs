@@ -1,0 +1,501 @@
+//! Hostile and unlucky deliveries over real HTTP on 127.0.0.1: concurrency across workers,
+//! bodies that are not predictions, broken framing, lease expiry, clock skew.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use replicate_webhook::signature::unix_now;
+use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample_prediction};
+use replicate_webhook::{
+    Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, configure,
+};
+use replicate_webhook_tests::TestServer;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const MODEL: &str = "acme/adversarial";
+
+fn delivery(id: &str, status: &str, output: serde_json::Value) -> TestDelivery {
+    TestDelivery::new(sample_prediction(id, MODEL, status, output).to_string())
+}
+
+fn config(secret: &Secret, module: Module) -> WebhookConfig {
+    WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(module)
+}
+
+/// Counts runs of `on_succeeded`, each taking `delay`.
+fn slow_module(runs: &Arc<AtomicUsize>, delay: Duration) -> Module {
+    let runs = runs.clone();
+    Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(delay).await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+}
+
+/// Like `TestServer::start`, with several workers sharing one configuration.
+fn start_workers(workers: usize, config: WebhookConfig) -> (String, actix_web::dev::ServerHandle) {
+    let server = HttpServer::new(move || App::new().configure(configure(config.clone())))
+        .workers(workers)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (base, handle)
+}
+
+async fn post(base: &str, signed: &Signed) -> u16 {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{}", signed.path()))
+        .body(signed.body().to_vec());
+    for (name, value) in signed.headers() {
+        req = req.header(name, value);
+    }
+    req.send()
+        .await
+        .expect("the server answers")
+        .status()
+        .as_u16()
+}
+
+async fn post_all(base: &str, deliveries: Vec<Signed>) -> Vec<u16> {
+    let tasks: Vec<_> = deliveries
+        .into_iter()
+        .map(|d| {
+            let base = base.to_owned();
+            actix_web::rt::spawn(async move { post(&base, &d).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses
+}
+
+#[actix_web::test]
+async fn concurrent_duplicates_across_workers_run_the_handler_once() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let module = slow_module(&runs, Duration::from_millis(800));
+    let (base, handle) = start_workers(4, config(&secret, module));
+    let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+
+    let statuses = post_all(&base, vec![signed.clone(); 24]).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 409].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&409), "{statuses:?}");
+    assert_eq!(post(&base, &signed).await, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn one_result_under_many_webhook_ids_at_once_runs_once() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let module = slow_module(&runs, Duration::from_millis(300));
+    let (base, handle) = start_workers(4, config(&secret, module));
+    let body = sample_prediction(&new_prediction_id(), MODEL, "succeeded", json!("x")).to_string();
+    let deliveries: Vec<_> = (0..16)
+        .map(|_| TestDelivery::new(body.clone()).sign(&secret))
+        .collect();
+
+    let statuses = post_all(&base, deliveries.clone()).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 409].contains(s)),
+        "{statuses:?}"
+    );
+    // Every 409 is retried by Replicate: all of them now get 200 without a second run.
+    assert!(post_all(&base, deliveries).await.iter().all(|s| *s == 200));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn an_output_retried_after_a_handler_error_is_still_an_output() {
+    let secret = Secret::generate();
+    let outputs = Arc::new(AtomicUsize::new(0));
+    let logs = Arc::new(AtomicUsize::new(0));
+    let (o, l) = (outputs.clone(), logs.clone());
+    let module = Module::new(MODEL)
+        .events([Event::Output, Event::Logs])
+        .on(HandlerKind::Output, move |_: Prediction| {
+            let n = o.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(HandlerError::retry("database down"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .on(HandlerKind::Logs, move |_: Prediction| {
+            l.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), HandlerError>(()) }
+        });
+    let srv = TestServer::start({
+        let config = config(&secret, module);
+        move || configure(config.clone())
+    });
+    let id = new_prediction_id();
+    let first = delivery(&id, "processing", json!(["a"]));
+    assert_eq!(srv.deliver(&first.sign(&secret)).await.0, 500);
+    let retry = first.timestamp(unix_now() + 1).sign(&secret);
+    assert_eq!(srv.deliver(&retry).await.0, 200);
+    assert_eq!(
+        (outputs.load(Ordering::SeqCst), logs.load(Ordering::SeqCst)),
+        (2, 0)
+    );
+    // The output was acknowledged: the next delivery with the same output is logs.
+    let next = delivery(&id, "processing", json!(["a"])).sign(&secret);
+    assert_eq!(srv.deliver(&next).await.0, 200);
+    assert_eq!(
+        (outputs.load(Ordering::SeqCst), logs.load(Ordering::SeqCst)),
+        (2, 1)
+    );
+}
+
+#[actix_web::test]
+async fn verified_bodies_that_are_not_predictions_get_400() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let srv = TestServer::start({
+        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        move || configure(config.clone())
+    });
+    let bodies: [&[u8]; 10] = [
+        b"",
+        b"   ",
+        b"\xff\xfe{\"id\":\"x\"}",
+        br#"{"id":"x","status":"succeeded","model":"acme/adversarial","logs":"\xff"}"#,
+        br#""succeeded""#,
+        b"42",
+        b"null",
+        br#"{"id":"x","status":5,"input":{}}"#,
+        br#"{"id":"x","model":"acme/adversarial","input":{}}"#,
+        br#"{"id":"x","status":"succeeded"} trailing"#,
+    ];
+    for body in bodies {
+        let signed = TestDelivery::new(body).sign(&secret);
+        let (status, text) = srv.deliver(&signed).await;
+        assert_eq!(status, 400, "{}: {text}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let ok = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+    assert_eq!(srv.deliver(&ok).await.0, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn unknown_statuses_are_acknowledged_and_do_not_end_the_prediction() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL);
+    let srv = TestServer::start({
+        let config = config(&secret, module);
+        move || configure(config.clone())
+    });
+    let id = new_prediction_id();
+    for status in ["paused", "successful", ""] {
+        let signed = delivery(&id, status, json!("x")).sign(&secret);
+        assert_eq!(srv.deliver(&signed).await, (200, "not subscribed".into()));
+    }
+    let done = delivery(&id, "succeeded", json!("x")).sign(&secret);
+    assert_eq!(srv.deliver(&done).await.0, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn huge_headers_are_refused_and_the_worker_survives() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let srv = TestServer::start({
+        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        move || configure(config.clone())
+    });
+    let d = delivery(&new_prediction_id(), "succeeded", json!("x"));
+    let signed = d.sign(&secret);
+    let client = reqwest::Client::new();
+
+    // Far over any header limit: refused by the HTTP layer, or the connection is dropped.
+    let mut req = client
+        .post(srv.url("/webhooks/replicate"))
+        .body(signed.body().to_vec());
+    for (name, value) in signed.headers() {
+        req = req.header(name, value);
+    }
+    let huge = req.header("x-padding", "a".repeat(256 * 1024)).send().await;
+    if let Ok(resp) = huge {
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+
+    // Hundreds of bogus signature entries before the real one: still verified.
+    let many = std::iter::repeat_n("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 300)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut req = client
+        .post(srv.url("/webhooks/replicate"))
+        .body(signed.body().to_vec());
+    for (name, value) in signed.headers() {
+        let value = if name == "webhook-signature" {
+            format!("{many} {value} v2,xyz")
+        } else {
+            value
+        };
+        req = req.header(name, value);
+    }
+    assert_eq!(req.send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// Sends raw bytes on a fresh connection and returns everything the server answers.
+async fn raw_exchange(base: &str, request: &[u8], close_write: bool) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    if close_write {
+        stream.shutdown().await.unwrap();
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
+    let _ = read.await.expect("the server answers or closes within 5 s");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn raw_request(signed: &Signed, content_length: usize, body: &[u8]) -> Vec<u8> {
+    let mut head = format!(
+        "POST /webhooks/replicate HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {content_length}\r\n"
+    );
+    for (name, value) in signed.headers() {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+#[actix_web::test]
+async fn content_length_that_lies_runs_nothing_and_the_worker_survives() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let srv = TestServer::start({
+        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        move || configure(config.clone())
+    });
+    let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+    let body = signed.body();
+
+    // Shorter than the body: only a prefix is read, and it does not verify.
+    let short = raw_exchange(
+        &srv.base,
+        &raw_request(&signed, body.len() - 5, body),
+        false,
+    )
+    .await;
+    assert!(short.starts_with("HTTP/1.1 401"), "{short}");
+
+    // Longer than the body, then the client hangs up: never a handler run.
+    let long = raw_exchange(
+        &srv.base,
+        &raw_request(&signed, body.len() + 100, body),
+        true,
+    )
+    .await;
+    assert!(
+        long.is_empty() || long.starts_with("HTTP/1.1 400"),
+        "{long}"
+    );
+
+    // Not a number.
+    let mut bad = raw_request(&signed, body.len(), body);
+    let text = String::from_utf8(bad.clone()).unwrap();
+    bad = text
+        .replace(
+            &format!("content-length: {}", body.len()),
+            "content-length: 1e3",
+        )
+        .into_bytes();
+    let bad = raw_exchange(&srv.base, &bad, false).await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    assert_eq!(srv.deliver(&signed).await.0, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn a_failed_terminal_handler_runs_again_under_a_new_webhook_id() {
+    let secret = Secret::generate();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                Err(HandlerError::retry("database down"))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let srv = TestServer::start({
+        let config = config(&secret, module);
+        move || configure(config.clone())
+    });
+    let body = sample_prediction(&new_prediction_id(), MODEL, "succeeded", json!("x")).to_string();
+    let send = async || {
+        srv.deliver(&TestDelivery::new(body.clone()).sign(&secret))
+            .await
+    };
+    assert_eq!(send().await.0, 500);
+    // A reconciliation poll (or a new webhook) brings the same result under another id.
+    assert_eq!(send().await.0, 200);
+    assert_eq!(
+        send().await,
+        (200, "prediction already handled for this status".into())
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+#[actix_web::test]
+async fn an_expired_lease_lets_a_retry_take_over() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (counter, signal) = (runs.clone(), started.clone());
+    // The first run outlives its lease, as a stuck or dead worker would.
+    let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
+        let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+        let signal = signal.clone();
+        async move {
+            if first {
+                signal.notify_one();
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+            }
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let config = config(&secret, module).lease(Duration::from_millis(300));
+    let (base, handle) = start_workers(2, config);
+    let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+
+    let first = {
+        let (base, signed) = (base.clone(), signed.clone());
+        actix_web::rt::spawn(async move { post(&base, &signed).await })
+    };
+    started.notified().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // At-least-once: once the lease is over, the retry runs the handler again.
+    assert_eq!(post(&base, &signed).await, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // The late first run finds its claim taken over and still answers 200.
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(post(&base, &signed).await, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn clock_skew_inside_the_tolerance_passes_and_outside_fails() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let srv = TestServer::start({
+        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        move || configure(config.clone())
+    });
+    // A few seconds of margin: the clock ticks between signing and verifying.
+    for (skew, expected) in [(-295, 200), (295, 200), (-305, 401), (305, 401)] {
+        let d = delivery(&new_prediction_id(), "succeeded", json!("x"));
+        let signed = d.timestamp(unix_now() + skew).sign(&secret);
+        assert_eq!(srv.deliver(&signed).await.0, expected, "skew {skew}");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_path_actix_would_misread_is_a_setup_error_not_a_panic() {
+    let module = Module::new(MODEL)
+        .path("/hooks/{tenant")
+        .on(HandlerKind::Succeeded, |_: Prediction| async {
+            Ok::<(), HandlerError>(())
+        });
+    let config = config(&Secret::generate(), module);
+    let err = replicate_webhook::try_configure(config)
+        .err()
+        .expect("an unbalanced `{` must be refused at start-up");
+    assert!(err.to_string().contains("/hooks/{tenant"), "{err}");
+}
+
+#[actix_web::test]
+async fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL);
+    let srv = TestServer::start({
+        let config = config(&secret, module);
+        move || configure(config.clone())
+    });
+    let id = new_prediction_id();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for status in ["succeeded", "processing"] {
+        let body = sample_prediction(&id, MODEL, status, json!("x"))
+            .to_string()
+            .replace(r#""output":"x""#, &format!(r#""output":{deep}"#));
+        assert!(body.len() > deep.len(), "the nesting is in the body");
+        let (code, text) = srv.deliver(&TestDelivery::new(body).sign(&secret)).await;
+        assert!([200, 400].contains(&code), "{status}: {code} {text}");
+    }
+    let ok = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+    assert_eq!(srv.deliver(&ok).await.0, 200);
+}
+
+#[actix_web::test]
+async fn never_expiring_ttls_do_not_panic_the_worker() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let config = config(&secret, slow_module(&runs, Duration::ZERO))
+        .webhook_ttl(Duration::MAX)
+        .terminal_ttl(Duration::MAX)
+        .lease(Duration::MAX);
+    let srv = TestServer::start(move || configure(config.clone()));
+    let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+    assert_eq!(srv.deliver(&signed).await.0, 200);
+    assert_eq!(srv.deliver(&signed).await.0, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn a_huge_declared_length_under_an_unlimited_body_limit_allocates_nothing_upfront() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let config = config(&secret, slow_module(&runs, Duration::ZERO)).body_limit(usize::MAX);
+    let srv = TestServer::start(move || configure(config.clone()));
+    let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+
+    // A petabyte announced, a few bytes sent, then the client hangs up.
+    let lie = raw_request(&signed, 1 << 50, b"{\"id\":");
+    let answer = raw_exchange(&srv.base, &lie, true).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    assert_eq!(srv.deliver(&signed).await.0, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
