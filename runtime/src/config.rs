@@ -29,6 +29,7 @@ pub struct WebhookConfig {
     pub(crate) collect_registered: bool,
     /// Shared by every worker, so `output` and `logs` are told apart whichever worker answers.
     pub(crate) progress: Arc<Progress>,
+    pub(crate) routes_logged: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -97,6 +98,7 @@ impl WebhookConfig {
             modules: Vec::new(),
             collect_registered: true,
             progress: Arc::new(Progress::default()),
+            routes_logged: Arc::default(),
         }
     }
 

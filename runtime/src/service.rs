@@ -4,6 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -44,8 +45,13 @@ pub fn try_configure(
     let routes = registry::build_routes(modules)?;
     let config = Arc::new(config);
     Ok(move |cfg: &mut web::ServiceConfig| {
+        // actix calls `configure` once per worker; the clones of one config share this flag, so
+        // the route table is logged once, when it is first mounted.
+        let first = !config.routes_logged.swap(true, Ordering::Relaxed);
         for (path, route) in routes {
-            log_route(&path, &route);
+            if first {
+                log_route(&path, &route);
+            }
             let state = web::Data::new(Endpoint {
                 config: config.clone(),
                 route,
