@@ -1,13 +1,10 @@
 //! Realistic sample predictions for `send`.
 
 use replicate_webhook::testkit::sample_prediction;
+use replicate_webhook_cli::simulator::models::{HELLO_WORLD, HELLO_WORLD_VERSION};
 use serde_json::{Value, json};
 
 use crate::SampleStatus;
-
-const HELLO_WORLD: &str = "replicate/hello-world";
-const HELLO_WORLD_VERSION: &str =
-    "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
 
 impl SampleStatus {
     pub(crate) fn as_str(self) -> &'static str {

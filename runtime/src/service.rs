@@ -167,7 +167,12 @@ async fn deliver(
     new_output: bool,
 ) -> HttpResponse {
     let config = &*endpoint.config;
-    let span = tracing::info_span!("delivery", prediction = envelope.id, model = envelope.model, status = %envelope.status);
+    let span = tracing::info_span!(
+        "delivery",
+        prediction = envelope.id,
+        model = envelope.model,
+        status = %envelope.status
+    );
     let guard = span.enter();
 
     let Some(module) = endpoint.route.module_for(&envelope.model) else {
@@ -203,31 +208,51 @@ async fn deliver(
 
     let call = Call::new(req, body);
     async move {
-    let outcome = run(module, kind, call).await;
+        let outcome = run(module, kind, call).await;
+        respond(outcome, kind, &claims, config, envelope).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Records what the handler's outcome means for the claims, and answers Replicate.
+async fn respond(
+    outcome: Outcome,
+    kind: HandlerKind,
+    claims: &Claims,
+    config: &WebhookConfig,
+    envelope: &Envelope<'_>,
+) -> HttpResponse {
+    let handler = kind.fn_name();
     match outcome {
-        Outcome::Done => finish(&claims, config, envelope, "done").await,
+        Outcome::Done => finish(claims, config, envelope, "done").await,
         Outcome::Failed(e) if e.is_retryable() => {
-            tracing::error!(error = %e, handler = kind.fn_name(), "handler failed; Replicate will retry");
+            tracing::error!(error = %e, handler, "handler failed; Replicate will retry");
             claims.release(&*config.store).await;
             reply(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry")
         }
         Outcome::Failed(e) => {
-            tracing::error!(error = %e, handler = kind.fn_name(), "handler failed permanently; not retried");
-            finish(&claims, config, envelope, "handler failed permanently").await
+            tracing::error!(error = %e, handler, "handler failed permanently; not retried");
+            finish(claims, config, envelope, "handler failed permanently").await
         }
         Outcome::Decode(e) => {
-            tracing::error!(error = %e, handler = kind.fn_name(), "body does not decode into the handler's types");
-            finish(&claims, config, envelope, "decode error handled").await
+            tracing::error!(error = %e, handler, "body does not decode into the handler's types");
+            finish(claims, config, envelope, "decode error handled").await
         }
         Outcome::Extract { position, message } => {
-            tracing::error!(position, error = message, handler = kind.fn_name(), "handler argument extraction failed");
+            tracing::error!(
+                position,
+                error = message,
+                handler,
+                "handler argument extraction failed"
+            );
             claims.release(&*config.store).await;
-            reply(StatusCode::INTERNAL_SERVER_ERROR, "handler argument extraction failed")
+            reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "handler argument extraction failed",
+            )
         }
     }
-    }
-    .instrument(span)
-    .await
 }
 
 /// 413 before buffering when `Content-Length` says too much; 413 again if the stream lies.

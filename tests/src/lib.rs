@@ -25,10 +25,19 @@ impl TestServer {
         F: Fn() -> C + Send + Clone + 'static,
         C: FnOnce(&mut web::ServiceConfig) + 'static,
     {
+        Self::with_workers(1, make)
+    }
+
+    /// Like [`TestServer::start`], with `workers` workers sharing what `make` configures.
+    pub fn with_workers<F, C>(workers: usize, make: F) -> Self
+    where
+        F: Fn() -> C + Send + Clone + 'static,
+        C: FnOnce(&mut web::ServiceConfig) + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local addr").port();
         let server = HttpServer::new(move || App::new().configure(make.clone()()))
-            .workers(1)
+            .workers(workers)
             .disable_signals()
             .listen(listener)
             .expect("listen")
@@ -48,17 +57,23 @@ impl TestServer {
 
     /// Posts a signed delivery to its path and returns the status code and body.
     pub async fn deliver(&self, delivery: &Signed) -> (u16, String) {
-        let mut req = reqwest::Client::new()
-            .post(self.url(delivery.path()))
-            .header("content-type", "application/json")
-            .body(delivery.body().to_vec());
-        for (name, value) in delivery.headers() {
-            req = req.header(name, value);
-        }
-        let resp = req.send().await.expect("request to the test server");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap_or_default())
+        post(&self.base, delivery).await
     }
+}
+
+/// Posts a signed delivery to `base` + its path, as Replicate would, and returns the status code
+/// and body.
+pub async fn post(base: &str, delivery: &Signed) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{}", delivery.path()))
+        .header("content-type", "application/json")
+        .body(delivery.body().to_vec());
+    for (name, value) in delivery.headers() {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.expect("request to the test server");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
 }
 
 impl Drop for TestServer {

@@ -5,11 +5,12 @@
 
 use std::sync::Mutex;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{
     DecodeError, HandlerError, Prediction, Secret, WebhookConfig, replicate_webhook,
 };
+use replicate_webhook_tests::TestServer;
 use serde_json::{Value, json};
 
 /// What the handlers saw, as `handler:prediction id:detail` lines. Reached through `web::Data`.
@@ -219,10 +220,9 @@ mod flux {
 
 /// A running server and what it needs to send to it.
 struct Server {
-    base: String,
+    srv: TestServer,
     secret: Secret,
     log: web::Data<Log>,
-    client: reqwest::Client,
 }
 
 impl Server {
@@ -231,38 +231,20 @@ impl Server {
         let config = WebhookConfig::new(secret.clone());
         let log = web::Data::new(Log::default());
         let app_log = log.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_log.clone())
-                .configure(replicate_webhook::configure(config.clone()))
-        })
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .expect("bind 127.0.0.1:0");
-        let addr = server.addrs()[0];
-        actix_rt::spawn(server.run());
-        Self {
-            base: format!("http://{addr}"),
-            secret,
-            log,
-            client: reqwest::Client::new(),
-        }
+        let srv = TestServer::start(move || {
+            let app_log = app_log.clone();
+            let mount = replicate_webhook::configure(config.clone());
+            move |cfg: &mut web::ServiceConfig| {
+                cfg.app_data(app_log);
+                mount(cfg);
+            }
+        });
+        Self { srv, secret, log }
     }
 
     /// Signs and posts `delivery`; returns the status and body.
     async fn send(&self, delivery: &TestDelivery) -> (u16, String) {
-        let signed = delivery.sign(&self.secret);
-        let mut request = self
-            .client
-            .post(format!("{}{}", self.base, signed.path()))
-            .header("content-type", "application/json")
-            .body(signed.body().to_vec());
-        for (name, value) in signed.headers() {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap_or_default())
+        self.srv.deliver(&delivery.sign(&self.secret)).await
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
 use replicate_webhook::signature::unix_now;
 use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{
@@ -40,32 +39,13 @@ fn slow_module(runs: &Arc<AtomicUsize>, delay: Duration) -> Module {
     })
 }
 
-/// Like `TestServer::start`, with several workers sharing one configuration.
-fn start_workers(workers: usize, config: WebhookConfig) -> (String, actix_web::dev::ServerHandle) {
-    let server = HttpServer::new(move || App::new().configure(configure(config.clone())))
-        .workers(workers)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind 127.0.0.1:0");
-    let base = format!("http://{}", server.addrs()[0]);
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    (base, handle)
+/// Several workers sharing one configuration.
+fn start_workers(workers: usize, config: WebhookConfig) -> TestServer {
+    TestServer::with_workers(workers, move || configure(config.clone()))
 }
 
 async fn post(base: &str, signed: &Signed) -> u16 {
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}{}", signed.path()))
-        .body(signed.body().to_vec());
-    for (name, value) in signed.headers() {
-        req = req.header(name, value);
-    }
-    req.send()
-        .await
-        .expect("the server answers")
-        .status()
-        .as_u16()
+    replicate_webhook_tests::post(base, signed).await.0
 }
 
 async fn post_all(base: &str, deliveries: Vec<Signed>) -> Vec<u16> {
@@ -88,7 +68,8 @@ async fn concurrent_duplicates_across_workers_run_the_handler_once() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let module = slow_module(&runs, Duration::from_millis(800));
-    let (base, handle) = start_workers(4, config(&secret, module));
+    let srv = start_workers(4, config(&secret, module));
+    let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
     let statuses = post_all(&base, vec![signed.clone(); 24]).await;
@@ -100,7 +81,6 @@ async fn concurrent_duplicates_across_workers_run_the_handler_once() {
     assert!(statuses.contains(&409), "{statuses:?}");
     assert_eq!(post(&base, &signed).await, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    handle.stop(false).await;
 }
 
 #[actix_web::test]
@@ -108,7 +88,8 @@ async fn one_result_under_many_webhook_ids_at_once_runs_once() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let module = slow_module(&runs, Duration::from_millis(300));
-    let (base, handle) = start_workers(4, config(&secret, module));
+    let srv = start_workers(4, config(&secret, module));
+    let base = srv.base.clone();
     let body = sample_prediction(&new_prediction_id(), MODEL, "succeeded", json!("x")).to_string();
     let deliveries: Vec<_> = (0..16)
         .map(|_| TestDelivery::new(body.clone()).sign(&secret))
@@ -123,7 +104,6 @@ async fn one_result_under_many_webhook_ids_at_once_runs_once() {
     // Every 409 is retried by Replicate: all of them now get 200 without a second run.
     assert!(post_all(&base, deliveries).await.iter().all(|s| *s == 200));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    handle.stop(false).await;
 }
 
 #[actix_web::test]
@@ -393,7 +373,8 @@ async fn an_expired_lease_lets_a_retry_take_over() {
         }
     });
     let config = config(&secret, module).lease(Duration::from_millis(300));
-    let (base, handle) = start_workers(2, config);
+    let srv = start_workers(2, config);
+    let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
     let first = {
@@ -409,7 +390,6 @@ async fn an_expired_lease_lets_a_retry_take_over() {
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(post(&base, &signed).await, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
-    handle.stop(false).await;
 }
 
 #[actix_web::test]

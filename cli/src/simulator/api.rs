@@ -131,24 +131,7 @@ async fn create_by_model(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(refused) = gate(&state, &req) {
-        return refused;
-    }
-    let request = match parse_body(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (owner, name) = path.into_inner();
-    let slug = format!("{owner}/{name}");
-    let model = state.models.find(&slug);
-    create(
-        &state.into_inner(),
-        &req,
-        &request,
-        Target::Official(slug, model),
-        None,
-    )
-    .await
+    create_official(state, req, path, body, false).await
 }
 
 async fn create_by_deployment(
@@ -156,6 +139,18 @@ async fn create_by_deployment(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,
+) -> HttpResponse {
+    create_official(state, req, path, body, true).await
+}
+
+/// `POST /models/{owner}/{name}/predictions` and its deployment twin, which also records the
+/// deployment's name on the prediction.
+async fn create_official(
+    state: Shared,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    deployment: bool,
 ) -> HttpResponse {
     if let Some(refused) = gate(&state, &req) {
         return refused;
@@ -167,12 +162,13 @@ async fn create_by_deployment(
     let (owner, name) = path.into_inner();
     let slug = format!("{owner}/{name}");
     let model = state.models.find(&slug);
+    let deployment = deployment.then(|| slug.clone());
     create(
         &state.into_inner(),
         &req,
         &request,
-        Target::Official(slug.clone(), model),
-        Some(slug),
+        Target::Official(slug, model),
+        deployment,
     )
     .await
 }

@@ -15,6 +15,20 @@ fn json() -> TokenStream {
     quote!(::replicate_webhook::__private::serde_json)
 }
 
+/// The derives of every generated data type that (de)serializes as a whole.
+fn data_derive() -> TokenStream {
+    let serde = serde();
+    quote! {
+        #[derive(
+            ::core::fmt::Debug,
+            ::core::clone::Clone,
+            ::core::cmp::PartialEq,
+            #serde::Serialize,
+            #serde::Deserialize
+        )]
+    }
+}
+
 const SERDE_CRATE: &str = "::replicate_webhook::__private::serde";
 
 /// Lints that schema text (docs) and schema shapes (many arguments, float constants) trip in
@@ -188,7 +202,7 @@ fn field(def: &StructDef, f: &Field, secret: &str) -> TokenStream {
 }
 
 fn strukt(def: &StructDef, secret: &str) -> TokenStream {
-    let serde = serde();
+    let derive = data_derive();
     let allows = allows();
     let name = ident(&def.name);
     let doc = docs(&def.doc);
@@ -196,13 +210,7 @@ fn strukt(def: &StructDef, secret: &str) -> TokenStream {
     let constructors = constructors(def, secret);
     quote! {
         #doc
-        #[derive(
-            ::core::fmt::Debug,
-            ::core::clone::Clone,
-            ::core::cmp::PartialEq,
-            #serde::Serialize,
-            #serde::Deserialize
-        )]
+        #derive
         #[serde(crate = #SERDE_CRATE)]
         #allows
         pub struct #name {
@@ -444,7 +452,7 @@ fn enum_serde(def: &EnumDef, idents: &[syn::Ident], texts: &[String]) -> TokenSt
 }
 
 fn union(def: &UnionDef, secret: &str) -> TokenStream {
-    let serde = serde();
+    let derive = data_derive();
     let allows = allows();
     let name = ident(&def.name);
     let doc = docs(&def.doc);
@@ -455,13 +463,7 @@ fn union(def: &UnionDef, secret: &str) -> TokenStream {
     });
     quote! {
         #doc
-        #[derive(
-            ::core::fmt::Debug,
-            ::core::clone::Clone,
-            ::core::cmp::PartialEq,
-            #serde::Serialize,
-            #serde::Deserialize
-        )]
+        #derive
         #[serde(crate = #SERDE_CRATE, untagged)]
         #allows
         pub enum #name {
@@ -471,20 +473,14 @@ fn union(def: &UnionDef, secret: &str) -> TokenStream {
 }
 
 fn newtype(name: &str, doc: &[String], ty: &Ty, secret: &str) -> TokenStream {
-    let serde = serde();
+    let derive = data_derive();
     let allows = allows();
     let name = ident(name);
     let doc = docs(doc);
     let ty = rust_ty(ty, secret);
     quote! {
         #doc
-        #[derive(
-            ::core::fmt::Debug,
-            ::core::clone::Clone,
-            ::core::cmp::PartialEq,
-            #serde::Serialize,
-            #serde::Deserialize
-        )]
+        #derive
         #[serde(crate = #SERDE_CRATE, transparent)]
         #allows
         pub struct #name(pub #ty);
