@@ -33,7 +33,7 @@ fn code(output: &Output) -> i32 {
 fn vectors() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/signature-vectors.json"
+        "/../fixtures/signature-vectors.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap()

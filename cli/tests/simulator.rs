@@ -738,7 +738,7 @@ async fn predictions_create_command_walks_through_the_quickstart() {
 
 #[actix_rt::test]
 async fn schemas_from_a_directory_shape_the_output() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/schemas");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/schemas");
     let mut args = vec!["--schemas", dir];
     args.extend_from_slice(FAST);
     let sim = Simulator::start(&args);

@@ -278,19 +278,13 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../shared/fixtures/payloads/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../fixtures/payloads/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]
     fn every_fixture_payload_decodes() {
-        let dir = format!(
-            "{}/../../shared/fixtures/payloads",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let dir = format!("{}/../fixtures/payloads", env!("CARGO_MANIFEST_DIR"));
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

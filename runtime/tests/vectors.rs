@@ -1,4 +1,4 @@
-//! Every vector of `shared/fixtures/signature-vectors.json`, checked with the clock fixed at the
+//! Every vector of `fixtures/signature-vectors.json`, checked with the clock fixed at the
 //! vector's own timestamp (the tolerance is tested separately in `signature.rs`).
 
 use replicate_webhook::signature::{Secret, Verifier, VerifyError, sign};
@@ -7,7 +7,7 @@ use serde_json::Value;
 fn vectors() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/signature-vectors.json"
+        "/../fixtures/signature-vectors.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap()

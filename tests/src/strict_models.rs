@@ -20,17 +20,17 @@
 
 /// flux-schnell: URL outputs, enums via `allOf`.
 #[replicate_webhook::replicate_model(
-    schema = "../../shared/fixtures/schemas/black-forest-labs__flux-schnell.json"
+    schema = "../fixtures/schemas/black-forest-labs__flux-schnell.json"
 )]
 pub mod flux_schnell {}
 
 /// whisper: inline enums, nested output objects without descriptions.
-#[replicate_webhook::replicate_model(schema = "../../shared/fixtures/schemas/openai__whisper.json")]
+#[replicate_webhook::replicate_model(schema = "../fixtures/schemas/openai__whisper.json")]
 pub mod whisper {}
 
 /// hermes: a concatenated iterator, a secret training input.
 #[replicate_webhook::replicate_model(
-    schema = "../../shared/fixtures/schemas/lucataco__hermes-2-pro-llama-3-8b.json"
+    schema = "../fixtures/schemas/lucataco__hermes-2-pro-llama-3-8b.json"
 )]
 pub mod hermes {}
 

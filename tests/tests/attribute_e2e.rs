@@ -203,7 +203,7 @@ mod second_path {
 
 #[replicate_webhook(
     model = "black-forest-labs/flux-schnell",
-    schema = "../../shared/fixtures/schemas/black-forest-labs__flux-schnell.json"
+    schema = "../fixtures/schemas/black-forest-labs__flux-schnell.json"
 )]
 mod flux {
     use super::{HandlerError, Log, Prediction, web};

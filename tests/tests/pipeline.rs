@@ -563,10 +563,7 @@ async fn the_fixture_payloads_are_delivered_verbatim() {
         .module(module)
         .module(catch_all);
     let srv = TestServer::start(move || configure(config.clone()));
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/payloads/"
-    );
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/payloads/");
     let body = std::fs::read(format!("{dir}hello-world-succeeded.json")).unwrap();
     assert_eq!(
         srv.deliver(&TestDelivery::new(body).sign(&secret)).await.0,

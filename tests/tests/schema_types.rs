@@ -1,10 +1,10 @@
 //! The generated API as a user writes it: constructors, defaults, enums, renames, secrets,
-//! streamed text and unions, on real schemas from `shared/fixtures/schemas`.
+//! streamed text and unions, on real schemas from `fixtures/schemas`.
 
 use replicate_webhook::{Url, replicate_model};
 use serde_json::{Value, json};
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/black-forest-labs__flux-schnell.json")]
+#[replicate_model(schema = "../fixtures/schemas/black-forest-labs__flux-schnell.json")]
 mod flux {
     /// Items written in the module stay next to the generated ones.
     pub(crate) fn square(prompt: &str) -> Input {
@@ -15,43 +15,39 @@ mod flux {
     }
 }
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/meta__llama-2-70b-chat.json")]
+#[replicate_model(schema = "../fixtures/schemas/meta__llama-2-70b-chat.json")]
 mod llama {}
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/kuprel__min-dalle.json")]
+#[replicate_model(schema = "../fixtures/schemas/kuprel__min-dalle.json")]
 mod min_dalle {}
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/gnobitab__fusedream.json")]
+#[replicate_model(schema = "../fixtures/schemas/gnobitab__fusedream.json")]
 mod fusedream {}
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/cog-fixture__secret.json")]
+#[replicate_model(schema = "../fixtures/schemas/cog-fixture__secret.json")]
 mod secret {}
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/nelsonjchen__op-replay-clipper.json")]
+#[replicate_model(schema = "../fixtures/schemas/nelsonjchen__op-replay-clipper.json")]
 mod clipper {}
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/openai__whisper.json")]
+#[replicate_model(schema = "../fixtures/schemas/openai__whisper.json")]
 mod whisper {}
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/peter65374__face-swap-detect.json")]
+#[replicate_model(schema = "../fixtures/schemas/peter65374__face-swap-detect.json")]
 mod face_swap {}
 
-#[replicate_model(
-    schema = "../../shared/fixtures/schemas/cog-fixture__openapi_optional_output_type.json"
-)]
+#[replicate_model(schema = "../fixtures/schemas/cog-fixture__openapi_optional_output_type.json")]
 mod optional_output {}
 
-#[replicate_model(
-    schema = "../../shared/fixtures/schemas/black-forest-labs__flux-kontext-pro.json"
-)]
+#[replicate_model(schema = "../fixtures/schemas/black-forest-labs__flux-kontext-pro.json")]
 mod kontext {}
 
-#[replicate_model(schema = "../../shared/fixtures/schemas/lucataco__hermes-2-pro-llama-3-8b.json")]
+#[replicate_model(schema = "../fixtures/schemas/lucataco__hermes-2-pro-llama-3-8b.json")]
 mod hermes {}
 
 fn output_of(file: &str) -> Value {
     let path = format!(
-        "{}/../../shared/fixtures/schemas/outputs/{file}.json",
+        "{}/../fixtures/schemas/outputs/{file}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).expect("output file");

@@ -1,4 +1,4 @@
-//! `#[replicate_model]` over every schema in `shared/fixtures/schemas` (see its `SOURCES.md`):
+//! `#[replicate_model]` over every schema in `fixtures/schemas` (see its `SOURCES.md`):
 //! the generated types compile (that is `corpus.rs`), every real output decodes into its
 //! model's `Output` unless the example came from a version with another output shape, and
 //! generated `Input`s serialise to JSON their schema accepts.
@@ -47,7 +47,7 @@ pub fn default_input<T: Default + Serialize>() -> Value {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/schemas")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/schemas")
 }
 
 fn read_json(path: &Path) -> Value {

@@ -111,7 +111,7 @@ mod tests {
 
     fn corpus(file: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/schemas")
+            .join("../fixtures/schemas")
             .join(file)
     }
 
@@ -142,7 +142,7 @@ mod tests {
     /// `UPDATE_SNAPSHOTS=1 cargo test -p replicate-webhook-macros` rewrites it.
     #[test]
     fn flux_schnell_snapshot() {
-        let rel = "../../shared/fixtures/schemas/black-forest-labs__flux-schnell.json";
+        let rel = "../fixtures/schemas/black-forest-labs__flux-schnell.json";
         let text = std::fs::read_to_string(corpus("black-forest-labs__flux-schnell.json"))
             .expect("flux-schnell schema");
         let doc = serde_json::from_str(&text).expect("valid JSON");
