@@ -48,7 +48,9 @@ fn free_port() -> u16 {
 fn start(secret: Option<&str>) -> Quickstart {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
-    cmd.env("BIND", format!("127.0.0.1:{port}"))
+    // The default store is a SQLite file in the working directory: keep it out of the repo.
+    cmd.current_dir(std::env::temp_dir())
+        .env("BIND", format!("127.0.0.1:{port}"))
         .env_remove("REPLICATE_WEBHOOK_STORE")
         .env("RUST_LOG", "warn");
     match secret {

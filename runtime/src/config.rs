@@ -1,35 +1,36 @@
 //! Receiver settings, from code or from the environment.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::dedupe::{DedupeStore, MemoryStore};
-use crate::progress::Progress;
+use crate::dedupe::{self, DedupeStore, MemoryStore, Policy, StoreUrl, StoreUrlError};
+use crate::receiver::Receiver;
 use crate::registry::Module;
 use crate::signature::{DEFAULT_TOLERANCE, Secret, SecretError, Verifier};
 
 /// The environment variable holding the signing secret(s), separated by spaces or commas.
 pub const ENV_SECRET: &str = "REPLICATE_WEBHOOK_SECRET";
-/// The environment variable choosing the dedupe store (`memory`).
+/// The environment variable choosing the dedupe store: `memory`, `sqlite://PATH`,
+/// `redis://HOST:PORT/DB`, `rediss://…` or `postgres://USER:PASSWORD@HOST/DB`.
 pub const ENV_STORE: &str = "REPLICATE_WEBHOOK_STORE";
 
-/// Everything the receiver needs: secrets, limits, the dedupe store and the handler modules.
+/// The receiver's settings: secrets, limits, timing, the dedupe store and the handler modules.
 ///
-/// Cheap to clone: actix calls `configure` once per worker.
+/// Cheap to clone: actix calls `configure` once per worker. The state built from it (routes,
+/// verifier, the dedupe protocol over the store) is built once and shared by every clone.
 #[derive(Clone)]
 pub struct WebhookConfig {
     pub(crate) verifier: Verifier,
     pub(crate) body_limit: usize,
     pub(crate) store: Arc<dyn DedupeStore>,
-    pub(crate) webhook_ttl: Duration,
-    pub(crate) terminal_ttl: Duration,
-    pub(crate) lease: Duration,
+    /// How the store is shown in logs: its URL with the password hidden.
+    pub(crate) store_name: String,
+    pub(crate) policy: Policy,
     pub(crate) signed_query: bool,
     pub(crate) modules: Vec<Module>,
     pub(crate) collect_registered: bool,
-    /// Shared by every worker, so `output` and `logs` are told apart whichever worker answers.
-    pub(crate) progress: Arc<Progress>,
-    pub(crate) routes_logged: Arc<std::sync::atomic::AtomicBool>,
+    /// Filled by the first `configure` of this config or any of its clones.
+    pub(crate) built: Arc<Mutex<Option<Arc<Receiver>>>>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -37,16 +38,15 @@ impl std::fmt::Debug for WebhookConfig {
         f.debug_struct("WebhookConfig")
             .field("verifier", &self.verifier)
             .field("body_limit", &self.body_limit)
-            .field("webhook_ttl", &self.webhook_ttl)
-            .field("terminal_ttl", &self.terminal_ttl)
-            .field("lease", &self.lease)
+            .field("store", &self.store_name)
+            .field("policy", &self.policy)
             .field("signed_query", &self.signed_query)
             .field("modules", &self.modules)
             .finish_non_exhaustive()
     }
 }
 
-/// A configuration that cannot work. Never contains a secret.
+/// A configuration that cannot work. Never contains a secret or a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// `REPLICATE_WEBHOOK_SECRET` is unset or blank.
@@ -62,9 +62,9 @@ pub enum ConfigError {
         /// Why.
         source: SecretError,
     },
-    /// `REPLICATE_WEBHOOK_STORE` names a store this build does not have.
-    #[error("{ENV_STORE}=`{0}` is not supported; use `memory`")]
-    UnsupportedStore(String),
+    /// `REPLICATE_WEBHOOK_STORE` names a store this build cannot open.
+    #[error("{ENV_STORE}: {0}")]
+    Store(#[from] StoreUrlError),
 }
 
 impl WebhookConfig {
@@ -79,6 +79,9 @@ impl WebhookConfig {
     /// Well inside Replicate's retry window (about a minute after completion), so a claim left by
     /// a worker that died mid-handler expires while retries still arrive.
     pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+    /// The longest one store call may take before the delivery gets 503: well under Replicate's
+    /// request timeout, so Replicate hears "retry" rather than nothing.
+    pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
     /// A configuration accepting one secret, with every default.
     pub fn new(secret: Secret) -> Self {
@@ -91,23 +94,42 @@ impl WebhookConfig {
             verifier: Verifier::new(secrets),
             body_limit: Self::DEFAULT_BODY_LIMIT,
             store: Arc::new(MemoryStore::new()),
-            webhook_ttl: Self::DEFAULT_WEBHOOK_TTL,
-            terminal_ttl: Self::DEFAULT_TERMINAL_TTL,
-            lease: Self::DEFAULT_LEASE,
+            store_name: "memory".to_owned(),
+            policy: Policy {
+                lease: Self::DEFAULT_LEASE,
+                webhook_ttl: Self::DEFAULT_WEBHOOK_TTL,
+                terminal_ttl: Self::DEFAULT_TERMINAL_TTL,
+                progress_ttl: Self::DEFAULT_WEBHOOK_TTL,
+                timeout: Self::DEFAULT_STORE_TIMEOUT,
+            },
             signed_query: false,
             modules: Vec::new(),
             collect_registered: true,
-            progress: Arc::new(Progress::default()),
-            routes_logged: Arc::default(),
+            built: Arc::default(),
         }
     }
 
-    /// Reads [`ENV_SECRET`] and [`ENV_STORE`].
+    /// Reads [`ENV_SECRET`] and [`ENV_STORE`] (default `memory`).
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = std::env::var(ENV_SECRET).unwrap_or_default();
         let secrets = parse_secrets(&secrets)?;
-        check_store(std::env::var(ENV_STORE).ok().as_deref())?;
-        Ok(Self::with_secrets(secrets))
+        let store = match std::env::var(ENV_STORE) {
+            Ok(setting) if !setting.trim().is_empty() => StoreUrl::parse(&setting)?,
+            _ => StoreUrl::Memory,
+        };
+        Ok(Self::with_secrets(secrets).store_url(&store)?)
+    }
+
+    /// Opens the store `url` names and uses it (see [`dedupe::open`]).
+    pub fn store_url(mut self, url: &StoreUrl) -> Result<Self, StoreUrlError> {
+        self.store = dedupe::open(url)?;
+        self.store_name = url.redacted();
+        Ok(self)
+    }
+
+    /// The dedupe store, shown in logs as the URL with its password hidden.
+    pub fn store_name(&self) -> &str {
+        &self.store_name
     }
 
     /// The accepted clock difference for `webhook-timestamp` (default 300 s, both directions).
@@ -126,29 +148,29 @@ impl WebhookConfig {
 
     /// The dedupe store (default: [`MemoryStore`]).
     #[must_use]
-    pub fn store(mut self, store: impl DedupeStore) -> Self {
-        self.store = Arc::new(store);
-        self
+    pub fn store(self, store: impl DedupeStore) -> Self {
+        self.shared_store(Arc::new(store))
     }
 
     /// The dedupe store, shared with other code.
     #[must_use]
     pub fn shared_store(mut self, store: Arc<dyn DedupeStore>) -> Self {
         self.store = store;
+        "custom".clone_into(&mut self.store_name);
         self
     }
 
     /// How long a `webhook-id` is remembered (default 24 h).
     #[must_use]
     pub fn webhook_ttl(mut self, ttl: Duration) -> Self {
-        self.webhook_ttl = ttl;
+        self.policy.webhook_ttl = ttl;
         self
     }
 
     /// How long a prediction's terminal status is remembered (default 7 days).
     #[must_use]
     pub fn terminal_ttl(mut self, ttl: Duration) -> Self {
-        self.terminal_ttl = ttl;
+        self.policy.terminal_ttl = ttl;
         self
     }
 
@@ -156,7 +178,15 @@ impl WebhookConfig {
     /// may be run again by a retry: answer fast and do slow work elsewhere.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.policy.lease = lease;
+        self
+    }
+
+    /// The longest one store call may take (default 2 s); past it the delivery gets 503 and
+    /// Replicate retries it.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.timeout = timeout;
         self
     }
 
@@ -184,19 +214,6 @@ impl WebhookConfig {
 
     /// The default timestamp tolerance.
     pub const DEFAULT_TOLERANCE: Duration = DEFAULT_TOLERANCE;
-}
-
-/// Only `memory` exists for now. A store URL may carry a password: the error shows its scheme only.
-fn check_store(setting: Option<&str>) -> Result<(), ConfigError> {
-    match setting.map(str::trim) {
-        None | Some("" | "memory") => Ok(()),
-        Some(other) => Err(ConfigError::UnsupportedStore(
-            match url::Url::parse(other) {
-                Ok(url) => format!("{}://…", url.scheme()),
-                Err(_) => other.to_owned(),
-            },
-        )),
-    }
 }
 
 /// Splits a list of secrets on spaces and commas, refusing any unusable one.
@@ -246,12 +263,22 @@ mod tests {
 
     #[test]
     fn store_errors_never_show_credentials() {
-        assert_eq!(check_store(Some(" memory ")), Ok(()));
-        assert_eq!(check_store(None), Ok(()));
-        let err = check_store(Some("redis://admin:hunter2@cache:6379/0")).unwrap_err();
-        assert_eq!(err, ConfigError::UnsupportedStore("redis://…".to_owned()));
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        let err = check_store(Some("memroy")).unwrap_err();
+        for url in [
+            "redis://admin:hunter2@cache:6379/0",
+            "postgres://app:hunter2@db:5432/app",
+            "postgres://app:hunter2@[::1:5432/app",
+            "mysql://root:hunter2@db/app",
+        ] {
+            let config = WebhookConfig::new(
+                Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            );
+            let shown = match StoreUrl::parse(url).and_then(|u| config.store_url(&u)) {
+                Ok(config) => format!("{config:?} {}", config.store_name()),
+                Err(e) => format!("{e:?} {}", ConfigError::from(e.clone())),
+            };
+            assert!(!shown.contains("hunter2"), "{url}: {shown}");
+        }
+        let err = ConfigError::from(StoreUrl::parse("memroy").unwrap_err());
         assert!(err.to_string().contains("`memroy`"), "{err}");
     }
 

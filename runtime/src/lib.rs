@@ -63,7 +63,7 @@ pub mod dedupe;
 mod error;
 mod handler;
 mod prediction;
-mod progress;
+mod receiver;
 mod registry;
 pub mod schema_check;
 mod service;

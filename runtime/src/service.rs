@@ -1,10 +1,9 @@
 //! The actix glue: `configure()` mounts one route per path, and [`receive`] handles a delivery
-//! in one straight line: size limit → verify → decode envelope → route → dedupe claim →
-//! typed decode → dispatch → respond.
+//! in one straight line: size limit → verify → decode envelope → route → classify → dedupe
+//! claim → typed decode and dispatch → respond. The dedupe protocol itself lives in
+//! [`crate::dedupe::Gate`]; this file only maps its answers to status codes.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -16,11 +15,11 @@ use serde::Deserialize;
 use tracing::Instrument as _;
 
 use crate::config::WebhookConfig;
-use crate::dedupe::{self, Claim, ClaimToken, DedupeStore, StoreError};
+use crate::dedupe::{Admission, Delivery, Gate, Lease, StoreError};
 use crate::handler::{Call, HandlerKind, Outcome};
 use crate::prediction::{Event, Status};
-use crate::progress::Progress;
-use crate::registry::{self, Module, Route, SetupError};
+use crate::receiver::{Checks, Endpoint, Receiver};
+use crate::registry::{Module, SetupError};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
 
 /// Mounts every registered webhook route. Use with `App::configure`.
@@ -35,54 +34,20 @@ pub fn configure(config: WebhookConfig) -> impl FnOnce(&mut web::ServiceConfig) 
 }
 
 /// Like [`configure`], but returns set-up errors instead of panicking.
+#[allow(clippy::needless_pass_by_value)] // by value like `configure`, which users call
 pub fn try_configure(
     config: WebhookConfig,
 ) -> Result<impl FnOnce(&mut web::ServiceConfig), SetupError> {
-    let mut modules = config.modules.clone();
-    if config.collect_registered {
-        modules.extend(registry::registrations().map(Module::from_registration));
-    }
-    let routes = registry::build_routes(modules)?;
-    let config = Arc::new(config);
+    let receiver = Receiver::shared(&config)?;
     Ok(move |cfg: &mut web::ServiceConfig| {
-        // actix calls `configure` once per worker; the clones of one config share this flag, so
-        // the route table is logged once, when it is first mounted.
-        let first = !config.routes_logged.swap(true, Ordering::Relaxed);
-        for (path, route) in routes {
-            if first {
-                log_route(&path, &route);
-            }
-            let state = web::Data::new(Endpoint {
-                config: config.clone(),
-                route,
-            });
+        for (path, endpoint) in &receiver.endpoints {
             cfg.service(
                 web::resource(path.as_str())
-                    .app_data(state)
+                    .app_data(endpoint.clone())
                     .route(web::post().to(receive)),
             );
         }
     })
-}
-
-fn log_route(path: &str, route: &Route) {
-    for module in route.by_model.values().chain(route.any.as_ref()) {
-        let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();
-        let events: Vec<_> = module.events.iter().map(|e| e.as_str()).collect();
-        tracing::info!(
-            path,
-            model = module.model,
-            events = events.join(","),
-            handlers = handlers.join(","),
-            origin = module.origin,
-            "replicate webhook route mounted"
-        );
-    }
-}
-
-struct Endpoint {
-    config: Arc<WebhookConfig>,
-    route: Route,
 }
 
 /// Just enough of the body to route and deduplicate; the handler decodes the rest.
@@ -104,14 +69,14 @@ async fn receive(
     payload: web::Payload,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
-    let config = &*endpoint.config;
+    let checks = &*endpoint.checks;
 
-    let body = match read_body(&req, payload, config.body_limit).await {
+    let body = match read_body(&req, payload, checks.body_limit).await {
         Ok(body) => body,
         Err(response) => return response,
     };
 
-    if let Err(e) = verify(&req, &body, config) {
+    if let Err(e) = verify(&req, &body, checks) {
         tracing::warn!(reason = e.reason(), error = %e, "webhook refused");
         return reply(StatusCode::UNAUTHORIZED, &e.to_string());
     }
@@ -125,7 +90,7 @@ async fn receive(
             );
         }
     };
-    if config.signed_query && !query_matches(&req, envelope.webhook.as_deref()) {
+    if checks.signed_query && !query_matches(&req, envelope.webhook.as_deref()) {
         tracing::warn!(
             prediction = envelope.id,
             "query string differs from the signed webhook URL"
@@ -135,109 +100,133 @@ async fn receive(
             "query string does not match the signed webhook URL",
         );
     }
-    let new_output = match envelope.status {
-        Status::Processing => config.progress.observe(
-            &envelope.id,
-            envelope.output.map(serde_json::value::RawValue::get),
-        ),
-        _ => None,
-    };
-    let response = deliver(
-        req,
-        body.clone(),
-        &endpoint,
-        &envelope,
-        new_output.is_some(),
-    )
-    .await;
-    if let Some(undo) = new_output
-        && !response.status().is_success()
-    {
-        config.progress.undo(&envelope.id, undo);
-    }
-    response
-}
 
-/// Routes, claims and runs a verified delivery.
-async fn deliver(
-    req: HttpRequest,
-    body: Bytes,
-    endpoint: &Endpoint,
-    envelope: &Envelope<'_>,
-    new_output: bool,
-) -> HttpResponse {
-    let config = &*endpoint.config;
     let span = tracing::info_span!(
         "delivery",
         prediction = envelope.id,
         model = envelope.model,
         status = %envelope.status
     );
-    let guard = span.enter();
+    deliver(req, body.clone(), &endpoint, &envelope)
+        .instrument(span)
+        .await
+}
 
+/// Routes, classifies, claims and runs a verified delivery.
+async fn deliver(
+    req: HttpRequest,
+    body: Bytes,
+    endpoint: &Endpoint,
+    envelope: &Envelope<'_>,
+) -> HttpResponse {
+    let gate = &endpoint.checks.gate;
     let Some(module) = endpoint.route.module_for(&envelope.model) else {
         tracing::info!("no module handles this model; acknowledged");
         return reply(StatusCode::OK, "no handler for this model");
     };
-    let target = dispatch_target(module, envelope, new_output, &config.progress);
-    drop(guard);
-    let Some((event, kind)) = target else {
+
+    // The body carries no event name: a `processing` delivery is an output when its output
+    // differs from the last one any instance saw for the prediction, else logs.
+    let new_output = if envelope.status == Status::Processing
+        && (module.events.contains(&Event::Output) || module.events.contains(&Event::Logs))
+    {
+        let output = envelope.output.map(serde_json::value::RawValue::get);
+        match gate.observe_output(&envelope.id, output).await {
+            Ok(undo) => undo,
+            Err(e) => return unavailable(&e),
+        }
+    } else {
+        None
+    };
+
+    let response = if let Some(kind) = handler_for(module, &envelope.status, new_output.is_some()) {
+        admit_and_run(req, body, gate, module, kind, envelope).await
+    } else {
         if envelope.status.is_terminal() {
             // Even unhandled, a terminal status ends the prediction: later intermediate
             // deliveries to this receiver are stale.
-            let key = dedupe::finished_key(&envelope.id);
-            if let Err(e) = config.store.mark_done(&key, config.terminal_ttl).await {
-                tracing::warn!(prediction = envelope.id, error = %e, "could not record the terminal status");
+            if let Err(e) = gate.finish_unhandled(&envelope.id).await {
+                tracing::warn!(error = %e, "could not record the terminal status");
             }
         }
-        tracing::debug!(
-            prediction = envelope.id,
-            "not subscribed or no handler; acknowledged"
-        );
-        return reply(StatusCode::OK, "not subscribed");
+        tracing::debug!("not subscribed or no handler; acknowledged");
+        reply(StatusCode::OK, "not subscribed")
     };
-    let webhook_id = header_str(req.headers(), HEADER_ID)
-        .unwrap_or_default()
-        .to_owned();
-
-    let claims = match claim(&*config.store, config, &webhook_id, envelope, event).await {
-        Ok(Claimed::Run(claims)) => claims,
-        Ok(Claimed::Skip(response)) => return response,
-        Err(e) => return unavailable(&e),
-    };
-
-    let call = Call::new(req, body);
-    async move {
-        let outcome = run(module, kind, call).await;
-        respond(outcome, kind, &claims, config, envelope).await
+    if let Some(undo) = new_output
+        && !response.status().is_success()
+    {
+        // Not acknowledged: its retry must be an output again.
+        gate.undo_output(&envelope.id, undo).await;
     }
-    .instrument(span)
-    .await
+    response
 }
 
-/// Records what the handler's outcome means for the claims, and answers Replicate.
-async fn respond(
-    outcome: Outcome,
+/// The handler a delivery goes to, or `None` when its module does not take it.
+fn handler_for(module: &Module, status: &Status, new_output: bool) -> Option<HandlerKind> {
+    let (event, kind) = match status {
+        Status::Starting => (Event::Start, HandlerKind::Start),
+        Status::Processing if new_output => (Event::Output, HandlerKind::Output),
+        Status::Processing => (Event::Logs, HandlerKind::Logs),
+        Status::Aborted if module.handler(HandlerKind::Aborted).is_none() => {
+            (Event::Completed, HandlerKind::Canceled)
+        }
+        status => (Event::Completed, HandlerKind::for_terminal(status)?),
+    };
+    (module.events.contains(&event) && module.handler(kind).is_some()).then_some(kind)
+}
+
+/// Claims the delivery, runs its handler and records the outcome.
+async fn admit_and_run(
+    req: HttpRequest,
+    body: Bytes,
+    gate: &Gate,
+    module: &Module,
     kind: HandlerKind,
-    claims: &Claims,
-    config: &WebhookConfig,
     envelope: &Envelope<'_>,
 ) -> HttpResponse {
+    let delivery = Delivery {
+        webhook_id: header_str(req.headers(), HEADER_ID).unwrap_or_default(),
+        prediction_id: &envelope.id,
+        status: &envelope.status,
+    };
+    let lease = match gate.admit(delivery).await {
+        Ok(Admission::Run(lease)) => lease,
+        Ok(Admission::Duplicate) => {
+            return reply(StatusCode::OK, "duplicate delivery; already handled");
+        }
+        Ok(Admission::AlreadyHandled) => {
+            return reply(StatusCode::OK, "prediction already handled for this status");
+        }
+        Ok(Admission::Stale) => {
+            return reply(
+                StatusCode::OK,
+                "stale event: the prediction already finished",
+            );
+        }
+        Ok(Admission::InFlight { retry_after }) => return in_flight(retry_after),
+        Err(e) => return unavailable(&e),
+    };
+    let outcome = run(module, kind, Call::new(req, body)).await;
+    respond(outcome, kind, &lease, gate).await
+}
+
+/// Records what the handler's outcome means for the lease, and answers Replicate.
+async fn respond(outcome: Outcome, kind: HandlerKind, lease: &Lease, gate: &Gate) -> HttpResponse {
     let handler = kind.fn_name();
-    match outcome {
-        Outcome::Done => finish(claims, config, envelope, "done").await,
+    let done = match outcome {
+        Outcome::Done => "done",
         Outcome::Failed(e) if e.is_retryable() => {
             tracing::error!(error = %e, handler, "handler failed; Replicate will retry");
-            claims.release(&*config.store).await;
-            reply(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry")
+            gate.release(lease).await;
+            return reply(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry");
         }
         Outcome::Failed(e) => {
             tracing::error!(error = %e, handler, "handler failed permanently; not retried");
-            finish(claims, config, envelope, "handler failed permanently").await
+            "handler failed permanently"
         }
         Outcome::Decode(e) => {
             tracing::error!(error = %e, handler, "body does not decode into the handler's types");
-            finish(claims, config, envelope, "decode error handled").await
+            "decode error handled"
         }
         Outcome::Extract { position, message } => {
             tracing::error!(
@@ -246,11 +235,20 @@ async fn respond(
                 handler,
                 "handler argument extraction failed"
             );
-            claims.release(&*config.store).await;
-            reply(
+            gate.release(lease).await;
+            return reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "handler argument extraction failed",
-            )
+            );
+        }
+    };
+    match gate.complete(lease).await {
+        Ok(()) => reply(StatusCode::OK, done),
+        Err(e) => {
+            // The handler ran but the store did not record it: a retry would run it again,
+            // which is what at-least-once delivery means. Say so rather than pretend.
+            tracing::error!(error = %e, "handler ran but its completion was not recorded");
+            unavailable(&e)
         }
     }
 }
@@ -294,12 +292,12 @@ async fn read_body(
     Ok(body.freeze())
 }
 
-fn verify(req: &HttpRequest, body: &[u8], config: &WebhookConfig) -> Result<(), VerifyError> {
+fn verify(req: &HttpRequest, body: &[u8], checks: &Checks) -> Result<(), VerifyError> {
     let headers = req.headers();
     let id = single_header(headers, HEADER_ID)?;
     let timestamp = single_header(headers, HEADER_TIMESTAMP)?;
     let signature = single_header(headers, HEADER_SIGNATURE)?;
-    config.verifier.verify(id, timestamp, signature, body)
+    checks.verifier.verify(id, timestamp, signature, body)
 }
 
 fn single_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
@@ -321,121 +319,6 @@ fn query_matches(req: &HttpRequest, webhook: Option<&str>) -> bool {
         .map(|u| u.query().unwrap_or_default().to_owned())
         .unwrap_or_default();
     signed == req.query_string()
-}
-
-/// Which event this is and which handler takes it, or `None` to acknowledge without running.
-fn dispatch_target(
-    module: &Module,
-    envelope: &Envelope<'_>,
-    new_output: bool,
-    progress: &Progress,
-) -> Option<(Event, HandlerKind)> {
-    let (event, kind) = match &envelope.status {
-        Status::Starting => (Event::Start, HandlerKind::Start),
-        Status::Processing if new_output => (Event::Output, HandlerKind::Output),
-        Status::Processing => (Event::Logs, HandlerKind::Logs),
-        Status::Aborted if module.handler(HandlerKind::Aborted).is_none() => {
-            (Event::Completed, HandlerKind::Canceled)
-        }
-        status => (Event::Completed, HandlerKind::for_terminal(status)?),
-    };
-    if envelope.status.is_terminal() {
-        progress.forget(&envelope.id);
-    }
-    if !module.events.contains(&event) || module.handler(kind).is_none() {
-        return None;
-    }
-    Some((event, kind))
-}
-
-/// The claims a running handler holds, released on failure and completed on success.
-struct Claims {
-    webhook: Option<(String, ClaimToken)>,
-    terminal: Option<(String, ClaimToken)>,
-    prediction_id: String,
-}
-
-enum Claimed {
-    Run(Claims),
-    Skip(HttpResponse),
-}
-
-impl Claims {
-    async fn release(&self, store: &dyn DedupeStore) {
-        for (key, token) in self.webhook.iter().chain(&self.terminal) {
-            if let Err(e) = store.release(key, token).await {
-                // The lease expires on its own; the retry waits for it at worst.
-                tracing::warn!(error = %e, "could not release a dedupe claim");
-            }
-        }
-    }
-}
-
-async fn claim(
-    store: &dyn DedupeStore,
-    config: &WebhookConfig,
-    webhook_id: &str,
-    envelope: &Envelope<'_>,
-    event: Event,
-) -> Result<Claimed, StoreError> {
-    let mut claims = Claims {
-        webhook: None,
-        terminal: None,
-        prediction_id: envelope.id.clone(),
-    };
-    let key = dedupe::webhook_key(webhook_id);
-    match store.claim(&key, config.lease).await? {
-        Claim::Acquired(token) => claims.webhook = Some((key, token)),
-        Claim::Done => {
-            return Ok(Claimed::Skip(reply(
-                StatusCode::OK,
-                "duplicate delivery; already handled",
-            )));
-        }
-        Claim::InFlight { retry_after } => return Ok(Claimed::Skip(in_flight(retry_after))),
-    }
-    let guarded = async {
-        if event == Event::Completed {
-            let key = dedupe::terminal_key(&envelope.id, envelope.status.as_str());
-            match store.claim(&key, config.lease).await? {
-                Claim::Acquired(token) => claims.terminal = Some((key, token)),
-                Claim::Done => return Ok(Some(Skip::Done)),
-                Claim::InFlight { retry_after } => return Ok(Some(Skip::InFlight(retry_after))),
-            }
-        } else if store.is_done(&dedupe::finished_key(&envelope.id)).await? {
-            return Ok(Some(Skip::Stale));
-        }
-        Ok::<_, StoreError>(None)
-    }
-    .await;
-    let (webhook_key, token) = claims.webhook.clone().expect("claimed above");
-    match guarded {
-        Ok(None) => Ok(Claimed::Run(claims)),
-        Ok(Some(Skip::InFlight(retry_after))) => {
-            store.release(&webhook_key, &token).await?;
-            Ok(Claimed::Skip(in_flight(retry_after)))
-        }
-        Ok(Some(skip)) => {
-            store
-                .complete(&webhook_key, &token, config.webhook_ttl)
-                .await?;
-            let message = match skip {
-                Skip::Done => "prediction already handled for this status",
-                _ => "stale event: the prediction already finished",
-            };
-            Ok(Claimed::Skip(reply(StatusCode::OK, message)))
-        }
-        Err(e) => {
-            claims.release(store).await;
-            Err(e)
-        }
-    }
-}
-
-enum Skip {
-    Done,
-    Stale,
-    InFlight(Duration),
 }
 
 /// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.
@@ -467,40 +350,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
     format!("handler panicked: {text}")
-}
-
-async fn finish(
-    claims: &Claims,
-    config: &WebhookConfig,
-    envelope: &Envelope<'_>,
-    message: &str,
-) -> HttpResponse {
-    let store = &*config.store;
-    let result = async {
-        if let Some((key, token)) = &claims.terminal {
-            store.complete(key, token, config.terminal_ttl).await?;
-            store
-                .mark_done(
-                    &dedupe::finished_key(&claims.prediction_id),
-                    config.terminal_ttl,
-                )
-                .await?;
-        }
-        if let Some((key, token)) = &claims.webhook {
-            store.complete(key, token, config.webhook_ttl).await?;
-        }
-        Ok::<_, StoreError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => reply(StatusCode::OK, message),
-        Err(e) => {
-            // The handler ran but the store did not record it: a retry would run it again,
-            // which is what at-least-once delivery means. Say so rather than pretend.
-            tracing::error!(prediction = envelope.id, error = %e, "handler ran but its completion was not recorded");
-            unavailable(&e)
-        }
-    }
 }
 
 fn unavailable(e: &StoreError) -> HttpResponse {

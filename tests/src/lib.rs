@@ -83,4 +83,5 @@ impl Drop for TestServer {
     }
 }
 
+pub mod services;
 pub mod strict_models;

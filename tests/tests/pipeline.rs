@@ -460,6 +460,21 @@ impl DedupeStore for DownStore {
     async fn is_done(&self, _: &str) -> Result<bool, StoreError> {
         Err(StoreError::new("connection refused"))
     }
+    async fn mark_done(&self, _: &str, _: Duration) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn swap_marker(&self, _: &str, _: u64, _: Duration) -> Result<Option<u64>, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn restore_marker(
+        &self,
+        _: &str,
+        _: u64,
+        _: Option<u64>,
+        _: Duration,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
 }
 
 #[actix_web::test]

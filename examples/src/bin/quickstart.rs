@@ -6,13 +6,18 @@
 //! ```
 //!
 //! Reads `REPLICATE_WEBHOOK_SECRET` (one or more `whsec_…` secrets; when unset, a development
-//! secret is generated and printed on stderr), `REPLICATE_WEBHOOK_STORE` (default `memory`) and
-//! `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`.
+//! secret is generated and printed on stderr), `REPLICATE_WEBHOOK_STORE` (default
+//! `sqlite://replicate-webhook.db` in the working directory, so a restart remembers what it
+//! handled) and `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`.
 
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
-use replicate_webhook::{ConfigError, Prediction, Secret, WebhookConfig, replicate_webhook};
+use replicate_webhook::dedupe::StoreUrl;
+use replicate_webhook::{
+    ConfigError, ENV_SECRET, ENV_STORE, Prediction, Secret, WebhookConfig, parse_secrets,
+    replicate_webhook,
+};
 
 /// Any model, every event.
 #[replicate_webhook(model = "*", events = ["start", "output", "logs", "completed"])]
@@ -113,19 +118,34 @@ fn print<O, I>(handler: &str, p: &Prediction<O, I>, extra: &str) {
     );
 }
 
+/// The store when `REPLICATE_WEBHOOK_STORE` is unset: embedded and durable.
+const DEFAULT_STORE: &str = "sqlite://replicate-webhook.db";
+
 fn config() -> Result<WebhookConfig, ConfigError> {
-    match WebhookConfig::from_env() {
+    let setting = std::env::var(ENV_STORE)
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    if setting.is_none() {
+        eprintln!(
+            "{ENV_STORE} is not set; remembering deliveries in {DEFAULT_STORE} (in the working directory)"
+        );
+    }
+    let store = StoreUrl::parse(setting.as_deref().unwrap_or(DEFAULT_STORE))?;
+    let secrets = match parse_secrets(&std::env::var(ENV_SECRET).unwrap_or_default()) {
         Err(ConfigError::MissingSecret) => {
             let secret = Secret::generate();
             eprintln!(
-                "REPLICATE_WEBHOOK_SECRET is not set; using a development secret for this run:\n  \
-                 REPLICATE_WEBHOOK_SECRET={}",
+                "{ENV_SECRET} is not set; using a development secret for this run:\n  \
+                 {ENV_SECRET}={}",
                 secret.expose()
             );
-            Ok(WebhookConfig::new(secret))
+            vec![secret]
         }
-        other => other,
-    }
+        other => other?,
+    };
+    let config = WebhookConfig::with_secrets(secrets).store_url(&store)?;
+    eprintln!("quickstart: dedupe store {}", config.store_name());
+    Ok(config)
 }
 
 fn main() -> ExitCode {

@@ -8,26 +8,36 @@ use super::{Claim, ClaimToken, DedupeStore, StoreError};
 
 /// An in-memory store for one process: fast, lost on restart, not shared between instances.
 ///
-/// Bounded: when `capacity` keys are held, expired keys are dropped first, then the oldest ones,
-/// down to seven eighths of the capacity so the sweep's cost is shared by the inserts that follow.
+/// Bounded by keys and by bytes. When full it drops expired keys first, then the oldest keys
+/// whose loss breaks no promise, down to seven eighths of the bound so the sweep's cost is
+/// shared by the inserts that follow. It never drops an in-flight claim, nor a done marker
+/// younger than the replay window (a signed delivery can be replayed for as long as its
+/// timestamp is accepted, 300 s by default): a store full of those answers with a
+/// [`StoreError`] (503, Replicate retries) rather than run a handler twice.
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
-    capacity: usize,
+    max_keys: usize,
+    max_bytes: usize,
+    protect: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Box<str>, Entry>,
     /// Keys in insertion order, with the sequence number of the insertion they record.
-    order: VecDeque<(String, u64)>,
+    order: VecDeque<(Box<str>, u64)>,
     next_seq: u64,
+    /// What `entries` and `order` hold, as counted by [`cost`].
+    bytes: usize,
 }
 
 #[derive(Debug)]
 struct Entry {
     state: State,
     expires: Instant,
+    /// When the entry got its current state: a done marker is protected for a while after it.
+    since: Instant,
     seq: u64,
 }
 
@@ -35,23 +45,51 @@ struct Entry {
 enum State {
     InFlight(ClaimToken),
     Done,
+    Marker(u64),
+}
+
+/// The bytes an entry costs: its key twice (map and order) and the fixed parts, roughly.
+fn cost(key: &str) -> usize {
+    2 * key.len() + 128
 }
 
 impl MemoryStore {
-    /// The default bound: 100,000 keys (a few tens of MiB at most).
-    pub const DEFAULT_CAPACITY: usize = 100_000;
+    /// The default bound on keys: one million (about 150 MB at most with typical ids).
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+    /// The default bound on bytes held: 256 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+    /// How long a done marker is never evicted: the default signature tolerance.
+    pub const DEFAULT_PROTECT: Duration = Duration::from_secs(300);
 
-    /// A store holding at most [`Self::DEFAULT_CAPACITY`] keys.
+    /// A store with the default bounds.
     pub fn new() -> Self {
         Self::with_capacity(Self::DEFAULT_CAPACITY)
     }
 
-    /// A store holding at most `capacity` keys.
+    /// A store holding at most `capacity` keys (and [`Self::DEFAULT_MAX_BYTES`]).
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            capacity: capacity.max(1),
+            max_keys: capacity.max(1),
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            protect: Self::DEFAULT_PROTECT,
         }
+    }
+
+    /// At most `bytes` of keys and bookkeeping (ids can be long: a bound on keys alone is not
+    /// a bound on memory).
+    #[must_use]
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long a done marker is kept even when the store is full (default 300 s). Set it to at
+    /// least the receiver's timestamp tolerance.
+    #[must_use]
+    pub fn protect_for(mut self, window: Duration) -> Self {
+        self.protect = window;
+        self
     }
 
     /// The number of keys held, expired ones included until they are swept.
@@ -64,11 +102,47 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// The bytes held, as the bound counts them.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map half-updated, so poisoning is moot.
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Inserts or replaces `key`, making room first when needed.
+    fn put(
+        &self,
+        inner: &mut Inner,
+        key: &str,
+        state: State,
+        expires: Instant,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let entry = Entry {
+            state,
+            expires,
+            since: now,
+            seq,
+        };
+        if let Some(existing) = inner.entries.get_mut(key) {
+            // Replaced in place: the old order record goes stale and is pruned by a sweep.
+            *existing = entry;
+            inner.order.push_back((key.into(), seq));
+            inner.bytes += key.len() + 16;
+            return Ok(());
+        }
+        inner.make_room(self, key, now)?;
+        inner.bytes += cost(key);
+        inner.entries.insert(key.into(), entry);
+        inner.order.push_back((key.into(), seq));
+        Ok(())
     }
 }
 
@@ -79,24 +153,56 @@ impl Default for MemoryStore {
 }
 
 impl Inner {
-    fn make_room(&mut self, capacity: usize, now: Instant) {
+    fn full(&self, store: &MemoryStore, extra: usize) -> bool {
+        self.entries.len() >= store.max_keys
+            || self.bytes + extra > store.max_bytes
+            || self.order.len() >= store.max_keys.saturating_mul(2)
+    }
+
+    fn make_room(
+        &mut self,
+        store: &MemoryStore,
+        key: &str,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        if !self.full(store, cost(key)) {
+            return Ok(());
+        }
         // Released and re-claimed keys leave stale records in `order`: prune them too, or a
         // handler that keeps failing grows it without bound.
-        if self.entries.len() < capacity && self.order.len() < capacity.saturating_mul(2) {
-            return;
-        }
         self.entries.retain(|_, e| e.expires > now);
-        self.order
-            .retain(|(k, seq)| self.entries.get(k).is_some_and(|e| e.seq == *seq));
-        let target = capacity - (capacity / 8).max(1);
-        while self.entries.len() > target {
-            let Some((key, seq)) = self.order.pop_front() else {
-                break;
+        let target_keys = store.max_keys - (store.max_keys / 8).max(1);
+        let target_bytes = store.max_bytes - store.max_bytes / 8;
+        let mut keys = self.entries.len();
+        let entries = &mut self.entries;
+        let mut freed = 0;
+        self.order.retain(|(k, seq)| {
+            let Some(entry) = entries.get(k).filter(|e| e.seq == *seq) else {
+                return false;
             };
-            if self.entries.get(&key).is_some_and(|e| e.seq == seq) {
-                self.entries.remove(&key);
+            let over = keys > target_keys || self.bytes - freed > target_bytes;
+            let evictable = match entry.state {
+                State::InFlight(_) => false,
+                State::Done => now.saturating_duration_since(entry.since) >= store.protect,
+                State::Marker(_) => true,
+            };
+            if over && evictable {
+                entries.remove(k);
+                keys -= 1;
+                freed += cost(k);
+                false
+            } else {
+                true
             }
+        });
+        self.bytes = self.entries.keys().map(|k| cost(k)).sum::<usize>()
+            + self.order.len().saturating_sub(self.entries.len()) * 16;
+        if self.full(store, cost(key)) {
+            return Err(StoreError::new(
+                "memory store full of in-flight claims and recent done markers; retry later",
+            ));
         }
+        Ok(())
     }
 }
 
@@ -113,24 +219,24 @@ impl DedupeStore for MemoryStore {
         let now = Instant::now();
         let mut inner = self.lock();
         if let Some(entry) = inner.entries.get(key).filter(|e| e.expires > now) {
-            return Ok(match entry.state {
-                State::Done => Claim::Done,
-                State::InFlight(_) => Claim::InFlight {
-                    retry_after: entry.expires - now,
-                },
-            });
+            match entry.state {
+                State::Done => return Ok(Claim::Done),
+                State::InFlight(_) => {
+                    return Ok(Claim::InFlight {
+                        retry_after: entry.expires - now,
+                    });
+                }
+                State::Marker(_) => {}
+            }
         }
-        inner.make_room(self.capacity, now);
         let token = ClaimToken::new();
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        let entry = Entry {
-            state: State::InFlight(token.clone()),
-            expires: after(now, lease),
-            seq,
-        };
-        inner.entries.insert(key.to_owned(), entry);
-        inner.order.push_back((key.to_owned(), seq));
+        self.put(
+            &mut inner,
+            key,
+            State::InFlight(token.clone()),
+            after(now, lease),
+            now,
+        )?;
         Ok(Claim::Acquired(token))
     }
 
@@ -140,12 +246,14 @@ impl DedupeStore for MemoryStore {
         token: &ClaimToken,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let now = Instant::now();
         let mut inner = self.lock();
         if let Some(entry) = inner.entries.get_mut(key)
             && matches!(&entry.state, State::InFlight(t) if t == token)
         {
             entry.state = State::Done;
-            entry.expires = after(Instant::now(), ttl);
+            entry.expires = after(now, ttl);
+            entry.since = now;
         }
         Ok(())
     }
@@ -158,6 +266,7 @@ impl DedupeStore for MemoryStore {
             .is_some_and(|e| matches!(&e.state, State::InFlight(t) if t == token))
         {
             inner.entries.remove(key);
+            inner.bytes = inner.bytes.saturating_sub(cost(key));
         }
         Ok(())
     }
@@ -170,79 +279,73 @@ impl DedupeStore for MemoryStore {
             .get(key)
             .is_some_and(|e| e.expires > now && matches!(e.state, State::Done)))
     }
+
+    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        self.put(&mut inner, key, State::Done, after(now, ttl), now)
+    }
+
+    async fn swap_marker(
+        &self,
+        key: &str,
+        marker: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let previous = match inner.entries.get(key) {
+            Some(Entry {
+                state: State::Marker(m),
+                expires,
+                ..
+            }) if *expires > now => Some(*m),
+            _ => None,
+        };
+        self.put(&mut inner, key, State::Marker(marker), after(now, ttl), now)?;
+        Ok(previous)
+    }
+
+    async fn restore_marker(
+        &self,
+        key: &str,
+        current: u64,
+        previous: Option<u64>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get_mut(key) else {
+            return Ok(());
+        };
+        if !matches!(entry.state, State::Marker(m) if m == current) {
+            return Ok(());
+        }
+        if let Some(previous) = previous {
+            entry.state = State::Marker(previous);
+            entry.expires = after(now, ttl);
+        } else {
+            inner.entries.remove(key);
+            inner.bytes = inner.bytes.saturating_sub(cost(key));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LEASE: Duration = Duration::from_secs(30);
     const TTL: Duration = Duration::from_secs(60);
 
-    #[tokio::test]
-    async fn claim_complete_then_done() {
-        let store = MemoryStore::new();
-        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else {
-            panic!("first claim")
-        };
-        assert!(matches!(
-            store.claim("k", LEASE).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
-        assert!(!store.is_done("k").await.unwrap());
-        store.complete("k", &token, TTL).await.unwrap();
-        assert_eq!(store.claim("k", LEASE).await.unwrap(), Claim::Done);
-        assert!(store.is_done("k").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn release_lets_a_retry_claim_again() {
-        let store = MemoryStore::new();
-        let Claim::Acquired(token) = store.claim("k", LEASE).await.unwrap() else {
-            panic!()
-        };
-        store.release("k", &token).await.unwrap();
-        assert!(matches!(
-            store.claim("k", LEASE).await.unwrap(),
-            Claim::Acquired(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_stale_token_cannot_release_or_complete() {
-        let store = MemoryStore::new();
-        let Claim::Acquired(_) = store.claim("k", Duration::ZERO).await.unwrap() else {
-            panic!()
-        };
-        // The zero lease expired at once, so a second worker takes the key over.
-        let Claim::Acquired(second) = store.claim("k", LEASE).await.unwrap() else {
-            panic!("takeover")
-        };
-        let stale = ClaimToken::new();
-        store.release("k", &stale).await.unwrap();
-        store.complete("k", &stale, TTL).await.unwrap();
-        assert!(matches!(
-            store.claim("k", LEASE).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
-        store.complete("k", &second, TTL).await.unwrap();
-        assert!(store.is_done("k").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn done_keys_expire() {
-        let store = MemoryStore::new();
-        store.mark_done("k", Duration::ZERO).await.unwrap();
-        assert!(!store.is_done("k").await.unwrap());
-        assert!(matches!(
-            store.claim("k", LEASE).await.unwrap(),
-            Claim::Acquired(_)
-        ));
+    /// A store that may evict any done marker, to test the bound itself.
+    fn unprotected(capacity: usize) -> MemoryStore {
+        MemoryStore::with_capacity(capacity).protect_for(Duration::ZERO)
     }
 
     #[tokio::test]
     async fn stays_within_capacity() {
-        let store = MemoryStore::with_capacity(100);
+        let store = unprotected(100);
         for i in 0..1_000 {
             store.mark_done(&format!("k{i}"), TTL).await.unwrap();
         }
@@ -256,7 +359,7 @@ mod tests {
         // One sweep over the map per eighth of the capacity keeps a full store's claims cheap
         // (`cargo bench --bench receive` measures it); evicting one key per insert made every
         // claim of a full store walk the whole map.
-        let store = MemoryStore::with_capacity(800);
+        let store = unprotected(800);
         for i in 0..800 {
             store.mark_done(&format!("k{i}"), TTL).await.unwrap();
         }
@@ -273,15 +376,62 @@ mod tests {
 
     #[tokio::test]
     async fn released_claims_do_not_grow_the_store() {
-        let store = MemoryStore::with_capacity(100);
+        let store = unprotected(100);
         for i in 0..10_000 {
-            let Claim::Acquired(token) = store.claim(&format!("k{i}"), LEASE).await.unwrap() else {
+            let Claim::Acquired(token) = store.claim(&format!("k{i}"), TTL).await.unwrap() else {
                 panic!("fresh key")
             };
             store.release(&format!("k{i}"), &token).await.unwrap();
         }
         let order = store.lock().order.len();
         assert!(order <= 200, "{order} records kept for an empty store");
+    }
+
+    #[tokio::test]
+    async fn recent_done_markers_and_claims_are_never_evicted_a_full_store_refuses() {
+        // The replay this protects against: a handled delivery re-sent inside the signature
+        // tolerance after enough newer keys to push it out ran its handler a second time.
+        let store = MemoryStore::with_capacity(100);
+        store.mark_done("handled", TTL).await.unwrap();
+        let Claim::Acquired(_) = store.claim("running", TTL).await.unwrap() else {
+            panic!("fresh key")
+        };
+        let mut refused = 0;
+        for i in 0..1_000 {
+            if store.mark_done(&format!("k{i}"), TTL).await.is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 1_000 - 98, "only room for 98 more keys");
+        assert!(store.is_done("handled").await.unwrap());
+        assert!(matches!(
+            store.claim("running", TTL).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
+        assert_eq!(store.claim("handled", TTL).await.unwrap(), Claim::Done);
+    }
+
+    #[tokio::test]
+    async fn the_bound_counts_bytes_not_only_keys() {
+        let store = unprotected(1_000_000).max_bytes(64 * 1024);
+        let long = "x".repeat(4096);
+        for i in 0..100 {
+            store.mark_done(&format!("{long}{i}"), TTL).await.unwrap();
+        }
+        assert!(store.bytes() <= 64 * 1024, "{} bytes", store.bytes());
+        assert!(store.len() < 10, "{} keys of 4 KiB in 64 KiB", store.len());
+        assert!(store.is_done(&format!("{long}99")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn markers_are_evicted_before_protected_keys() {
+        let store = MemoryStore::with_capacity(10);
+        store.mark_done("handled", TTL).await.unwrap();
+        for i in 0..100 {
+            store.swap_marker(&format!("m{i}"), 1, TTL).await.unwrap();
+        }
+        assert!(store.is_done("handled").await.unwrap());
+        assert!(store.len() <= 10);
     }
 
     #[tokio::test]
@@ -292,23 +442,5 @@ mod tests {
         };
         store.complete("k", &token, Duration::MAX).await.unwrap();
         assert!(store.is_done("k").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn concurrent_claims_have_one_winner() {
-        let store = std::sync::Arc::new(MemoryStore::new());
-        let tasks: Vec<_> = (0..16)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.claim("k", LEASE).await.unwrap() })
-            })
-            .collect();
-        let mut winners = 0;
-        for t in tasks {
-            if matches!(t.await.unwrap(), Claim::Acquired(_)) {
-                winners += 1;
-            }
-        }
-        assert_eq!(winners, 1);
     }
 }

@@ -1,56 +1,43 @@
-//! Deduplication of deliveries: one trait, several stores.
+//! Deduplication of deliveries: one protocol ([`Gate`]), one trait ([`DedupeStore`]), four stores.
 //!
 //! Two keys protect a handler (design.md §4): the `webhook-id`, which absorbs Replicate's retries,
 //! and, for terminal events, the prediction id with its terminal status, which keeps a single
 //! `on_succeeded` per prediction even when the same result arrives under another webhook id.
-//! Each key is either in flight (claimed, with a lease) or done (with a time to live).
+//! Each key is either in flight (claimed, with a lease) or done (with a time to live). The same
+//! store also holds what tells an `output` delivery from a `logs` one, so every instance sharing
+//! the store classifies a delivery the same way.
+//!
+//! | store | feature | URL (`REPLICATE_WEBHOOK_STORE`) | for |
+//! |---|---|---|---|
+//! | [`MemoryStore`] | always | `memory` | one process; lost on restart |
+//! | `SqliteStore` | `sqlite` | `sqlite://PATH` | one machine; durable |
+//! | `RedisStore` | `redis` | `redis://HOST:PORT/DB`, `rediss://…` | several instances |
+//! | `PostgresStore` | `postgres` | `postgres://USER:PASSWORD@HOST/DB` | several instances; durable |
 
+mod gate;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod token;
+mod url;
 
 use std::fmt;
 use std::time::Duration;
 
+pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy};
 pub use memory::MemoryStore;
-
-/// The proof of a claim, needed to complete or release it. Random, so a worker whose lease
-/// expired cannot release a claim that another worker took over.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ClaimToken(String);
-
-impl ClaimToken {
-    /// A fresh random token.
-    pub fn new() -> Self {
-        let mut raw = [0u8; 16];
-        getrandom::fill(&mut raw).expect("the operating system's random source is unavailable");
-        Self(raw.iter().fold(String::with_capacity(32), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        }))
-    }
-
-    /// The token's text, for stores that persist it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Rebuilds a token read back from a store.
-    pub fn from_string(text: String) -> Self {
-        Self(text)
-    }
-}
-
-impl Default for ClaimToken {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for ClaimToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClaimToken(..)")
-    }
-}
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+pub use token::ClaimToken;
+pub use url::{StoreUrl, StoreUrlError, open};
 
 /// The answer to a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +53,8 @@ pub enum Claim {
     Done,
 }
 
-/// A store could not be reached or answered nonsense. The receiver answers 503 and runs nothing.
+/// A store could not be reached, timed out or answered nonsense. The receiver answers 503 and
+/// runs nothing.
 #[derive(Debug, thiserror::Error)]
 #[error("dedupe store unavailable: {message}")]
 pub struct StoreError {
@@ -82,10 +70,11 @@ impl StoreError {
     }
 }
 
-/// An atomic claim / complete / release store.
+/// An atomic claim / complete / release store, plus the per-prediction output marker.
 ///
 /// Implementations must make `claim` atomic across every process sharing the store: of two
-/// concurrent claims of one key, exactly one gets [`Claim::Acquired`].
+/// concurrent claims of one key, exactly one gets [`Claim::Acquired`]. Every key expires.
+/// `tests/tests/stores.rs` runs one conformance suite against every implementation.
 #[async_trait::async_trait]
 pub trait DedupeStore: Send + Sync + 'static {
     /// Claims `key` for `lease`, unless it is in flight (lease not expired) or done (not expired).
@@ -105,26 +94,37 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Whether `key` is done (and not expired).
     async fn is_done(&self, key: &str) -> Result<bool, StoreError>;
 
-    /// Marks `key` done without running anything (a claim and a completion).
-    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
-        if let Claim::Acquired(token) = self.claim(key, Duration::from_secs(60)).await? {
-            self.complete(key, &token, ttl).await?;
-        }
-        Ok(())
-    }
+    /// Marks `key` done for `ttl`, whatever its state, without running anything.
+    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Records `marker` under `key` for `ttl` and returns the marker it replaced, atomically.
+    ///
+    /// Progress markers live in their own namespace: `key` never collides with a claim's key.
+    async fn swap_marker(
+        &self,
+        key: &str,
+        marker: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Puts `previous` back under `key` (or removes the marker when `None`), but only while
+    /// `current` is still the recorded marker: a later delivery's marker is never undone.
+    async fn restore_marker(
+        &self,
+        key: &str,
+        current: u64,
+        previous: Option<u64>,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
 }
 
-/// The store key of a delivery's `webhook-id`.
-pub fn webhook_key(webhook_id: &str) -> String {
-    format!("webhook:{webhook_id}")
-}
-
-/// The store key of a prediction's terminal status.
-pub fn terminal_key(prediction_id: &str, status: &str) -> String {
-    format!("prediction:{prediction_id}:{status}")
-}
-
-/// Set once any terminal handler of the prediction finished: later intermediate events are stale.
-pub fn finished_key(prediction_id: &str) -> String {
-    format!("prediction:{prediction_id}:finished")
+/// Milliseconds in `duration`, saturating: `Duration::MAX` ("never expire") must not overflow.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "redis", feature = "postgres")),
+    allow(dead_code)
+)]
+pub(crate) fn millis(duration: Duration) -> i64 {
+    // A century is "never" for a dedupe key, and keeps `now + ttl` far from i64::MAX.
+    const CENTURY_MS: u128 = 100 * 365 * 24 * 60 * 60 * 1000;
+    i64::try_from(duration.as_millis().min(CENTURY_MS)).unwrap_or(i64::MAX)
 }

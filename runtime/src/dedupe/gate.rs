@@ -1,0 +1,283 @@
+//! The dedupe protocol, with no HTTP in it: admit a delivery, then complete or release its lease.
+//!
+//! `service.rs` maps an [`Admission`] to a status code; the inbox runs the same protocol. Every
+//! store call goes through [`Gate`], which bounds it with the policy's timeout, so a slow store is
+//! a [`StoreError`] (503, Replicate retries) rather than a request that hangs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError};
+use crate::prediction::Status;
+
+/// How long each piece of dedupe state lives, and how long a store call may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How long a running handler keeps its claim before another worker may take over.
+    pub lease: Duration,
+    /// How long a handled `webhook-id` is remembered.
+    pub webhook_ttl: Duration,
+    /// How long a prediction's handled terminal status is remembered.
+    pub terminal_ttl: Duration,
+    /// How long the last output seen for a running prediction is remembered.
+    pub progress_ttl: Duration,
+    /// The longest a single store call may take before the delivery is refused with 503.
+    pub timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            webhook_ttl: Duration::from_secs(24 * 60 * 60),
+            terminal_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+            progress_ttl: Duration::from_secs(24 * 60 * 60),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the gate needs to know of a verified delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The `webhook-id` header: the same on every retry of one delivery.
+    pub webhook_id: &'a str,
+    /// The prediction's id.
+    pub prediction_id: &'a str,
+    /// The prediction's status in this delivery.
+    pub status: &'a Status,
+}
+
+/// Whether a delivery may run its handler.
+#[derive(Debug)]
+pub enum Admission {
+    /// Run the handler, then [`Gate::complete`] or [`Gate::release`] the lease.
+    Run(Lease),
+    /// This `webhook-id` was already handled.
+    Duplicate,
+    /// Another delivery already handled this prediction's terminal status.
+    AlreadyHandled,
+    /// An intermediate event of a prediction that already finished.
+    Stale,
+    /// Another worker is handling this delivery or status right now.
+    InFlight {
+        /// Time left on that worker's lease.
+        retry_after: Duration,
+    },
+}
+
+/// The claims a running handler holds.
+#[derive(Debug)]
+pub struct Lease {
+    webhook: (String, ClaimToken),
+    /// For terminal events: the `(prediction, status)` claim and the prediction's finished key.
+    terminal: Option<((String, ClaimToken), String)>,
+}
+
+/// What [`Gate::observe_output`] changed, to undo when the delivery is not acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputUndo {
+    previous: Option<u64>,
+    current: u64,
+}
+
+/// The dedupe protocol over one store.
+#[derive(Clone)]
+pub struct Gate {
+    store: Arc<dyn DedupeStore>,
+    policy: Policy,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// A gate over `store` with `policy`.
+    pub fn new(store: Arc<dyn DedupeStore>, policy: Policy) -> Self {
+        Self { store, policy }
+    }
+
+    /// The timing this gate applies.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Claims what a delivery needs to run: its `webhook-id`, and for a terminal status the
+    /// `(prediction, status)` key too. Claims taken before a refusal or an error are undone.
+    pub async fn admit(&self, delivery: Delivery<'_>) -> Result<Admission, StoreError> {
+        let webhook_key = key(&["webhook:", delivery.webhook_id]);
+        let token = match self
+            .call(self.store.claim(&webhook_key, self.policy.lease))
+            .await?
+        {
+            Claim::Acquired(token) => token,
+            Claim::Done => return Ok(Admission::Duplicate),
+            Claim::InFlight { retry_after } => return Ok(Admission::InFlight { retry_after }),
+        };
+        let webhook = (webhook_key, token);
+        match self.admit_prediction(delivery).await {
+            Ok(Ok(terminal)) => Ok(Admission::Run(Lease { webhook, terminal })),
+            Ok(Err(refusal)) => {
+                // The webhook-id itself is settled by a refusal that will never change
+                // (handled elsewhere, stale); an in-flight refusal must stay retryable.
+                let settled = match refusal {
+                    Admission::InFlight { .. } => {
+                        self.call(self.store.release(&webhook.0, &webhook.1)).await
+                    }
+                    _ => {
+                        self.call(self.store.complete(
+                            &webhook.0,
+                            &webhook.1,
+                            self.policy.webhook_ttl,
+                        ))
+                        .await
+                    }
+                };
+                settled.map(|()| refusal)
+            }
+            Err(e) => {
+                self.release_one(&webhook).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The prediction-level half of [`Gate::admit`]: `Ok(Err(..))` is a refusal.
+    #[allow(clippy::type_complexity)]
+    async fn admit_prediction(
+        &self,
+        delivery: Delivery<'_>,
+    ) -> Result<Result<Option<((String, ClaimToken), String)>, Admission>, StoreError> {
+        let finished = key(&["prediction:", delivery.prediction_id, ":finished"]);
+        if !delivery.status.is_terminal() {
+            return Ok(if self.call(self.store.is_done(&finished)).await? {
+                Err(Admission::Stale)
+            } else {
+                Ok(None)
+            });
+        }
+        let terminal_key = key(&[
+            "prediction:",
+            delivery.prediction_id,
+            ":",
+            delivery.status.as_str(),
+        ]);
+        Ok(
+            match self
+                .call(self.store.claim(&terminal_key, self.policy.lease))
+                .await?
+            {
+                Claim::Acquired(token) => Ok(Some(((terminal_key, token), finished))),
+                Claim::Done => Err(Admission::AlreadyHandled),
+                Claim::InFlight { retry_after } => Err(Admission::InFlight { retry_after }),
+            },
+        )
+    }
+
+    /// Records a handled delivery: its terminal status, the prediction's end, its `webhook-id`.
+    /// Until this succeeds a retry may run the handler again (at-least-once, never at-most-once).
+    pub async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
+        if let Some(((key, token), finished)) = &lease.terminal {
+            self.call(self.store.complete(key, token, self.policy.terminal_ttl))
+                .await?;
+            self.call(self.store.mark_done(finished, self.policy.terminal_ttl))
+                .await?;
+        }
+        let (key, token) = &lease.webhook;
+        self.call(self.store.complete(key, token, self.policy.webhook_ttl))
+            .await
+    }
+
+    /// Gives the lease up so a retry can run the handler. Failures are logged, not returned:
+    /// the lease then expires on its own and the retry waits for it at worst.
+    pub async fn release(&self, lease: &Lease) {
+        if let Some((claim, _)) = &lease.terminal {
+            self.release_one(claim).await;
+        }
+        self.release_one(&lease.webhook).await;
+    }
+
+    async fn release_one(&self, (key, token): &(String, ClaimToken)) {
+        if let Err(e) = self.call(self.store.release(key, token)).await {
+            tracing::warn!(error = %e, "could not release a dedupe claim; it expires with its lease");
+        }
+    }
+
+    /// Records that a prediction reached a terminal status no handler takes: its later
+    /// intermediate deliveries are stale.
+    pub async fn finish_unhandled(&self, prediction_id: &str) -> Result<(), StoreError> {
+        let finished = key(&["prediction:", prediction_id, ":finished"]);
+        self.call(self.store.mark_done(&finished, self.policy.terminal_ttl))
+            .await
+    }
+
+    /// Records the output of a `processing` delivery; `Some` when it differs from the last one
+    /// seen for the prediction (an `output` event), `None` when it does not (a `logs` event).
+    ///
+    /// The marker is a hash that every instance and version computes alike, so instances sharing
+    /// a store classify a delivery the same way.
+    pub async fn observe_output(
+        &self,
+        prediction_id: &str,
+        output: Option<&str>,
+    ) -> Result<Option<OutputUndo>, StoreError> {
+        let Some(output) = output.filter(|o| *o != "null") else {
+            return Ok(None);
+        };
+        let digest = Sha256::digest(output.as_bytes());
+        let current = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        let marker = key(&["prediction:", prediction_id, ":output"]);
+        let previous = self
+            .call(
+                self.store
+                    .swap_marker(&marker, current, self.policy.progress_ttl),
+            )
+            .await?;
+        Ok((previous != Some(current)).then_some(OutputUndo { previous, current }))
+    }
+
+    /// Undoes [`Gate::observe_output`] for a delivery that was not acknowledged, so its retry
+    /// is an output again; a later delivery's output is left alone.
+    pub async fn undo_output(&self, prediction_id: &str, undo: OutputUndo) {
+        let marker = key(&["prediction:", prediction_id, ":output"]);
+        let restored = self.store.restore_marker(
+            &marker,
+            undo.current,
+            undo.previous,
+            self.policy.progress_ttl,
+        );
+        if let Err(e) = self.call(restored).await {
+            tracing::warn!(error = %e, "could not undo an output marker");
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        future: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.policy.timeout, future).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::new(format_args!(
+                "no answer within {} ms",
+                self.policy.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// A store key from its parts, in one allocation.
+fn key(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        key.push_str(part);
+    }
+    key
+}

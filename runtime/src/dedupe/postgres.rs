@@ -1,0 +1,340 @@
+//! `PostgreSQL`: shared by every instance, durable, one statement per claim.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
+};
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError, millis};
+
+/// A store in `PostgreSQL` tables (`postgres://USER:PASSWORD@HOST:PORT/DB`), through a pool.
+///
+/// A claim is one `INSERT … ON CONFLICT DO UPDATE … WHERE expired` statement: it inserts a new
+/// key or takes over an expired one, atomically across instances. The tables are created on
+/// first use by a migration that holds an advisory lock, so instances that start together do not
+/// race. Expired rows are purged in small batches along the `expires_at` index.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    migrated: Arc<OnceCell<()>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// Migrations, applied in order, each once; the version table records which ran.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE replicate_webhook_keys (
+    key TEXT PRIMARY KEY,
+    token TEXT,                          -- NULL once done
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX replicate_webhook_keys_expiry ON replicate_webhook_keys (expires_at);
+CREATE TABLE replicate_webhook_markers (
+    key TEXT PRIMARY KEY,
+    marker BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX replicate_webhook_markers_expiry ON replicate_webhook_markers (expires_at);
+"];
+
+/// Any constant: instances migrating at once serialise on it.
+const MIGRATION_LOCK: i64 = 0x7265_706c_6963_6174;
+
+const CLAIM: &str = "
+WITH claimed AS (
+    INSERT INTO replicate_webhook_keys (key, token, expires_at)
+    VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
+    ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+        WHERE replicate_webhook_keys.expires_at <= now()
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM claimed),
+       k.token IS NULL,
+       greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
+FROM (SELECT 1) AS one
+LEFT JOIN replicate_webhook_keys k ON k.key = $1";
+
+/// Expired rows are purged after every this many claims, a bounded batch at a time.
+const PURGE_EVERY: u64 = 1024;
+
+fn pg_error(e: &tokio_postgres::Error) -> StoreError {
+    // The driver's messages name the failed step and the server's answer, never the password.
+    StoreError::new(format_args!("postgres: {e}"))
+}
+
+impl PostgresStore {
+    /// A store for `url`, connecting (and migrating) on first use.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let mut config = Config::new();
+        config.url = Some(url.to_owned());
+        config.manager = Some(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        let timeout = Some(Duration::from_secs(2));
+        config.pool = Some(PoolConfig {
+            timeouts: Timeouts {
+                wait: timeout,
+                create: timeout,
+                recycle: timeout,
+            },
+            ..PoolConfig::new(16)
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError::new(format_args!("postgres: {e}")))?;
+        Ok(Self {
+            pool,
+            migrated: Arc::default(),
+        })
+    }
+
+    /// A store for `url`, connected and migrated before it returns.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::new(url)?;
+        drop(store.client().await?);
+        Ok(store)
+    }
+
+    /// A pooled connection, after the migration ran once for this store.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::new(format_args!("postgres pool: {e}")))?;
+        self.migrated.get_or_try_init(|| migrate(&client)).await?;
+        Ok(client)
+    }
+
+    async fn purge(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        for table in ["replicate_webhook_keys", "replicate_webhook_markers"] {
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE key IN \
+                         (SELECT key FROM {table} WHERE expires_at <= now() LIMIT 1000)"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(|e| pg_error(&e))?;
+        }
+        Ok(())
+    }
+}
+
+async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    let run = async {
+        client.batch_execute("BEGIN").await?;
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS replicate_webhook_migrations (version INTEGER PRIMARY KEY)",
+            )
+            .await?;
+        let done: i32 = client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM replicate_webhook_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        for (version, sql) in (1..).zip(MIGRATIONS) {
+            if version > done {
+                client.batch_execute(sql).await?;
+                client
+                    .execute(
+                        "INSERT INTO replicate_webhook_migrations (version) VALUES ($1)",
+                        &[&version],
+                    )
+                    .await?;
+            }
+        }
+        client.batch_execute("COMMIT").await
+    };
+    match run.await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(pg_error(&e))
+        }
+    }
+}
+
+fn signed(marker: u64) -> i64 {
+    i64::from_ne_bytes(marker.to_ne_bytes())
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for PostgresStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static CLAIMS: AtomicU64 = AtomicU64::new(0);
+
+        let token = ClaimToken::new();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(CLAIM)
+            .await
+            .map_err(|e| pg_error(&e))?;
+        let row = client
+            .query_one(&statement, &[&key, &token.as_str(), &millis(lease)])
+            .await
+            .map_err(|e| pg_error(&e))?;
+        drop(client);
+        let (won, done, retry_ms): (bool, Option<bool>, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2));
+        if won {
+            if CLAIMS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+                let store = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.purge().await {
+                        tracing::warn!(error = %e, "could not purge expired dedupe rows");
+                    }
+                });
+            }
+            return Ok(Claim::Acquired(token));
+        }
+        Ok(match (done, retry_ms) {
+            (Some(true), _) => Claim::Done,
+            (Some(false), Some(ms)) => Claim::InFlight {
+                retry_after: Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+            },
+            // Taken by a claim committed after this statement's snapshot: in flight, just now.
+            _ => Claim::InFlight {
+                retry_after: Duration::from_secs(1),
+            },
+        })
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE replicate_webhook_keys \
+                 SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
+                 WHERE key = $1 AND token = $2",
+                &[&key, &token.as_str(), &millis(ttl)],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM replicate_webhook_keys WHERE key = $1 AND token = $2",
+                &[&key, &token.as_str()],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        self.client()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM replicate_webhook_keys \
+                 WHERE key = $1 AND token IS NULL AND expires_at > now()",
+                &[&key],
+            )
+            .await
+            .map(|row| row.is_some())
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO replicate_webhook_keys (key, token, expires_at) \
+                 VALUES ($1, NULL, now() + $2::bigint * interval '1 millisecond') \
+                 ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at",
+                &[&key, &millis(ttl)],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn swap_marker(
+        &self,
+        key: &str,
+        marker: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        // The old value comes from a row lock taken in the same statement's CTE, so two
+        // concurrent swaps each see the other's marker or none, never the same previous twice.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "WITH old AS (
+                     SELECT marker FROM replicate_webhook_markers
+                     WHERE key = $1 AND expires_at > now() FOR UPDATE
+                 ), new AS (
+                     INSERT INTO replicate_webhook_markers (key, marker, expires_at)
+                     VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
+                     ON CONFLICT (key) DO UPDATE
+                         SET marker = EXCLUDED.marker, expires_at = EXCLUDED.expires_at
+                     RETURNING 1
+                 )
+                 SELECT (SELECT marker FROM old), (SELECT count(*) FROM new)",
+                &[&key, &signed(marker), &millis(ttl)],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        let previous: Option<i64> = row.get(0);
+        Ok(previous.map(|p| u64::from_ne_bytes(p.to_ne_bytes())))
+    }
+
+    async fn restore_marker(
+        &self,
+        key: &str,
+        current: u64,
+        previous: Option<u64>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let result = match previous {
+            Some(previous) => {
+                client
+                    .execute(
+                        "UPDATE replicate_webhook_markers \
+                         SET marker = $3, expires_at = now() + $4::bigint * interval '1 millisecond' \
+                         WHERE key = $1 AND marker = $2",
+                        &[&key, &signed(current), &signed(previous), &millis(ttl)],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .execute(
+                        "DELETE FROM replicate_webhook_markers WHERE key = $1 AND marker = $2",
+                        &[&key, &signed(current)],
+                    )
+                    .await
+            }
+        };
+        result.map(drop).map_err(|e| pg_error(&e))
+    }
+}

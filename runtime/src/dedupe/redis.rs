@@ -1,0 +1,278 @@
+//! Redis: shared by every instance, keys that expire on their own.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands as _, Script};
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError, millis};
+
+/// A store in Redis (`redis://HOST:PORT/DB`, or `rediss://` for TLS).
+///
+/// A claim is `SET key t:<token> NX PX lease`; completion and release compare the token and
+/// write in one Lua script, so a worker whose lease expired can neither complete nor release the
+/// claim another worker took over. Every key carries a TTL, so Redis forgets on its own.
+/// The connection is made on first use and remade after a failure, so a Redis that is down at
+/// start or restarts makes deliveries 503 for a while, never the receiver fail.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Made on first use: it needs a runtime, and a Redis that is down at start must not
+    /// keep the receiver from starting.
+    conn: std::sync::Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    prefix: String,
+    scripts: &'static Scripts,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Scripts {
+    claim: Script,
+    complete: Script,
+    release: Script,
+    swap: Script,
+    restore: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        // Returns {1} acquired, {2} done, {3, pttl} in flight.
+        claim: Script::new(
+            r"
+            if redis.call('SET', KEYS[1], 't:' .. ARGV[1], 'NX', 'PX', ARGV[2]) then
+                return {1, 0}
+            end
+            local v = redis.call('GET', KEYS[1])
+            if v == 'd' then return {2, 0} end
+            return {3, redis.call('PTTL', KEYS[1])}
+            ",
+        ),
+        complete: Script::new(
+            r"
+            if redis.call('GET', KEYS[1]) == 't:' .. ARGV[1] then
+                redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2])
+            end
+            return 0
+            ",
+        ),
+        release: Script::new(
+            r"
+            if redis.call('GET', KEYS[1]) == 't:' .. ARGV[1] then
+                redis.call('DEL', KEYS[1])
+            end
+            return 0
+            ",
+        ),
+        swap: Script::new(
+            r"
+            local old = redis.call('GET', KEYS[1])
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return old
+            ",
+        ),
+        restore: Script::new(
+            r"
+            if redis.call('GET', KEYS[1]) == ARGV[1] then
+                if ARGV[2] == '' then
+                    redis.call('DEL', KEYS[1])
+                else
+                    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+                end
+            end
+            return 0
+            ",
+        ),
+    })
+}
+
+fn redis_error(e: &redis::RedisError) -> StoreError {
+    // The error's text names the failed operation and the server's answer, never the URL.
+    StoreError::new(format_args!("redis: {e}"))
+}
+
+/// `PX` refuses 0: the shortest lease Redis can express is 1 ms.
+fn px(duration: Duration) -> i64 {
+    millis(duration).max(1)
+}
+
+impl RedisStore {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "replicate-webhook:";
+
+    /// A store for `url`, connecting on first use. A `prefix` query parameter
+    /// (`redis://host/0?prefix=myapp:`) replaces [`Self::DEFAULT_PREFIX`].
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let mut parsed = ::url::Url::parse(url)
+            .map_err(|e| StoreError::new(format_args!("invalid redis URL: {e}")))?;
+        let mut prefix = Self::DEFAULT_PREFIX.to_owned();
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter_map(|(k, v)| {
+                if k == "prefix" {
+                    prefix = v.into_owned();
+                    None
+                } else {
+                    Some((k.into_owned(), v.into_owned()))
+                }
+            })
+            .collect();
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        let client = redis::Client::open(parsed.as_str()).map_err(|e| redis_error(&e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Self {
+            client,
+            config,
+            conn: std::sync::Arc::default(),
+            prefix,
+            scripts: scripts(),
+        })
+    }
+
+    /// Namespaces every key with `prefix` instead of [`Self::DEFAULT_PREFIX`].
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The shared connection, made (or retried) on first use.
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        self.conn
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            })
+            .await
+            .cloned()
+            .map_err(|e| redis_error(&e))
+    }
+
+    fn key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        full.push_str(&self.prefix);
+        full.push_str(key);
+        full
+    }
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for RedisStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let token = ClaimToken::new();
+        let (state, pttl): (i64, i64) = self
+            .scripts
+            .claim
+            .key(self.key(key))
+            .arg(token.as_str())
+            .arg(px(lease))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        Ok(match state {
+            1 => Claim::Acquired(token),
+            2 => Claim::Done,
+            _ => Claim::InFlight {
+                retry_after: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
+            },
+        })
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.scripts
+            .complete
+            .key(self.key(key))
+            .arg(token.as_str())
+            .arg(px(ttl))
+            .invoke_async::<i64>(&mut self.conn().await?)
+            .await
+            .map(drop)
+            .map_err(|e| redis_error(&e))
+    }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        self.scripts
+            .release
+            .key(self.key(key))
+            .arg(token.as_str())
+            .invoke_async::<i64>(&mut self.conn().await?)
+            .await
+            .map(drop)
+            .map_err(|e| redis_error(&e))
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        let value: Option<String> = self
+            .conn()
+            .await?
+            .get(self.key(key))
+            .await
+            .map_err(|e| redis_error(&e))?;
+        Ok(value.as_deref() == Some("d"))
+    }
+
+    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        let ttl = u64::try_from(px(ttl)).unwrap_or(1);
+        self.conn()
+            .await?
+            .pset_ex::<_, _, ()>(self.key(key), "d", ttl)
+            .await
+            .map_err(|e| redis_error(&e))
+    }
+
+    async fn swap_marker(
+        &self,
+        key: &str,
+        marker: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let old: Option<String> = self
+            .scripts
+            .swap
+            .key(self.key(key))
+            .arg(marker)
+            .arg(px(ttl))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        Ok(old.and_then(|o| o.parse().ok()))
+    }
+
+    async fn restore_marker(
+        &self,
+        key: &str,
+        current: u64,
+        previous: Option<u64>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.scripts
+            .restore
+            .key(self.key(key))
+            .arg(current)
+            .arg(previous.map(|p| p.to_string()).unwrap_or_default())
+            .arg(px(ttl))
+            .invoke_async::<i64>(&mut self.conn().await?)
+            .await
+            .map(drop)
+            .map_err(|e| redis_error(&e))
+    }
+}

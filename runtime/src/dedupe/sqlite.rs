@@ -1,0 +1,282 @@
+//! `SQLite`: embedded and durable, for one machine (several processes may share the file).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError, millis};
+
+/// A store in one `SQLite` file, in WAL mode. Survives restarts, so a deploy inside Replicate's
+/// retry window does not run a handler twice.
+///
+/// `SQLite` calls block, so each runs on tokio's blocking pool, never on an actix worker thread.
+/// Claims run in `BEGIN IMMEDIATE` transactions, so processes sharing the file are exclusive too.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS replicate_webhook_keys (
+    key TEXT PRIMARY KEY NOT NULL,
+    token TEXT,                 -- NULL once done
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replicate_webhook_keys_expiry ON replicate_webhook_keys (expires_ms);
+CREATE TABLE IF NOT EXISTS replicate_webhook_markers (
+    key TEXT PRIMARY KEY NOT NULL,
+    marker INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replicate_webhook_markers_expiry ON replicate_webhook_markers (expires_ms);
+";
+
+/// Expired rows are purged every this many writes, a bounded batch at a time.
+const PURGE_EVERY: u64 = 1024;
+const PURGE_BATCH: i64 = 1000;
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
+fn db_error(e: rusqlite::Error) -> StoreError {
+    StoreError::new(format_args!("sqlite: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and its tables.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path.as_ref()).map_err(db_error)?;
+        Self::setup(conn)
+    }
+
+    /// A private database in memory (for tests: nothing survives).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::setup(Connection::open_in_memory().map_err(db_error)?)
+    }
+
+    fn setup(conn: Connection) -> Result<Self, StoreError> {
+        // WAL lets readers of other processes go on while one writes; NORMAL sync is durable
+        // against a crashed or killed process (not against power loss of the last commits).
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(db_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_error)?;
+        conn.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::new(format_args!("sqlite task failed: {e}")))?
+        .map_err(db_error)
+    }
+}
+
+/// Counts writes so that one in [`PURGE_EVERY`] also purges expired rows.
+fn maybe_purge(conn: &Connection, now: i64) -> rusqlite::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    if !WRITES
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(PURGE_EVERY)
+    {
+        return Ok(());
+    }
+    for table in ["replicate_webhook_keys", "replicate_webhook_markers"] {
+        conn.execute(
+            &format!(
+                "DELETE FROM {table} WHERE key IN \
+                 (SELECT key FROM {table} WHERE expires_ms <= ?1 LIMIT ?2)"
+            ),
+            params![now, PURGE_BATCH],
+        )?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for SqliteStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let key = key.to_owned();
+        let token = ClaimToken::new();
+        let lease = millis(lease);
+        self.run(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let won = tx
+                .query_row(
+                    "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_ms = excluded.expires_ms \
+                     WHERE replicate_webhook_keys.expires_ms <= ?4 \
+                     RETURNING 1",
+                    params![key, token.as_str(), now.saturating_add(lease), now],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            let claim = if won {
+                maybe_purge(&tx, now)?;
+                Claim::Acquired(token)
+            } else {
+                let (held, expires): (Option<String>, i64) = tx.query_row(
+                    "SELECT token, expires_ms FROM replicate_webhook_keys WHERE key = ?1",
+                    params![key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
+                match held {
+                    None => Claim::Done,
+                    Some(_) => Claim::InFlight {
+                        retry_after: Duration::from_millis(
+                            u64::try_from(expires - now).unwrap_or(0),
+                        ),
+                    },
+                }
+            };
+            tx.commit()?;
+            Ok(claim)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let (key, token, ttl) = (key.to_owned(), token.clone(), millis(ttl));
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE replicate_webhook_keys SET token = NULL, expires_ms = ?3 \
+                 WHERE key = ?1 AND token = ?2",
+                params![key, token.as_str(), now_ms().saturating_add(ttl)],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        let (key, token) = (key.to_owned(), token.clone());
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM replicate_webhook_keys WHERE key = ?1 AND token = ?2",
+                params![key, token.as_str()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT 1 FROM replicate_webhook_keys \
+                 WHERE key = ?1 AND token IS NULL AND expires_ms > ?2",
+                params![key, now_ms()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|row| row.is_some())
+        })
+        .await
+    }
+
+    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        let (key, ttl) = (key.to_owned(), millis(ttl));
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, NULL, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET token = NULL, expires_ms = excluded.expires_ms",
+                params![key, now_ms().saturating_add(ttl)],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn swap_marker(
+        &self,
+        key: &str,
+        marker: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let (key, ttl) = (key.to_owned(), millis(ttl));
+        // SQLite integers are signed: store the bits.
+        let marker = i64::from_ne_bytes(marker.to_ne_bytes());
+        self.run(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let previous: Option<i64> = tx
+                .query_row(
+                    "SELECT marker FROM replicate_webhook_markers WHERE key = ?1 AND expires_ms > ?2",
+                    params![key, now],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            tx.execute(
+                "INSERT INTO replicate_webhook_markers (key, marker, expires_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET marker = excluded.marker, expires_ms = excluded.expires_ms",
+                params![key, marker, now.saturating_add(ttl)],
+            )?;
+            tx.commit()?;
+            Ok(previous.map(|p| u64::from_ne_bytes(p.to_ne_bytes())))
+        })
+        .await
+    }
+
+    async fn restore_marker(
+        &self,
+        key: &str,
+        current: u64,
+        previous: Option<u64>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let (key, ttl) = (key.to_owned(), millis(ttl));
+        let current = i64::from_ne_bytes(current.to_ne_bytes());
+        let previous = previous.map(|p| i64::from_ne_bytes(p.to_ne_bytes()));
+        self.run(move |conn| {
+            match previous {
+                Some(previous) => conn.execute(
+                    "UPDATE replicate_webhook_markers SET marker = ?3, expires_ms = ?4 \
+                     WHERE key = ?1 AND marker = ?2",
+                    params![key, current, previous, now_ms().saturating_add(ttl)],
+                ),
+                None => conn.execute(
+                    "DELETE FROM replicate_webhook_markers WHERE key = ?1 AND marker = ?2",
+                    params![key, current],
+                ),
+            }
+            .map(drop)
+        })
+        .await
+    }
+}

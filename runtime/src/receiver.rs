@@ -1,0 +1,91 @@
+//! The state a configuration builds once and every actix worker shares: routes, the verifier,
+//! the dedupe protocol over the store.
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::config::WebhookConfig;
+use crate::dedupe::Gate;
+use crate::registry::{self, Module, Route, SetupError};
+use crate::signature::Verifier;
+
+/// What every delivery is checked against, whatever its path.
+pub(crate) struct Checks {
+    pub(crate) verifier: Verifier,
+    pub(crate) body_limit: usize,
+    pub(crate) signed_query: bool,
+    pub(crate) gate: Gate,
+}
+
+/// One mounted path: the shared checks and the modules listening there.
+pub(crate) struct Endpoint {
+    pub(crate) checks: Arc<Checks>,
+    pub(crate) route: Route,
+}
+
+/// Every endpoint of one configuration.
+pub(crate) struct Receiver {
+    pub(crate) endpoints: Vec<(String, web::Data<Endpoint>)>,
+}
+
+impl Receiver {
+    /// The receiver of `config`, built by the first call for it or any of its clones.
+    ///
+    /// actix calls the app factory once per worker thread; building once keeps one store
+    /// connection pool and one route table per process, and logs the routes once.
+    pub(crate) fn shared(config: &WebhookConfig) -> Result<Arc<Self>, SetupError> {
+        let mut slot = config
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(receiver) = &*slot {
+            return Ok(receiver.clone());
+        }
+        let receiver = Arc::new(Self::build(config)?);
+        *slot = Some(receiver.clone());
+        Ok(receiver)
+    }
+
+    fn build(config: &WebhookConfig) -> Result<Self, SetupError> {
+        let mut modules = config.modules.clone();
+        if config.collect_registered {
+            modules.extend(registry::registrations().map(Module::from_registration));
+        }
+        let routes = registry::build_routes(modules)?;
+        let checks = Arc::new(Checks {
+            verifier: config.verifier.clone(),
+            body_limit: config.body_limit,
+            signed_query: config.signed_query,
+            gate: Gate::new(config.store.clone(), config.policy),
+        });
+        tracing::info!(store = config.store_name, "replicate webhook dedupe store");
+        let endpoints = routes
+            .into_iter()
+            .map(|(path, route)| {
+                log_route(&path, &route);
+                let endpoint = Endpoint {
+                    checks: checks.clone(),
+                    route,
+                };
+                (path, web::Data::new(endpoint))
+            })
+            .collect();
+        Ok(Self { endpoints })
+    }
+}
+
+fn log_route(path: &str, route: &Route) {
+    for module in route.by_model.values().chain(route.any.as_ref()) {
+        let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();
+        let events: Vec<_> = module.events.iter().map(|e| e.as_str()).collect();
+        tracing::info!(
+            path,
+            model = module.model,
+            events = events.join(","),
+            handlers = handlers.join(","),
+            origin = module.origin,
+            "replicate webhook route mounted"
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! One conformance suite for every dedupe store: memory, SQLite, Redis and PostgreSQL, with the
+//! same cases, and the dedupe protocol ([`Gate`]) over each. Redis and PostgreSQL are real
+//! servers (`scripts/with-services`); without them those cases skip and say so.
+
+#![allow(clippy::many_single_char_names)] // `h.a` and `h.b` are the two instances, `k` the key
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use replicate_webhook::Status;
+use replicate_webhook::dedupe::{
+    Admission, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore, RedisStore,
+    SqliteStore,
+};
+use replicate_webhook_tests::services;
+
+const LEASE: Duration = Duration::from_secs(30);
+const TTL: Duration = Duration::from_secs(60);
+/// Short enough to wait out, long enough that the next call sees it in force.
+const SHORT: Duration = Duration::from_millis(300);
+
+/// Two handles on one store, as two instances of a receiver would have.
+struct Handles {
+    a: Arc<dyn DedupeStore>,
+    b: Arc<dyn DedupeStore>,
+    /// Keys of this test run, so runs sharing a server never meet.
+    ns: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Handles {
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.ns)
+    }
+}
+
+async fn open(kind: &str) -> Option<Handles> {
+    let ns = services::unique(kind);
+    let (a, b, dir): (Arc<dyn DedupeStore>, Arc<dyn DedupeStore>, _) = match kind {
+        "memory" => {
+            let store: Arc<dyn DedupeStore> = Arc::new(MemoryStore::new());
+            (store.clone(), store, None)
+        }
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("dedupe.db");
+            (
+                Arc::new(SqliteStore::open(&path).unwrap()),
+                Arc::new(SqliteStore::open(&path).unwrap()),
+                Some(dir),
+            )
+        }
+        "redis" => {
+            let url = services::redis_url()?;
+            (
+                Arc::new(RedisStore::new(&url).unwrap()),
+                Arc::new(RedisStore::new(&url).unwrap()),
+                None,
+            )
+        }
+        "postgres" => {
+            let url = services::database_url()?;
+            (
+                Arc::new(PostgresStore::connect(&url).await.unwrap()),
+                Arc::new(PostgresStore::connect(&url).await.unwrap()),
+                None,
+            )
+        }
+        other => unreachable!("{other}"),
+    };
+    Some(Handles {
+        a,
+        b,
+        ns,
+        _dir: dir,
+    })
+}
+
+/// Polls `check` until it holds, failing after `deadline`: for expiry, which has no event.
+async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn claim_then_duplicates(h: Handles) {
+    let k = h.key("k");
+    let Claim::Acquired(token) = h.a.claim(&k, LEASE).await.unwrap() else {
+        panic!("first claim")
+    };
+    match h.b.claim(&k, LEASE).await.unwrap() {
+        Claim::InFlight { retry_after } => {
+            assert!(
+                retry_after <= LEASE && retry_after > LEASE / 2,
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("duplicate while in flight: {other:?}"),
+    }
+    assert!(!h.b.is_done(&k).await.unwrap());
+    h.a.complete(&k, &token, TTL).await.unwrap();
+    assert_eq!(h.b.claim(&k, LEASE).await.unwrap(), Claim::Done);
+    assert!(h.b.is_done(&k).await.unwrap());
+}
+
+async fn release_then_reclaim(h: Handles) {
+    let k = h.key("k");
+    let Claim::Acquired(token) = h.a.claim(&k, LEASE).await.unwrap() else {
+        panic!("first claim")
+    };
+    h.a.release(&k, &token).await.unwrap();
+    let Claim::Acquired(again) = h.b.claim(&k, LEASE).await.unwrap() else {
+        panic!("reclaim after release")
+    };
+    assert_ne!(again, token);
+}
+
+async fn stale_token_is_a_no_op_after_lease_takeover(h: Handles) {
+    let k = h.key("k");
+    let Claim::Acquired(expired) = h.a.claim(&k, SHORT).await.unwrap() else {
+        panic!("first claim")
+    };
+    let start = Instant::now();
+    let second = loop {
+        if let Claim::Acquired(t) = h.b.claim(&k, LEASE).await.unwrap() {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no takeover after the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The first worker's real token, whose lease expired, neither releases nor completes.
+    h.a.release(&k, &expired).await.unwrap();
+    h.a.complete(&k, &expired, TTL).await.unwrap();
+    assert!(matches!(
+        h.a.claim(&k, LEASE).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    assert!(!h.a.is_done(&k).await.unwrap());
+    h.b.complete(&k, &second, TTL).await.unwrap();
+    assert!(h.a.is_done(&k).await.unwrap());
+}
+
+async fn done_keys_expire(h: Handles) {
+    let k = h.key("k");
+    h.a.mark_done(&k, SHORT).await.unwrap();
+    assert!(h.b.is_done(&k).await.unwrap());
+    eventually("done marker expiry", Duration::from_secs(5), || async {
+        !h.b.is_done(&k).await.unwrap()
+    })
+    .await;
+    assert!(matches!(
+        h.b.claim(&k, LEASE).await.unwrap(),
+        Claim::Acquired(_)
+    ));
+    let k2 = h.key("completed");
+    let Claim::Acquired(t) = h.a.claim(&k2, LEASE).await.unwrap() else {
+        panic!("fresh key")
+    };
+    h.a.complete(&k2, &t, SHORT).await.unwrap();
+    eventually("completed key expiry", Duration::from_secs(5), || async {
+        matches!(h.b.claim(&k2, LEASE).await.unwrap(), Claim::Acquired(_))
+    })
+    .await;
+}
+
+async fn one_of_64_concurrent_claims_wins(h: Handles) {
+    let k = Arc::new(h.key("contended"));
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = if i % 2 == 0 { h.a.clone() } else { h.b.clone() };
+            let (k, barrier) = (k.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.claim(&k, LEASE).await.unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Claim::Acquired(_) => winners += 1,
+            Claim::InFlight { .. } => {}
+            Claim::Done => panic!("nothing completed the key"),
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn markers_are_shared_between_handles(h: Handles) {
+    let k = h.key("marker");
+    assert_eq!(h.a.swap_marker(&k, 1, TTL).await.unwrap(), None);
+    assert_eq!(h.b.swap_marker(&k, 2, TTL).await.unwrap(), Some(1));
+    assert_eq!(h.a.swap_marker(&k, u64::MAX, TTL).await.unwrap(), Some(2));
+    // Undo of the last swap puts the one before back.
+    h.b.restore_marker(&k, u64::MAX, Some(2), TTL)
+        .await
+        .unwrap();
+    assert_eq!(h.a.swap_marker(&k, 3, TTL).await.unwrap(), Some(2));
+    // An undo whose marker was superseded changes nothing.
+    h.b.restore_marker(&k, 2, Some(1), TTL).await.unwrap();
+    assert_eq!(h.a.swap_marker(&k, 3, TTL).await.unwrap(), Some(3));
+    h.b.restore_marker(&k, 3, None, TTL).await.unwrap();
+    assert_eq!(h.a.swap_marker(&k, 4, SHORT).await.unwrap(), None);
+    // Reading a marker renews it, so expiry is waited out rather than polled.
+    tokio::time::sleep(SHORT * 2).await;
+    assert_eq!(
+        h.b.swap_marker(&k, 5, TTL).await.unwrap(),
+        None,
+        "marker expired"
+    );
+}
+
+fn gates(h: &Handles) -> (Gate, Gate) {
+    let policy = Policy::default();
+    (
+        Gate::new(h.a.clone(), policy),
+        Gate::new(h.b.clone(), policy),
+    )
+}
+
+async fn gate_admits_each_terminal_status_once(h: Handles) {
+    let (a, b) = gates(&h);
+    let (w1, w2, p) = (h.key("w1"), h.key("w2"), h.key("p"));
+    let succeeded = Status::Succeeded;
+    let first = Delivery {
+        webhook_id: &w1,
+        prediction_id: &p,
+        status: &succeeded,
+    };
+    let Admission::Run(lease) = a.admit(first).await.unwrap() else {
+        panic!("first delivery runs")
+    };
+    assert!(matches!(
+        b.admit(first).await.unwrap(),
+        Admission::InFlight { .. }
+    ));
+    // Another webhook id for the same prediction and status waits for the running one too.
+    let other = Delivery {
+        webhook_id: &w2,
+        ..first
+    };
+    assert!(matches!(
+        b.admit(other).await.unwrap(),
+        Admission::InFlight { .. }
+    ));
+    a.complete(&lease).await.unwrap();
+    assert!(matches!(
+        b.admit(first).await.unwrap(),
+        Admission::Duplicate
+    ));
+    assert!(matches!(
+        b.admit(other).await.unwrap(),
+        Admission::AlreadyHandled
+    ));
+    // Its webhook id is now settled too: a retry of it is a plain duplicate.
+    assert!(matches!(
+        a.admit(other).await.unwrap(),
+        Admission::Duplicate
+    ));
+    let processing = Status::Processing;
+    let w3 = h.key("w3");
+    let late = Delivery {
+        webhook_id: &w3,
+        prediction_id: &p,
+        status: &processing,
+    };
+    assert!(matches!(b.admit(late).await.unwrap(), Admission::Stale));
+}
+
+async fn gate_release_lets_a_retry_run(h: Handles) {
+    let (a, b) = gates(&h);
+    let (w, p) = (h.key("w"), h.key("p"));
+    let failed = Status::Failed;
+    let d = Delivery {
+        webhook_id: &w,
+        prediction_id: &p,
+        status: &failed,
+    };
+    let Admission::Run(lease) = a.admit(d).await.unwrap() else {
+        panic!("first delivery runs")
+    };
+    a.release(&lease).await;
+    let Admission::Run(lease) = b.admit(d).await.unwrap() else {
+        panic!("the retry runs after a release")
+    };
+    b.complete(&lease).await.unwrap();
+    assert!(matches!(a.admit(d).await.unwrap(), Admission::Duplicate));
+}
+
+async fn gate_classifies_output_alike_on_every_handle(h: Handles) {
+    let (a, b) = gates(&h);
+    let p = h.key("p");
+    assert!(a.observe_output(&p, None).await.unwrap().is_none());
+    assert!(a.observe_output(&p, Some("null")).await.unwrap().is_none());
+    assert!(a.observe_output(&p, Some("[1]")).await.unwrap().is_some());
+    assert!(
+        b.observe_output(&p, Some("[1]")).await.unwrap().is_none(),
+        "logs on b"
+    );
+    let undo = b.observe_output(&p, Some("[1,2]")).await.unwrap().unwrap();
+    b.undo_output(&p, undo).await;
+    assert!(
+        a.observe_output(&p, Some("[1,2]")).await.unwrap().is_some(),
+        "output again after undo"
+    );
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        conformance!(@store memory; $($case),*);
+        conformance!(@store sqlite; $($case),*);
+        conformance!(@store redis; $($case),*);
+        conformance!(@store postgres; $($case),*);
+    };
+    (@store $store:ident; $($case:ident),*) => {
+        mod $store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(handles) = super::open(stringify!($store)).await {
+                        super::$case(handles).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    claim_then_duplicates,
+    release_then_reclaim,
+    stale_token_is_a_no_op_after_lease_takeover,
+    done_keys_expire,
+    one_of_64_concurrent_claims_wins,
+    markers_are_shared_between_handles,
+    gate_admits_each_terminal_status_once,
+    gate_release_lets_a_retry_run,
+    gate_classifies_output_alike_on_every_handle,
+);
