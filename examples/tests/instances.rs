@@ -3,16 +3,14 @@
 //! moment, duplicates re-sent later with a fresh timestamp, and retries of every 409 and 503.
 //! Each prediction's `on_succeeded` line must appear once over both, and none may be missing.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Process;
 use futures_util::StreamExt as _;
 use replicate_webhook::Secret;
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id};
+use replicate_webhook_tests::process::Process;
 use replicate_webhook_tests::services;
 use serde_json::json;
 

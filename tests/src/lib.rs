@@ -83,5 +83,7 @@ impl Drop for TestServer {
     }
 }
 
+pub mod process;
+pub mod proxy;
 pub mod services;
 pub mod strict_models;

@@ -1,8 +1,6 @@
 //! Running the example binaries as users do: real processes on loopback ports, their stdout read
 //! line by line.
 
-#![allow(dead_code)] // each test file uses part of this
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,14 +8,21 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 /// A running receiver process, killed (SIGKILL) when dropped.
-pub(crate) struct Process {
-    pub(crate) child: Child,
-    pub(crate) stdout: Receiver<String>,
-    /// Kept so the reader thread keeps draining the pipe and the child never blocks on it.
-    pub(crate) stderr: Receiver<String>,
-    /// Stderr lines printed before the server listened.
-    pub(crate) banner: Vec<String>,
-    pub(crate) url: String,
+#[derive(Debug)]
+pub struct Process {
+    /// The process.
+    pub child: Child,
+    /// Its stdout, a line at a time.
+    pub stdout: Receiver<String>,
+    /// Its stderr after the banner; the reader thread keeps draining the pipe so the child never
+    /// blocks on it.
+    pub stderr: Receiver<String>,
+    /// Stderr lines printed up to "listening on".
+    pub banner: Vec<String>,
+    /// `http://127.0.0.1:<port>/webhooks/replicate`.
+    pub url: String,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
 }
 
 impl Drop for Process {
@@ -28,8 +33,8 @@ impl Drop for Process {
 }
 
 impl Process {
-    /// Starts `bin` with `env` in `dir` on a free port and waits until it listens.
-    pub(crate) fn start(bin: &str, dir: &Path, env: &[(&str, &str)]) -> Self {
+    /// Starts `bin` with `env` in `dir` on a free port (`BIND`) and waits until it says it listens.
+    pub fn start(bin: &str, dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut cmd = Command::new(bin);
         cmd.current_dir(dir)
@@ -54,17 +59,18 @@ impl Process {
             stderr,
             banner,
             url: format!("http://127.0.0.1:{port}/webhooks/replicate"),
+            base: format!("http://127.0.0.1:{port}"),
         }
     }
 
     /// Kills the process with SIGKILL, as a crash or `kill -9` would.
-    pub(crate) fn kill(mut self) {
+    pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Every stdout line printed until `quiet` passes without a new one.
-    pub(crate) fn drain(&self, quiet: Duration) -> Vec<String> {
+    pub fn drain(&self, quiet: Duration) -> Vec<String> {
         let mut seen = Vec::new();
         while let Ok(line) = self.stdout.recv_timeout(quiet) {
             seen.push(line);
@@ -73,7 +79,8 @@ impl Process {
     }
 }
 
-pub(crate) fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+/// The lines `reader` yields, read on a thread of their own.
+pub fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         for line in BufReader::new(reader).lines().map_while(Result::ok) {
@@ -85,7 +92,8 @@ pub(crate) fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<Str
     rx
 }
 
-pub(crate) fn free_port() -> u16 {
+/// A loopback port free when asked.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -94,7 +102,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// The lines up to and including the first one containing `needle`.
-pub(crate) fn wait_for(rx: &Receiver<String>, needle: &str) -> Vec<String> {
+pub fn wait_for(rx: &Receiver<String>, needle: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     loop {
