@@ -15,7 +15,7 @@ mod any_model {
 
     use replicate_webhook::{HandlerError, Prediction};
 
-    pub async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
+    async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
         println!("started {}", p.id);
         if p.output.as_ref().and_then(|o| o.as_str()) == Some("slow") {
             tokio::time::sleep(Duration::from_millis(super::millis("HANDLER_DELAY_MS", 0))).await;
