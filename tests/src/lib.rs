@@ -83,4 +83,5 @@ impl Drop for TestServer {
     }
 }
 
+pub mod hygiene;
 pub mod strict_models;
