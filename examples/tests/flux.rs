@@ -1,6 +1,8 @@
 //! The flux-schnell example end to end: the example binary creates a typed prediction against the
 //! local simulator (run in this process, on 127.0.0.1), and receives its signed webhooks.
 
+mod common;
+
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
@@ -19,16 +21,7 @@ fn start_simulator() -> simulator::Running {
         step: Duration::from_millis(100),
         ..Script::default()
     };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let (server, running) = simulator::serve(config, listener).unwrap();
-            tx.send(running).unwrap();
-            server.await.unwrap();
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    common::serve_simulator(config)
 }
 
 #[test]

@@ -161,3 +161,75 @@ fn an_invalid_secret_exits_non_zero_and_serves_nothing() {
     assert!(out.stdout.is_empty());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+/// Posts `body`, signed with [`SECRET`], and returns the status code.
+fn post_signed(url: &str, body: &serde_json::Value) -> u16 {
+    use replicate_webhook::Secret;
+    use replicate_webhook::testkit::TestDelivery;
+
+    let signed = TestDelivery::new(body.to_string()).sign(&Secret::parse(SECRET).unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut req = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(signed.body().to_vec());
+        for (name, value) in signed.headers() {
+            req = req.header(name, value);
+        }
+        req.send().await.unwrap().status().as_u16()
+    })
+}
+
+#[test]
+fn untrusted_text_cannot_forge_a_line() {
+    use replicate_webhook::testkit::sample_prediction;
+
+    let q = start(Some(SECRET));
+    let forged = "abc\n on_succeeded id=forged model=replicate/hello-world status=succeeded";
+    let body = sample_prediction(forged, "replicate/hello-world", "succeeded", "hi".into());
+    assert_eq!(post_signed(&q.url, &body), 200);
+    // The model too, in the catch-all module.
+    let body = sample_prediction(
+        "plain2",
+        "acme/x\r\non_start id=forged",
+        "starting",
+        ().into(),
+    );
+    assert_eq!(post_signed(&q.url, &body), 200);
+    // The handler runs before the 200, so once this last line is read, every earlier one is too.
+    let marker = sample_prediction("marker", "acme/other", "starting", ().into());
+    assert_eq!(post_signed(&q.url, &marker), 200);
+    let lines = wait_for(&q.stdout, "id=marker");
+
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.trim_start().contains("id=forged") && !l.contains('"')),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("on_succeeded id=forged")
+                || l.trim_start().starts_with("on_start id=forged")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[0],
+        r#"on_succeeded id="abc\n on_succeeded id=forged model=replicate/hello-world status=succeeded" model=replicate/hello-world status=succeeded output="hi""#
+    );
+    assert_eq!(
+        lines[1],
+        r#"on_start id=plain2 model="acme/x\r\non_start id=forged" status=starting"#
+    );
+    // Ordinary values are printed exactly as before: no quotes, no escapes.
+    assert_eq!(
+        lines[2],
+        "on_start id=marker model=acme/other status=starting"
+    );
+}

@@ -23,6 +23,17 @@ pub const HEADER_SIGNATURE: &str = "webhook-signature";
 /// The replay window Replicate's docs and the Standard Webhooks libraries use.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
+/// The most `webhook-signature` entries looked at; a longer list is refused.
+///
+/// Replicate sends one entry, a secret rotation two or three; the Standard Webhooks libraries are
+/// tested with a handful. Without a cap, one request could make the receiver decode thousands.
+pub const MAX_SIGNATURE_ENTRIES: usize = 32;
+
+/// The longest `webhook-signature` value accepted, checked before the value is split: room for
+/// [`MAX_SIGNATURE_ENTRIES`] entries of up to 127 bytes each (a `v1` entry is 47, an Ed25519
+/// `v1a` entry 92).
+pub const MAX_SIGNATURE_HEADER_LEN: usize = MAX_SIGNATURE_ENTRIES * 128;
+
 const SECRET_PREFIX: &str = "whsec_";
 const MAC_LEN: usize = 32;
 
@@ -163,6 +174,12 @@ pub enum VerifyError {
     /// The timestamp is outside the tolerance, in either direction.
     #[error("`webhook-timestamp` is outside the allowed tolerance")]
     TimestampOutOfTolerance,
+    /// `webhook-signature` is longer than [`MAX_SIGNATURE_HEADER_LEN`] bytes.
+    #[error("the `webhook-signature` header is longer than {MAX_SIGNATURE_HEADER_LEN} bytes")]
+    SignatureHeaderTooLong,
+    /// `webhook-signature` has more than [`MAX_SIGNATURE_ENTRIES`] space-separated entries.
+    #[error("the `webhook-signature` header has more than {MAX_SIGNATURE_ENTRIES} entries")]
+    TooManySignatures,
     /// No `v1` entry matched any configured secret.
     #[error("no signature matched")]
     NoMatch,
@@ -176,6 +193,8 @@ impl VerifyError {
             Self::DuplicateHeader(_) => "duplicate-header",
             Self::InvalidHeader(_) => "invalid-header",
             Self::MalformedTimestamp | Self::TimestampOutOfTolerance => "timestamp",
+            Self::SignatureHeaderTooLong => "signature-header-too-long",
+            Self::TooManySignatures => "too-many-signatures",
             Self::NoMatch => "signature",
         }
     }
@@ -231,18 +250,33 @@ impl Verifier {
     ) -> Result<(), VerifyError> {
         check_value(HEADER_ID, id)?;
         check_value(HEADER_TIMESTAMP, timestamp)?;
+        // Bounded before anything walks the value, so a huge header costs one comparison.
+        if signature.len() > MAX_SIGNATURE_HEADER_LEN {
+            return Err(VerifyError::SignatureHeaderTooLong);
+        }
         check_value(HEADER_SIGNATURE, signature)?;
         let sent = parse_timestamp(timestamp)?;
         let tolerance = i64::try_from(self.tolerance.as_secs()).unwrap_or(i64::MAX);
         if now.abs_diff(sent) > tolerance.unsigned_abs() {
             return Err(VerifyError::TimestampOutOfTolerance);
         }
-        let candidates: Vec<[u8; MAC_LEN]> = signature
+        // Counted before any entry is decoded: an over-long list fails whatever it holds.
+        if signature.split(' ').nth(MAX_SIGNATURE_ENTRIES).is_some() {
+            return Err(VerifyError::TooManySignatures);
+        }
+        // On the stack: with the cap above, no entry costs an allocation.
+        let mut candidates = [[0u8; MAC_LEN]; MAX_SIGNATURE_ENTRIES];
+        let mut count = 0;
+        let tags = signature
             .split(' ')
             .filter_map(|entry| entry.split_once(','))
             .filter(|(version, _)| *version == "v1")
-            .filter_map(|(_, b64)| decode_tag(b64))
-            .collect();
+            .filter_map(|(_, b64)| decode_tag(b64));
+        for (slot, tag) in candidates.iter_mut().zip(tags) {
+            *slot = tag;
+            count += 1;
+        }
+        let candidates = &candidates[..count];
         for secret in &self.secrets {
             let expected = secret.mac(id, timestamp, body).finalize().into_bytes();
             // Compare every candidate, so the time taken does not reveal which one matched.
@@ -257,12 +291,21 @@ impl Verifier {
     }
 }
 
+/// The base64 of a 32-byte tag: 44 characters padded, 43 unpadded.
+const TAG_B64_MAX: usize = MAC_LEN.div_ceil(3) * 4;
+
+/// Decodes one `v1` tag, padded or not, into a stack buffer.
 fn decode_tag(b64: &str) -> Option<[u8; MAC_LEN]> {
-    let bytes = STANDARD
-        .decode(b64)
-        .or_else(|_| STANDARD_NO_PAD.decode(b64))
+    if b64.len() > TAG_B64_MAX {
+        return None;
+    }
+    // Room for what 44 base64 characters can decode to, so only a wrong length fails below.
+    let mut buf = [0u8; TAG_B64_MAX / 4 * 3];
+    let len = STANDARD
+        .decode_slice(b64, &mut buf)
+        .or_else(|_| STANDARD_NO_PAD.decode_slice(b64, &mut buf))
         .ok()?;
-    bytes.try_into().ok()
+    buf.get(..len)?.try_into().ok()
 }
 
 fn check_value(name: &'static str, value: &str) -> Result<(), VerifyError> {
@@ -407,6 +450,87 @@ mod tests {
         let again = Secret::parse(&secret.expose()).unwrap();
         assert_eq!(secret.key, again.key);
         assert_eq!(secret.key.len(), 24);
+    }
+
+    fn signed_at(id: &str, timestamp: &str) -> String {
+        let tag = Secret::parse(SECRET)
+            .unwrap()
+            .mac(id, timestamp, BODY)
+            .finalize()
+            .into_bytes();
+        format!("v1,{}", STANDARD.encode(tag))
+    }
+
+    #[test]
+    fn up_to_the_cap_every_entry_is_considered() {
+        // The matching entry last, behind entries that decode to wrong tags.
+        let wrong = format!("v1,{}", STANDARD.encode([7u8; MAC_LEN]));
+        let mut entries = vec![wrong.as_str(); MAX_SIGNATURE_ENTRIES - 1];
+        entries.push(SIG);
+        let sig = entries.join(" ");
+        assert_eq!(
+            verifier().verify_at(ID, "1614265330", &sig, BODY, 1_614_265_330),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn more_entries_than_the_cap_fail_even_with_a_valid_one() {
+        let mut entries = vec!["v1,AAAA"; MAX_SIGNATURE_ENTRIES];
+        entries.insert(0, SIG);
+        let sig = entries.join(" ");
+        let err = verifier()
+            .verify_at(ID, "1614265330", &sig, BODY, 1_614_265_330)
+            .unwrap_err();
+        assert_eq!(err, VerifyError::TooManySignatures);
+        assert_eq!(err.reason(), "too-many-signatures");
+        assert!(err.to_string().contains("more than 32 entries"), "{err}");
+        // Empty entries count too: the cap is on what the verifier has to walk.
+        let spaces = format!("{SIG}{}", " ".repeat(MAX_SIGNATURE_ENTRIES));
+        assert_eq!(
+            verifier().verify_at(ID, "1614265330", &spaces, BODY, 1_614_265_330),
+            Err(VerifyError::TooManySignatures)
+        );
+    }
+
+    #[test]
+    fn an_over_long_header_fails_before_it_is_split() {
+        let mut sig = SIG.to_owned();
+        sig.push(' ');
+        sig.push_str(&"x".repeat(MAX_SIGNATURE_HEADER_LEN - sig.len()));
+        assert_eq!(sig.len(), MAX_SIGNATURE_HEADER_LEN);
+        assert_eq!(
+            verifier().verify_at(ID, "1614265330", &sig, BODY, 1_614_265_330),
+            Ok(())
+        );
+        sig.push('x');
+        let err = verifier()
+            .verify_at(ID, "1614265330", &sig, BODY, 1_614_265_330)
+            .unwrap_err();
+        assert_eq!(err, VerifyError::SignatureHeaderTooLong);
+        assert_eq!(err.reason(), "signature-header-too-long");
+        // Refused on length alone, before the bytes are looked at.
+        let binary = format!("{SIG} {}", "\u{1}".repeat(MAX_SIGNATURE_HEADER_LEN));
+        assert_eq!(
+            verifier().verify_at(ID, "1614265330", &binary, BODY, 1_614_265_330),
+            Err(VerifyError::SignatureHeaderTooLong)
+        );
+    }
+
+    #[test]
+    fn tags_decode_padded_or_not_and_only_at_32_bytes() {
+        let padded = signed_at(ID, "1614265330");
+        let unpadded = padded.trim_end_matches('=');
+        assert_eq!(
+            verifier().verify_at(ID, "1614265330", unpadded, BODY, 1_614_265_330),
+            Ok(())
+        );
+        let b64 = &padded[3..];
+        assert!(decode_tag(b64).is_some());
+        assert!(decode_tag(&STANDARD.encode([1u8; 31])).is_none());
+        assert!(decode_tag(&STANDARD.encode([1u8; 33])).is_none());
+        assert!(decode_tag(&format!("{b64}A")).is_none());
+        assert!(decode_tag("").is_none());
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl Drop for TestServer {
     }
 }
 
+pub mod hygiene;
 pub mod process;
 pub mod proxy;
 pub mod services;

@@ -10,6 +10,7 @@
 //! `sqlite://replicate-webhook.db` in the working directory, so a restart remembers what it
 //! handled) and `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`.
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
@@ -68,7 +69,7 @@ mod any_model {
 mod hello_world {
     use replicate_webhook::{DecodeError, HandlerError, Prediction};
 
-    use super::print;
+    use super::{print, shown};
 
     async fn on_start(p: Prediction) -> Result<(), HandlerError> {
         print("on_start", &p, "");
@@ -105,7 +106,7 @@ mod hello_world {
 
     async fn on_decode_error(e: DecodeError) -> Result<(), HandlerError> {
         let id = e.prediction().map(|p| p.id).unwrap_or_default();
-        println!("on_decode_error id={id} error={:?}", e.message());
+        println!("on_decode_error id={} error={:?}", shown(&id), e.message());
         Ok(())
     }
 }
@@ -114,8 +115,26 @@ mod hello_world {
 fn print<O, I>(handler: &str, p: &Prediction<O, I>, extra: &str) {
     println!(
         "{handler} id={} model={} status={}{extra}",
-        p.id, p.model, p.status
+        shown(&p.id),
+        shown(&p.model),
+        shown(p.status.as_str())
     );
+}
+
+/// `text` as it is when it is visible ASCII without quotes or backslashes (every real id, model
+/// and status), else quoted and escaped as Rust's `{:?}` does.
+///
+/// The body is signed but not trusted: a line break in an id must not print a second,
+/// forged handler line, and a space must not add a forged `key=value`.
+fn shown(text: &str) -> Cow<'_, str> {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(format!("{text:?}"))
+    }
 }
 
 /// The store when `REPLICATE_WEBHOOK_STORE` is unset: embedded and durable.
@@ -184,4 +203,33 @@ async fn serve(config: WebhookConfig, bind: &str) -> std::io::Result<()> {
             .bind(bind)?;
     eprintln!("quickstart: listening on http://{bind}/webhooks/replicate");
     server.run().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn plain_values_are_shown_as_they_are() {
+        for text in [
+            "gm3qorzdhgbfurvjtvhg6dckhu",
+            "replicate/hello-world",
+            "succeeded",
+            "",
+        ] {
+            assert_eq!(shown(text), text);
+        }
+    }
+
+    #[test]
+    fn anything_else_is_quoted_and_escaped() {
+        assert_eq!(
+            shown("weird\r\non_failed id=x"),
+            r#""weird\r\non_failed id=x""#
+        );
+        assert_eq!(shown("a b"), r#""a b""#);
+        assert_eq!(shown(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(shown("\u{1b}[2K"), r#""\u{1b}[2K""#);
+        assert_eq!(shown("caf\u{e9}"), "\"caf\u{e9}\"");
+    }
 }
