@@ -11,7 +11,7 @@ use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample
 use replicate_webhook::{
     Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, configure,
 };
-use replicate_webhook_tests::TestServer;
+use replicate_webhook_tests::{TestServer, fails_once_then_succeeds};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -324,17 +324,7 @@ async fn content_length_that_lies_runs_nothing_and_the_worker_survives() {
 async fn a_failed_terminal_handler_runs_again_under_a_new_webhook_id() {
     let secret = Secret::generate();
     let attempts = Arc::new(AtomicUsize::new(0));
-    let counter = attempts.clone();
-    let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if n == 0 {
-                Err(HandlerError::retry("database down"))
-            } else {
-                Ok(())
-            }
-        }
-    });
+    let module = fails_once_then_succeeds(MODEL, &attempts);
     let srv = TestServer::start({
         let config = config(&secret, module);
         move || configure(config.clone())
@@ -359,20 +349,22 @@ async fn an_expired_lease_lets_a_retry_take_over() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(tokio::sync::Notify::new());
-    let (counter, signal) = (runs.clone(), started.clone());
-    // The first run outlives its lease, as a stuck or dead worker would.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (counter, signal, gate) = (runs.clone(), started.clone(), release.clone());
+    // The first run outlives its lease, as a stuck or dead worker would: it waits for the test.
     let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
         let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
-        let signal = signal.clone();
+        let (signal, gate) = (signal.clone(), gate.clone());
         async move {
             if first {
                 signal.notify_one();
-                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                gate.notified().await;
             }
             Ok::<(), HandlerError>(())
         }
     });
-    let config = config(&secret, module).lease(Duration::from_millis(300));
+    let lease = Duration::from_secs(1);
+    let config = config(&secret, module).lease(lease);
     let srv = start_workers(2, config);
     let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
@@ -381,13 +373,39 @@ async fn an_expired_lease_lets_a_retry_take_over() {
         let (base, signed) = (base.clone(), signed.clone());
         actix_web::rt::spawn(async move { post(&base, &signed).await })
     };
-    started.notified().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // At-least-once: once the lease is over, the retry runs the handler again.
-    assert_eq!(post(&base, &signed).await, 200);
+    let claimed = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the first run starts");
+    // While the lease holds, retries get 409; once it is over, a retry takes over and runs the
+    // handler again (at-least-once). Polled, with a deadline.
+    let mut answers = Vec::new();
+    loop {
+        let status = post(&base, &signed).await;
+        answers.push(status);
+        if status != 409 {
+            break;
+        }
+        assert!(
+            claimed.elapsed() < lease * 10,
+            "the lease never expired: {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+    assert_eq!(
+        answers[0], 409,
+        "the lease did not protect the first run: {answers:?}"
+    );
+    assert!(
+        claimed.elapsed() >= lease,
+        "taken over before the lease ended"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     // The late first run finds its claim taken over and still answers 200.
-    assert_eq!(first.await.unwrap(), 200);
+    release.notify_one();
+    let late = tokio::time::timeout(Duration::from_secs(10), first).await;
+    assert_eq!(late.expect("the first run ends").unwrap(), 200);
     assert_eq!(post(&base, &signed).await, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
@@ -427,23 +445,36 @@ fn a_path_actix_would_misread_is_a_setup_error_not_a_panic() {
 async fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL);
+    let outputs = runs.clone();
+    // A handler for both events the bodies below are, so each reaches its typed decode.
+    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL).on(
+        HandlerKind::Output,
+        move |_: Prediction| {
+            outputs.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), HandlerError>(()) }
+        },
+    );
     let srv = TestServer::start({
         let config = config(&secret, module);
         move || configure(config.clone())
     });
     let id = new_prediction_id();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    for status in ["succeeded", "processing"] {
+    for status in ["processing", "succeeded"] {
         let body = sample_prediction(&id, MODEL, status, json!("x"))
             .to_string()
             .replace(r#""output":"x""#, &format!(r#""output":{deep}"#));
         assert!(body.len() > deep.len(), "the nesting is in the body");
-        let (code, text) = srv.deliver(&TestDelivery::new(body).sign(&secret)).await;
-        assert!([200, 400].contains(&code), "{status}: {code} {text}");
+        // The envelope skips over the output; decoding it for the handler hits serde_json's
+        // depth limit: a decode error, acknowledged, and the handler never runs.
+        let answer = srv.deliver(&TestDelivery::new(body).sign(&secret)).await;
+        assert_eq!(answer, (200, "decode error handled".to_owned()), "{status}");
     }
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    // The worker is alive and its thread's stack intact.
     let ok = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
-    assert_eq!(srv.deliver(&ok).await.0, 200);
+    assert_eq!(srv.deliver(&ok).await, (200, "done".to_owned()));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
 #[actix_web::test]
@@ -478,4 +509,90 @@ async fn a_huge_declared_length_under_an_unlimited_body_limit_allocates_nothing_
     );
     assert_eq!(srv.deliver(&signed).await.0, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn an_oversized_content_length_gets_413_before_any_body_byte_is_sent() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let config = config(&secret, slow_module(&runs, Duration::ZERO)).body_limit(1024);
+    let srv = TestServer::start(move || configure(config.clone()));
+    let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+
+    // Only the head, announcing a body over the limit; the connection stays open for writing.
+    // A receiver that buffered first and checked after would wait for the body and time out.
+    let head = raw_request(&signed, 1025, b"");
+    let addr = srv.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&head).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("413 within 5 s, without the body")
+            .unwrap();
+        assert!(read > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    drop(stream);
+    // At the limit exactly, the same head is accepted once the body comes.
+    let at_limit = raw_request(&signed, signed.body().len(), signed.body());
+    let answer = raw_exchange(&srv.base, &at_limit, false).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn output_and_logs_are_told_apart_whichever_worker_answers() {
+    let secret = Secret::generate();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut module = Module::new(MODEL).events(Event::ALL);
+    for kind in [HandlerKind::Output, HandlerKind::Logs] {
+        let seen = seen.clone();
+        module = module.on(kind, move |p: Prediction| {
+            seen.lock().unwrap().push(format!(
+                "{} {}",
+                kind.fn_name(),
+                p.output.unwrap_or_default()
+            ));
+            async { Ok::<(), HandlerError>(()) }
+        });
+    }
+    let srv = start_workers(4, config(&secret, module));
+    let id = new_prediction_id();
+    // One connection per delivery, so the deliveries are spread over the four workers; a worker
+    // that only knew what it had seen itself would take a repeated output for a new one.
+    let steps = [
+        json!(null),
+        json!(["a"]),
+        json!(["a"]),
+        json!(["a"]),
+        json!(["a", "b"]),
+        json!(["a", "b"]),
+        json!(["a", "b", "c"]),
+        json!(["a", "b", "c"]),
+        json!(["a", "b", "c"]),
+    ];
+    for output in &steps {
+        let signed = delivery(&id, "processing", output.clone()).sign(&secret);
+        assert_eq!(post(&srv.base, &signed).await, 200, "{output}");
+    }
+    let expected: Vec<String> = [
+        "on_logs null",
+        r#"on_output ["a"]"#,
+        r#"on_logs ["a"]"#,
+        r#"on_logs ["a"]"#,
+        r#"on_output ["a","b"]"#,
+        r#"on_logs ["a","b"]"#,
+        r#"on_output ["a","b","c"]"#,
+        r#"on_logs ["a","b","c"]"#,
+        r#"on_logs ["a","b","c"]"#,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
 }
