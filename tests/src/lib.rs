@@ -1,9 +1,14 @@
 //! Shared helpers for the end-to-end tests: a real server on 127.0.0.1 and a real HTTP client.
 
-// The README's examples are compiled as doc-tests here, so what it shows keeps compiling.
+// The READMEs' examples are compiled as doc-tests here, so what they show keeps compiling:
+// the repository's, and the one crates.io shows for `replicate-webhook`.
 #[doc = include_str!("../../README.md")]
 #[allow(clippy::doc_markdown)]
 mod readme {}
+
+#[doc = include_str!("../../runtime/README.md")]
+#[allow(clippy::doc_markdown)]
+mod runtime_readme {}
 
 use std::net::TcpListener;
 use std::sync::Arc;
