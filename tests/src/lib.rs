@@ -123,6 +123,13 @@ pub fn fails_once_then_succeeds(model: &str, attempts: &Arc<AtomicUsize>) -> Mod
     })
 }
 
+/// `future`'s output, or a test failure after 10 s instead of a hang.
+pub async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("timed out after 10 s")
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         // Stopping is asynchronous; the runtime ends with the test anyway.

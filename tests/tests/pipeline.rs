@@ -10,7 +10,7 @@ use replicate_webhook::{
     DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
     configure,
 };
-use replicate_webhook_tests::{TestServer, fails_once_then_succeeds};
+use replicate_webhook_tests::{TestServer, fails_once_then_succeeds, within};
 use serde_json::json;
 
 const MODEL: &str = "acme/pipeline";
@@ -354,13 +354,6 @@ async fn a_duplicate_while_in_flight_gets_409_with_retry_after() {
         (200, "duplicate delivery; already handled".to_owned())
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-}
-
-/// `future`, or a failure after 10 s instead of a hang.
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), future)
-        .await
-        .expect("timed out after 10 s")
 }
 
 #[actix_web::test]

@@ -11,7 +11,7 @@ use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample
 use replicate_webhook::{
     Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, configure,
 };
-use replicate_webhook_tests::{TestServer, fails_once_then_succeeds};
+use replicate_webhook_tests::{TestServer, fails_once_then_succeeds, within};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -27,16 +27,54 @@ fn config(secret: &Secret, module: Module) -> WebhookConfig {
         .module(module)
 }
 
-/// Counts runs of `on_succeeded`, each taking `delay`.
-fn slow_module(runs: &Arc<AtomicUsize>, delay: Duration) -> Module {
+/// Counts runs of `on_succeeded`.
+fn counting_module(runs: &Arc<AtomicUsize>) -> Module {
     let runs = runs.clone();
     Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
         runs.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), HandlerError>(()) }
+    })
+}
+
+/// Counts runs of `on_succeeded`, each of which says it started and then waits until the
+/// returned sender sends `true`.
+fn gated_module(
+    runs: &Arc<AtomicUsize>,
+    started: &Arc<tokio::sync::Notify>,
+) -> (Module, tokio::sync::watch::Sender<bool>) {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (runs, started) = (runs.clone(), started.clone());
+    let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        started.notify_one();
+        let mut gate = gate.clone();
         async move {
-            tokio::time::sleep(delay).await;
+            gate.wait_for(|open| *open).await.expect("the gate is kept");
             Ok::<(), HandlerError>(())
         }
-    })
+    });
+    (module, open)
+}
+
+/// Posts every delivery at once; the statuses come on the receiver in the order answered.
+fn spawn_all(base: &str, deliveries: Vec<Signed>) -> tokio::sync::mpsc::UnboundedReceiver<u16> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for d in deliveries {
+        let (base, tx) = (base.to_owned(), tx.clone());
+        actix_web::rt::spawn(async move {
+            let _ = tx.send(post(&base, &d).await);
+        });
+    }
+    rx
+}
+
+/// The next `n` statuses, each within the deadline of [`within`].
+async fn next_statuses(rx: &mut tokio::sync::mpsc::UnboundedReceiver<u16>, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(within(rx.recv()).await.expect("every request is answered"));
+    }
+    statuses
 }
 
 /// Several workers sharing one configuration.
@@ -48,37 +86,25 @@ async fn post(base: &str, signed: &Signed) -> u16 {
     replicate_webhook_tests::post(base, signed).await.0
 }
 
-async fn post_all(base: &str, deliveries: Vec<Signed>) -> Vec<u16> {
-    let tasks: Vec<_> = deliveries
-        .into_iter()
-        .map(|d| {
-            let base = base.to_owned();
-            actix_web::rt::spawn(async move { post(&base, &d).await })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
-    statuses
-}
-
 #[actix_web::test]
 async fn concurrent_duplicates_across_workers_run_the_handler_once() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::from_millis(800));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (module, open) = gated_module(&runs, &started);
     let srv = start_workers(4, config(&secret, module));
     let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
-    let statuses = post_all(&base, vec![signed.clone(); 24]).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| [200, 409].contains(s)),
-        "{statuses:?}"
-    );
-    assert!(statuses.contains(&409), "{statuses:?}");
+    let mut answers = spawn_all(&base, vec![signed.clone(); 24]);
+    // One copy runs and waits at the gate; every other copy, whichever worker takes it, finds
+    // the claim in flight.
+    within(started.notified()).await;
+    let statuses = next_statuses(&mut answers, 23).await;
+    assert_eq!(statuses, [409; 23]);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    open.send(true).unwrap();
+    assert_eq!(next_statuses(&mut answers, 1).await, [200]);
     assert_eq!(post(&base, &signed).await, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -87,7 +113,8 @@ async fn concurrent_duplicates_across_workers_run_the_handler_once() {
 async fn one_result_under_many_webhook_ids_at_once_runs_once() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::from_millis(300));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (module, open) = gated_module(&runs, &started);
     let srv = start_workers(4, config(&secret, module));
     let base = srv.base.clone();
     let body = sample_prediction(&new_prediction_id(), MODEL, "succeeded", json!("x")).to_string();
@@ -95,14 +122,16 @@ async fn one_result_under_many_webhook_ids_at_once_runs_once() {
         .map(|_| TestDelivery::new(body.clone()).sign(&secret))
         .collect();
 
-    let statuses = post_all(&base, deliveries.clone()).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| [200, 409].contains(s)),
-        "{statuses:?}"
-    );
+    let mut answers = spawn_all(&base, deliveries.clone());
+    // The terminal claim is the prediction's, whatever the webhook-id: one run, fifteen 409s.
+    within(started.notified()).await;
+    assert_eq!(next_statuses(&mut answers, 15).await, [409; 15]);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    open.send(true).unwrap();
+    assert_eq!(next_statuses(&mut answers, 1).await, [200]);
     // Every 409 is retried by Replicate: all of them now get 200 without a second run.
-    assert!(post_all(&base, deliveries).await.iter().all(|s| *s == 200));
+    let mut retries = spawn_all(&base, deliveries);
+    assert_eq!(next_statuses(&mut retries, 16).await, [200; 16]);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
@@ -155,7 +184,7 @@ async fn verified_bodies_that_are_not_predictions_get_400() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     let bodies: [&[u8]; 10] = [
@@ -185,7 +214,7 @@ async fn verified_bodies_that_are_not_predictions_get_400() {
 async fn unknown_statuses_are_acknowledged_and_do_not_end_the_prediction() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL);
+    let module = counting_module(&runs).events(Event::ALL);
     let srv = TestServer::start({
         let config = config(&secret, module);
         move || configure(config.clone())
@@ -205,7 +234,7 @@ async fn huge_headers_are_refused_and_the_worker_survives() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     let d = delivery(&new_prediction_id(), "succeeded", json!("x"));
@@ -276,7 +305,7 @@ async fn content_length_that_lies_runs_nothing_and_the_worker_survives() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
@@ -415,7 +444,7 @@ async fn clock_skew_inside_the_tolerance_passes_and_outside_fails() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     // A few seconds of margin: the clock ticks between signing and verifying.
@@ -447,13 +476,13 @@ async fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
     let runs = Arc::new(AtomicUsize::new(0));
     let outputs = runs.clone();
     // A handler for both events the bodies below are, so each reaches its typed decode.
-    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL).on(
-        HandlerKind::Output,
-        move |_: Prediction| {
-            outputs.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<(), HandlerError>(()) }
-        },
-    );
+    let module =
+        counting_module(&runs)
+            .events(Event::ALL)
+            .on(HandlerKind::Output, move |_: Prediction| {
+                outputs.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), HandlerError>(()) }
+            });
     let srv = TestServer::start({
         let config = config(&secret, module);
         move || configure(config.clone())
@@ -481,7 +510,7 @@ async fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
 async fn never_expiring_ttls_do_not_panic_the_worker() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let config = config(&secret, slow_module(&runs, Duration::ZERO))
+    let config = config(&secret, counting_module(&runs))
         .webhook_ttl(Duration::MAX)
         .terminal_ttl(Duration::MAX)
         .lease(Duration::MAX);
@@ -496,7 +525,7 @@ async fn never_expiring_ttls_do_not_panic_the_worker() {
 async fn a_huge_declared_length_under_an_unlimited_body_limit_allocates_nothing_upfront() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let config = config(&secret, slow_module(&runs, Duration::ZERO)).body_limit(usize::MAX);
+    let config = config(&secret, counting_module(&runs)).body_limit(usize::MAX);
     let srv = TestServer::start(move || configure(config.clone()));
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
@@ -515,7 +544,7 @@ async fn a_huge_declared_length_under_an_unlimited_body_limit_allocates_nothing_
 async fn an_oversized_content_length_gets_413_before_any_body_byte_is_sent() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let config = config(&secret, slow_module(&runs, Duration::ZERO)).body_limit(1024);
+    let config = config(&secret, counting_module(&runs)).body_limit(1024);
     let srv = TestServer::start(move || configure(config.clone()));
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
