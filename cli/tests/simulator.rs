@@ -5,9 +5,9 @@ mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{HELLO_WORLD_VERSION, Receiver, Runs, SECRET, Simulator};
+use common::{Arrival, HELLO_WORLD_VERSION, Receiver, Runs, SECRET, Simulator, Stub};
 use replicate_webhook::client::{Client, ClientError, CreatePrediction, RetryPolicy};
 use replicate_webhook::{
     Event, HandlerError, HandlerKind, Module, Prediction, Secret, Status, Url, WebhookConfig,
@@ -120,12 +120,36 @@ async fn client_creates_reads_lists_and_cancels() {
     let all = client.list_all(10).await.unwrap();
     let ids: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, [&deployed.id, &by_slug.id, &by_id.id, &done.id]);
-    assert!(
-        client
-            .list_page("http://example.com/v1/predictions")
-            .await
-            .is_err()
+
+    // A `next` URL on another origin (here another local server, same host, other port) is
+    // refused before any request: the token never leaves the API's origin.
+    let elsewhere = Stub::start(|_| {
+        actix_web::HttpResponse::Ok()
+            .content_type("application/json")
+            .body(r#"{"results": [], "next": null, "previous": null}"#)
+    });
+    let err = client
+        .list_page(&format!("{}/v1/predictions?cursor=abc", elsewhere.root))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::InvalidUrl(_)), "{err:?}");
+    assert!(err.to_string().contains("not on the API origin"), "{err}");
+    assert!(!format!("{err} {err:?}").contains("r8_test"), "{err:?}");
+    // The other server is up (this request reaches it), and it never saw the client's.
+    let probe = reqwest::get(format!("{}/probe", elsewhere.root))
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200);
+    let seen = elsewhere.requests();
+    assert_eq!(
+        seen.iter()
+            .map(|r| r.path_and_query.as_str())
+            .collect::<Vec<_>>(),
+        ["/probe"],
+        "{seen:#?}"
     );
+    assert!(seen.iter().all(|r| r.authorization.is_none()), "{seen:#?}");
+    elsewhere.stop().await;
 
     // Secret and schemas.
     let secret = client.default_secret().await.unwrap();
@@ -169,20 +193,31 @@ async fn cancel_and_cancel_after() {
         .await
         .unwrap();
     assert!(deadline.deadline.is_some());
-    actix_web::rt::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        client.get(&deadline.id).await.unwrap().status,
-        Status::Canceled
-    );
+    // Without the deadline it would process for 30 s (three 10 s steps): poll until it ends.
+    let until = Instant::now() + Duration::from_secs(10);
+    let ended = loop {
+        let now = client.get(&deadline.id).await.unwrap();
+        if now.status.is_terminal() {
+            break now;
+        }
+        assert!(Instant::now() < until, "still {} after 10 s", now.status);
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ended.status, Status::Canceled);
+    assert!(ended.completed_at.is_some());
 }
 
 #[actix_rt::test]
 async fn client_retries_429_and_5xx_with_backoff() {
     let sim = Simulator::start(&["--api-errors", "429,503,503,0,500,502"]);
     let client = client(&sim, "any");
-    // 429, 503, 503, then the answer: four attempts.
+    // 429 (Retry-After: 0), 503, 503, then the answer: four attempts, the two 503s after
+    // backoffs of 20 ms and 40 ms (retries 2 and 3 of an initial 10 ms delay, doubled).
+    let started = Instant::now();
     let secret = client.default_secret().await;
+    let took = started.elapsed();
     assert!(secret.is_ok(), "{secret:?}");
+    assert!(took >= Duration::from_millis(60), "no backoff: {took:?}");
     // Creates opt out of 5xx retries: the answer may have been lost after creating.
     let cautious = client.clone().retry_policy(RetryPolicy {
         retry_creates_on_server_error: false,
@@ -207,8 +242,8 @@ async fn client_retries_429_and_5xx_with_backoff() {
 
 #[actix_rt::test]
 async fn bad_json_is_an_error_not_a_panic() {
-    use actix_web::{App, HttpResponse, HttpServer, web};
-    let server = HttpServer::new(|| {
+    use actix_web::{App, HttpResponse, web};
+    let (root, handle) = common::serve!(|| {
         App::new()
             .route(
                 "/v1/predictions/text",
@@ -227,16 +262,8 @@ async fn bad_json_is_an_error_not_a_panic() {
                 web::get()
                     .to(|| async { HttpResponse::BadGateway().body("<html>bad gateway</html>") }),
             )
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    let client = Client::new(&format!("http://{addr}/v1"), Some("t".into()))
+    });
+    let client = Client::new(&format!("{root}/v1"), Some("t".into()))
         .unwrap()
         .retry_policy(RetryPolicy::none());
     for id in ["text", "wrong"] {
@@ -255,9 +282,9 @@ async fn bad_json_is_an_error_not_a_panic() {
 /// a slow answer to one `output` webhook must not make the next look throttled too little.
 #[actix_rt::test]
 async fn a_slow_receiver_does_not_shift_the_send_times() {
-    use actix_web::{App, HttpResponse, HttpServer, web};
+    use actix_web::{App, HttpResponse, web};
     let seen = Arc::new(AtomicU32::new(0));
-    let server = HttpServer::new(move || {
+    let (root, handle) = common::serve!(move || {
         let seen = seen.clone();
         App::new().route(
             "/hook",
@@ -272,17 +299,9 @@ async fn a_slow_receiver_does_not_shift_the_send_times() {
                 }
             }),
         )
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    });
     let sim = Simulator::start(&["--start-delay", "50ms", "--steps", "4", "--step", "250ms"]);
-    let url = Url::parse(&format!("http://{addr}/hook")).unwrap();
+    let url = Url::parse(&format!("{root}/hook")).unwrap();
     let created = client(&sim, "any")
         .create(
             &CreatePrediction::model("replicate/hello-world", hello())
@@ -394,9 +413,10 @@ async fn deliveries_are_filtered_throttled_signed_and_keep_the_query() {
     assert!(records.iter().all(|r| r.event != "logs"), "{records:#?}");
     assert_eq!(first_attempts(&records, "start").len(), 1);
     assert_eq!(first_attempts(&records, "completed").len(), 1);
-    // Six output steps 150 ms apart, throttled to one per 500 ms.
+    // Six output steps 150 ms apart (900 ms), throttled to one per 500 ms: at least two
+    // deliveries (so the spacing below is checked), fewer than six.
     let outputs = first_attempts(&records, "output");
-    assert!(!outputs.is_empty() && outputs.len() < 6, "{outputs:#?}");
+    assert!((2..6).contains(&outputs.len()), "{outputs:#?}");
     for pair in outputs.windows(2) {
         assert!(
             pair[1].sent_at_ms - pair[0].sent_at_ms >= 500,
@@ -414,6 +434,7 @@ async fn deliveries_are_filtered_throttled_signed_and_keep_the_query() {
         .iter()
         .filter(|a| outputs.iter().any(|o| o.webhook_id == a.webhook_id))
         .collect();
+    assert_eq!(intermediate.len(), outputs.len(), "{intermediate:#?}");
     // Sent >= 500 ms apart (checked above); allow for loopback jitter on arrival.
     for pair in intermediate.windows(2) {
         assert!(
@@ -430,10 +451,36 @@ async fn deliveries_are_filtered_throttled_signed_and_keep_the_query() {
     receiver.stop().await;
 }
 
+/// Adds an `on_succeeded` that fails (retryably) twice, then succeeds; `runs` counts its runs.
+fn succeeded_on_the_third_attempt(module: Module, runs: &Arc<AtomicU32>) -> Module {
+    let counted = runs.clone();
+    module.on(HandlerKind::Succeeded, move |_: Prediction| {
+        let counted = counted.clone();
+        async move {
+            if counted.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(HandlerError::retry("not yet"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Each arrival after the first has a later `webhook-timestamp` and another signature.
+fn assert_own_timestamps_and_signatures(arrivals: &[&Arrival]) {
+    for pair in arrivals.windows(2) {
+        let (before, after): (i64, i64) = (
+            pair[0].timestamp.parse().unwrap(),
+            pair[1].timestamp.parse().unwrap(),
+        );
+        assert!(after > before, "{arrivals:#?}");
+        assert_ne!(pair[1].signature, pair[0].signature, "{arrivals:#?}");
+    }
+}
+
 #[actix_rt::test]
 async fn only_the_terminal_webhook_is_retried_with_the_same_id() {
     let failures = Arc::new(AtomicU32::new(0));
-    let counted = failures.clone();
     let module = Module::new("*")
         .events(Event::ALL)
         .on(HandlerKind::Start, |_: Prediction| async {
@@ -441,17 +488,8 @@ async fn only_the_terminal_webhook_is_retried_with_the_same_id() {
         })
         .on(HandlerKind::Output, |_: Prediction| async {
             Err::<(), _>(HandlerError::retry("output handler down"))
-        })
-        .on(HandlerKind::Succeeded, move |_: Prediction| {
-            let counted = counted.clone();
-            async move {
-                if counted.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(HandlerError::retry("not yet"))
-                } else {
-                    Ok(())
-                }
-            }
         });
+    let module = succeeded_on_the_third_attempt(module, &failures);
     let receiver = Receiver::start(config().module(module));
     let mut args = vec![
         "--secret",
@@ -500,8 +538,20 @@ async fn only_the_terminal_webhook_is_retried_with_the_same_id() {
         assert_ne!(pair[1].signature, pair[0].signature);
     }
     assert_eq!(failures.load(Ordering::SeqCst), 3);
-    // Each attempt carried a valid signature: the receiver ran the handler each time.
-    assert!(receiver.arrivals().iter().all(|a| a.status != 401));
+    // What the receiver got: three requests under the one webhook-id, each with its own later
+    // timestamp and its own signature, each verified (the handler ran each time, no 401).
+    let arrivals = receiver.arrivals();
+    assert!(arrivals.iter().all(|a| a.status != 401), "{arrivals:#?}");
+    let got: Vec<_> = arrivals
+        .iter()
+        .filter(|a| a.webhook_id == completed[0].webhook_id)
+        .collect();
+    assert_eq!(
+        got.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [500, 500, 200],
+        "{got:#?}"
+    );
+    assert_own_timestamps_and_signatures(&got);
     receiver.stop().await;
 }
 
@@ -509,7 +559,7 @@ async fn only_the_terminal_webhook_is_retried_with_the_same_id() {
 async fn unreachable_receivers_are_given_up_and_the_prediction_stays_readable() {
     let mut args = vec!["--retry-schedule", "50ms,100ms", "--outcome", "failed"];
     args.extend_from_slice(FAST);
-    let sim = Simulator::start(&args);
+    let sim = Simulator::start_verbose(&args);
     // Nothing listens on this port once the listener is dropped.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -545,7 +595,13 @@ async fn unreachable_receivers_are_given_up_and_the_prediction_stays_readable() 
         assert!(pair[1].timestamp > pair[0].timestamp, "{records:#?}");
         assert_ne!(pair[1].signature, pair[0].signature);
     }
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // The simulator says when it stops retrying; after that, the log still has three attempts.
+    sim.wait_for_stderr(&[
+        "gave up on completed webhook",
+        &created.id,
+        "after 3 attempts",
+    ])
+    .await;
     assert_eq!(
         sim.deliveries(&created.id).await.len(),
         3,
@@ -762,18 +818,247 @@ async fn schemas_from_a_directory_shape_the_output() {
     assert!(urls[0].as_str().unwrap().starts_with("https://"));
 }
 
-#[test]
-fn a_generated_secret_is_printed_and_served() {
+#[actix_rt::test]
+async fn a_generated_secret_is_printed_and_served() {
     let sim = Simulator::start(&[]);
     let printed = sim
         .generated_secret
         .clone()
         .expect("a generated secret is printed");
-    assert!(Secret::parse(&printed).is_ok());
+    let printed = Secret::parse(&printed).unwrap();
+    let served = client(&sim, "any").default_secret().await.unwrap();
+    assert_eq!(served.expose(), printed.expose());
     let given = Simulator::start(&["--secret", SECRET]);
     assert!(
         given.generated_secret.is_none(),
         "a given secret is never printed"
     );
-    let _ = Mutex::new(());
+    let served = client(&given, "any").default_secret().await.unwrap();
+    assert_eq!(served.expose(), Secret::parse(SECRET).unwrap().expose());
+    // Two simulators without --secret do not share one.
+    let other = Simulator::start(&[]);
+    assert_ne!(
+        other.generated_secret.as_deref(),
+        sim.generated_secret.as_deref()
+    );
+}
+
+/// Records every `on_logs` / `on_output` / `on_succeeded` run with the number of steps in the
+/// delivered body's logs (each processing step adds a `step k/n` line).
+fn step_recording_module(runs: &Arc<Mutex<Vec<(String, usize)>>>) -> Module {
+    let mut module = Module::new("*").events(Event::ALL);
+    for kind in [
+        HandlerKind::Output,
+        HandlerKind::Logs,
+        HandlerKind::Succeeded,
+    ] {
+        let runs = runs.clone();
+        module = module.on(kind, move |p: Prediction| {
+            let runs = runs.clone();
+            async move {
+                let steps = p
+                    .logs
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("step "))
+                    .count();
+                runs.lock().unwrap().push((format!("{kind:?}"), steps));
+                Ok::<(), HandlerError>(())
+            }
+        });
+    }
+    module
+}
+
+/// One hello-world prediction run with the `script` flags, its webhooks for `events` going to a
+/// receiver with [`step_recording_module`]: the simulator's log, the arrivals and the handler runs
+/// once `completed` was delivered.
+async fn run_into_step_receiver(
+    script: &[&str],
+    events: impl IntoIterator<Item = Event>,
+) -> (Vec<DeliveryRecord>, Vec<Arrival>, Vec<(String, usize)>) {
+    let runs = Arc::default();
+    let receiver = Receiver::start(config().module(step_recording_module(&runs)));
+    let mut args = vec!["--secret", SECRET];
+    args.extend_from_slice(script);
+    let sim = Simulator::start(&args);
+    let url = Url::parse(&format!("{}/webhooks/replicate", receiver.root)).unwrap();
+    let created = client(&sim, "any")
+        .create(&CreatePrediction::model("replicate/hello-world", hello()).webhook(url, events))
+        .await
+        .unwrap();
+    let records = sim.wait_for(&created.id, completed_delivered).await;
+    let arrivals = receiver.arrivals();
+    receiver.stop().await;
+    let runs = runs.lock().unwrap().clone();
+    (records, arrivals, runs)
+}
+
+fn intermediate_first_attempts(records: &[DeliveryRecord]) -> Vec<&DeliveryRecord> {
+    let mut sent: Vec<_> = records
+        .iter()
+        .filter(|r| (r.event == "output" || r.event == "logs") && r.attempt == 1)
+        .collect();
+    sent.sort_by_key(|r| r.sent_at_ms);
+    sent
+}
+
+#[actix_rt::test]
+async fn logs_events_are_delivered_alone_when_only_logs_are_requested() {
+    let (records, arrivals, runs) = run_into_step_receiver(
+        &["--start-delay", "50ms", "--steps", "3", "--step", "300ms"],
+        [Event::Logs, Event::Completed],
+    )
+    .await;
+
+    // Every step changed the output too, but only `logs` was requested: each change goes out as
+    // a `logs` delivery of the processing state, throttled to one per 500 ms.
+    assert!(
+        records
+            .iter()
+            .all(|r| r.event == "logs" || r.event == "completed"),
+        "{records:#?}"
+    );
+    let logs = first_attempts(&records, "logs");
+    assert!(logs.len() >= 2, "{logs:#?}");
+    assert!(logs.iter().all(|r| r.status == "processing"), "{logs:#?}");
+    for pair in logs.windows(2) {
+        assert!(pair[1].sent_at_ms - pair[0].sent_at_ms >= 500, "{logs:#?}");
+    }
+    // Each reached the receiver, verified, and ran a handler once; the first carries only the
+    // "Starting prediction" line (no output yet), so it is `logs` to the receiver too.
+    assert_eq!(arrivals.len(), records.len(), "{arrivals:#?}");
+    assert!(arrivals.iter().all(|a| a.status == 200), "{arrivals:#?}");
+    assert_eq!(runs.len(), logs.len() + 1, "{runs:?}");
+    assert_eq!(runs[0], ("Logs".to_owned(), 0), "{runs:?}");
+    assert_eq!(
+        runs.last().unwrap(),
+        &("Succeeded".to_owned(), 3),
+        "{runs:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn output_and_logs_share_one_throttle_and_the_latest_state_wins() {
+    let (records, _, runs) = run_into_step_receiver(
+        &["--start-delay", "100ms", "--steps", "6", "--step", "150ms"],
+        [Event::Output, Event::Logs, Event::Completed],
+    )
+    .await;
+
+    // `logs` when processing starts, then `output` 150 ms later: one throttle for both, so the
+    // output waits for the 500 ms to pass (separate throttles would send it at once).
+    let sent = intermediate_first_attempts(&records);
+    assert!(sent.len() >= 2, "{sent:#?}");
+    assert_eq!(sent[0].event, "logs", "{sent:#?}");
+    assert!(sent.iter().any(|r| r.event == "output"), "{sent:#?}");
+    for pair in sent.windows(2) {
+        assert!(pair[1].sent_at_ms - pair[0].sent_at_ms >= 500, "{sent:#?}");
+    }
+
+    // Latest state wins: the first output, triggered by step 1 and held back by the throttle,
+    // carries the steps that happened while it waited (step 2 at +150 ms, before its +350 ms).
+    let intermediate: Vec<_> = runs
+        .iter()
+        .filter(|(kind, _)| kind != "Succeeded")
+        .collect();
+    assert_eq!(intermediate.len(), sent.len(), "{runs:?}");
+    assert_eq!(intermediate[0], &("Logs".to_owned(), 0), "{runs:?}");
+    assert_eq!(intermediate[1].0, "Output", "{runs:?}");
+    assert!(intermediate[1].1 >= 2, "an older state was sent: {runs:?}");
+    // And no delivery carries an older state than the one before it.
+    for pair in intermediate.windows(2) {
+        assert!(pair[1].1 > pair[0].1, "{runs:?}");
+    }
+    assert_eq!(
+        runs.last().unwrap(),
+        &("Succeeded".to_owned(), 6),
+        "{runs:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn redirects_are_not_followed_and_count_as_failed_attempts() {
+    let target = Stub::start(|_| actix_web::HttpResponse::Ok().finish());
+    let location = format!("{}/moved", target.root);
+    let redirector = Stub::start(move |_| {
+        actix_web::HttpResponse::TemporaryRedirect()
+            .insert_header(("location", location.clone()))
+            .finish()
+    });
+    let mut args = vec!["--secret", SECRET, "--retry-schedule", "50ms"];
+    args.extend_from_slice(FAST);
+    let sim = Simulator::start_verbose(&args);
+    let url = Url::parse(&format!("{}/hook", redirector.root)).unwrap();
+    let created = client(&sim, "any")
+        .create(
+            &CreatePrediction::model("replicate/hello-world", hello())
+                .webhook(url, [Event::Start, Event::Completed]),
+        )
+        .await
+        .unwrap();
+    sim.wait_for_stderr(&[
+        "gave up on completed webhook",
+        &created.id,
+        "after 2 attempts",
+    ])
+    .await;
+    let records = sim.deliveries(&created.id).await;
+    // `start` once (never retried), `completed` twice (a redirect is a failed attempt).
+    let events: Vec<_> = records.iter().map(|r| r.event.as_str()).collect();
+    assert_eq!(events, ["start", "completed", "completed"], "{records:#?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.response_status == Some(307) && r.outcome == "failed"),
+        "{records:#?}"
+    );
+    assert_eq!(redirector.requests().len(), 3);
+    assert!(
+        redirector.requests().iter().all(|r| r.method == "POST"),
+        "{:#?}",
+        redirector.requests()
+    );
+    assert!(target.requests().is_empty(), "{:#?}", target.requests());
+    redirector.stop().await;
+    target.stop().await;
+}
+
+#[actix_rt::test]
+async fn sub_second_retries_reach_the_receiver_with_their_own_timestamp_and_signature() {
+    let failures = Arc::new(AtomicU32::new(0));
+    let module = succeeded_on_the_third_attempt(Module::new("*"), &failures);
+    let receiver = Receiver::start(config().module(module));
+    let mut args = vec!["--secret", SECRET, "--retry-schedule", "50ms,50ms"];
+    args.extend_from_slice(FAST);
+    let sim = Simulator::start(&args);
+    let url = Url::parse(&format!("{}/webhooks/replicate", receiver.root)).unwrap();
+    let created = client(&sim, "any")
+        .create(
+            &CreatePrediction::model("replicate/hello-world", hello())
+                .webhook(url, [Event::Completed]),
+        )
+        .await
+        .unwrap();
+    sim.wait_for(&created.id, completed_delivered).await;
+    // Three requests within a fraction of a second, as the receiver saw them: one webhook-id,
+    // three distinct increasing timestamps and signatures, each verified (500, 500, 200).
+    let arrivals = receiver.arrivals();
+    assert_eq!(
+        arrivals.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [500, 500, 200],
+        "{arrivals:#?}"
+    );
+    assert!(
+        arrivals
+            .iter()
+            .all(|a| a.webhook_id == arrivals[0].webhook_id)
+    );
+    assert!(
+        arrivals[2].at - arrivals[0].at < Duration::from_secs(1),
+        "{arrivals:#?}"
+    );
+    assert_own_timestamps_and_signatures(&arrivals.iter().collect::<Vec<_>>());
+    assert_eq!(failures.load(Ordering::SeqCst), 3);
+    receiver.stop().await;
 }

@@ -119,10 +119,16 @@ fn prints_one_line_per_handler_run() {
         "{line}"
     );
 
-    // A delivery signed with another key is refused and prints nothing.
+    // A delivery signed with another key is refused and prints nothing: the next line printed
+    // is the one of the valid delivery sent after it.
     let other = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     assert!(send(&q.url, other, "succeeded", "acme/other").starts_with("401 "));
-    assert!(q.stdout.recv_timeout(Duration::from_millis(300)).is_err());
+    assert!(send(&q.url, SECRET, "starting", "acme/marker").starts_with("200 "));
+    let line = q.stdout.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        line.starts_with("on_start id=") && line.contains(" model=acme/marker"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -1,14 +1,22 @@
 //! Shared helpers for the end-to-end tests: a real server on 127.0.0.1 and a real HTTP client.
 
-// The README's examples are compiled as doc-tests here, so what it shows keeps compiling.
+// The READMEs' examples are compiled as doc-tests here, so what they show keeps compiling:
+// the repository's, and the one crates.io shows for `replicate-webhook`.
 #[doc = include_str!("../../README.md")]
 #[allow(clippy::doc_markdown)]
 mod readme {}
 
+#[doc = include_str!("../../runtime/README.md")]
+#[allow(clippy::doc_markdown)]
+mod runtime_readme {}
+
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::{App, HttpServer, web};
 use replicate_webhook::testkit::Signed;
+use replicate_webhook::{HandlerError, HandlerKind, Module, Prediction};
 
 /// A receiver listening on an ephemeral loopback port, stopped when dropped.
 #[derive(Debug)]
@@ -59,11 +67,23 @@ impl TestServer {
     pub async fn deliver(&self, delivery: &Signed) -> (u16, String) {
         post(&self.base, delivery).await
     }
+
+    /// Posts a signed delivery to its path and returns the whole response (headers included).
+    pub async fn deliver_response(&self, delivery: &Signed) -> reqwest::Response {
+        post_response(&self.base, delivery).await
+    }
 }
 
 /// Posts a signed delivery to `base` + its path, as Replicate would, and returns the status code
 /// and body.
 pub async fn post(base: &str, delivery: &Signed) -> (u16, String) {
+    let resp = post_response(base, delivery).await;
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Like [`post`], returning the whole response.
+pub async fn post_response(base: &str, delivery: &Signed) -> reqwest::Response {
     let mut req = reqwest::Client::new()
         .post(format!("{base}{}", delivery.path()))
         .header("content-type", "application/json")
@@ -71,9 +91,43 @@ pub async fn post(base: &str, delivery: &Signed) -> (u16, String) {
     for (name, value) in delivery.headers() {
         req = req.header(name, value);
     }
-    let resp = req.send().await.expect("request to the test server");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
+    req.send().await.expect("request to the test server")
+}
+
+/// The `Retry-After` of a response, in seconds; panics when it is missing or not a number.
+pub fn retry_after(response: &reqwest::Response) -> u64 {
+    let value = response
+        .headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("{} without Retry-After", response.status()));
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After {value:?} is not a number of seconds"))
+}
+
+/// A module for `model` whose `on_succeeded` fails with a retryable error on its first run and
+/// succeeds after; `attempts` counts its runs.
+pub fn fails_once_then_succeeds(model: &str, attempts: &Arc<AtomicUsize>) -> Module {
+    let counter = attempts.clone();
+    Module::new(model).on(HandlerKind::Succeeded, move |_: Prediction| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                Err(HandlerError::retry("database down"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+/// `future`'s output, or a test failure after 10 s instead of a hang.
+pub async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("timed out after 10 s")
 }
 
 impl Drop for TestServer {

@@ -101,6 +101,42 @@ pub(crate) mod configured {
     }
 }
 
+/// A handler may return `()`: nothing can fail, so the delivery is always handled.
+#[replicate_webhook(model = "acme/unit", path = "/hooks/unit")]
+mod unit {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Prediction;
+
+    pub static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    async fn on_succeeded(p: Prediction) {
+        assert_eq!(p.model, "acme/unit");
+        RUNS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[actix_web::test]
+async fn a_handler_returning_unit_runs_and_is_acknowledged() {
+    use actix_web::{App, test};
+    use replicate_webhook::testkit::TestDelivery;
+    use replicate_webhook::{Secret, WebhookConfig, configure};
+    use std::sync::atomic::Ordering;
+
+    let secret = Secret::generate();
+    let app =
+        test::init_service(App::new().configure(configure(WebhookConfig::new(secret.clone()))))
+            .await;
+    let delivery = TestDelivery::succeeded("acme/unit", "x".into()).path("/hooks/unit");
+    for expected in ["done", "duplicate delivery; already handled"] {
+        let request = delivery.sign(&secret).to_request().to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(test::read_body(response).await, expected.as_bytes());
+    }
+    assert_eq!(unit::RUNS.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn cfg_ed_out_handlers_are_not_registered() {
     let registration =

@@ -1,16 +1,16 @@
 //! The receive pipeline end to end, over real HTTP on 127.0.0.1, with modules built in code.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use replicate_webhook::dedupe::{Claim, ClaimToken, DedupeStore, StoreError};
+use replicate_webhook::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreError};
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{
     DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
     configure,
 };
-use replicate_webhook_tests::TestServer;
+use replicate_webhook_tests::{TestServer, fails_once_then_succeeds, within};
 use serde_json::json;
 
 const MODEL: &str = "acme/pipeline";
@@ -74,12 +74,23 @@ async fn a_signed_delivery_runs_its_handler_once() {
     let srv = server(&secret, recording_module(&log));
     let id = new_prediction_id();
 
-    let d = delivery(&id, "succeeded", json!("hello Alice")).sign(&secret);
-    assert_eq!(srv.deliver(&d).await.0, 200);
+    let unsigned = delivery(&id, "succeeded", json!("hello Alice"));
+    let d = unsigned.sign(&secret);
+    assert_eq!(srv.deliver(&d).await, (200, "done".to_owned()));
     assert_eq!(log.entries(), [format!("on_succeeded {id}")]);
 
-    // A retry of the same delivery: same webhook-id, fresh timestamp and signature.
+    // The identical request again (same webhook-id, timestamp and signature).
     let (status, body) = srv.deliver(&d).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "duplicate delivery; already handled")
+    );
+    // Replicate's retry: same webhook-id, a later timestamp, so another signature.
+    let retry = unsigned
+        .timestamp(replicate_webhook::signature::unix_now() + 1)
+        .sign(&secret);
+    assert_ne!(retry.headers(), d.headers());
+    let (status, body) = srv.deliver(&retry).await;
     assert_eq!(
         (status, body.as_str()),
         (200, "duplicate delivery; already handled")
@@ -250,17 +261,7 @@ async fn malformed_json_gets_400_after_verification() {
 async fn retryable_error_gives_500_and_the_retry_succeeds() {
     let secret = Secret::generate();
     let attempts = Arc::new(AtomicUsize::new(0));
-    let counter = attempts.clone();
-    let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if n == 0 {
-                Err(HandlerError::retry("database down"))
-            } else {
-                Ok(())
-            }
-        }
-    });
+    let module = fails_once_then_succeeds(MODEL, &attempts);
     let srv = server(&secret, module);
     let d = delivery(&new_prediction_id(), "succeeded", json!("x"));
     let signed = d.sign(&secret);
@@ -313,10 +314,14 @@ async fn a_panicking_handler_gives_500_and_the_worker_survives() {
 #[actix_web::test]
 async fn a_duplicate_while_in_flight_gets_409_with_retry_after() {
     let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(tokio::sync::Notify::new());
     let started = Arc::new(tokio::sync::Notify::new());
-    let (r, s) = (release.clone(), started.clone());
+    let (n, r, s) = (runs.clone(), release.clone(), started.clone());
+    // Every run waits for the release: a second run would hold its request, which the
+    // timeouts below turn into a failure.
     let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
+        n.fetch_add(1, Ordering::SeqCst);
         let (r, s) = (r.clone(), s.clone());
         async move {
             s.notify_one();
@@ -328,28 +333,27 @@ async fn a_duplicate_while_in_flight_gets_409_with_retry_after() {
     let d = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
     let first = {
         let (srv, d) = (srv.clone(), d.clone());
-        actix_web::rt::spawn(async move { srv.deliver(&d).await.0 })
+        actix_web::rt::spawn(async move { srv.deliver(&d).await })
     };
-    started.notified().await;
+    within(started.notified()).await;
 
-    let mut req = reqwest::Client::new()
-        .post(srv.url("/webhooks/replicate"))
-        .body(d.body().to_vec());
-    for (name, value) in d.headers() {
-        req = req.header(name, value);
-    }
-    let dup = req.send().await.unwrap();
+    let dup = within(srv.deliver_response(&d)).await;
     assert_eq!(dup.status().as_u16(), 409);
-    let retry_after: u64 = dup.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = replicate_webhook_tests::retry_after(&dup);
     assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the duplicate ran the handler"
+    );
 
     release.notify_one();
-    assert_eq!(first.await.unwrap(), 200);
-    assert_eq!(srv.deliver(&d).await.0, 200);
+    assert_eq!(within(first).await.unwrap(), (200, "done".to_owned()));
+    assert_eq!(
+        within(srv.deliver(&d)).await,
+        (200, "duplicate delivery; already handled".to_owned())
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
 #[actix_web::test]
@@ -486,8 +490,13 @@ async fn an_unreachable_store_gives_503_and_runs_nothing() {
         .module(recording_module(&log))
         .store(DownStore);
     let srv = TestServer::start(move || configure(config.clone()));
-    let d = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
-    assert_eq!(srv.deliver(&d).await.0, 503);
+    for status in ["starting", "processing", "succeeded"] {
+        let d = delivery(&new_prediction_id(), status, json!("x")).sign(&secret);
+        let response = srv.deliver_response(&d).await;
+        assert_eq!(response.status().as_u16(), 503, "{status}");
+        let retry_after = replicate_webhook_tests::retry_after(&response);
+        assert!((1..=60).contains(&retry_after), "{status}: {retry_after}");
+    }
     assert!(log.entries().is_empty());
 }
 
@@ -615,4 +624,310 @@ async fn an_unsubscribed_terminal_status_still_makes_later_events_stale() {
         (200, "stale event: the prediction already finished")
     );
     assert!(log.entries().is_empty());
+}
+
+/// Which operations of a [`FlakyStore`] fail, switchable while the server runs.
+#[derive(Default)]
+struct Faults {
+    complete: AtomicBool,
+    release: AtomicBool,
+    is_done: AtomicBool,
+    mark_done: AtomicBool,
+}
+
+/// A memory store whose operations fail on demand; `claim` always works.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: Arc<MemoryStore>,
+    faults: Arc<Faults>,
+}
+
+fn fail_if(flag: &AtomicBool) -> Result<(), StoreError> {
+    if flag.load(Ordering::SeqCst) {
+        Err(StoreError::new("connection reset"))
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for FlakyStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        self.inner.claim(key, lease).await
+    }
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        fail_if(&self.faults.complete)?;
+        self.inner.complete(key, token, ttl).await
+    }
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        fail_if(&self.faults.release)?;
+        self.inner.release(key, token).await
+    }
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        fail_if(&self.faults.is_done)?;
+        self.inner.is_done(key).await
+    }
+    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        fail_if(&self.faults.mark_done)?;
+        self.inner.mark_done(key, ttl).await
+    }
+}
+
+const SHORT_LEASE: Duration = Duration::from_millis(300);
+
+/// A server over a [`FlakyStore`] with a short lease, and the store's fault switches.
+fn flaky_server(secret: &Secret, module: Module) -> (TestServer, Arc<Faults>) {
+    let store = FlakyStore::default();
+    let faults = store.faults.clone();
+    let config = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(module)
+        .lease(SHORT_LEASE)
+        .store(store);
+    (TestServer::start(move || configure(config.clone())), faults)
+}
+
+/// Delivers `d` until it is no longer answered 409 (another claim still holds it; each 409
+/// must carry `Retry-After`), for at most 5 s; returns the first other answer.
+async fn deliver_past_409(
+    srv: &TestServer,
+    d: &replicate_webhook::testkit::Signed,
+) -> (u16, String) {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = srv.deliver_response(d).await;
+        if response.status().as_u16() != 409 {
+            let status = response.status().as_u16();
+            return (status, response.text().await.unwrap());
+        }
+        replicate_webhook_tests::retry_after(&response);
+        assert!(std::time::Instant::now() < until, "still 409 after 5 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A 503 with a `Retry-After` of 1 to 60 s.
+async fn assert_unavailable(response: reqwest::Response) {
+    assert_eq!(response.status().as_u16(), 503);
+    let retry_after = replicate_webhook_tests::retry_after(&response);
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        response.text().await.unwrap(),
+        "dedupe store unavailable; retry later"
+    );
+}
+
+/// After the terminal handler ran, the store fails to record it: `complete` (of the terminal
+/// and webhook claims) or `mark_done` (of the prediction's end, after the terminal claim was
+/// completed). Either way 503 with `Retry-After`, and Replicate's retry (once the webhook claim's
+/// lease is over) gets `retry_answer` after `runs_after_retry` handler runs in all.
+#[actix_web::test]
+async fn store_failures_after_the_terminal_handler_ran_give_503_and_a_retry_is_answered() {
+    type Switch = fn(&Faults) -> &AtomicBool;
+    let secret = Secret::generate();
+    let cases: [(&str, Switch, &str, usize); 2] = [
+        // Nothing recorded: at least once, the retry runs the handler again.
+        ("complete", |f| &f.complete, "done", 2),
+        // The terminal status was recorded before the failure: the retry does not run it.
+        (
+            "mark_done",
+            |f| &f.mark_done,
+            "prediction already handled for this status",
+            1,
+        ),
+    ];
+    for (name, switch, retry_answer, runs_after_retry) in cases {
+        let log = Log::default();
+        let (srv, faults) = flaky_server(&secret, recording_module(&log));
+        let id = new_prediction_id();
+        let d = delivery(&id, "succeeded", json!("x")).sign(&secret);
+
+        switch(&faults).store(true, Ordering::SeqCst);
+        assert_unavailable(srv.deliver_response(&d).await).await;
+        assert_eq!(log.entries(), [format!("on_succeeded {id}")], "{name}");
+
+        switch(&faults).store(false, Ordering::SeqCst);
+        assert_eq!(
+            deliver_past_409(&srv, &d).await,
+            (200, retry_answer.to_owned()),
+            "{name}"
+        );
+        assert_eq!(log.count("on_succeeded"), runs_after_retry, "{name}");
+        assert_eq!(
+            srv.deliver(&d).await,
+            (200, "duplicate delivery; already handled".to_owned()),
+            "{name}"
+        );
+        assert_eq!(log.count("on_succeeded"), runs_after_retry, "{name}");
+    }
+}
+
+#[actix_web::test]
+async fn a_release_the_store_refuses_leaves_the_claim_to_its_lease() {
+    let secret = Secret::generate();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let module = fails_once_then_succeeds(MODEL, &attempts);
+    let (srv, faults) = flaky_server(&secret, module);
+    let d = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+
+    faults.release.store(true, Ordering::SeqCst);
+    assert_eq!(
+        srv.deliver(&d).await,
+        (500, "handler failed; retry".to_owned())
+    );
+    faults.release.store(false, Ordering::SeqCst);
+    // The claim outlives the failed release until its lease ends; then the retry runs.
+    assert_eq!(deliver_past_409(&srv, &d).await, (200, "done".to_owned()));
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+#[actix_web::test]
+async fn is_done_failing_gives_503_runs_nothing_and_frees_the_claim() {
+    let secret = Secret::generate();
+    let log = Log::default();
+    let (srv, faults) = flaky_server(&secret, recording_module(&log));
+    let id = new_prediction_id();
+    let d = delivery(&id, "processing", json!(["a"])).sign(&secret);
+
+    faults.is_done.store(true, Ordering::SeqCst);
+    assert_unavailable(srv.deliver_response(&d).await).await;
+    assert!(log.entries().is_empty());
+
+    // The claim was given back and the output not taken as seen: the retry is answered at once
+    // (no 409) and is still an output.
+    faults.is_done.store(false, Ordering::SeqCst);
+    assert_eq!(srv.deliver(&d).await, (200, "done".to_owned()));
+    assert_eq!(log.entries(), [format!("on_output {id}")]);
+}
+
+#[actix_web::test]
+async fn mark_done_failing_for_an_unsubscribed_terminal_status_is_still_acknowledged() {
+    let secret = Secret::generate();
+    let log = Log::default();
+    let (srv, faults) = flaky_server(&secret, recording_module(&log).events([Event::Start]));
+    faults.mark_done.store(true, Ordering::SeqCst);
+    let d = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+    assert_eq!(srv.deliver(&d).await, (200, "not subscribed".to_owned()));
+    assert!(log.entries().is_empty());
+}
+
+#[actix_web::test]
+async fn a_decode_error_without_a_hook_is_acknowledged_and_marked_done() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (succeeded, output) = (runs.clone(), runs.clone());
+    let module = Module::new(MODEL)
+        .events(Event::ALL)
+        .on(HandlerKind::Succeeded, move |_: Prediction<Vec<String>>| {
+            succeeded.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), HandlerError>(()) }
+        })
+        .on(HandlerKind::Output, move |_: Prediction| {
+            output.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), HandlerError>(()) }
+        });
+    let srv = server(&secret, module);
+    let id = new_prediction_id();
+    let body = sample_prediction(&id, MODEL, "succeeded", json!("not a list")).to_string();
+    let d = TestDelivery::new(body.clone()).sign(&secret);
+    assert_eq!(
+        srv.deliver(&d).await,
+        (200, "decode error handled".to_owned())
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    // Done under its webhook-id, its terminal status and the prediction's end.
+    assert_eq!(
+        srv.deliver(&d).await,
+        (200, "duplicate delivery; already handled".to_owned())
+    );
+    assert_eq!(
+        srv.deliver(&TestDelivery::new(body).sign(&secret)).await,
+        (200, "prediction already handled for this status".to_owned())
+    );
+    assert_eq!(
+        srv.deliver(&delivery(&id, "processing", json!(["a"])).sign(&secret))
+            .await,
+        (
+            200,
+            "stale event: the prediction already finished".to_owned()
+        )
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+/// A module whose `on_succeeded` wants a list, with an `on_decode_error` that does `hook(n)` on
+/// its n-th run (0-based); `runs` counts the hook's runs.
+fn decode_hook_module(
+    runs: &Arc<AtomicUsize>,
+    hook: fn(usize) -> Result<(), HandlerError>,
+) -> Module {
+    let counter = runs.clone();
+    Module::new(MODEL)
+        .on(HandlerKind::Succeeded, |_: Prediction<Vec<String>>| async {
+            Ok::<(), HandlerError>(())
+        })
+        .on(HandlerKind::DecodeError, move |_: DecodeError| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move { hook(n) }
+        })
+}
+
+#[actix_web::test]
+async fn a_decode_error_hook_that_fails_or_panics_gets_500_and_is_retried() {
+    let secret = Secret::generate();
+    for (name, hook) in [
+        (
+            "retryable error",
+            (|n| {
+                if n == 0 {
+                    Err(HandlerError::retry("database down"))
+                } else {
+                    Ok(())
+                }
+            }) as fn(usize) -> Result<(), HandlerError>,
+        ),
+        ("panic", |n| {
+            assert!(n > 0, "boom");
+            Ok(())
+        }),
+    ] {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let srv = server(&secret, decode_hook_module(&runs, hook));
+        let d = delivery(&new_prediction_id(), "succeeded", json!("not a list")).sign(&secret);
+        let (status, _) = srv.deliver(&d).await;
+        assert_eq!(status, 500, "{name}");
+        // The claim was released (the worker survived the panic): the retry runs the hook again.
+        assert_eq!(srv.deliver(&d).await, (200, "done".to_owned()), "{name}");
+        assert_eq!(
+            srv.deliver(&d).await,
+            (200, "duplicate delivery; already handled".to_owned()),
+            "{name}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "{name}");
+    }
+}
+
+#[actix_web::test]
+async fn a_decode_error_hook_with_a_permanent_error_is_acknowledged_once() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let srv = server(
+        &secret,
+        decode_hook_module(&runs, |_| Err(HandlerError::permanent("unknown shape"))),
+    );
+    let d = delivery(&new_prediction_id(), "succeeded", json!("not a list")).sign(&secret);
+    assert_eq!(
+        srv.deliver(&d).await,
+        (200, "handler failed permanently".to_owned())
+    );
+    assert_eq!(
+        srv.deliver(&d).await,
+        (200, "duplicate delivery; already handled".to_owned())
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

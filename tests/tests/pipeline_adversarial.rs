@@ -11,7 +11,7 @@ use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample
 use replicate_webhook::{
     Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, configure,
 };
-use replicate_webhook_tests::TestServer;
+use replicate_webhook_tests::{TestServer, fails_once_then_succeeds, within};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -27,16 +27,54 @@ fn config(secret: &Secret, module: Module) -> WebhookConfig {
         .module(module)
 }
 
-/// Counts runs of `on_succeeded`, each taking `delay`.
-fn slow_module(runs: &Arc<AtomicUsize>, delay: Duration) -> Module {
+/// Counts runs of `on_succeeded`.
+fn counting_module(runs: &Arc<AtomicUsize>) -> Module {
     let runs = runs.clone();
     Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
         runs.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), HandlerError>(()) }
+    })
+}
+
+/// Counts runs of `on_succeeded`, each of which says it started and then waits until the
+/// returned sender sends `true`.
+fn gated_module(
+    runs: &Arc<AtomicUsize>,
+    started: &Arc<tokio::sync::Notify>,
+) -> (Module, tokio::sync::watch::Sender<bool>) {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (runs, started) = (runs.clone(), started.clone());
+    let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        started.notify_one();
+        let mut gate = gate.clone();
         async move {
-            tokio::time::sleep(delay).await;
+            gate.wait_for(|open| *open).await.expect("the gate is kept");
             Ok::<(), HandlerError>(())
         }
-    })
+    });
+    (module, open)
+}
+
+/// Posts every delivery at once; the statuses come on the receiver in the order answered.
+fn spawn_all(base: &str, deliveries: Vec<Signed>) -> tokio::sync::mpsc::UnboundedReceiver<u16> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for d in deliveries {
+        let (base, tx) = (base.to_owned(), tx.clone());
+        actix_web::rt::spawn(async move {
+            let _ = tx.send(post(&base, &d).await);
+        });
+    }
+    rx
+}
+
+/// The next `n` statuses, each within the deadline of [`within`].
+async fn next_statuses(rx: &mut tokio::sync::mpsc::UnboundedReceiver<u16>, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(within(rx.recv()).await.expect("every request is answered"));
+    }
+    statuses
 }
 
 /// Several workers sharing one configuration.
@@ -48,37 +86,25 @@ async fn post(base: &str, signed: &Signed) -> u16 {
     replicate_webhook_tests::post(base, signed).await.0
 }
 
-async fn post_all(base: &str, deliveries: Vec<Signed>) -> Vec<u16> {
-    let tasks: Vec<_> = deliveries
-        .into_iter()
-        .map(|d| {
-            let base = base.to_owned();
-            actix_web::rt::spawn(async move { post(&base, &d).await })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
-    statuses
-}
-
 #[actix_web::test]
 async fn concurrent_duplicates_across_workers_run_the_handler_once() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::from_millis(800));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (module, open) = gated_module(&runs, &started);
     let srv = start_workers(4, config(&secret, module));
     let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
-    let statuses = post_all(&base, vec![signed.clone(); 24]).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| [200, 409].contains(s)),
-        "{statuses:?}"
-    );
-    assert!(statuses.contains(&409), "{statuses:?}");
+    let mut answers = spawn_all(&base, vec![signed.clone(); 24]);
+    // One copy runs and waits at the gate; every other copy, whichever worker takes it, finds
+    // the claim in flight.
+    within(started.notified()).await;
+    let statuses = next_statuses(&mut answers, 23).await;
+    assert_eq!(statuses, [409; 23]);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    open.send(true).unwrap();
+    assert_eq!(next_statuses(&mut answers, 1).await, [200]);
     assert_eq!(post(&base, &signed).await, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -87,7 +113,8 @@ async fn concurrent_duplicates_across_workers_run_the_handler_once() {
 async fn one_result_under_many_webhook_ids_at_once_runs_once() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::from_millis(300));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (module, open) = gated_module(&runs, &started);
     let srv = start_workers(4, config(&secret, module));
     let base = srv.base.clone();
     let body = sample_prediction(&new_prediction_id(), MODEL, "succeeded", json!("x")).to_string();
@@ -95,14 +122,16 @@ async fn one_result_under_many_webhook_ids_at_once_runs_once() {
         .map(|_| TestDelivery::new(body.clone()).sign(&secret))
         .collect();
 
-    let statuses = post_all(&base, deliveries.clone()).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| [200, 409].contains(s)),
-        "{statuses:?}"
-    );
+    let mut answers = spawn_all(&base, deliveries.clone());
+    // The terminal claim is the prediction's, whatever the webhook-id: one run, fifteen 409s.
+    within(started.notified()).await;
+    assert_eq!(next_statuses(&mut answers, 15).await, [409; 15]);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    open.send(true).unwrap();
+    assert_eq!(next_statuses(&mut answers, 1).await, [200]);
     // Every 409 is retried by Replicate: all of them now get 200 without a second run.
-    assert!(post_all(&base, deliveries).await.iter().all(|s| *s == 200));
+    let mut retries = spawn_all(&base, deliveries);
+    assert_eq!(next_statuses(&mut retries, 16).await, [200; 16]);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
@@ -155,7 +184,7 @@ async fn verified_bodies_that_are_not_predictions_get_400() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     let bodies: [&[u8]; 10] = [
@@ -185,7 +214,7 @@ async fn verified_bodies_that_are_not_predictions_get_400() {
 async fn unknown_statuses_are_acknowledged_and_do_not_end_the_prediction() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL);
+    let module = counting_module(&runs).events(Event::ALL);
     let srv = TestServer::start({
         let config = config(&secret, module);
         move || configure(config.clone())
@@ -205,7 +234,7 @@ async fn huge_headers_are_refused_and_the_worker_survives() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     let d = delivery(&new_prediction_id(), "succeeded", json!("x"));
@@ -223,6 +252,8 @@ async fn huge_headers_are_refused_and_the_worker_survives() {
     if let Ok(resp) = huge {
         assert!(resp.status().is_client_error(), "{}", resp.status());
     }
+    // Refused before the handler: the same delivery below is its first run, not a duplicate.
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
 
     // Bogus signature entries before the real one: verified up to the cap of 32 entries
     // (`MAX_SIGNATURE_ENTRIES`), refused above it, and above 4096 bytes, whatever they hold.
@@ -249,6 +280,7 @@ async fn huge_headers_are_refused_and_the_worker_survives() {
     // 30 bogus entries, the real one and a `v2` entry: 32 in all.
     let at_the_cap = with_entries(vec![bogus; 30]).await.unwrap();
     assert_eq!(at_the_cap.status().as_u16(), 200);
+    assert_eq!(at_the_cap.text().await.unwrap(), "done");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
@@ -285,7 +317,7 @@ async fn content_length_that_lies_runs_nothing_and_the_worker_survives() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
@@ -333,17 +365,7 @@ async fn content_length_that_lies_runs_nothing_and_the_worker_survives() {
 async fn a_failed_terminal_handler_runs_again_under_a_new_webhook_id() {
     let secret = Secret::generate();
     let attempts = Arc::new(AtomicUsize::new(0));
-    let counter = attempts.clone();
-    let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if n == 0 {
-                Err(HandlerError::retry("database down"))
-            } else {
-                Ok(())
-            }
-        }
-    });
+    let module = fails_once_then_succeeds(MODEL, &attempts);
     let srv = TestServer::start({
         let config = config(&secret, module);
         move || configure(config.clone())
@@ -368,20 +390,22 @@ async fn an_expired_lease_lets_a_retry_take_over() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(tokio::sync::Notify::new());
-    let (counter, signal) = (runs.clone(), started.clone());
-    // The first run outlives its lease, as a stuck or dead worker would.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (counter, signal, gate) = (runs.clone(), started.clone(), release.clone());
+    // The first run outlives its lease, as a stuck or dead worker would: it waits for the test.
     let module = Module::new(MODEL).on(HandlerKind::Succeeded, move |_: Prediction| {
         let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
-        let signal = signal.clone();
+        let (signal, gate) = (signal.clone(), gate.clone());
         async move {
             if first {
                 signal.notify_one();
-                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                gate.notified().await;
             }
             Ok::<(), HandlerError>(())
         }
     });
-    let config = config(&secret, module).lease(Duration::from_millis(300));
+    let lease = Duration::from_secs(1);
+    let config = config(&secret, module).lease(lease);
     let srv = start_workers(2, config);
     let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
@@ -390,13 +414,39 @@ async fn an_expired_lease_lets_a_retry_take_over() {
         let (base, signed) = (base.clone(), signed.clone());
         actix_web::rt::spawn(async move { post(&base, &signed).await })
     };
-    started.notified().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // At-least-once: once the lease is over, the retry runs the handler again.
-    assert_eq!(post(&base, &signed).await, 200);
+    let claimed = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the first run starts");
+    // While the lease holds, retries get 409; once it is over, a retry takes over and runs the
+    // handler again (at-least-once). Polled, with a deadline.
+    let mut answers = Vec::new();
+    loop {
+        let status = post(&base, &signed).await;
+        answers.push(status);
+        if status != 409 {
+            break;
+        }
+        assert!(
+            claimed.elapsed() < lease * 10,
+            "the lease never expired: {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+    assert_eq!(
+        answers[0], 409,
+        "the lease did not protect the first run: {answers:?}"
+    );
+    assert!(
+        claimed.elapsed() >= lease,
+        "taken over before the lease ended"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     // The late first run finds its claim taken over and still answers 200.
-    assert_eq!(first.await.unwrap(), 200);
+    release.notify_one();
+    let late = tokio::time::timeout(Duration::from_secs(10), first).await;
+    assert_eq!(late.expect("the first run ends").unwrap(), 200);
     assert_eq!(post(&base, &signed).await, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
@@ -406,7 +456,7 @@ async fn clock_skew_inside_the_tolerance_passes_and_outside_fails() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::start({
-        let config = config(&secret, slow_module(&runs, Duration::ZERO));
+        let config = config(&secret, counting_module(&runs));
         move || configure(config.clone())
     });
     // A few seconds of margin: the clock ticks between signing and verifying.
@@ -436,30 +486,43 @@ fn a_path_actix_would_misread_is_a_setup_error_not_a_panic() {
 async fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let module = slow_module(&runs, Duration::ZERO).events(Event::ALL);
+    let outputs = runs.clone();
+    // A handler for both events the bodies below are, so each reaches its typed decode.
+    let module =
+        counting_module(&runs)
+            .events(Event::ALL)
+            .on(HandlerKind::Output, move |_: Prediction| {
+                outputs.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), HandlerError>(()) }
+            });
     let srv = TestServer::start({
         let config = config(&secret, module);
         move || configure(config.clone())
     });
     let id = new_prediction_id();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    for status in ["succeeded", "processing"] {
+    for status in ["processing", "succeeded"] {
         let body = sample_prediction(&id, MODEL, status, json!("x"))
             .to_string()
             .replace(r#""output":"x""#, &format!(r#""output":{deep}"#));
         assert!(body.len() > deep.len(), "the nesting is in the body");
-        let (code, text) = srv.deliver(&TestDelivery::new(body).sign(&secret)).await;
-        assert!([200, 400].contains(&code), "{status}: {code} {text}");
+        // The envelope skips over the output; decoding it for the handler hits serde_json's
+        // depth limit: a decode error, acknowledged, and the handler never runs.
+        let answer = srv.deliver(&TestDelivery::new(body).sign(&secret)).await;
+        assert_eq!(answer, (200, "decode error handled".to_owned()), "{status}");
     }
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    // The worker is alive and its thread's stack intact.
     let ok = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
-    assert_eq!(srv.deliver(&ok).await.0, 200);
+    assert_eq!(srv.deliver(&ok).await, (200, "done".to_owned()));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
 #[actix_web::test]
 async fn never_expiring_ttls_do_not_panic_the_worker() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let config = config(&secret, slow_module(&runs, Duration::ZERO))
+    let config = config(&secret, counting_module(&runs))
         .webhook_ttl(Duration::MAX)
         .terminal_ttl(Duration::MAX)
         .lease(Duration::MAX);
@@ -474,7 +537,7 @@ async fn never_expiring_ttls_do_not_panic_the_worker() {
 async fn a_huge_declared_length_under_an_unlimited_body_limit_allocates_nothing_upfront() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
-    let config = config(&secret, slow_module(&runs, Duration::ZERO)).body_limit(usize::MAX);
+    let config = config(&secret, counting_module(&runs)).body_limit(usize::MAX);
     let srv = TestServer::start(move || configure(config.clone()));
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
@@ -487,4 +550,90 @@ async fn a_huge_declared_length_under_an_unlimited_body_limit_allocates_nothing_
     );
     assert_eq!(srv.deliver(&signed).await.0, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn an_oversized_content_length_gets_413_before_any_body_byte_is_sent() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let config = config(&secret, counting_module(&runs)).body_limit(1024);
+    let srv = TestServer::start(move || configure(config.clone()));
+    let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
+
+    // Only the head, announcing a body over the limit; the connection stays open for writing.
+    // A receiver that buffered first and checked after would wait for the body and time out.
+    let head = raw_request(&signed, 1025, b"");
+    let addr = srv.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&head).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("413 within 5 s, without the body")
+            .unwrap();
+        assert!(read > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    drop(stream);
+    // At the limit exactly, the same head is accepted once the body comes.
+    let at_limit = raw_request(&signed, signed.body().len(), signed.body());
+    let answer = raw_exchange(&srv.base, &at_limit, false).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn output_and_logs_are_told_apart_whichever_worker_answers() {
+    let secret = Secret::generate();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut module = Module::new(MODEL).events(Event::ALL);
+    for kind in [HandlerKind::Output, HandlerKind::Logs] {
+        let seen = seen.clone();
+        module = module.on(kind, move |p: Prediction| {
+            seen.lock().unwrap().push(format!(
+                "{} {}",
+                kind.fn_name(),
+                p.output.unwrap_or_default()
+            ));
+            async { Ok::<(), HandlerError>(()) }
+        });
+    }
+    let srv = start_workers(4, config(&secret, module));
+    let id = new_prediction_id();
+    // One connection per delivery, so the deliveries are spread over the four workers; a worker
+    // that only knew what it had seen itself would take a repeated output for a new one.
+    let steps = [
+        json!(null),
+        json!(["a"]),
+        json!(["a"]),
+        json!(["a"]),
+        json!(["a", "b"]),
+        json!(["a", "b"]),
+        json!(["a", "b", "c"]),
+        json!(["a", "b", "c"]),
+        json!(["a", "b", "c"]),
+    ];
+    for output in &steps {
+        let signed = delivery(&id, "processing", output.clone()).sign(&secret);
+        assert_eq!(post(&srv.base, &signed).await, 200, "{output}");
+    }
+    let expected: Vec<String> = [
+        "on_logs null",
+        r#"on_output ["a"]"#,
+        r#"on_logs ["a"]"#,
+        r#"on_logs ["a"]"#,
+        r#"on_output ["a","b"]"#,
+        r#"on_logs ["a","b"]"#,
+        r#"on_output ["a","b","c"]"#,
+        r#"on_logs ["a","b","c"]"#,
+        r#"on_logs ["a","b","c"]"#,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
 }
