@@ -99,18 +99,6 @@ impl Running {
     }
 
     /// Waits until the child closes stderr (it exits), at most 30 s, and returns how it ended.
-    fn wait_for_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.stderr_lines.recv_timeout(left) {
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return self.child.wait().unwrap(),
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after 30 s"),
-            }
-        }
-    }
-
     /// Kills it (if still running) and returns all it printed.
     fn finish(mut self) -> String {
         let _ = self.child.kill();
@@ -146,7 +134,10 @@ fn quickstart_and_send_test_delivery_print_no_secret() {
     let url = format!("http://127.0.0.1:{port}/webhooks/replicate");
     assert!(send_test_delivery(&k, &url, &k.secret).starts_with("503 "));
     let all = q.finish();
-    assert!(all.contains("dedupe store redis://admin:***@127.0.0.1:1/0"), "{all}");
+    assert!(
+        all.contains("dedupe store redis://admin:***@127.0.0.1:1/0"),
+        "{all}"
+    );
     k.forbidden
         .assert_absent("quickstart (store with a password)", &all);
 

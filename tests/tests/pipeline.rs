@@ -676,6 +676,23 @@ impl DedupeStore for FlakyStore {
         fail_if(&self.faults.mark_done)?;
         self.inner.mark_done(key, ttl).await
     }
+    async fn swap_marker(
+        &self,
+        key: &str,
+        marker: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.swap_marker(key, marker, ttl).await
+    }
+    async fn restore_marker(
+        &self,
+        key: &str,
+        current: u64,
+        previous: Option<u64>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.restore_marker(key, current, previous, ttl).await
+    }
 }
 
 const SHORT_LEASE: Duration = Duration::from_millis(300);
