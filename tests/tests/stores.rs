@@ -351,3 +351,44 @@ conformance!(
     gate_release_lets_a_retry_run,
     gate_classifies_output_alike_on_every_handle,
 );
+
+/// Eight instances starting at once on an empty database all migrate it, and it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migration_is_safe_when_instances_start_together() {
+    let Some(url) = services::database_url() else {
+        return;
+    };
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let name = services::unique("migrate")
+        .trim_end_matches(':')
+        .replace('-', "_");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let mut fresh = url::Url::parse(&url).unwrap();
+    fresh.set_path(&name);
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = fresh.to_string();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().expect("every instance starts"));
+    }
+    let Claim::Acquired(token) = stores[0].claim("k", LEASE).await.unwrap() else {
+        panic!("a fresh database has no claims")
+    };
+    stores[7].complete("k", &token, TTL).await.unwrap();
+    assert!(stores[3].is_done("k").await.unwrap());
+    drop(stores);
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

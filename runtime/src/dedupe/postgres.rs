@@ -66,8 +66,16 @@ LEFT JOIN replicate_webhook_keys k ON k.key = $1";
 const PURGE_EVERY: u64 = 1024;
 
 fn pg_error(e: &tokio_postgres::Error) -> StoreError {
-    // The driver's messages name the failed step and the server's answer, never the password.
-    StoreError::new(format_args!("postgres: {e}"))
+    // The driver's messages name the failed step and the server's answer, never the password;
+    // a server error's own text says more than the driver's "db error".
+    match e.as_db_error() {
+        Some(db) => StoreError::new(format_args!(
+            "postgres: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        )),
+        None => StoreError::new(format_args!("postgres: {e}")),
+    }
 }
 
 impl PostgresStore {
