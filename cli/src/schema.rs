@@ -13,19 +13,12 @@ fn split_model(spec: &str) -> Result<(&str, Option<&str>), String> {
         Some((slug, version)) => (slug, Some(version)),
         None => (spec, None),
     };
-    let valid = |part: &str| {
-        !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    };
-    match slug.split_once('/') {
-        Some((owner, name)) if valid(owner) && valid(name) && version.is_none_or(valid) => {
-            Ok((slug, version))
-        }
-        _ => Err(format!("`{spec}` is not owner/name or owner/name:version")),
+    if replicate_webhook_core::split_model(slug).is_some()
+        && version.is_none_or(replicate_webhook_core::is_name_part)
+    {
+        Ok((slug, version))
+    } else {
+        Err(format!("`{spec}` is not owner/name or owner/name:version"))
     }
 }
 
@@ -116,7 +109,7 @@ pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> u8 {
         };
         match client.model_schema(slug).await {
             Ok(live) => {
-                let diffs = replicate_webhook::schema_check::compare(&pinned, &live);
+                let diffs = replicate_webhook_cli::schema_check::compare(&pinned, &live);
                 if tty {
                     eprint!("\r\x1b[K");
                 }

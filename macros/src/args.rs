@@ -1,22 +1,17 @@
 //! The attribute's arguments: `model`, `events`, `path`, `schema`.
 
 use proc_macro2::{Span, TokenStream};
+use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH, Event};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser as _};
 use syn::{LitStr, Token};
-
-/// The four events Replicate can send, in lifecycle order.
-pub(crate) const EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
-
-/// The route path when `path` is not given.
-pub(crate) const DEFAULT_PATH: &str = "/webhooks/replicate";
 
 const ARGUMENTS: &str = "`model`, `events`, `path` or `schema`";
 
 /// An event named in `events`, with the span of its string literal.
 #[derive(Debug, Clone)]
 pub(crate) struct EventArg {
-    pub(crate) name: &'static str,
+    pub(crate) event: Event,
     pub(crate) span: Span,
 }
 
@@ -37,7 +32,7 @@ impl Args {
     pub(crate) fn events(&self) -> Vec<EventArg> {
         if self.events.is_empty() {
             vec![EventArg {
-                name: "completed",
+                event: Event::Completed,
                 span: self.events_span,
             }]
         } else {
@@ -45,8 +40,8 @@ impl Args {
         }
     }
 
-    pub(crate) fn subscribes(&self, event: &str) -> bool {
-        self.events().iter().any(|e| e.name == event)
+    pub(crate) fn subscribes(&self, event: Event) -> bool {
+        self.events().iter().any(|e| e.event == event)
     }
 }
 
@@ -88,18 +83,8 @@ impl Raw {
             }
             Some("path") => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let path = lit.value();
-                if !path.starts_with('/') {
-                    self.errors.push(syn::Error::new(
-                        lit.span(),
-                        format!("`path` must start with `/`, e.g. `\"{DEFAULT_PATH}\"`"),
-                    ));
-                } else if path.contains(|c: char| "{}?#".contains(c) || c.is_whitespace()) {
-                    self.errors.push(syn::Error::new(
-                        lit.span(),
-                        "`path` must be a plain path: route parameters (`{..}`), query strings, \
-                         fragments and spaces are not supported",
-                    ));
+                if let Some(e) = replicate_webhook_core::path_error(&lit.value()) {
+                    self.errors.push(syn::Error::new(lit.span(), e));
                 }
                 set_once(&mut self.path, lit, meta, &mut self.errors);
             }
@@ -125,19 +110,7 @@ impl Raw {
 
     fn check_model(&mut self, lit: &LitStr) {
         let model = lit.value();
-        if model == "*" {
-            return;
-        }
-        let valid_part = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        let ok = match model.split_once('/') {
-            Some((owner, name)) => valid_part(owner) && valid_part(name),
-            None => false,
-        };
-        if !ok {
+        if model != ANY_MODEL && replicate_webhook_core::split_model(&model).is_none() {
             self.errors.push(syn::Error::new(
                 lit.span(),
                 format!(
@@ -157,7 +130,7 @@ impl Raw {
             if lits.is_empty() {
                 self.errors.push(syn::Error::new(
                     bracket.span.join(),
-                    "`events` must name at least one of `start`, `output`, `logs`, `completed`",
+                    format!("`events` must name at least one of {}", event_list()),
                 ));
             }
             lits.into_iter().collect()
@@ -172,24 +145,22 @@ impl Raw {
         let mut events: Vec<EventArg> = Vec::new();
         for lit in lits {
             let text = lit.value();
-            let Some(name) = EVENTS.into_iter().find(|e| *e == text) else {
+            let Some(event) = Event::parse(&text) else {
                 self.errors.push(syn::Error::new(
                     lit.span(),
-                    format!(
-                        "unknown event `{text}`; expected one of `start`, `output`, `logs`, `completed`"
-                    ),
+                    format!("unknown event `{text}`; expected one of {}", event_list()),
                 ));
                 continue;
             };
-            if events.iter().any(|e| e.name == name) {
+            if events.iter().any(|e| e.event == event) {
                 self.errors.push(syn::Error::new(
                     lit.span(),
-                    format!("event `{name}` is listed twice"),
+                    format!("event `{event}` is listed twice"),
                 ));
                 continue;
             }
             events.push(EventArg {
-                name,
+                event,
                 span: lit.span(),
             });
         }
@@ -239,6 +210,15 @@ fn set_once<T>(
     } else {
         *slot = Some(value);
     }
+}
+
+/// `` `start`, `output`, `logs`, `completed` ``.
+fn event_list() -> String {
+    Event::ALL
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn path_text(path: &syn::Path) -> String {

@@ -5,6 +5,7 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use replicate_webhook_core::{Event, HandlerKind};
 use syn::spanned::Spanned as _;
 
 use crate::args::{self, Args};
@@ -66,7 +67,7 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
     let model = &args.model;
     let path = &args.path;
     let events = args.events();
-    let events = events.iter().map(|e| event_variant(e.name));
+    let events = events.iter().map(|e| event_variant(e.event));
     let doc = format!(
         " The webhook subscription of this module: model `{}`, path `{}`, events {}.\n\n \
          Pass it to the client when creating predictions so the webhook URL and events filter \
@@ -75,7 +76,7 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
         path.value(),
         args.events()
             .iter()
-            .map(|e| format!("`{}`", e.name))
+            .map(|e| format!("`{}`", e.event))
             .collect::<Vec<_>>()
             .join(", "),
     );
@@ -91,7 +92,7 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
         .zip(&wrappers)
         .map(|(h, name)| handler_wrapper(h, name));
     let entries = module.handlers.iter().zip(&wrappers).map(|(h, name)| {
-        let kind = Ident::new(h.kind.variant, Span::call_site());
+        let kind = variant(h.kind);
         let cfgs = &h.cfgs;
         quote! {
             #(#cfgs)*
@@ -142,15 +143,15 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
     }
 }
 
-fn event_variant(name: &str) -> TokenStream {
-    let variant = match name {
-        "start" => "Start",
-        "output" => "Output",
-        "logs" => "Logs",
-        _ => "Completed",
-    };
-    let variant = Ident::new(variant, Span::call_site());
+fn event_variant(event: Event) -> TokenStream {
+    let variant = variant(event);
     quote!(::replicate_webhook::Event::#variant)
+}
+
+/// The variant's name as the runtime spells it: the runtime re-exports these very enums, and
+/// derived `Debug` of a unit variant is its identifier.
+fn variant(value: impl std::fmt::Debug) -> Ident {
+    Ident::new(&format!("{value:?}"), Span::call_site())
 }
 
 /// `fn(Call) -> HandlerFuture` around one user handler. Each conversion is spanned at the
@@ -158,7 +159,7 @@ fn event_variant(name: &str) -> TokenStream {
 fn handler_wrapper(handler: &Handler, name: &Ident) -> TokenStream {
     let user_fn = &handler.ident;
     let input_ty = &handler.input;
-    let input_fn = if handler.kind.is_decode_error() {
+    let input_fn = if handler.kind == HandlerKind::DecodeError {
         quote!(decode_error_input)
     } else {
         quote!(input)

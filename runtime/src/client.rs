@@ -779,13 +779,7 @@ fn header_value(text: &str) -> Result<HeaderValue, ClientError> {
 
 /// A path segment: refuses anything that would change the path.
 fn segment(text: &str) -> Result<&str, ClientError> {
-    if text.is_empty()
-        || text == "."
-        || text == ".."
-        || !text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !replicate_webhook_core::is_name_part(text) {
         return Err(ClientError::InvalidUrl(format!(
             "`{text}` is not a valid id or name"
         )));

@@ -65,7 +65,6 @@ mod handler;
 mod prediction;
 mod progress;
 mod registry;
-pub mod schema_check;
 mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
@@ -119,7 +118,7 @@ pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError, We
 /// A missing file, invalid JSON or a broken schema is a compile error on the `schema` string
 /// naming the JSON path (`components.schemas.Input.properties.foo.type: unsupported type
 /// "tuple"`). Cargo rebuilds when the file changes. Check a pinned file against the API with
-/// [`schema_check::compare`].
+/// `replicate-webhook schema check`.
 pub use replicate_webhook_macros::replicate_model;
 /// Turns an inline module of `async fn on_*` handlers into a webhook receiver for one model.
 ///

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
-use replicate_webhook::{Event, Secret};
+use replicate_webhook::{Event, Secret, Status};
 
 pub use deliver::DeliveryRecord;
 
@@ -63,20 +63,20 @@ pub enum Outcome {
 impl Outcome {
     /// Parses `succeeded`, `failed` or `canceled`.
     pub fn parse(text: &str) -> Option<Self> {
-        match text.trim() {
-            "succeeded" => Some(Self::Succeeded),
-            "failed" => Some(Self::Failed),
-            "canceled" => Some(Self::Canceled),
+        match Status::parse(text.trim()) {
+            Status::Succeeded => Some(Self::Succeeded),
+            Status::Failed => Some(Self::Failed),
+            Status::Canceled => Some(Self::Canceled),
             _ => None,
         }
     }
 
     /// The terminal status.
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> Status {
         match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
+            Self::Succeeded => Status::Succeeded,
+            Self::Failed => Status::Failed,
+            Self::Canceled => Status::Canceled,
         }
     }
 }
@@ -208,10 +208,7 @@ impl Sim {
     }
 
     fn is_terminal(&self) -> bool {
-        matches!(
-            self.status(),
-            "succeeded" | "failed" | "canceled" | "aborted"
-        )
+        Status::parse(self.status()).is_terminal()
     }
 }
 

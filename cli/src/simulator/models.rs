@@ -66,10 +66,7 @@ impl Models {
 
     /// The model `owner/name`, if the simulator has a schema for it.
     pub fn find(&self, slug: &str) -> Option<KnownModel> {
-        let (owner, name) = slug.split_once('/')?;
-        if !valid_part(owner) || !valid_part(name) {
-            return None;
-        }
+        let (owner, name) = replicate_webhook_core::split_model(slug)?;
         if let Some(dir) = &self.dir {
             for path in [
                 dir.join(owner).join(format!("{name}.json")),
@@ -102,15 +99,6 @@ impl Models {
         }
         None
     }
-}
-
-fn valid_part(text: &str) -> bool {
-    !text.is_empty()
-        && text != "."
-        && text != ".."
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn load(path: &Path, slug: &str) -> Option<KnownModel> {
