@@ -1,4 +1,5 @@
-//! The attribute's arguments: `model`, `events`, `path`, `schema`.
+//! The attribute's arguments: `model`, `events`, `path`, `schema`, and `crate` for a renamed
+//! dependency.
 
 use proc_macro2::{Span, TokenStream};
 use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH, Event};
@@ -25,6 +26,8 @@ pub(crate) struct Args {
     pub(crate) events_span: Span,
     pub(crate) path: LitStr,
     pub(crate) schema: Option<LitStr>,
+    /// Where the runtime is: `::replicate_webhook` unless `crate = "..."` says otherwise.
+    pub(crate) krate: syn::Path,
 }
 
 impl Args {
@@ -51,6 +54,7 @@ struct Raw {
     events: Option<(Span, Vec<EventArg>)>,
     path: Option<LitStr>,
     schema: Option<LitStr>,
+    krate: Option<syn::Path>,
     errors: Vec<syn::Error>,
     /// The arguments did not parse; a missing `model` may be a consequence.
     malformed: bool,
@@ -91,6 +95,10 @@ impl Raw {
             Some("schema") => {
                 let lit: LitStr = meta.value()?.parse()?;
                 set_once(&mut self.schema, lit, meta, &mut self.errors);
+            }
+            Some("crate") => {
+                let krate = crate_path(&meta.value()?.parse()?)?;
+                set_once(&mut self.krate, krate, meta, &mut self.errors);
             }
             _ => {
                 self.errors.push(meta.error(format_args!(
@@ -188,11 +196,27 @@ impl Raw {
                         .path
                         .unwrap_or_else(|| LitStr::new(DEFAULT_PATH, Span::call_site())),
                     schema: self.schema,
+                    krate: self.krate.unwrap_or_else(default_crate),
                 })
             }
             _ => Err(self.errors),
         }
     }
+}
+
+/// `::replicate_webhook`: the path generated code starts from.
+pub(crate) fn default_crate() -> syn::Path {
+    syn::parse_quote!(::replicate_webhook)
+}
+
+/// The value of `crate = "..."`, the name a user gave the `replicate-webhook` dependency.
+pub(crate) fn crate_path(lit: &LitStr) -> syn::Result<syn::Path> {
+    lit.parse_with(syn::Path::parse_mod_style).map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            "`crate` must be a path to the `replicate-webhook` crate, e.g. `\"::replicate_webhook\"`",
+        )
+    })
 }
 
 /// Stores an argument's value, or reports the repetition at its key.

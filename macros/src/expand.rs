@@ -1,7 +1,8 @@
 //! Code generation: the module as written, its `WEBHOOK` spec, and the registration glue.
 //!
-//! The only file with `quote!`. Every generated path starts with `::replicate_webhook` (or
-//! `::core`), and the glue lives in `const _: () = { .. };` with `__`-prefixed names.
+//! The only file with `quote!`. Every generated path starts with `::replicate_webhook::__private`
+//! (or the `crate = "..."` override's, or `::core`), and the glue lives in `const _: () = { .. };`
+//! with `__`-prefixed names.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -43,7 +44,7 @@ fn with_errors(mut item: TokenStream, errors: Vec<syn::Error>) -> TokenStream {
 /// Type definitions generated from `schema = "..."`.
 fn schema_items(args: &Args) -> syn::Result<TokenStream> {
     match &args.schema {
-        Some(schema) => crate::schema::expand_schema_file(schema),
+        Some(schema) => crate::schema::expand_schema_file(schema, &args.krate),
         None => Ok(TokenStream::new()),
     }
 }
@@ -66,6 +67,7 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
 
     let model = &args.model;
     let path = &args.path;
+    let krate = &args.krate;
     let events = args.events();
     let events = events.iter().map(|e| event_variant(e.event));
     let doc = format!(
@@ -116,14 +118,17 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
             #schema
 
             #[doc = #doc]
-            pub const WEBHOOK: ::replicate_webhook::WebhookSpec = ::replicate_webhook::WebhookSpec {
-                model: #model,
-                path: #path,
-                events: &[#(#events),*],
+            pub const WEBHOOK: #krate::__private::WebhookSpec = {
+                use #krate::__private as __rw;
+                __rw::WebhookSpec {
+                    model: #model,
+                    path: #path,
+                    events: &[#(#events),*],
+                }
             };
 
             const _: () = {
-                use ::replicate_webhook::__private as __rw;
+                use #krate::__private as __rw;
 
                 #(#wrapper_fns)*
 
@@ -145,7 +150,7 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
 
 fn event_variant(event: Event) -> TokenStream {
     let variant = variant(event);
-    quote!(::replicate_webhook::Event::#variant)
+    quote!(__rw::Event::#variant)
 }
 
 /// The variant's name as the runtime spells it: the runtime re-exports these very enums, and
@@ -200,5 +205,32 @@ fn handler_wrapper(handler: &Handler, name: &Ident) -> TokenStream {
                 __rw::Ok(#returned)
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// With `crate = "..."`, nothing in the expansion may still name `replicate_webhook`, or a
+    /// crate that renamed the dependency would not compile.
+    #[test]
+    fn every_generated_path_goes_through_the_crate_argument() {
+        let args = quote!(
+            model = "acme/echo",
+            events = ["start", "completed"],
+            crate = "webhooks"
+        );
+        let item = quote! {
+            mod echo {
+                async fn on_start(p: Prediction) -> Result<(), HandlerError> { Ok(()) }
+                async fn on_succeeded(p: Prediction, db: web::Data<Db>) -> Result<(), HandlerError> { Ok(()) }
+                async fn on_decode_error(e: DecodeError) {}
+            }
+        };
+        let expanded = super::replicate_webhook(args, item).to_string();
+        assert!(expanded.contains("webhooks :: __private"), "{expanded}");
+        assert!(!expanded.contains("replicate_webhook"), "{expanded}");
+        assert!(!expanded.contains("compile_error"), "{expanded}");
     }
 }

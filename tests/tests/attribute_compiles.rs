@@ -104,7 +104,7 @@ pub(crate) mod configured {
 #[test]
 fn cfg_ed_out_handlers_are_not_registered() {
     let registration =
-        replicate_webhook::__private::inventory::iter::<replicate_webhook::Registration>
+        replicate_webhook::__private::inventory::iter::<replicate_webhook::__private::Registration>
             .into_iter()
             .find(|r| r.model == "acme/cfg")
             .expect("the module is registered");

@@ -533,7 +533,7 @@ impl Input {
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags
 )]
-pub type Output = ::std::vec::Vec<::replicate_webhook::Url>;
+pub type Output = ::std::vec::Vec<::replicate_webhook::__private::Url>;
 const _: &str = ::core::include_str!(
     "../fixtures/schemas/black-forest-labs__flux-schnell.json"
 );
