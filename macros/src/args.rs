@@ -16,7 +16,21 @@ pub(crate) struct EventArg {
     pub(crate) span: Span,
 }
 
-/// The parsed arguments. Values keep their spans for later errors.
+/// What the arguments gave. Each part is kept when its own arguments were valid, so a mistake
+/// elsewhere does not also take away `WEBHOOK` or the schema types (and cause errors in code
+/// that uses them).
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// `model`, `events` and `path`, when each was valid: enough for `WEBHOOK`.
+    pub(crate) args: Option<Args>,
+    pub(crate) schema: Option<LitStr>,
+    /// Where the runtime is: `::replicate_webhook` unless `crate = "..."` says otherwise.
+    pub(crate) krate: syn::Path,
+    /// Every mistake in the arguments.
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+/// The subscription arguments. Values keep their spans for later errors.
 #[derive(Debug)]
 pub(crate) struct Args {
     pub(crate) model: LitStr,
@@ -25,9 +39,6 @@ pub(crate) struct Args {
     /// Where `events` was written, or the attribute when defaulted.
     pub(crate) events_span: Span,
     pub(crate) path: LitStr,
-    pub(crate) schema: Option<LitStr>,
-    /// Where the runtime is: `::replicate_webhook` unless `crate = "..."` says otherwise.
-    pub(crate) krate: syn::Path,
 }
 
 impl Args {
@@ -58,10 +69,12 @@ struct Raw {
     errors: Vec<syn::Error>,
     /// The arguments did not parse; a missing `model` may be a consequence.
     malformed: bool,
+    /// `model`, `events` or `path` had a mistake.
+    bad_subscription: bool,
 }
 
 /// Parses the arguments, collecting every mistake rather than stopping at the first.
-pub(crate) fn parse(tokens: TokenStream) -> Result<Args, Vec<syn::Error>> {
+pub(crate) fn parse(tokens: TokenStream) -> Parsed {
     let mut raw = Raw::default();
     let parser = syn::meta::parser(|meta| raw.argument(&meta));
     if let Err(e) = parser.parse2(tokens) {
@@ -74,7 +87,18 @@ pub(crate) fn parse(tokens: TokenStream) -> Result<Args, Vec<syn::Error>> {
 impl Raw {
     fn argument(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         let key = meta.path.get_ident().map(ToString::to_string);
-        match key.as_deref() {
+        let before = self.errors.len();
+        let result = self.value(key.as_deref(), meta);
+        if matches!(key.as_deref(), Some("model" | "events" | "path"))
+            && (result.is_err() || self.errors.len() > before)
+        {
+            self.bad_subscription = true;
+        }
+        result
+    }
+
+    fn value(&mut self, key: Option<&str>, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        match key {
             Some("model") => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.check_model(&lit);
@@ -96,10 +120,10 @@ impl Raw {
                 let lit: LitStr = meta.value()?.parse()?;
                 set_once(&mut self.schema, lit, meta, &mut self.errors);
             }
-            Some("crate") => {
-                let krate = crate_path(&meta.value()?.parse()?)?;
-                set_once(&mut self.krate, krate, meta, &mut self.errors);
-            }
+            Some("crate") => match crate_path(&meta.value()?.parse()?) {
+                Ok(krate) => set_once(&mut self.krate, krate, meta, &mut self.errors),
+                Err(e) => self.errors.push(e),
+            },
             _ => {
                 self.errors.push(meta.error(format_args!(
                     "unknown argument `{}`; expected {ARGUMENTS}",
@@ -175,7 +199,7 @@ impl Raw {
         Ok(events)
     }
 
-    fn finish(mut self) -> Result<Args, Vec<syn::Error>> {
+    fn finish(mut self) -> Parsed {
         if self.model.is_none() && !self.malformed {
             self.errors.push(syn::Error::new(
                 Span::call_site(),
@@ -183,23 +207,28 @@ impl Raw {
                  or `model = \"*\"` for any model",
             ));
         }
-        match self.model {
-            Some(model) if self.errors.is_empty() => {
+        let args = match self.model {
+            // Arguments after a parse error were never read: they may hold another `events`.
+            Some(model) if !self.malformed && !self.bad_subscription => {
                 let (events_span, events) = self
                     .events
                     .unwrap_or_else(|| (Span::call_site(), Vec::new()));
-                Ok(Args {
+                Some(Args {
                     model,
                     events,
                     events_span,
                     path: self
                         .path
                         .unwrap_or_else(|| LitStr::new(DEFAULT_PATH, Span::call_site())),
-                    schema: self.schema,
-                    krate: self.krate.unwrap_or_else(default_crate),
                 })
             }
-            _ => Err(self.errors),
+            _ => None,
+        };
+        Parsed {
+            args,
+            schema: self.schema,
+            krate: self.krate.unwrap_or_else(default_crate),
+            errors: self.errors,
         }
     }
 }

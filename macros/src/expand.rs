@@ -12,44 +12,56 @@ use syn::spanned::Spanned as _;
 use crate::args::{self, Args};
 use crate::model::{self, Handler, Module};
 
-/// The attribute: arguments and module in, module plus glue (or module plus errors) out.
+/// The attribute: arguments and module in; the module with `WEBHOOK`, the schema types and the
+/// registration glue out, or with as much of them as the mistakes leave valid, plus the errors.
 pub(crate) fn replicate_webhook(args: TokenStream, item: TokenStream) -> TokenStream {
-    let (args, mut errors) = match args::parse(args) {
-        Ok(args) => (Some(args), Vec::new()),
-        Err(errors) => (None, errors),
-    };
-    match model::analyze(item.clone(), args.as_ref()) {
-        Ok(module) if errors.is_empty() => {
-            let args = args.expect("no argument errors");
-            match schema_items(&args) {
-                Ok(schema) => module_with_glue(&args, &module, &schema),
-                Err(e) => with_errors(item, vec![e]),
-            }
-        }
-        Ok(_) => with_errors(item, errors),
+    let parsed = args::parse(args);
+    let mut errors = parsed.errors;
+    let all_args = parsed.args.as_ref().filter(|_| errors.is_empty());
+    let mut module = match model::analyze(item.clone(), all_args) {
+        Ok(module) => module,
         Err(more) => {
             errors.extend(more);
-            with_errors(item, errors)
+            return with_errors(item, errors);
         }
-    }
+    };
+    errors.append(&mut module.errors);
+
+    // What is valid is still emitted, as thiserror's fallback does, "to minimize spurious
+    // secondary errors": a misspelled handler must not also report "cannot find type `Output`".
+    let schema = match &parsed.schema {
+        Some(schema) => {
+            crate::schema::expand_schema_file(schema, &parsed.krate).unwrap_or_else(|e| {
+                errors.push(e);
+                TokenStream::new()
+            })
+        }
+        None => TokenStream::new(),
+    };
+    let spec = parsed
+        .args
+        .as_ref()
+        .filter(|_| !module.defines_webhook)
+        .map(|args| webhook_const(args, &parsed.krate));
+    let glue = match &parsed.args {
+        Some(_) if errors.is_empty() => glue(&module, &parsed.krate),
+        _ => TokenStream::new(),
+    };
+    with_errors(
+        module_with(&module.item, &[schema, spec.unwrap_or_default(), glue]),
+        errors,
+    )
 }
 
-/// The original item, untouched, followed by the errors: one typo must not also cause
-/// "cannot find function" errors, and IDEs keep seeing the module.
+/// The item followed by the errors. When the item is not an inline module it stays untouched:
+/// one typo must not also cause "cannot find function" errors, and IDEs keep seeing the module.
 fn with_errors(mut item: TokenStream, errors: Vec<syn::Error>) -> TokenStream {
     item.extend(errors.into_iter().map(syn::Error::into_compile_error));
     item
 }
 
-/// Type definitions generated from `schema = "..."`.
-fn schema_items(args: &Args) -> syn::Result<TokenStream> {
-    match &args.schema {
-        Some(schema) => crate::schema::expand_schema_file(schema, &args.krate),
-        None => Ok(TokenStream::new()),
-    }
-}
-
-fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> TokenStream {
+/// The module as written, with `extra` appended inside it.
+fn module_with(item: &syn::ItemMod, extra: &[TokenStream]) -> TokenStream {
     let syn::ItemMod {
         attrs,
         vis,
@@ -58,31 +70,59 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
         ident,
         content,
         ..
-    } = &module.item;
+    } = item;
     let items = content
         .as_ref()
         .map(|(_, items)| items)
         .into_iter()
         .flatten();
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+    quote! {
+        #(#outer)*
+        #vis #unsafety #mod_token #ident {
+            #(#inner)*
+            #(#items)*
 
+            #(#extra)*
+        }
+    }
+}
+
+/// `pub const WEBHOOK: WebhookSpec`: the subscription, for the registration and for the client.
+fn webhook_const(args: &Args, krate: &syn::Path) -> TokenStream {
     let model = &args.model;
     let path = &args.path;
-    let krate = &args.krate;
     let events = args.events();
-    let events = events.iter().map(|e| event_variant(e.event));
     let doc = format!(
         " The webhook subscription of this module: model `{}`, path `{}`, events {}.\n\n \
          Pass it to the client when creating predictions so the webhook URL and events filter \
          match the handlers.",
         model.value(),
         path.value(),
-        args.events()
+        events
             .iter()
             .map(|e| format!("`{}`", e.event))
             .collect::<Vec<_>>()
             .join(", "),
     );
+    let events = events.iter().map(|e| event_variant(e.event));
+    quote! {
+        #[doc = #doc]
+        pub const WEBHOOK: #krate::__private::WebhookSpec = {
+            use #krate::__private as __rw;
+            __rw::WebhookSpec {
+                model: #model,
+                path: #path,
+                events: &[#(#events),*],
+            }
+        };
+    }
+}
 
+/// The handler wrappers and the registration, submitted to `inventory`.
+fn glue(module: &Module, krate: &syn::Path) -> TokenStream {
     let wrappers: Vec<Ident> = module
         .handlers
         .iter()
@@ -104,47 +144,24 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
             }
         }
     });
-
-    let (inner, outer): (Vec<_>, Vec<_>) = attrs
-        .iter()
-        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
-
     quote! {
-        #(#outer)*
-        #vis #unsafety #mod_token #ident {
-            #(#inner)*
-            #(#items)*
+        const _: () = {
+            use #krate::__private as __rw;
 
-            #schema
+            #(#wrapper_fns)*
 
-            #[doc = #doc]
-            pub const WEBHOOK: #krate::__private::WebhookSpec = {
-                use #krate::__private as __rw;
-                __rw::WebhookSpec {
-                    model: #model,
-                    path: #path,
-                    events: &[#(#events),*],
+            __rw::inventory::submit! {
+                __rw::Registration {
+                    model: self::WEBHOOK.model,
+                    path: self::WEBHOOK.path,
+                    events: self::WEBHOOK.events,
+                    handlers: &[#(#entries),*],
+                    module: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: ::core::line!(),
                 }
-            };
-
-            const _: () = {
-                use #krate::__private as __rw;
-
-                #(#wrapper_fns)*
-
-                __rw::inventory::submit! {
-                    __rw::Registration {
-                        model: self::WEBHOOK.model,
-                        path: self::WEBHOOK.path,
-                        events: self::WEBHOOK.events,
-                        handlers: &[#(#entries),*],
-                        module: ::core::module_path!(),
-                        file: ::core::file!(),
-                        line: ::core::line!(),
-                    }
-                }
-            };
-        }
+            }
+        };
     }
 }
 

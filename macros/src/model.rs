@@ -23,16 +23,19 @@ pub(crate) struct Handler {
     pub(crate) cfgs: Vec<syn::Attribute>,
 }
 
-/// An inline module and its handlers.
+/// An inline module, its well-formed handlers and the mistakes in it.
 #[derive(Debug)]
 pub(crate) struct Module {
     pub(crate) item: ItemMod,
     pub(crate) handlers: Vec<Handler>,
+    /// The module already defines `WEBHOOK`: emitting ours would add a second error.
+    pub(crate) defines_webhook: bool,
+    pub(crate) errors: Vec<syn::Error>,
 }
 
-/// Reads the annotated item. Checks against `args` only when they parsed.
+/// Reads the annotated item. Checks against `args` only when they all parsed.
 ///
-/// On error the caller emits the original item with the errors.
+/// `Err` when the item is not an inline module: the caller can only emit it as written.
 pub(crate) fn analyze(item: TokenStream, args: Option<&Args>) -> Result<Module, Vec<syn::Error>> {
     let item_mod = match syn::parse2::<Item>(item) {
         Ok(Item::Mod(item_mod)) => item_mod,
@@ -52,10 +55,12 @@ pub(crate) fn analyze(item: TokenStream, args: Option<&Args>) -> Result<Module, 
     // Every known handler, well-formed or not, so one mistake does not also report
     // "no terminal handler".
     let mut defined = Vec::new();
+    let mut defines_webhook = false;
     for item in items {
         if let Some(ident) = item_ident(item)
             && ident == "WEBHOOK"
         {
+            defines_webhook = true;
             errors.push(syn::Error::new(
                 ident.span(),
                 "#[replicate_webhook] defines `WEBHOOK` in this module (the module's \
@@ -80,14 +85,12 @@ pub(crate) fn analyze(item: TokenStream, args: Option<&Args>) -> Result<Module, 
         check_subscriptions(args, &defined, &mut errors);
     }
 
-    if errors.is_empty() {
-        Ok(Module {
-            item: item_mod,
-            handlers,
-        })
-    } else {
-        Err(errors)
-    }
+    Ok(Module {
+        item: item_mod,
+        handlers,
+        defines_webhook,
+        errors,
+    })
 }
 
 /// The name an item defines in the value namespace, where `WEBHOOK` would collide.
