@@ -5,6 +5,7 @@
 #![allow(clippy::doc_markdown, rustdoc::bare_urls)]
 
 mod api;
+mod error;
 mod sample;
 mod schema;
 mod simulate;
@@ -15,10 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Exit code of an invalid delivery or a failed check.
-const EXIT_INVALID: u8 = 1;
-/// Exit code of a usage or configuration error (clap uses it too).
-const EXIT_USAGE: u8 = 2;
+use crate::error::Exit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -216,7 +214,7 @@ enum PredictionsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
+    let exit = match cli.command {
         Command::Sign(args) => webhooks::sign(&args),
         Command::Verify(args) => webhooks::verify(&args),
         Command::Send(args) => block_on(webhooks::send(&args)),
@@ -228,17 +226,11 @@ fn main() -> ExitCode {
         Command::Schema(SchemaCommand::Check { dir, api }) => block_on(schema::check(&api, &dir)),
         Command::Predictions(command) => block_on(api::predictions(command)),
     };
-    ExitCode::from(code)
+    ExitCode::from(error::exit_code(exit))
 }
 
-fn block_on<F: std::future::Future<Output = u8>>(future: F) -> u8 {
+fn block_on<F: std::future::Future<Output = Exit>>(future: F) -> Exit {
     actix_web::rt::System::new().block_on(future)
-}
-
-/// Prints an error and returns the usage exit code.
-fn usage_error(message: &str) -> u8 {
-    eprintln!("error: {message}");
-    EXIT_USAGE
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::api::{client, fail};
-use crate::{ApiArgs, EXIT_INVALID, EXIT_USAGE, usage_error};
+use crate::ApiArgs;
+use crate::api::client;
+use crate::error::{CliError, EXIT_INVALID, EXIT_USAGE, Exit};
 
 fn split_model(spec: &str) -> Result<(&str, Option<&str>), String> {
     let (slug, version) = match spec.split_once(':') {
@@ -22,22 +23,12 @@ fn split_model(spec: &str) -> Result<(&str, Option<&str>), String> {
     }
 }
 
-pub(crate) async fn pull(api: &ApiArgs, spec: &str, out: &Path) -> u8 {
-    let (slug, version) = match split_model(spec) {
-        Ok(parts) => parts,
-        Err(e) => return usage_error(&e),
-    };
-    let client = match client(api) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+pub(crate) async fn pull(api: &ApiArgs, spec: &str, out: &Path) -> Exit {
+    let (slug, version) = split_model(spec).map_err(CliError::Usage)?;
+    let client = client(api)?;
     let schema = match version {
-        Some(version) => client.version_schema(slug, version).await,
-        None => client.model_schema(slug).await,
-    };
-    let schema = match schema {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
+        Some(version) => client.version_schema(slug, version).await?,
+        None => client.model_schema(slug).await?,
     };
     let path = out.join(format!("{slug}.json"));
     let text = serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n";
@@ -45,16 +36,9 @@ pub(crate) async fn pull(api: &ApiArgs, spec: &str, out: &Path) -> u8 {
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| std::fs::write(&path, text));
-    match written {
-        Ok(()) => {
-            println!("{}", path.display());
-            0
-        }
-        Err(e) => {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            EXIT_INVALID
-        }
-    }
+    written.map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    println!("{}", path.display());
+    Ok(0)
 }
 
 /// Every `DIR/owner/name.json`, as (`owner/name`, path), sorted.
@@ -79,16 +63,23 @@ fn pinned(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(found)
 }
 
-pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> u8 {
+pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> Exit {
     let files = match pinned(dir) {
         Ok(f) if !f.is_empty() => f,
-        Ok(_) => return usage_error(&format!("no owner/name.json files in {}", dir.display())),
-        Err(e) => return usage_error(&format!("cannot read {}: {e}", dir.display())),
+        Ok(_) => {
+            return Err(CliError::Usage(format!(
+                "no owner/name.json files in {}",
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::Usage(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )));
+        }
     };
-    let client = match client(api) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+    let client = client(api)?;
     let tty = std::io::stderr().is_terminal();
     let mut drift = false;
     let mut errors = false;
@@ -129,13 +120,13 @@ pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> u8 {
             }
         }
     }
-    if drift {
+    Ok(if drift {
         EXIT_INVALID
     } else if errors {
         EXIT_USAGE
     } else {
         0
-    }
+    })
 }
 
 #[cfg(test)]
