@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
 use crate::error::Exit;
 
@@ -50,35 +51,12 @@ enum Command {
     Predictions(PredictionsCommand),
 }
 
-/// A secret from the command line or the environment. `Debug` never shows it.
-#[derive(Clone)]
-struct Sensitive(String);
-
-impl Sensitive {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Sensitive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Sensitive {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
 /// The signing secret: `--secret`, else `REPLICATE_WEBHOOK_SECRET`.
 #[derive(Debug, Args)]
 struct SecretArg {
     /// The signing secret, `whsec_...` (several, space-separated, are accepted by verify).
     #[arg(long, env = "REPLICATE_WEBHOOK_SECRET", hide_env_values = true)]
-    secret: Sensitive,
+    secret: SecretString,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use clap::Args;
 use replicate_webhook::{Event, Secret};
 use replicate_webhook_cli::duration;
 use replicate_webhook_cli::simulator::{self, Config, Faults, Outcome, Script};
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::error::{CliError, Exit};
 
@@ -19,10 +20,10 @@ pub(crate) struct SimulateArgs {
     bind: String,
     /// The signing secret; generated and printed when neither this nor the variable is set.
     #[arg(long, env = "REPLICATE_WEBHOOK_SECRET", hide_env_values = true)]
-    secret: Option<crate::Sensitive>,
+    secret: Option<SecretString>,
     /// Require this API token (`Authorization: Bearer ...`); by default any token is accepted.
     #[arg(long)]
-    token: Option<crate::Sensitive>,
+    token: Option<SecretString>,
     /// A directory of schema files (`owner/name.json` or `owner__name.json`) to serve besides the
     /// built-in replicate/hello-world.
     #[arg(long)]
@@ -89,7 +90,7 @@ fn parse_events(text: &str) -> Result<BTreeSet<Event>, String> {
 }
 
 pub(crate) fn run(args: &SimulateArgs) -> Exit {
-    let (secret, generated) = match args.secret.as_ref().map(|s| s.as_str().trim()) {
+    let (secret, generated) = match args.secret.as_ref().map(|s| s.expose_secret().trim()) {
         Some(text) if !text.is_empty() => (
             crate::webhooks::signing_secret(text).map_err(CliError::Usage)?,
             false,
@@ -104,7 +105,7 @@ pub(crate) fn run(args: &SimulateArgs) -> Exit {
     let listener = std::net::TcpListener::bind(&args.bind)
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.bind)))?;
     let config = Config {
-        token: args.token.as_ref().map(|t| t.as_str().to_owned()),
+        token: args.token.clone(),
         schemas: args.schemas.clone(),
         script: Script {
             start_delay: args.start_delay,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use replicate_webhook::signature::{self, Verifier, new_message_id, unix_now};
 use replicate_webhook::{ConfigError, Secret, parse_secrets};
+use secrecy::ExposeSecret as _;
 
 use crate::error::{CliError, EXIT_INVALID, Exit};
 use crate::{SendArgs, SignArgs, VerifyArgs, sample};
@@ -47,7 +48,7 @@ pub(crate) fn signing_secret(text: &str) -> Result<Secret, String> {
 }
 
 pub(crate) fn sign(args: &SignArgs) -> Exit {
-    let secret = signing_secret(args.secret.secret.as_str()).map_err(CliError::Usage)?;
+    let secret = signing_secret(args.secret.secret.expose_secret()).map_err(CliError::Usage)?;
     let body = read_body(&args.file).map_err(CliError::Usage)?;
     let id = args.id.clone().unwrap_or_else(new_message_id);
     // A line break would turn the three output lines into more; no header can carry it anyway.
@@ -65,7 +66,7 @@ pub(crate) fn sign(args: &SignArgs) -> Exit {
 }
 
 pub(crate) fn verify(args: &VerifyArgs) -> Exit {
-    let secrets = secrets(args.secret.secret.as_str()).map_err(CliError::Usage)?;
+    let secrets = secrets(args.secret.secret.expose_secret()).map_err(CliError::Usage)?;
     let body = read_body(&args.file).map_err(CliError::Usage)?;
     let verifier = Verifier::new(secrets).tolerance(Duration::from_secs(args.tolerance));
     let now = args.now.unwrap_or_else(unix_now);
@@ -83,7 +84,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Exit {
 }
 
 pub(crate) async fn send(args: &SendArgs) -> Exit {
-    let secret = signing_secret(args.secret.secret.as_str()).map_err(CliError::Usage)?;
+    let secret = signing_secret(args.secret.secret.expose_secret()).map_err(CliError::Usage)?;
     let Some(url) = url::Url::parse(&args.url).ok().filter(url::Url::has_host) else {
         return Err(CliError::Usage(format!(
             "`{}` is not an absolute URL",

@@ -6,12 +6,14 @@
 //! re-exports what they need.
 
 mod handler;
+mod report;
 mod rules;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod status;
 
 pub use handler::HandlerKind;
+pub use report::error_chain;
 pub use rules::{
     ANY_MODEL, DEFAULT_PATH, PathError, is_name_part, is_plain_path, path_error, split_model,
 };

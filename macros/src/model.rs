@@ -162,7 +162,7 @@ fn suggestion(name: &str) -> Option<&'static str> {
     }
     let (distance, closest) = Kind::ALL
         .iter()
-        .map(|k| (edit_distance(name, k.fn_name()), k.fn_name()))
+        .map(|k| (strsim::levenshtein(name, k.fn_name()), k.fn_name()))
         .min()?;
     let shared_prefix = |candidate: &str| {
         word.chars()
@@ -307,25 +307,12 @@ fn check_subscriptions(args: &Args, defined: &[(Kind, Ident)], errors: &mut Vec<
     }
 }
 
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut row = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            row.push((prev[j] + cost).min(prev[j + 1] + 1).min(row[j] + 1));
-        }
-        prev = row;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{edit_distance, suggestion};
+    use super::suggestion;
+    use strsim::levenshtein as edit_distance;
 
+    /// The distances "did you mean" relies on.
     #[test]
     fn edit_distance_counts_edits() {
         assert_eq!(edit_distance("on_success", "on_succeeded"), 4);

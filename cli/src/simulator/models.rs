@@ -107,13 +107,7 @@ fn load(path: &Path, slug: &str) -> Option<KnownModel> {
     if !schema.is_object() {
         return None;
     }
-    let version = Sha256::digest(&bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+    let version = hex::encode(Sha256::digest(&bytes));
     Some(KnownModel {
         slug: slug.to_owned(),
         version,
