@@ -10,7 +10,8 @@ use replicate_webhook::client::{
 };
 use serde_json::Value;
 
-use crate::{ApiArgs, EXIT_INVALID, EXIT_USAGE, PredictionsCommand};
+use crate::error::{CliError, Exit};
+use crate::{ApiArgs, PredictionsCommand};
 
 /// Builds a client from `--api` / `REPLICATE_API_BASE_URL` and `REPLICATE_API_TOKEN`.
 ///
@@ -43,30 +44,11 @@ fn is_loopback(base: &str) -> bool {
     })
 }
 
-/// Reports a client error and returns the exit code.
-pub(crate) fn fail(error: &ClientError) -> u8 {
-    eprintln!("error: {error}");
-    match error {
-        ClientError::MissingToken | ClientError::InvalidUrl(_) | ClientError::InvalidWait(_) => {
-            EXIT_USAGE
-        }
-        _ => EXIT_INVALID,
-    }
-}
-
-pub(crate) async fn secret(args: &ApiArgs) -> u8 {
-    let client = match client(args) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
-    match client.default_secret().await {
-        Ok(secret) => {
-            // The user asked for it: this is the one place the secret is printed.
-            println!("{}", secret.expose());
-            0
-        }
-        Err(e) => fail(&e),
-    }
+pub(crate) async fn secret(args: &ApiArgs) -> Exit {
+    let secret = client(args)?.default_secret().await?;
+    // The user asked for it: this is the one place the secret is printed.
+    println!("{}", secret.expose());
+    Ok(0)
 }
 
 #[derive(Debug, Args)]
@@ -164,63 +146,33 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
-pub(crate) async fn predictions(command: PredictionsCommand) -> u8 {
+pub(crate) async fn predictions(command: PredictionsCommand) -> Exit {
     match command {
-        PredictionsCommand::Create(args) => create(&args).await,
-        PredictionsCommand::Get { id, api } => match client(&api) {
-            Ok(client) => report(client.get(&id).await),
-            Err(e) => fail(&e),
-        },
-        PredictionsCommand::Cancel { id, api } => match client(&api) {
-            Ok(client) => report(client.cancel(&id).await),
-            Err(e) => fail(&e),
-        },
-        PredictionsCommand::List { pages, api } => match client(&api) {
-            Ok(client) => match client.list_all(pages.max(1)).await {
-                Ok(all) => {
-                    print_json(&all);
-                    0
-                }
-                Err(e) => fail(&e),
-            },
-            Err(e) => fail(&e),
-        },
-    }
-}
-
-fn report<T: serde::Serialize>(result: Result<T, ClientError>) -> u8 {
-    match result {
-        Ok(value) => {
-            print_json(&value);
-            0
+        PredictionsCommand::Create(args) => return create(&args).await,
+        PredictionsCommand::Get { id, api } => print_json(&client(&api)?.get(&id).await?),
+        PredictionsCommand::Cancel { id, api } => print_json(&client(&api)?.cancel(&id).await?),
+        PredictionsCommand::List { pages, api } => {
+            print_json(&client(&api)?.list_all(pages.max(1)).await?);
         }
-        Err(e) => fail(&e),
     }
+    Ok(0)
 }
 
-async fn create(args: &CreateArgs) -> u8 {
-    let request = match build_request(args) {
-        Ok(r) => r,
-        Err(e) => return crate::usage_error(&e),
-    };
-    let client = match client(&args.api) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+async fn create(args: &CreateArgs) -> Exit {
+    let request = build_request(args).map_err(CliError::Usage)?;
+    let client = client(&args.api)?;
     let ticker = args
         .wait
         .map(|_| Ticker::start("waiting for the prediction (Prefer: wait)".to_owned()));
     let created = client.create(&request).await;
     drop(ticker);
-    let prediction = match created {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
-    };
-    if !args.follow || prediction.status.is_terminal() {
+    let prediction = created?;
+    if args.follow && !prediction.status.is_terminal() {
+        print_json(&follow(&client, &prediction.id).await?);
+    } else {
         print_json(&prediction);
-        return 0;
     }
-    report(follow(&client, &prediction.id).await)
+    Ok(0)
 }
 
 /// Shows `label (seconds)` on stderr while a long call runs, only when stderr is a terminal.

@@ -3,48 +3,19 @@
 
 use std::time::Duration;
 
-/// Parses `250ms`, `1.5s`, `5m`, `1h30m45s` or a bare number of seconds.
+/// Parses `250ms`, `1.5s`, `5m`, `1h30m45s` (any `humantime` duration) or a bare number of
+/// seconds.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration".into());
     }
+    // `Cancel-After: 30` means seconds; humantime wants a unit.
     if let Ok(seconds) = text.parse::<f64>() {
-        return from_secs(seconds, text);
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{text}` is not a valid duration"));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("`{text}`: a number needs a unit (ms, s, m, h)"))?;
-        let (number, tail) = rest.split_at(split);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration"))?;
-        let factor = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => {
-                return Err(format!(
-                    "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
-                ));
-            }
-        };
-        total += from_secs(value * factor, text)?;
-        rest = tail;
-    }
-    Ok(total)
-}
-
-fn from_secs(seconds: f64, text: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration: {e}"))
 }
 
 /// Parses a comma-separated list of durations, e.g. `100ms,200ms,400ms`.

@@ -5,6 +5,7 @@
 #![allow(clippy::doc_markdown, rustdoc::bare_urls)]
 
 mod api;
+mod error;
 mod sample;
 mod schema;
 mod simulate;
@@ -14,11 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
-/// Exit code of an invalid delivery or a failed check.
-const EXIT_INVALID: u8 = 1;
-/// Exit code of a usage or configuration error (clap uses it too).
-const EXIT_USAGE: u8 = 2;
+use crate::error::Exit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,35 +51,12 @@ enum Command {
     Predictions(PredictionsCommand),
 }
 
-/// A secret from the command line or the environment. `Debug` never shows it.
-#[derive(Clone)]
-struct Sensitive(String);
-
-impl Sensitive {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Sensitive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Sensitive {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
 /// The signing secret: `--secret`, else `REPLICATE_WEBHOOK_SECRET`.
 #[derive(Debug, Args)]
 struct SecretArg {
     /// The signing secret, `whsec_...` (several, space-separated, are accepted by verify).
     #[arg(long, env = "REPLICATE_WEBHOOK_SECRET", hide_env_values = true)]
-    secret: Sensitive,
+    secret: SecretString,
 }
 
 #[derive(Debug, Args)]
@@ -216,7 +192,7 @@ enum PredictionsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
+    let exit = match cli.command {
         Command::Sign(args) => webhooks::sign(&args),
         Command::Verify(args) => webhooks::verify(&args),
         Command::Send(args) => block_on(webhooks::send(&args)),
@@ -228,17 +204,11 @@ fn main() -> ExitCode {
         Command::Schema(SchemaCommand::Check { dir, api }) => block_on(schema::check(&api, &dir)),
         Command::Predictions(command) => block_on(api::predictions(command)),
     };
-    ExitCode::from(code)
+    ExitCode::from(error::exit_code(exit))
 }
 
-fn block_on<F: std::future::Future<Output = u8>>(future: F) -> u8 {
+fn block_on<F: std::future::Future<Output = Exit>>(future: F) -> Exit {
     actix_web::rt::System::new().block_on(future)
-}
-
-/// Prints an error and returns the usage exit code.
-fn usage_error(message: &str) -> u8 {
-    eprintln!("error: {message}");
-    EXIT_USAGE
 }
 
 #[cfg(test)]

@@ -1,19 +1,20 @@
 //! Realistic sample predictions for `send`.
 
 use replicate_webhook::testkit::sample_prediction;
+use replicate_webhook::{Event, Status};
 use replicate_webhook_cli::simulator::models::{HELLO_WORLD, HELLO_WORLD_VERSION};
 use serde_json::{Value, json};
 
 use crate::SampleStatus;
 
 impl SampleStatus {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub(crate) fn status(self) -> Status {
         match self {
-            Self::Starting => "starting",
-            Self::Processing => "processing",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
+            Self::Starting => Status::Starting,
+            Self::Processing => Status::Processing,
+            Self::Succeeded => Status::Succeeded,
+            Self::Failed => Status::Failed,
+            Self::Canceled => Status::Canceled,
         }
     }
 }
@@ -33,12 +34,12 @@ pub(crate) fn prediction(id: &str, model: &str, status: SampleStatus, webhook: &
             format!("https://replicate.delivery/sample/{id}/out-1.webp"),
         ]),
     };
-    let mut body = sample_prediction(id, model, status.as_str(), output);
+    let mut body = sample_prediction(id, model, status.status().as_str(), output);
     if hello {
         body["input"] = json!({"text": "Alice"});
         body["version"] = json!(HELLO_WORLD_VERSION);
     }
     body["webhook"] = json!(webhook.as_str());
-    body["webhook_events_filter"] = json!(["start", "output", "logs", "completed"]);
+    body["webhook_events_filter"] = json!(Event::ALL);
     body
 }

@@ -5,46 +5,30 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::api::{client, fail};
-use crate::{ApiArgs, EXIT_INVALID, EXIT_USAGE, usage_error};
+use crate::ApiArgs;
+use crate::api::client;
+use crate::error::{CliError, EXIT_INVALID, EXIT_USAGE, Exit};
 
 fn split_model(spec: &str) -> Result<(&str, Option<&str>), String> {
     let (slug, version) = match spec.split_once(':') {
         Some((slug, version)) => (slug, Some(version)),
         None => (spec, None),
     };
-    let valid = |part: &str| {
-        !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    };
-    match slug.split_once('/') {
-        Some((owner, name)) if valid(owner) && valid(name) && version.is_none_or(valid) => {
-            Ok((slug, version))
-        }
-        _ => Err(format!("`{spec}` is not owner/name or owner/name:version")),
+    if replicate_webhook_core::split_model(slug).is_some()
+        && version.is_none_or(replicate_webhook_core::is_name_part)
+    {
+        Ok((slug, version))
+    } else {
+        Err(format!("`{spec}` is not owner/name or owner/name:version"))
     }
 }
 
-pub(crate) async fn pull(api: &ApiArgs, spec: &str, out: &Path) -> u8 {
-    let (slug, version) = match split_model(spec) {
-        Ok(parts) => parts,
-        Err(e) => return usage_error(&e),
-    };
-    let client = match client(api) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+pub(crate) async fn pull(api: &ApiArgs, spec: &str, out: &Path) -> Exit {
+    let (slug, version) = split_model(spec).map_err(CliError::Usage)?;
+    let client = client(api)?;
     let schema = match version {
-        Some(version) => client.version_schema(slug, version).await,
-        None => client.model_schema(slug).await,
-    };
-    let schema = match schema {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
+        Some(version) => client.version_schema(slug, version).await?,
+        None => client.model_schema(slug).await?,
     };
     let path = out.join(format!("{slug}.json"));
     let text = serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n";
@@ -52,16 +36,9 @@ pub(crate) async fn pull(api: &ApiArgs, spec: &str, out: &Path) -> u8 {
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| std::fs::write(&path, text));
-    match written {
-        Ok(()) => {
-            println!("{}", path.display());
-            0
-        }
-        Err(e) => {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            EXIT_INVALID
-        }
-    }
+    written.map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    println!("{}", path.display());
+    Ok(0)
 }
 
 /// Every `DIR/owner/name.json`, as (`owner/name`, path), sorted.
@@ -86,16 +63,23 @@ fn pinned(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(found)
 }
 
-pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> u8 {
+pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> Exit {
     let files = match pinned(dir) {
         Ok(f) if !f.is_empty() => f,
-        Ok(_) => return usage_error(&format!("no owner/name.json files in {}", dir.display())),
-        Err(e) => return usage_error(&format!("cannot read {}: {e}", dir.display())),
+        Ok(_) => {
+            return Err(CliError::Usage(format!(
+                "no owner/name.json files in {}",
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::Usage(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )));
+        }
     };
-    let client = match client(api) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+    let client = client(api)?;
     let tty = std::io::stderr().is_terminal();
     let mut drift = false;
     let mut errors = false;
@@ -116,7 +100,7 @@ pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> u8 {
         };
         match client.model_schema(slug).await {
             Ok(live) => {
-                let diffs = replicate_webhook::schema_check::compare(&pinned, &live);
+                let diffs = replicate_webhook_cli::schema_check::compare(&pinned, &live);
                 if tty {
                     eprint!("\r\x1b[K");
                 }
@@ -136,13 +120,13 @@ pub(crate) async fn check(api: &ApiArgs, dir: &Path) -> u8 {
             }
         }
     }
-    if drift {
+    Ok(if drift {
         EXIT_INVALID
     } else if errors {
         EXIT_USAGE
     } else {
         0
-    }
+    })
 }
 
 #[cfg(test)]

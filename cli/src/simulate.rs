@@ -9,8 +9,9 @@ use clap::Args;
 use replicate_webhook::{Event, Secret};
 use replicate_webhook_cli::duration;
 use replicate_webhook_cli::simulator::{self, Config, Faults, Outcome, Script};
+use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::usage_error;
+use crate::error::{CliError, Exit};
 
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
@@ -19,10 +20,10 @@ pub(crate) struct SimulateArgs {
     bind: String,
     /// The signing secret; generated and printed when neither this nor the variable is set.
     #[arg(long, env = "REPLICATE_WEBHOOK_SECRET", hide_env_values = true)]
-    secret: Option<crate::Sensitive>,
+    secret: Option<SecretString>,
     /// Require this API token (`Authorization: Bearer ...`); by default any token is accepted.
     #[arg(long)]
-    token: Option<crate::Sensitive>,
+    token: Option<SecretString>,
     /// A directory of schema files (`owner/name.json` or `owner__name.json`) to serve besides the
     /// built-in replicate/hello-world.
     #[arg(long)]
@@ -88,30 +89,23 @@ fn parse_events(text: &str) -> Result<BTreeSet<Event>, String> {
         .collect()
 }
 
-pub(crate) fn run(args: &SimulateArgs) -> u8 {
-    let (secret, generated) = match args.secret.as_ref().map(|s| s.as_str().trim()) {
-        Some(text) if !text.is_empty() => match crate::webhooks::signing_secret(text) {
-            Ok(s) => (s, false),
-            Err(e) => return usage_error(&e),
-        },
+pub(crate) fn run(args: &SimulateArgs) -> Exit {
+    let (secret, generated) = match args.secret.as_ref().map(|s| s.expose_secret().trim()) {
+        Some(text) if !text.is_empty() => (
+            crate::webhooks::signing_secret(text).map_err(CliError::Usage)?,
+            false,
+        ),
         _ => (Secret::generate(), true),
     };
     let events = |flag: &str, text: &Option<String>| {
         parse_events(text.as_deref().unwrap_or_default()).map_err(|e| format!("--{flag}: {e}"))
     };
-    let (duplicate, drop) = match (
-        events("duplicate", &args.duplicate),
-        events("drop", &args.drop),
-    ) {
-        (Ok(d), Ok(x)) => (d, x),
-        (Err(e), _) | (_, Err(e)) => return usage_error(&e),
-    };
-    let listener = match std::net::TcpListener::bind(&args.bind) {
-        Ok(l) => l,
-        Err(e) => return usage_error(&format!("cannot listen on {}: {e}", args.bind)),
-    };
+    let duplicate = events("duplicate", &args.duplicate).map_err(CliError::Usage)?;
+    let drop = events("drop", &args.drop).map_err(CliError::Usage)?;
+    let listener = std::net::TcpListener::bind(&args.bind)
+        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.bind)))?;
     let config = Config {
-        token: args.token.as_ref().map(|t| t.as_str().to_owned()),
+        token: args.token.clone(),
         schemas: args.schemas.clone(),
         script: Script {
             start_delay: args.start_delay,
@@ -134,10 +128,8 @@ pub(crate) fn run(args: &SimulateArgs) -> u8 {
         ..Config::new(secret.clone())
     };
     actix_web::rt::System::new().block_on(async move {
-        let (server, running) = match simulator::serve(config, listener) {
-            Ok(s) => s,
-            Err(e) => return usage_error(&format!("cannot start the simulator: {e}")),
-        };
+        let (server, running) = simulator::serve(config, listener)
+            .map_err(|e| CliError::Usage(format!("cannot start the simulator: {e}")))?;
         let mut out = std::io::stdout();
         let _ = writeln!(out, "simulator listening on http://{}", running.addr);
         if generated {
@@ -145,9 +137,9 @@ pub(crate) fn run(args: &SimulateArgs) -> u8 {
         }
         let _ = writeln!(out, "api: {}", running.api_base);
         let _ = out.flush();
-        match server.await {
-            Ok(()) => 0,
-            Err(e) => usage_error(&format!("the simulator stopped: {e}")),
-        }
+        server
+            .await
+            .map_err(|e| CliError::Usage(format!("the simulator stopped: {e}")))?;
+        Ok(0)
     })
 }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use replicate_webhook::signature::{self, Verifier, new_message_id, unix_now};
 use replicate_webhook::{ConfigError, Secret, parse_secrets};
+use secrecy::ExposeSecret as _;
 
-use crate::{EXIT_INVALID, SendArgs, SignArgs, VerifyArgs, sample, usage_error};
+use crate::error::{CliError, EXIT_INVALID, Exit};
+use crate::{SendArgs, SignArgs, VerifyArgs, sample};
 
 /// Reads FILE, or stdin for `-`.
 pub(crate) fn read_body(path: &Path) -> Result<Vec<u8>, String> {
@@ -45,64 +47,52 @@ pub(crate) fn signing_secret(text: &str) -> Result<Secret, String> {
         .ok_or_else(|| "invalid --secret: empty".to_owned())
 }
 
-pub(crate) fn sign(args: &SignArgs) -> u8 {
-    let secret = match signing_secret(args.secret.secret.as_str()) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e),
-    };
-    let body = match read_body(&args.file) {
-        Ok(b) => b,
-        Err(e) => return usage_error(&e),
-    };
+pub(crate) fn sign(args: &SignArgs) -> Exit {
+    let secret = signing_secret(args.secret.secret.expose_secret()).map_err(CliError::Usage)?;
+    let body = read_body(&args.file).map_err(CliError::Usage)?;
     let id = args.id.clone().unwrap_or_else(new_message_id);
     // A line break would turn the three output lines into more; no header can carry it anyway.
     if id.chars().any(char::is_control) {
-        return usage_error("--id must not contain control characters");
+        return Err(CliError::Usage(
+            "--id must not contain control characters".to_owned(),
+        ));
     }
     let timestamp = args.timestamp.unwrap_or_else(unix_now);
     let headers = signature::sign(&secret, &id, timestamp, &body);
     for (name, value) in headers.pairs() {
         println!("{name}: {value}");
     }
-    0
+    Ok(0)
 }
 
-pub(crate) fn verify(args: &VerifyArgs) -> u8 {
-    let secrets = match secrets(args.secret.secret.as_str()) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e),
-    };
-    let body = match read_body(&args.file) {
-        Ok(b) => b,
-        Err(e) => return usage_error(&e),
-    };
+pub(crate) fn verify(args: &VerifyArgs) -> Exit {
+    let secrets = secrets(args.secret.secret.expose_secret()).map_err(CliError::Usage)?;
+    let body = read_body(&args.file).map_err(CliError::Usage)?;
     let verifier = Verifier::new(secrets).tolerance(Duration::from_secs(args.tolerance));
     let now = args.now.unwrap_or_else(unix_now);
     match verifier.verify_at(&args.id, &args.timestamp, &args.signature, &body, now) {
         Ok(()) => {
             println!("valid");
-            0
+            Ok(0)
         }
         Err(e) => {
+            // The verdict, not a failure to run: `invalid: ...` on stderr, not `error: ...`.
             eprintln!("invalid: {} ({e})", e.reason());
-            EXIT_INVALID
+            Ok(EXIT_INVALID)
         }
     }
 }
 
-pub(crate) async fn send(args: &SendArgs) -> u8 {
-    let secret = match signing_secret(args.secret.secret.as_str()) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e),
-    };
+pub(crate) async fn send(args: &SendArgs) -> Exit {
+    let secret = signing_secret(args.secret.secret.expose_secret()).map_err(CliError::Usage)?;
     let Some(url) = url::Url::parse(&args.url).ok().filter(url::Url::has_host) else {
-        return usage_error(&format!("`{}` is not an absolute URL", args.url));
+        return Err(CliError::Usage(format!(
+            "`{}` is not an absolute URL",
+            args.url
+        )));
     };
     let body = if let Some(path) = &args.body {
-        match read_body(path) {
-            Ok(b) => b,
-            Err(e) => return usage_error(&e),
-        }
+        read_body(path).map_err(CliError::Usage)?
     } else {
         let prediction_id = args
             .prediction_id
@@ -112,14 +102,11 @@ pub(crate) async fn send(args: &SendArgs) -> u8 {
         serde_json::to_vec(&prediction).unwrap_or_default()
     };
     let id = args.id.clone().unwrap_or_else(new_message_id);
-    let http = match reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
-    {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e.to_string()),
-    };
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let mut code = 0;
     for _ in 0..args.repeat {
         let headers = signature::sign(&secret, &id, unix_now(), &body);
@@ -153,5 +140,5 @@ pub(crate) async fn send(args: &SendArgs) -> u8 {
             }
         }
     }
-    code
+    Ok(code)
 }

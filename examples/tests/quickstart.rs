@@ -10,6 +10,9 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 struct Quickstart {
     child: Child,
+    /// The working directory, holding the default SQLite store: one per run, so no run sees
+    /// another's handled deliveries.
+    _dir: tempfile::TempDir,
     stdout: Receiver<String>,
     /// Kept so the reader thread keeps draining the pipe and the child never blocks on it.
     _stderr: Receiver<String>,
@@ -48,8 +51,9 @@ fn free_port() -> u16 {
 fn start(secret: Option<&str>) -> Quickstart {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
-    // The default store is a SQLite file in the working directory: keep it out of the repo.
-    cmd.current_dir(std::env::temp_dir())
+    // The default store is a SQLite file in the working directory: a fresh one per run.
+    let dir = tempfile::tempdir().unwrap();
+    cmd.current_dir(dir.path())
         .env("BIND", format!("127.0.0.1:{port}"))
         .env_remove("REPLICATE_WEBHOOK_STORE")
         .env("RUST_LOG", "warn");
@@ -67,6 +71,7 @@ fn start(secret: Option<&str>) -> Quickstart {
     let banner = wait_for(&stderr, "listening on");
     Quickstart {
         child,
+        _dir: dir,
         stdout,
         _stderr: stderr,
         banner,

@@ -28,9 +28,16 @@ fn command(k: &Known, program: &str) -> Command {
         .env_remove("REPLICATE_WEBHOOK_STORE")
         .env_remove("PUBLIC_URL")
         // The quickstart's default store is a SQLite file in the working directory.
-        .current_dir(std::env::temp_dir())
+        .current_dir(work_dir())
         .stdin(Stdio::null());
     cmd
+}
+
+/// One working directory for every binary of this test file, so the quickstart's default
+/// SQLite store lands in a temporary folder, not in the repository.
+fn work_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
 fn free_port() -> u16 {
@@ -172,7 +179,7 @@ fn quickstart_and_send_test_delivery_print_no_secret() {
 
 fn start_simulator(k: &Known) -> simulator::Running {
     let mut config = simulator::Config::new(Secret::parse(&k.secret).unwrap());
-    config.token = Some(k.token.clone());
+    config.token = Some(k.token.clone().into());
     config.schemas = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas").into());
     config.script = Script {
         start_delay: Duration::from_millis(20),

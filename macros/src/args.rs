@@ -1,26 +1,36 @@
-//! The attribute's arguments: `model`, `events`, `path`, `schema`.
+//! The attribute's arguments: `model`, `events`, `path`, `schema`, and `crate` for a renamed
+//! dependency.
 
 use proc_macro2::{Span, TokenStream};
+use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH, Event};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser as _};
 use syn::{LitStr, Token};
-
-/// The four events Replicate can send, in lifecycle order.
-pub(crate) const EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
-
-/// The route path when `path` is not given.
-pub(crate) const DEFAULT_PATH: &str = "/webhooks/replicate";
 
 const ARGUMENTS: &str = "`model`, `events`, `path` or `schema`";
 
 /// An event named in `events`, with the span of its string literal.
 #[derive(Debug, Clone)]
 pub(crate) struct EventArg {
-    pub(crate) name: &'static str,
+    pub(crate) event: Event,
     pub(crate) span: Span,
 }
 
-/// The parsed arguments. Values keep their spans for later errors.
+/// What the arguments gave. Each part is kept when its own arguments were valid, so a mistake
+/// elsewhere does not also take away `WEBHOOK` or the schema types (and cause errors in code
+/// that uses them).
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// `model`, `events` and `path`, when each was valid: enough for `WEBHOOK`.
+    pub(crate) args: Option<Args>,
+    pub(crate) schema: Option<LitStr>,
+    /// Where the runtime is: `::replicate_webhook` unless `crate = "..."` says otherwise.
+    pub(crate) krate: syn::Path,
+    /// Every mistake in the arguments.
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+/// The subscription arguments. Values keep their spans for later errors.
 #[derive(Debug)]
 pub(crate) struct Args {
     pub(crate) model: LitStr,
@@ -29,7 +39,6 @@ pub(crate) struct Args {
     /// Where `events` was written, or the attribute when defaulted.
     pub(crate) events_span: Span,
     pub(crate) path: LitStr,
-    pub(crate) schema: Option<LitStr>,
 }
 
 impl Args {
@@ -37,7 +46,7 @@ impl Args {
     pub(crate) fn events(&self) -> Vec<EventArg> {
         if self.events.is_empty() {
             vec![EventArg {
-                name: "completed",
+                event: Event::Completed,
                 span: self.events_span,
             }]
         } else {
@@ -45,8 +54,8 @@ impl Args {
         }
     }
 
-    pub(crate) fn subscribes(&self, event: &str) -> bool {
-        self.events().iter().any(|e| e.name == event)
+    pub(crate) fn subscribes(&self, event: Event) -> bool {
+        self.events().iter().any(|e| e.event == event)
     }
 }
 
@@ -56,13 +65,16 @@ struct Raw {
     events: Option<(Span, Vec<EventArg>)>,
     path: Option<LitStr>,
     schema: Option<LitStr>,
+    krate: Option<syn::Path>,
     errors: Vec<syn::Error>,
     /// The arguments did not parse; a missing `model` may be a consequence.
     malformed: bool,
+    /// `model`, `events` or `path` had a mistake.
+    bad_subscription: bool,
 }
 
 /// Parses the arguments, collecting every mistake rather than stopping at the first.
-pub(crate) fn parse(tokens: TokenStream) -> Result<Args, Vec<syn::Error>> {
+pub(crate) fn parse(tokens: TokenStream) -> Parsed {
     let mut raw = Raw::default();
     let parser = syn::meta::parser(|meta| raw.argument(&meta));
     if let Err(e) = parser.parse2(tokens) {
@@ -75,7 +87,18 @@ pub(crate) fn parse(tokens: TokenStream) -> Result<Args, Vec<syn::Error>> {
 impl Raw {
     fn argument(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         let key = meta.path.get_ident().map(ToString::to_string);
-        match key.as_deref() {
+        let before = self.errors.len();
+        let result = self.value(key.as_deref(), meta);
+        if matches!(key.as_deref(), Some("model" | "events" | "path"))
+            && (result.is_err() || self.errors.len() > before)
+        {
+            self.bad_subscription = true;
+        }
+        result
+    }
+
+    fn value(&mut self, key: Option<&str>, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        match key {
             Some("model") => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.check_model(&lit);
@@ -88,18 +111,8 @@ impl Raw {
             }
             Some("path") => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let path = lit.value();
-                if !path.starts_with('/') {
-                    self.errors.push(syn::Error::new(
-                        lit.span(),
-                        format!("`path` must start with `/`, e.g. `\"{DEFAULT_PATH}\"`"),
-                    ));
-                } else if path.contains(|c: char| "{}?#".contains(c) || c.is_whitespace()) {
-                    self.errors.push(syn::Error::new(
-                        lit.span(),
-                        "`path` must be a plain path: route parameters (`{..}`), query strings, \
-                         fragments and spaces are not supported",
-                    ));
+                if let Some(e) = replicate_webhook_core::path_error(&lit.value()) {
+                    self.errors.push(syn::Error::new(lit.span(), e));
                 }
                 set_once(&mut self.path, lit, meta, &mut self.errors);
             }
@@ -107,6 +120,10 @@ impl Raw {
                 let lit: LitStr = meta.value()?.parse()?;
                 set_once(&mut self.schema, lit, meta, &mut self.errors);
             }
+            Some("crate") => match crate_path(&meta.value()?.parse()?) {
+                Ok(krate) => set_once(&mut self.krate, krate, meta, &mut self.errors),
+                Err(e) => self.errors.push(e),
+            },
             _ => {
                 self.errors.push(meta.error(format_args!(
                     "unknown argument `{}`; expected {ARGUMENTS}",
@@ -125,19 +142,7 @@ impl Raw {
 
     fn check_model(&mut self, lit: &LitStr) {
         let model = lit.value();
-        if model == "*" {
-            return;
-        }
-        let valid_part = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        let ok = match model.split_once('/') {
-            Some((owner, name)) => valid_part(owner) && valid_part(name),
-            None => false,
-        };
-        if !ok {
+        if model != ANY_MODEL && replicate_webhook_core::split_model(&model).is_none() {
             self.errors.push(syn::Error::new(
                 lit.span(),
                 format!(
@@ -157,7 +162,7 @@ impl Raw {
             if lits.is_empty() {
                 self.errors.push(syn::Error::new(
                     bracket.span.join(),
-                    "`events` must name at least one of `start`, `output`, `logs`, `completed`",
+                    format!("`events` must name at least one of {}", event_list()),
                 ));
             }
             lits.into_iter().collect()
@@ -172,31 +177,29 @@ impl Raw {
         let mut events: Vec<EventArg> = Vec::new();
         for lit in lits {
             let text = lit.value();
-            let Some(name) = EVENTS.into_iter().find(|e| *e == text) else {
+            let Some(event) = Event::parse(&text) else {
                 self.errors.push(syn::Error::new(
                     lit.span(),
-                    format!(
-                        "unknown event `{text}`; expected one of `start`, `output`, `logs`, `completed`"
-                    ),
+                    format!("unknown event `{text}`; expected one of {}", event_list()),
                 ));
                 continue;
             };
-            if events.iter().any(|e| e.name == name) {
+            if events.iter().any(|e| e.event == event) {
                 self.errors.push(syn::Error::new(
                     lit.span(),
-                    format!("event `{name}` is listed twice"),
+                    format!("event `{event}` is listed twice"),
                 ));
                 continue;
             }
             events.push(EventArg {
-                name,
+                event,
                 span: lit.span(),
             });
         }
         Ok(events)
     }
 
-    fn finish(mut self) -> Result<Args, Vec<syn::Error>> {
+    fn finish(mut self) -> Parsed {
         if self.model.is_none() && !self.malformed {
             self.errors.push(syn::Error::new(
                 Span::call_site(),
@@ -204,24 +207,45 @@ impl Raw {
                  or `model = \"*\"` for any model",
             ));
         }
-        match self.model {
-            Some(model) if self.errors.is_empty() => {
+        let args = match self.model {
+            // Arguments after a parse error were never read: they may hold another `events`.
+            Some(model) if !self.malformed && !self.bad_subscription => {
                 let (events_span, events) = self
                     .events
                     .unwrap_or_else(|| (Span::call_site(), Vec::new()));
-                Ok(Args {
+                Some(Args {
                     model,
                     events,
                     events_span,
                     path: self
                         .path
                         .unwrap_or_else(|| LitStr::new(DEFAULT_PATH, Span::call_site())),
-                    schema: self.schema,
                 })
             }
-            _ => Err(self.errors),
+            _ => None,
+        };
+        Parsed {
+            args,
+            schema: self.schema,
+            krate: self.krate.unwrap_or_else(default_crate),
+            errors: self.errors,
         }
     }
+}
+
+/// `::replicate_webhook`: the path generated code starts from.
+pub(crate) fn default_crate() -> syn::Path {
+    syn::parse_quote!(::replicate_webhook)
+}
+
+/// The value of `crate = "..."`, the name a user gave the `replicate-webhook` dependency.
+pub(crate) fn crate_path(lit: &LitStr) -> syn::Result<syn::Path> {
+    lit.parse_with(syn::Path::parse_mod_style).map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            "`crate` must be a path to the `replicate-webhook` crate, e.g. `\"::replicate_webhook\"`",
+        )
+    })
 }
 
 /// Stores an argument's value, or reports the repetition at its key.
@@ -239,6 +263,15 @@ fn set_once<T>(
     } else {
         *slot = Some(value);
     }
+}
+
+/// `` `start`, `output`, `logs`, `completed` ``.
+fn event_list() -> String {
+    Event::ALL
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn path_text(path: &syn::Path) -> String {

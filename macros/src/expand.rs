@@ -1,53 +1,67 @@
 //! Code generation: the module as written, its `WEBHOOK` spec, and the registration glue.
 //!
-//! The only file with `quote!`. Every generated path starts with `::replicate_webhook` (or
-//! `::core`), and the glue lives in `const _: () = { .. };` with `__`-prefixed names.
+//! The only file with `quote!`. Every generated path starts with `::replicate_webhook::__private`
+//! (or the `crate = "..."` override's, or `::core`), and the glue lives in `const _: () = { .. };`
+//! with `__`-prefixed names.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use replicate_webhook_core::{Event, HandlerKind};
 use syn::spanned::Spanned as _;
 
 use crate::args::{self, Args};
 use crate::model::{self, Handler, Module};
 
-/// The attribute: arguments and module in, module plus glue (or module plus errors) out.
+/// The attribute: arguments and module in; the module with `WEBHOOK`, the schema types and the
+/// registration glue out, or with as much of them as the mistakes leave valid, plus the errors.
 pub(crate) fn replicate_webhook(args: TokenStream, item: TokenStream) -> TokenStream {
-    let (args, mut errors) = match args::parse(args) {
-        Ok(args) => (Some(args), Vec::new()),
-        Err(errors) => (None, errors),
-    };
-    match model::analyze(item.clone(), args.as_ref()) {
-        Ok(module) if errors.is_empty() => {
-            let args = args.expect("no argument errors");
-            match schema_items(&args) {
-                Ok(schema) => module_with_glue(&args, &module, &schema),
-                Err(e) => with_errors(item, vec![e]),
-            }
-        }
-        Ok(_) => with_errors(item, errors),
+    let parsed = args::parse(args);
+    let mut errors = parsed.errors;
+    let all_args = parsed.args.as_ref().filter(|_| errors.is_empty());
+    let mut module = match model::analyze(item.clone(), all_args) {
+        Ok(module) => module,
         Err(more) => {
             errors.extend(more);
-            with_errors(item, errors)
+            return with_errors(item, errors);
         }
-    }
+    };
+    errors.append(&mut module.errors);
+
+    // What is valid is still emitted, as thiserror's fallback does, "to minimize spurious
+    // secondary errors": a misspelled handler must not also report "cannot find type `Output`".
+    let schema = match &parsed.schema {
+        Some(schema) => {
+            crate::schema::expand_schema_file(schema, &parsed.krate).unwrap_or_else(|e| {
+                errors.push(e);
+                TokenStream::new()
+            })
+        }
+        None => TokenStream::new(),
+    };
+    let spec = parsed
+        .args
+        .as_ref()
+        .filter(|_| !module.defines_webhook)
+        .map(|args| webhook_const(args, &parsed.krate));
+    let glue = match &parsed.args {
+        Some(_) if errors.is_empty() => glue(&module, &parsed.krate),
+        _ => TokenStream::new(),
+    };
+    with_errors(
+        module_with(&module.item, &[schema, spec.unwrap_or_default(), glue]),
+        errors,
+    )
 }
 
-/// The original item, untouched, followed by the errors: one typo must not also cause
-/// "cannot find function" errors, and IDEs keep seeing the module.
+/// The item followed by the errors. When the item is not an inline module it stays untouched:
+/// one typo must not also cause "cannot find function" errors, and IDEs keep seeing the module.
 fn with_errors(mut item: TokenStream, errors: Vec<syn::Error>) -> TokenStream {
     item.extend(errors.into_iter().map(syn::Error::into_compile_error));
     item
 }
 
-/// Type definitions generated from `schema = "..."`.
-fn schema_items(args: &Args) -> syn::Result<TokenStream> {
-    match &args.schema {
-        Some(schema) => crate::schema::expand_schema_file(schema),
-        None => Ok(TokenStream::new()),
-    }
-}
-
-fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> TokenStream {
+/// The module as written, with `extra` appended inside it.
+fn module_with(item: &syn::ItemMod, extra: &[TokenStream]) -> TokenStream {
     let syn::ItemMod {
         attrs,
         vis,
@@ -56,30 +70,59 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
         ident,
         content,
         ..
-    } = &module.item;
+    } = item;
     let items = content
         .as_ref()
         .map(|(_, items)| items)
         .into_iter()
         .flatten();
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+    quote! {
+        #(#outer)*
+        #vis #unsafety #mod_token #ident {
+            #(#inner)*
+            #(#items)*
 
+            #(#extra)*
+        }
+    }
+}
+
+/// `pub const WEBHOOK: WebhookSpec`: the subscription, for the registration and for the client.
+fn webhook_const(args: &Args, krate: &syn::Path) -> TokenStream {
     let model = &args.model;
     let path = &args.path;
     let events = args.events();
-    let events = events.iter().map(|e| event_variant(e.name));
     let doc = format!(
         " The webhook subscription of this module: model `{}`, path `{}`, events {}.\n\n \
          Pass it to the client when creating predictions so the webhook URL and events filter \
          match the handlers.",
         model.value(),
         path.value(),
-        args.events()
+        events
             .iter()
-            .map(|e| format!("`{}`", e.name))
+            .map(|e| format!("`{}`", e.event))
             .collect::<Vec<_>>()
             .join(", "),
     );
+    let events = events.iter().map(|e| event_variant(e.event));
+    quote! {
+        #[doc = #doc]
+        pub const WEBHOOK: #krate::__private::WebhookSpec = {
+            use #krate::__private as __rw;
+            __rw::WebhookSpec {
+                model: #model,
+                path: #path,
+                events: &[#(#events),*],
+            }
+        };
+    }
+}
 
+/// The handler wrappers and the registration, submitted to `inventory`.
+fn glue(module: &Module, krate: &syn::Path) -> TokenStream {
     let wrappers: Vec<Ident> = module
         .handlers
         .iter()
@@ -91,7 +134,7 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
         .zip(&wrappers)
         .map(|(h, name)| handler_wrapper(h, name));
     let entries = module.handlers.iter().zip(&wrappers).map(|(h, name)| {
-        let kind = Ident::new(h.kind.variant, Span::call_site());
+        let kind = variant(h.kind);
         let cfgs = &h.cfgs;
         quote! {
             #(#cfgs)*
@@ -101,56 +144,36 @@ fn module_with_glue(args: &Args, module: &Module, schema: &TokenStream) -> Token
             }
         }
     });
-
-    let (inner, outer): (Vec<_>, Vec<_>) = attrs
-        .iter()
-        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
-
     quote! {
-        #(#outer)*
-        #vis #unsafety #mod_token #ident {
-            #(#inner)*
-            #(#items)*
+        const _: () = {
+            use #krate::__private as __rw;
 
-            #schema
+            #(#wrapper_fns)*
 
-            #[doc = #doc]
-            pub const WEBHOOK: ::replicate_webhook::WebhookSpec = ::replicate_webhook::WebhookSpec {
-                model: #model,
-                path: #path,
-                events: &[#(#events),*],
-            };
-
-            const _: () = {
-                use ::replicate_webhook::__private as __rw;
-
-                #(#wrapper_fns)*
-
-                __rw::inventory::submit! {
-                    __rw::Registration {
-                        model: self::WEBHOOK.model,
-                        path: self::WEBHOOK.path,
-                        events: self::WEBHOOK.events,
-                        handlers: &[#(#entries),*],
-                        module: ::core::module_path!(),
-                        file: ::core::file!(),
-                        line: ::core::line!(),
-                    }
+            __rw::inventory::submit! {
+                __rw::Registration {
+                    model: self::WEBHOOK.model,
+                    path: self::WEBHOOK.path,
+                    events: self::WEBHOOK.events,
+                    handlers: &[#(#entries),*],
+                    module: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: ::core::line!(),
                 }
-            };
-        }
+            }
+        };
     }
 }
 
-fn event_variant(name: &str) -> TokenStream {
-    let variant = match name {
-        "start" => "Start",
-        "output" => "Output",
-        "logs" => "Logs",
-        _ => "Completed",
-    };
-    let variant = Ident::new(variant, Span::call_site());
-    quote!(::replicate_webhook::Event::#variant)
+fn event_variant(event: Event) -> TokenStream {
+    let variant = variant(event);
+    quote!(__rw::Event::#variant)
+}
+
+/// The variant's name as the runtime spells it: the runtime re-exports these very enums, and
+/// derived `Debug` of a unit variant is its identifier.
+fn variant(value: impl std::fmt::Debug) -> Ident {
+    Ident::new(&format!("{value:?}"), Span::call_site())
 }
 
 /// `fn(Call) -> HandlerFuture` around one user handler. Each conversion is spanned at the
@@ -158,7 +181,7 @@ fn event_variant(name: &str) -> TokenStream {
 fn handler_wrapper(handler: &Handler, name: &Ident) -> TokenStream {
     let user_fn = &handler.ident;
     let input_ty = &handler.input;
-    let input_fn = if handler.kind.is_decode_error() {
+    let input_fn = if handler.kind == HandlerKind::DecodeError {
         quote!(decode_error_input)
     } else {
         quote!(input)
@@ -199,5 +222,32 @@ fn handler_wrapper(handler: &Handler, name: &Ident) -> TokenStream {
                 __rw::Ok(#returned)
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// With `crate = "..."`, nothing in the expansion may still name `replicate_webhook`, or a
+    /// crate that renamed the dependency would not compile.
+    #[test]
+    fn every_generated_path_goes_through_the_crate_argument() {
+        let args = quote!(
+            model = "acme/echo",
+            events = ["start", "completed"],
+            crate = "webhooks"
+        );
+        let item = quote! {
+            mod echo {
+                async fn on_start(p: Prediction) -> Result<(), HandlerError> { Ok(()) }
+                async fn on_succeeded(p: Prediction, db: web::Data<Db>) -> Result<(), HandlerError> { Ok(()) }
+                async fn on_decode_error(e: DecodeError) {}
+            }
+        };
+        let expanded = super::replicate_webhook(args, item).to_string();
+        assert!(expanded.contains("webhooks :: __private"), "{expanded}");
+        assert!(!expanded.contains("replicate_webhook"), "{expanded}");
+        assert!(!expanded.contains("compile_error"), "{expanded}");
     }
 }

@@ -4,45 +4,9 @@ use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned as _;
 use syn::{FnArg, Ident, Item, ItemFn, ItemMod, ReturnType, Type};
 
+use replicate_webhook_core::{Event, HandlerKind as Kind};
+
 use crate::args::Args;
-
-/// A handler name, the runtime's `HandlerKind` variant for it, and the event it needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Kind {
-    pub(crate) fn_name: &'static str,
-    pub(crate) variant: &'static str,
-    /// `None` for `on_decode_error`, which any event can reach.
-    pub(crate) event: Option<&'static str>,
-}
-
-impl Kind {
-    pub(crate) fn is_terminal(self) -> bool {
-        self.event == Some("completed")
-    }
-
-    pub(crate) fn is_decode_error(self) -> bool {
-        self.event.is_none()
-    }
-}
-
-const fn kind(fn_name: &'static str, variant: &'static str, event: Option<&'static str>) -> Kind {
-    Kind {
-        fn_name,
-        variant,
-        event,
-    }
-}
-
-pub(crate) const KINDS: [Kind; 8] = [
-    kind("on_start", "Start", Some("start")),
-    kind("on_output", "Output", Some("output")),
-    kind("on_logs", "Logs", Some("logs")),
-    kind("on_succeeded", "Succeeded", Some("completed")),
-    kind("on_failed", "Failed", Some("completed")),
-    kind("on_canceled", "Canceled", Some("completed")),
-    kind("on_aborted", "Aborted", Some("completed")),
-    kind("on_decode_error", "DecodeError", None),
-];
 
 /// One `on_*` function of the module.
 #[derive(Debug)]
@@ -59,16 +23,19 @@ pub(crate) struct Handler {
     pub(crate) cfgs: Vec<syn::Attribute>,
 }
 
-/// An inline module and its handlers.
+/// An inline module, its well-formed handlers and the mistakes in it.
 #[derive(Debug)]
 pub(crate) struct Module {
     pub(crate) item: ItemMod,
     pub(crate) handlers: Vec<Handler>,
+    /// The module already defines `WEBHOOK`: emitting ours would add a second error.
+    pub(crate) defines_webhook: bool,
+    pub(crate) errors: Vec<syn::Error>,
 }
 
-/// Reads the annotated item. Checks against `args` only when they parsed.
+/// Reads the annotated item. Checks against `args` only when they all parsed.
 ///
-/// On error the caller emits the original item with the errors.
+/// `Err` when the item is not an inline module: the caller can only emit it as written.
 pub(crate) fn analyze(item: TokenStream, args: Option<&Args>) -> Result<Module, Vec<syn::Error>> {
     let item_mod = match syn::parse2::<Item>(item) {
         Ok(Item::Mod(item_mod)) => item_mod,
@@ -88,10 +55,12 @@ pub(crate) fn analyze(item: TokenStream, args: Option<&Args>) -> Result<Module, 
     // Every known handler, well-formed or not, so one mistake does not also report
     // "no terminal handler".
     let mut defined = Vec::new();
+    let mut defines_webhook = false;
     for item in items {
         if let Some(ident) = item_ident(item)
             && ident == "WEBHOOK"
         {
+            defines_webhook = true;
             errors.push(syn::Error::new(
                 ident.span(),
                 "#[replicate_webhook] defines `WEBHOOK` in this module (the module's \
@@ -103,7 +72,7 @@ pub(crate) fn analyze(item: TokenStream, args: Option<&Args>) -> Result<Module, 
         if !name.starts_with("on_") {
             continue;
         }
-        let Some(kind) = KINDS.into_iter().find(|k| k.fn_name == name) else {
+        let Some(kind) = Kind::from_fn_name(&name) else {
             errors.push(unknown_handler(&f.sig.ident, &name));
             continue;
         };
@@ -116,14 +85,12 @@ pub(crate) fn analyze(item: TokenStream, args: Option<&Args>) -> Result<Module, 
         check_subscriptions(args, &defined, &mut errors);
     }
 
-    if errors.is_empty() {
-        Ok(Module {
-            item: item_mod,
-            handlers,
-        })
-    } else {
-        Err(errors)
-    }
+    Ok(Module {
+        item: item_mod,
+        handlers,
+        defines_webhook,
+        errors,
+    })
 }
 
 /// The name an item defines in the value namespace, where `WEBHOOK` would collide.
@@ -161,9 +128,9 @@ fn not_a_module(item: &Item) -> syn::Error {
 }
 
 fn unknown_handler(ident: &Ident, name: &str) -> syn::Error {
-    let valid = KINDS
+    let valid = Kind::ALL
         .iter()
-        .map(|k| format!("`{}`", k.fn_name))
+        .map(|k| format!("`{}`", k.fn_name()))
         .collect::<Vec<_>>()
         .join(", ");
     let message = match suggestion(name) {
@@ -193,9 +160,9 @@ fn suggestion(name: &str) -> Option<&'static str> {
     if alias.is_some() {
         return alias;
     }
-    let (distance, closest) = KINDS
+    let (distance, closest) = Kind::ALL
         .iter()
-        .map(|k| (edit_distance(name, k.fn_name), k.fn_name))
+        .map(|k| (strsim::levenshtein(name, k.fn_name()), k.fn_name()))
         .min()?;
     let shared_prefix = |candidate: &str| {
         word.chars()
@@ -206,9 +173,9 @@ fn suggestion(name: &str) -> Option<&'static str> {
     if distance <= name.len() / 2 {
         return Some(closest);
     }
-    KINDS
+    Kind::ALL
         .iter()
-        .map(|k| (shared_prefix(k.fn_name), k.fn_name))
+        .map(|k| (shared_prefix(k.fn_name()), k.fn_name()))
         .filter(|(shared, _)| *shared >= 3)
         .max()
         .map(|(_, name)| name)
@@ -223,7 +190,7 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
             sig.fn_token.span,
             format!(
                 "webhook handlers must be `async fn`: write `async fn {}`",
-                kind.fn_name
+                kind.fn_name()
             ),
         ));
     }
@@ -264,7 +231,7 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
         }
     }
     if sig.inputs.is_empty() {
-        let expected = if kind.is_decode_error() {
+        let expected = if kind == Kind::DecodeError {
             "error: DecodeError"
         } else {
             "p: Prediction"
@@ -274,7 +241,7 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
             format!(
                 "a webhook handler takes the delivery as its first argument: \
                  write `{}({expected})`",
-                kind.fn_name
+                kind.fn_name()
             ),
         ));
     }
@@ -304,14 +271,14 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
 /// Handlers need their event subscribed; `completed` needs a terminal handler.
 fn check_subscriptions(args: &Args, defined: &[(Kind, Ident)], errors: &mut Vec<syn::Error>) {
     for (kind, ident) in defined {
-        let Some(event) = kind.event else {
+        let Some(event) = kind.event() else {
             continue;
         };
         if !args.subscribes(event) {
             let subscribed = args
                 .events()
                 .iter()
-                .map(|e| format!("\"{}\"", e.name))
+                .map(|e| format!("\"{}\"", e.event))
                 .collect::<Vec<_>>()
                 .join(", ");
             errors.push(syn::Error::new(
@@ -319,12 +286,15 @@ fn check_subscriptions(args: &Args, defined: &[(Kind, Ident)], errors: &mut Vec<
                 format!(
                     "`{}` handles the `{event}` event, which this module does not subscribe to; \
                      add it: `events = [{subscribed}, \"{event}\"]`",
-                    kind.fn_name
+                    kind.fn_name()
                 ),
             ));
         }
     }
-    let completed = args.events().into_iter().find(|e| e.name == "completed");
+    let completed = args
+        .events()
+        .into_iter()
+        .find(|e| e.event == Event::Completed);
     if let Some(completed) = completed
         && !defined.iter().any(|(kind, _)| kind.is_terminal())
     {
@@ -337,25 +307,12 @@ fn check_subscriptions(args: &Args, defined: &[(Kind, Ident)], errors: &mut Vec<
     }
 }
 
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut row = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            row.push((prev[j] + cost).min(prev[j + 1] + 1).min(row[j] + 1));
-        }
-        prev = row;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{edit_distance, suggestion};
+    use super::suggestion;
+    use strsim::levenshtein as edit_distance;
 
+    /// The distances "did you mean" relies on.
     #[test]
     fn edit_distance_counts_edits() {
         assert_eq!(edit_distance("on_success", "on_succeeded"), 4);

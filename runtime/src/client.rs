@@ -31,6 +31,7 @@
 //! backoff (see [`RetryPolicy`]), honouring `Retry-After`. The token never appears in `Debug`
 //! output or error messages.
 
+use secrecy::{ExposeSecret as _, SecretString};
 use std::fmt;
 use std::time::Duration;
 
@@ -160,22 +161,12 @@ impl RetryPolicy {
     }
 }
 
-/// An API token. `Debug` never shows it.
-#[derive(Clone)]
-struct Token(String);
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
 /// A Replicate API client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    token: Option<Token>,
+    token: Option<SecretString>,
     webhook_base: Option<Url>,
     retry: RetryPolicy,
 }
@@ -184,7 +175,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("base", &redacted_url(&self.base))
-            .field("token", &self.token)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("webhook_base", &self.webhook_base.as_ref().map(Url::as_str))
             .field("retry", &self.retry)
             .finish_non_exhaustive()
@@ -427,7 +418,9 @@ impl Client {
         Ok(Self {
             http,
             base,
-            token: token.filter(|t| !t.trim().is_empty()).map(Token),
+            token: token
+                .filter(|t| !t.trim().is_empty())
+                .map(SecretString::from),
             webhook_base: None,
             retry: RetryPolicy::default(),
         })
@@ -648,7 +641,7 @@ impl Client {
         retry_server_errors: bool,
     ) -> Result<T, ClientError> {
         let token = self.token.as_ref().ok_or(ClientError::MissingToken)?;
-        let mut auth = header_value(&format!("Bearer {}", token.0))
+        let mut auth = header_value(&format!("Bearer {}", token.expose_secret()))
             .map_err(|_| ClientError::InvalidUrl("the API token is not a valid header".into()))?;
         auth.set_sensitive(true);
         let mut attempt = 0u32;
@@ -713,18 +706,7 @@ async fn read(response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
 
 /// The error and its causes, without the URL ("error sending request: ... Connection refused").
 fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    replicate_webhook_core::error_chain(&error.without_url())
 }
 
 /// Replicate's errors are problem documents: `{"title": .., "detail": .., "status": ..}`.
@@ -779,13 +761,7 @@ fn header_value(text: &str) -> Result<HeaderValue, ClientError> {
 
 /// A path segment: refuses anything that would change the path.
 fn segment(text: &str) -> Result<&str, ClientError> {
-    if text.is_empty()
-        || text == "."
-        || text == ".."
-        || !text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !replicate_webhook_core::is_name_part(text) {
         return Err(ClientError::InvalidUrl(format!(
             "`{text}` is not a valid id or name"
         )));

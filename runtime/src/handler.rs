@@ -8,75 +8,12 @@ use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 
-use crate::{HandlerError, Prediction, Status};
+use crate::{HandlerError, Prediction};
+
+pub use replicate_webhook_core::HandlerKind;
 
 /// The future a handler call returns. Local: actix extractors and handlers need not be `Send`.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Outcome> + 'static>>;
-
-/// Which handler of a module a delivery goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HandlerKind {
-    /// `on_start`: status `starting`.
-    Start,
-    /// `on_output`: status `processing` with new output.
-    Output,
-    /// `on_logs`: status `processing` with new logs only.
-    Logs,
-    /// `on_succeeded`.
-    Succeeded,
-    /// `on_failed`.
-    Failed,
-    /// `on_canceled` (also used for `aborted` when `on_aborted` is absent).
-    Canceled,
-    /// `on_aborted`.
-    Aborted,
-    /// `on_decode_error`: a verified body did not decode into the handler's types.
-    DecodeError,
-}
-
-impl HandlerKind {
-    /// Every kind, in lifecycle order.
-    pub const ALL: [HandlerKind; 8] = [
-        Self::Start,
-        Self::Output,
-        Self::Logs,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Canceled,
-        Self::Aborted,
-        Self::DecodeError,
-    ];
-
-    /// The handler function's name, e.g. `on_succeeded`.
-    pub fn fn_name(self) -> &'static str {
-        match self {
-            Self::Start => "on_start",
-            Self::Output => "on_output",
-            Self::Logs => "on_logs",
-            Self::Succeeded => "on_succeeded",
-            Self::Failed => "on_failed",
-            Self::Canceled => "on_canceled",
-            Self::Aborted => "on_aborted",
-            Self::DecodeError => "on_decode_error",
-        }
-    }
-
-    /// The kind for a handler function's name.
-    pub fn from_fn_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.fn_name() == name)
-    }
-
-    /// The kind for a terminal status.
-    pub fn for_terminal(status: &Status) -> Option<Self> {
-        match status {
-            Status::Succeeded => Some(Self::Succeeded),
-            Status::Failed => Some(Self::Failed),
-            Status::Canceled => Some(Self::Canceled),
-            Status::Aborted => Some(Self::Aborted),
-            _ => None,
-        }
-    }
-}
 
 /// One verified delivery on its way into a handler: the request (for extractors) and the raw body.
 #[derive(Clone)]

@@ -61,11 +61,11 @@ pub mod client;
 mod config;
 pub mod dedupe;
 mod error;
+mod glue;
 mod handler;
 mod prediction;
 mod receiver;
 mod registry;
-pub mod schema_check;
 mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
@@ -73,9 +73,9 @@ pub mod testkit;
 
 pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
 pub use error::HandlerError;
-pub use handler::{Call, DecodeError, HandlerInput, HandlerKind, HandlerReturn, Outcome};
+pub use handler::{DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};
-pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError, WebhookSpec};
+pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, SetupError, WebhookSpec};
 /// Generates typed `Input` and `Output` for a model from its pinned `openapi_schema` file.
 ///
 /// ```ignore
@@ -98,6 +98,7 @@ pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError, We
 /// The module gets `Input` (a struct: `Input::new(required…)`, `Input::default_<field>()`,
 /// `Default` when nothing is required), `Output` (a type alias, struct or enum), and the enums
 /// and structs they use. The same types come with `#[replicate_webhook(schema = "…")]`.
+/// When `Cargo.toml` renames this crate, say so with `crate = "new_name"`.
 ///
 /// | Schema | Rust |
 /// |---|---|
@@ -119,7 +120,7 @@ pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, Registration, SetupError, We
 /// A missing file, invalid JSON or a broken schema is a compile error on the `schema` string
 /// naming the JSON path (`components.schemas.Input.properties.foo.type: unsupported type
 /// "tuple"`). Cargo rebuilds when the file changes. Check a pinned file against the API with
-/// [`schema_check::compare`].
+/// `replicate-webhook schema check`.
 pub use replicate_webhook_macros::replicate_model;
 /// Turns an inline module of `async fn on_*` handlers into a webhook receiver for one model.
 ///
@@ -172,6 +173,7 @@ pub use replicate_webhook_macros::replicate_model;
 /// | `events` | `"completed"` or an array of `"start"`, `"output"`, `"logs"`, `"completed"` | `"completed"` |
 /// | `path` | a plain route starting with `/` (no `{..}` parameters); several modules may share one | `"/webhooks/replicate"` |
 /// | `schema` | a model schema file, relative to the crate's `Cargo.toml`: generates `Input` and `Output` in the module (see [`replicate_model`]) | none |
+/// | `crate` | the path of this crate when `Cargo.toml` renames it, e.g. `crate = "webhooks"` for `webhooks = { package = "replicate-webhook", .. }` | `"::replicate_webhook"` |
 ///
 /// # Handlers
 ///
@@ -211,75 +213,5 @@ pub use url::Url;
 
 /// Not public API. Used by generated code.
 #[doc(hidden)]
-pub mod __private {
-    pub use std::boxed::Box;
-    pub use std::result::Result::{Err, Ok};
-
-    pub use ::inventory;
-    pub use ::serde;
-    pub use ::serde_json;
-
-    pub use crate::handler::{
-        Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn, Outcome,
-    };
-    pub use crate::prediction::Event;
-    pub use crate::registry::{HandlerEntry, HandlerFn, Registration, WebhookSpec};
-
-    /// Converts a handler's return value; spanned at the user's return type by the macro.
-    pub fn outcome<R: HandlerReturn>(value: R) -> Outcome {
-        value.into_outcome()
-    }
-
-    /// Boxes a generated handler body; `Err` short-cuts a failed decode or extraction.
-    pub fn handler_future<F>(body: F) -> HandlerFuture
-    where
-        F: ::core::future::Future<Output = Result<Outcome, Outcome>> + 'static,
-    {
-        Box::pin(async move {
-            match body.await {
-                Ok(outcome) | Err(outcome) => outcome,
-            }
-        })
-    }
-
-    /// Decodes a handler's first argument; spanned at the user's argument type by the macro.
-    pub fn input<T: HandlerInput>(call: &Call) -> Result<T, Outcome> {
-        call.input::<T>().map_err(Outcome::Decode)
-    }
-
-    /// The first argument of `on_decode_error`; spanned at the user's argument type.
-    pub fn decode_error_input<T: DecodeErrorInput>(call: &Call) -> Result<T, Outcome> {
-        call.input::<T>().map_err(Outcome::Decode)
-    }
-
-    /// Runs the extractor of a further handler argument; spanned at the user's argument type.
-    pub async fn extract<T: Extractor>(call: &Call, position: usize) -> Result<T, Outcome> {
-        call.extract::<T>().await.map_err(|e| Outcome::Extract {
-            position,
-            message: e.to_string(),
-        })
-    }
-
-    /// Asserts at compile time that a further handler argument is an actix extractor.
-    pub fn assert_extractor<T: Extractor>() {}
-
-    /// Further handler arguments must be actix extractors.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` cannot be an argument of a Replicate webhook handler",
-        label = "not an actix-web extractor",
-        note = "arguments after the prediction must implement `actix_web::FromRequest`, \
-                e.g. `web::Data<T>`, `HttpRequest` or `web::Query<T>`"
-    )]
-    pub trait Extractor: ::actix_web::FromRequest {}
-    impl<T: ::actix_web::FromRequest> Extractor for T {}
-
-    /// `on_decode_error` takes the decode error, not a prediction.
-    #[diagnostic::on_unimplemented(
-        message = "`on_decode_error` takes `replicate_webhook::DecodeError`, not `{Self}`",
-        label = "expected `DecodeError` here",
-        note = "write `async fn on_decode_error(error: DecodeError) -> Result<(), HandlerError>`; \
-                `error.prediction()` and `error.raw()` give the body"
-    )]
-    pub trait DecodeErrorInput: HandlerInput {}
-    impl DecodeErrorInput for crate::DecodeError {}
-}
+#[path = "private.rs"]
+pub mod __private;

@@ -9,11 +9,8 @@ use std::sync::Arc;
 use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn};
 use crate::prediction::Event;
 
-/// The default path deliveries are posted to.
-pub const DEFAULT_PATH: &str = "/webhooks/replicate";
-
-/// The model value that matches any model not claimed by a specific module.
-pub const ANY_MODEL: &str = "*";
+use replicate_webhook_core::is_plain_path;
+pub use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH};
 
 /// A handler function as the attribute emits it.
 pub type HandlerFn = fn(Call) -> HandlerFuture;
@@ -284,13 +281,6 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
         *slot = Some(module);
     }
     Ok(routes)
-}
-
-/// actix reads `{..}` as a route parameter (and panics on an unbalanced one); `?` and `#` never
-/// match a request path.
-fn is_plain_path(path: &str) -> bool {
-    path.starts_with('/')
-        && !path.contains(|c: char| matches!(c, '{' | '}' | '?' | '#') || c.is_whitespace())
 }
 
 fn duplicate(first: &Module, second: &Module) -> SetupError {

@@ -205,7 +205,7 @@ pub fn sample_prediction(
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     };
-    let terminal = matches!(status, "succeeded" | "failed" | "canceled" | "aborted");
+    let terminal = crate::Status::parse(status).is_terminal();
     let mut prediction = serde_json::json!({
         "id": id,
         "model": model,

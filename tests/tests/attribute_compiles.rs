@@ -140,7 +140,7 @@ async fn a_handler_returning_unit_runs_and_is_acknowledged() {
 #[test]
 fn cfg_ed_out_handlers_are_not_registered() {
     let registration =
-        replicate_webhook::__private::inventory::iter::<replicate_webhook::Registration>
+        replicate_webhook::__private::inventory::iter::<replicate_webhook::__private::Registration>
             .into_iter()
             .find(|r| r.model == "acme/cfg")
             .expect("the module is registered");

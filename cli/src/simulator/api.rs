@@ -3,8 +3,10 @@
 // Helpers return the finished error response as their `Err`: it is what the handler sends.
 #![allow(clippy::result_large_err)]
 
+use secrecy::ExposeSecret as _;
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq as _;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -67,13 +69,13 @@ fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
         }
         return Some(response);
     }
-    let token = state.config.token.as_deref()?;
+    let token = state.config.token.as_ref()?.expose_secret();
     let given = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+    if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes()))) {
         None
     } else {
         Some(problem(
@@ -81,10 +83,6 @@ fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
             "You did not pass a valid authentication token",
         ))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn create_by_version(state: Shared, req: HttpRequest, body: web::Bytes) -> HttpResponse {

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use replicate_webhook::Event;
 use replicate_webhook::testkit::new_prediction_id;
+use replicate_webhook::{Event, Status};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -187,23 +187,23 @@ pub(super) fn finish(state: &Arc<State>, id: &str, why: Finish) {
         if sim.is_terminal() {
             return;
         }
-        let started = sim.status() != "starting";
+        let started = Status::parse(sim.status()) != Status::Starting;
         let status = match why {
             Finish::Script(outcome) => outcome.status(),
-            Finish::Cancel => "canceled",
-            Finish::Deadline if started => "canceled",
-            Finish::Deadline => "aborted",
+            Finish::Cancel => Status::Canceled,
+            Finish::Deadline if started => Status::Canceled,
+            Finish::Deadline => Status::Aborted,
         };
         let now = now_text();
         let total = sim.created.elapsed().as_secs_f64();
         let body = &mut sim.body;
-        body["status"] = json!(status);
+        body["status"] = json!(status.as_str());
         body["completed_at"] = json!(now);
         match status {
-            "failed" => {
+            Status::Failed => {
                 body["error"] = json!("simulated failure (--outcome failed)");
             }
-            "succeeded" => {}
+            Status::Succeeded => {}
             _ => {
                 let logs = body["logs"].as_str().unwrap_or_default().to_owned();
                 if started {

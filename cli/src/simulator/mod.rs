@@ -45,7 +45,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
-use replicate_webhook::{Event, Secret};
+use replicate_webhook::{Event, Secret, Status};
+use secrecy::SecretString;
 
 pub use deliver::DeliveryRecord;
 
@@ -63,20 +64,20 @@ pub enum Outcome {
 impl Outcome {
     /// Parses `succeeded`, `failed` or `canceled`.
     pub fn parse(text: &str) -> Option<Self> {
-        match text.trim() {
-            "succeeded" => Some(Self::Succeeded),
-            "failed" => Some(Self::Failed),
-            "canceled" => Some(Self::Canceled),
+        match Status::parse(text.trim()) {
+            Status::Succeeded => Some(Self::Succeeded),
+            Status::Failed => Some(Self::Failed),
+            Status::Canceled => Some(Self::Canceled),
             _ => None,
         }
     }
 
     /// The terminal status.
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> Status {
         match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
+            Self::Succeeded => Status::Succeeded,
+            Self::Failed => Status::Failed,
+            Self::Canceled => Status::Canceled,
         }
     }
 }
@@ -119,12 +120,12 @@ pub struct Faults {
 }
 
 /// Everything the simulator needs. `Debug` shows neither the secret nor the token.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The secret deliveries are signed with and `GET /v1/webhooks/default/secret` returns.
     pub secret: Secret,
     /// When set, API calls must carry `Authorization: Bearer <token>`.
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
     /// A directory of schema files (`owner/name.json` or `owner__name.json`).
     pub schemas: Option<PathBuf>,
     /// The default lifecycle.
@@ -143,24 +144,6 @@ pub struct Config {
     pub api_errors: Vec<u16>,
     /// Print one line per delivery attempt on stderr.
     pub verbose: bool,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("secret", &self.secret)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("schemas", &self.schemas)
-            .field("script", &self.script)
-            .field("throttle", &self.throttle)
-            .field("retry_schedule", &self.retry_schedule)
-            .field("delivery_timeout", &self.delivery_timeout)
-            .field("faults", &self.faults)
-            .field("page_size", &self.page_size)
-            .field("api_errors", &self.api_errors)
-            .field("verbose", &self.verbose)
-            .finish()
-    }
 }
 
 impl Config {
@@ -208,10 +191,7 @@ impl Sim {
     }
 
     fn is_terminal(&self) -> bool {
-        matches!(
-            self.status(),
-            "succeeded" | "failed" | "canceled" | "aborted"
-        )
+        Status::parse(self.status()).is_terminal()
     }
 }
 

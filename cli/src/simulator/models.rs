@@ -66,10 +66,7 @@ impl Models {
 
     /// The model `owner/name`, if the simulator has a schema for it.
     pub fn find(&self, slug: &str) -> Option<KnownModel> {
-        let (owner, name) = slug.split_once('/')?;
-        if !valid_part(owner) || !valid_part(name) {
-            return None;
-        }
+        let (owner, name) = replicate_webhook_core::split_model(slug)?;
         if let Some(dir) = &self.dir {
             for path in [
                 dir.join(owner).join(format!("{name}.json")),
@@ -104,28 +101,13 @@ impl Models {
     }
 }
 
-fn valid_part(text: &str) -> bool {
-    !text.is_empty()
-        && text != "."
-        && text != ".."
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 fn load(path: &Path, slug: &str) -> Option<KnownModel> {
     let bytes = std::fs::read(path).ok()?;
     let schema: Value = serde_json::from_slice(&bytes).ok()?;
     if !schema.is_object() {
         return None;
     }
-    let version = Sha256::digest(&bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+    let version = hex::encode(Sha256::digest(&bytes));
     Some(KnownModel {
         slug: slug.to_owned(),
         version,

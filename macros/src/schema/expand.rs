@@ -7,17 +7,47 @@ use serde_json::Value;
 use super::model::{Def, EnumDef, Field, FieldKind, IntTy, Lit, Model, StructDef, Ty, UnionDef};
 use super::names::unraw;
 
-fn serde() -> TokenStream {
-    quote!(::replicate_webhook::__private::serde)
+/// What every item needs: the paths into the runtime and the name of the generated secret type.
+struct Cx<'a> {
+    /// `::replicate_webhook::__private`, or the `crate = "..."` override's `__private`.
+    private: TokenStream,
+    /// The same path as text, for `#[serde(crate = "...")]`.
+    serde_crate: String,
+    secret: &'a str,
 }
 
-fn json() -> TokenStream {
-    quote!(::replicate_webhook::__private::serde_json)
+impl<'a> Cx<'a> {
+    fn new(krate: &syn::Path, secret: &'a str) -> Self {
+        let mut text = if krate.leading_colon.is_some() {
+            "::".to_owned()
+        } else {
+            String::new()
+        };
+        for segment in &krate.segments {
+            text.push_str(&segment.ident.to_string());
+            text.push_str("::");
+        }
+        Self {
+            private: quote!(#krate::__private),
+            serde_crate: format!("{text}__private::serde"),
+            secret,
+        }
+    }
+
+    fn serde(&self) -> TokenStream {
+        let private = &self.private;
+        quote!(#private::serde)
+    }
+
+    fn json(&self) -> TokenStream {
+        let private = &self.private;
+        quote!(#private::serde_json)
+    }
 }
 
 /// The derives of every generated data type that (de)serializes as a whole.
-fn data_derive() -> TokenStream {
-    let serde = serde();
+fn data_derive(cx: &Cx<'_>) -> TokenStream {
+    let serde = cx.serde();
     quote! {
         #[derive(
             ::core::fmt::Debug,
@@ -28,8 +58,6 @@ fn data_derive() -> TokenStream {
         )]
     }
 }
-
-const SERDE_CRATE: &str = "::replicate_webhook::__private::serde";
 
 /// Lints that schema text (docs) and schema shapes (many arguments, float constants) trip in
 /// the user's crate; `missing_docs` because most schema properties have no description.
@@ -61,23 +89,23 @@ fn docs(lines: &[String]) -> TokenStream {
 }
 
 /// All items for one schema, plus the rebuild-on-change `include_str!`.
-pub(crate) fn expand(model: &Model, include_path: &str) -> TokenStream {
-    let secret = model.secret.as_deref().unwrap_or("Secret");
+pub(crate) fn expand(model: &Model, include_path: &str, krate: &syn::Path) -> TokenStream {
+    let cx = &Cx::new(krate, model.secret.as_deref().unwrap_or("Secret"));
     let items = model.defs.iter().map(|def| match def {
-        Def::Struct(s) => strukt(s, secret),
-        Def::Enum(e) => enumeration(e),
-        Def::Union(u) => union(u, secret),
+        Def::Struct(s) => strukt(s, cx),
+        Def::Enum(e) => enumeration(e, cx),
+        Def::Union(u) => union(u, cx),
         Def::Alias { name, doc, ty } => {
             let name = ident(name);
             let doc = docs(doc);
-            let ty = rust_ty(ty, secret);
+            let ty = rust_ty(ty, cx);
             let allows = allows();
             quote!(#doc #allows pub type #name = #ty;)
         }
-        Def::Newtype { name, doc, ty } => newtype(name, doc, ty, secret),
-        Def::Concat { name, doc } => concat(name, doc),
+        Def::Newtype { name, doc, ty } => newtype(name, doc, ty, cx),
+        Def::Concat { name, doc } => concat(name, doc, cx),
     });
-    let secret_def = model.secret.as_deref().map(secret_newtype);
+    let secret_def = model.secret.as_deref().map(|name| secret_newtype(name, cx));
     quote! {
         #(#items)*
         #secret_def
@@ -85,8 +113,8 @@ pub(crate) fn expand(model: &Model, include_path: &str) -> TokenStream {
     }
 }
 
-fn rust_ty(ty: &Ty, secret: &str) -> TokenStream {
-    let json = json();
+fn rust_ty(ty: &Ty, cx: &Cx<'_>) -> TokenStream {
+    let json = cx.json();
     match ty {
         Ty::Bool => quote!(bool),
         Ty::Int(int) => {
@@ -96,22 +124,25 @@ fn rust_ty(ty: &Ty, secret: &str) -> TokenStream {
         Ty::F64 => quote!(f64),
         Ty::String => quote!(::std::string::String),
         Ty::Secret => {
-            let secret = ident(secret);
+            let secret = ident(cx.secret);
             quote!(#secret)
         }
-        Ty::Url => quote!(::replicate_webhook::Url),
+        Ty::Url => {
+            let private = &cx.private;
+            quote!(#private::Url)
+        }
         Ty::Value => quote!(#json::Value),
         Ty::Map => quote!(#json::Map<::std::string::String, #json::Value>),
         Ty::Vec(item) => {
-            let item = rust_ty(item, secret);
+            let item = rust_ty(item, cx);
             quote!(::std::vec::Vec<#item>)
         }
         Ty::Option(inner) => {
-            let inner = rust_ty(inner, secret);
+            let inner = rust_ty(inner, cx);
             quote!(::core::option::Option<#inner>)
         }
         Ty::StringMap(value) => {
-            let value = rust_ty(value, secret);
+            let value = rust_ty(value, cx);
             quote!(::std::collections::BTreeMap<::std::string::String, #value>)
         }
         Ty::Named(name) => {
@@ -119,13 +150,13 @@ fn rust_ty(ty: &Ty, secret: &str) -> TokenStream {
             quote!(#name)
         }
         Ty::Boxed(inner) => {
-            let inner = rust_ty(inner, secret);
+            let inner = rust_ty(inner, cx);
             quote!(::std::boxed::Box<#inner>)
         }
     }
 }
 
-fn lit(value: &Lit, secret: &str) -> TokenStream {
+fn lit(value: &Lit, cx: &Cx<'_>) -> TokenStream {
     match value {
         Lit::Bool(b) => quote!(#b),
         Lit::Int(n, int) => {
@@ -149,7 +180,7 @@ fn lit(value: &Lit, secret: &str) -> TokenStream {
         }
         Lit::Str(s) => quote!(::std::string::String::from(#s)),
         Lit::Secret(s) => {
-            let secret = ident(secret);
+            let secret = ident(cx.secret);
             quote!(#secret::new(#s))
         }
         Lit::Variant(ty, variant) => {
@@ -157,15 +188,15 @@ fn lit(value: &Lit, secret: &str) -> TokenStream {
             quote!(#ty::#variant)
         }
         Lit::Vec(items) => {
-            let items = items.iter().map(|i| lit(i, secret));
+            let items = items.iter().map(|i| lit(i, cx));
             quote!(::std::vec![#(#items),*])
         }
         Lit::Json(text) => {
-            let json = json();
+            let json = cx.json();
             quote!(#json::from_str(#text).unwrap_or_default())
         }
         Lit::Some(inner) => {
-            let inner = lit(inner, secret);
+            let inner = lit(inner, cx);
             quote!(::core::option::Option::Some(#inner))
         }
     }
@@ -175,9 +206,9 @@ fn default_fn(field: &Field) -> syn::Ident {
     format_ident!("default_{}", unraw(&field.ident))
 }
 
-fn field(def: &StructDef, f: &Field, secret: &str) -> TokenStream {
+fn field(def: &StructDef, f: &Field, cx: &Cx<'_>) -> TokenStream {
     let field = ident(&f.ident);
-    let ty = rust_ty(&f.ty, secret);
+    let ty = rust_ty(&f.ty, cx);
     let doc = docs(&f.doc);
     let mut attrs = Vec::new();
     if unraw(&f.ident) != f.json {
@@ -201,17 +232,18 @@ fn field(def: &StructDef, f: &Field, secret: &str) -> TokenStream {
     quote!(#doc #serde_attr pub #field: #ty)
 }
 
-fn strukt(def: &StructDef, secret: &str) -> TokenStream {
-    let derive = data_derive();
+fn strukt(def: &StructDef, cx: &Cx<'_>) -> TokenStream {
+    let serde_crate = &cx.serde_crate;
+    let derive = data_derive(cx);
     let allows = allows();
     let name = ident(&def.name);
     let doc = docs(&def.doc);
-    let fields = def.fields.iter().map(|f| field(def, f, secret));
-    let constructors = constructors(def, secret);
+    let fields = def.fields.iter().map(|f| field(def, f, cx));
+    let constructors = constructors(def, cx);
     quote! {
         #doc
         #derive
-        #[serde(crate = #SERDE_CRATE)]
+        #[serde(crate = #serde_crate)]
         #allows
         pub struct #name {
             #(#fields,)*
@@ -223,14 +255,14 @@ fn strukt(def: &StructDef, secret: &str) -> TokenStream {
 
 /// `new(required…)`, one `default_<field>()` per schema default, and `Default` when nothing
 /// is required.
-fn constructors(def: &StructDef, secret: &str) -> TokenStream {
+fn constructors(def: &StructDef, cx: &Cx<'_>) -> TokenStream {
     let allows = allows();
     let name = ident(&def.name);
     let defaults = def.fields.iter().filter_map(|f| match &f.kind {
         FieldKind::Defaulted(value) => {
             let fn_name = default_fn(f);
-            let ty = rust_ty(&f.ty, secret);
-            let value = lit(value, secret);
+            let ty = rust_ty(&f.ty, cx);
+            let value = lit(value, cx);
             let doc = format!(" The schema default of `{}`.", f.json);
             Some(quote!(#[doc = #doc] pub fn #fn_name() -> #ty { #value }))
         }
@@ -246,7 +278,7 @@ fn constructors(def: &StructDef, secret: &str) -> TokenStream {
         match &f.ty {
             Ty::String => quote!(#field: impl ::core::convert::Into<::std::string::String>),
             ty => {
-                let ty = rust_ty(ty, secret);
+                let ty = rust_ty(ty, cx);
                 quote!(#field: #ty)
             }
         }
@@ -302,7 +334,7 @@ fn constructors(def: &StructDef, secret: &str) -> TokenStream {
     }
 }
 
-fn enumeration(def: &EnumDef) -> TokenStream {
+fn enumeration(def: &EnumDef, cx: &Cx<'_>) -> TokenStream {
     let allows = allows();
     let name = ident(&def.name);
     let doc = docs(&def.doc);
@@ -318,7 +350,7 @@ fn enumeration(def: &EnumDef) -> TokenStream {
     let count = def.variants.len();
     let variant_docs = texts.iter().map(|t| format!(" `{t}`"));
 
-    let serde_impls = enum_serde(def, &idents, &texts);
+    let serde_impls = enum_serde(def, &idents, &texts, cx);
 
     quote! {
         #doc
@@ -359,9 +391,9 @@ fn enumeration(def: &EnumDef) -> TokenStream {
 
 /// `Serialize`/`Deserialize` by value: strings by text; numbers and booleans through a JSON
 /// value, so `512` and `"512"` both decode.
-fn enum_serde(def: &EnumDef, idents: &[syn::Ident], texts: &[String]) -> TokenStream {
-    let serde = serde();
-    let json = json();
+fn enum_serde(def: &EnumDef, idents: &[syn::Ident], texts: &[String], cx: &Cx<'_>) -> TokenStream {
+    let serde = cx.serde();
+    let json = cx.json();
     let allows = allows();
     let name = ident(&def.name);
     let name_str = def.name.as_str();
@@ -451,20 +483,21 @@ fn enum_serde(def: &EnumDef, idents: &[syn::Ident], texts: &[String]) -> TokenSt
     }
 }
 
-fn union(def: &UnionDef, secret: &str) -> TokenStream {
-    let derive = data_derive();
+fn union(def: &UnionDef, cx: &Cx<'_>) -> TokenStream {
+    let serde_crate = &cx.serde_crate;
+    let derive = data_derive(cx);
     let allows = allows();
     let name = ident(&def.name);
     let doc = docs(&def.doc);
     let variants = def.variants.iter().map(|(v, ty)| {
         let v = ident(v);
-        let ty = rust_ty(ty, secret);
+        let ty = rust_ty(ty, cx);
         quote!(#v(#ty))
     });
     quote! {
         #doc
         #derive
-        #[serde(crate = #SERDE_CRATE, untagged)]
+        #[serde(crate = #serde_crate, untagged)]
         #allows
         pub enum #name {
             #(#variants,)*
@@ -472,23 +505,25 @@ fn union(def: &UnionDef, secret: &str) -> TokenStream {
     }
 }
 
-fn newtype(name: &str, doc: &[String], ty: &Ty, secret: &str) -> TokenStream {
-    let derive = data_derive();
+fn newtype(name: &str, doc: &[String], ty: &Ty, cx: &Cx<'_>) -> TokenStream {
+    let serde_crate = &cx.serde_crate;
+    let derive = data_derive(cx);
     let allows = allows();
     let name = ident(name);
     let doc = docs(doc);
-    let ty = rust_ty(ty, secret);
+    let ty = rust_ty(ty, cx);
     quote! {
         #doc
         #derive
-        #[serde(crate = #SERDE_CRATE, transparent)]
+        #[serde(crate = #serde_crate, transparent)]
         #allows
         pub struct #name(pub #ty);
     }
 }
 
-fn concat(name: &str, doc: &[String]) -> TokenStream {
-    let serde = serde();
+fn concat(name: &str, doc: &[String], cx: &Cx<'_>) -> TokenStream {
+    let serde_crate = &cx.serde_crate;
+    let serde = cx.serde();
     let allows = allows();
     let name = ident(name);
     let doc = docs(doc);
@@ -503,7 +538,7 @@ fn concat(name: &str, doc: &[String]) -> TokenStream {
             #serde::Serialize,
             #serde::Deserialize
         )]
-        #[serde(crate = #SERDE_CRATE, transparent)]
+        #[serde(crate = #serde_crate, transparent)]
         #allows
         pub struct #name(pub ::std::vec::Vec<::std::string::String>);
 
@@ -540,8 +575,9 @@ fn concat(name: &str, doc: &[String]) -> TokenStream {
     }
 }
 
-fn secret_newtype(name: &str) -> TokenStream {
-    let serde = serde();
+fn secret_newtype(name: &str, cx: &Cx<'_>) -> TokenStream {
+    let serde_crate = &cx.serde_crate;
+    let serde = cx.serde();
     let allows = allows();
     let name = ident(name);
     let debug = format!("{name}(\"**********\")");
@@ -555,7 +591,7 @@ fn secret_newtype(name: &str) -> TokenStream {
             #serde::Serialize,
             #serde::Deserialize
         )]
-        #[serde(crate = #SERDE_CRATE, transparent)]
+        #[serde(crate = #serde_crate, transparent)]
         #allows
         pub struct #name(::std::string::String);
 

@@ -250,38 +250,17 @@ impl Model {
     }
 }
 
-/// Where `components.schemas` may sit, outermost first.
-const WRAPPERS: &[(&str, &[&str])] = &[
-    (
-        "latest_version.openapi_schema.",
-        &["latest_version", "openapi_schema"],
-    ),
-    ("openapi_schema.", &["openapi_schema"]),
-    ("", &[]),
-];
-
 /// Finds the `OpenAPI` document inside a model response, a version response, a bare
 /// `openapi_schema` or a `{"components":{"schemas":…}}` object.
 pub(crate) fn locate(doc: &Value) -> Result<(&Value, &'static str)> {
-    for (prefix, keys) in WRAPPERS {
-        let mut node = Some(doc);
-        for key in *keys {
-            node = node.and_then(|n| n.get(key));
-        }
-        if let Some(node) = node
-            && node
-                .pointer("/components/schemas")
-                .is_some_and(Value::is_object)
-        {
-            return Ok((node, prefix));
-        }
-    }
-    Err(SchemaError::new(
-        "",
-        "no `components.schemas` object found; expected a model response \
-         (`latest_version.openapi_schema`), a version response (`openapi_schema`), an \
-         `openapi_schema` document or `{\"components\": {\"schemas\": …}}`",
-    ))
+    replicate_webhook_core::schema::locate(doc).ok_or_else(|| {
+        SchemaError::new(
+            "",
+            "no `components.schemas` object found; expected a model response \
+             (`latest_version.openapi_schema`), a version response (`openapi_schema`), an \
+             `openapi_schema` document or `{\"components\": {\"schemas\": …}}`",
+        )
+    })
 }
 
 /// The shape of one schema: a type plus whether `null` is allowed.
@@ -323,13 +302,8 @@ struct Builder<'a> {
     secret: Option<String>,
 }
 
-/// The top-level types: (component, Rust name, is an input).
-const TOP: &[(&str, bool)] = &[
-    ("Input", true),
-    ("Output", false),
-    ("TrainingInput", true),
-    ("TrainingOutput", false),
-];
+/// The top-level types: (component, is an input).
+const TOP: &[(&str, bool)] = &replicate_webhook_core::schema::COMPONENTS;
 
 /// Names a generated type must not take: they would shadow the prelude (and the `Url`/`Value`
 /// users write) for code in the user's module.

@@ -7,7 +7,7 @@
 //! `x-order`, `x-cog-*`) is reported.
 //!
 //! ```
-//! use replicate_webhook::schema_check::compare;
+//! use replicate_webhook_cli::schema_check::compare;
 //! use serde_json::json;
 //!
 //! let pinned = json!({"components": {"schemas": {
@@ -30,8 +30,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// The schemas that become generated types.
-const COMPARED: &[&str] = &["Input", "Output", "TrainingInput", "TrainingOutput"];
+use replicate_webhook_core::schema::{COMPONENTS, locate};
 
 /// Keys that only document, so changing them does not change generated types.
 const IGNORED: &[&str] = &["title", "description"];
@@ -123,7 +122,7 @@ fn sorted(v: &Value) -> Value {
 /// types would be the same.
 pub fn compare(pinned: &Value, live: &Value) -> Vec<Difference> {
     let mut out = Vec::new();
-    let (Some(pinned_root), Some(live_root)) = (locate(pinned), locate(live)) else {
+    let (Some((pinned_root, _)), Some((live_root, _))) = (locate(pinned), locate(live)) else {
         for (doc, side) in [(pinned, "pinned"), (live, "live")] {
             if locate(doc).is_none() {
                 out.push(Difference {
@@ -134,7 +133,7 @@ pub fn compare(pinned: &Value, live: &Value) -> Vec<Difference> {
         }
         return out;
     };
-    for name in COMPARED {
+    for (name, _) in COMPONENTS {
         let pointer = format!("/components/schemas/{name}");
         let a = pinned_root
             .pointer(&pointer)
@@ -150,21 +149,6 @@ pub fn compare(pinned: &Value, live: &Value) -> Vec<Difference> {
         );
     }
     out
-}
-
-/// The `OpenAPI` document (the object holding `components`) inside `doc`.
-fn locate(doc: &Value) -> Option<&Value> {
-    [
-        doc.pointer("/latest_version/openapi_schema"),
-        doc.get("openapi_schema"),
-        Some(doc),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|d| {
-        d.pointer("/components/schemas")
-            .is_some_and(Value::is_object)
-    })
 }
 
 /// Inlines `$ref`s (and single-element `allOf`s around them) and drops documentation keys.

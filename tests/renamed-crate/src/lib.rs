@@ -1,0 +1,1 @@
+//! Nothing here: `tests/ui.rs` compiles cases against the runtime renamed to `webhooks`.

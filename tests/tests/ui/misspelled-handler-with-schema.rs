@@ -1,0 +1,28 @@
+use replicate_webhook::{HandlerError, Prediction, replicate_webhook};
+
+// trybuild builds this file in `target/tests/trybuild/replicate-webhook-tests/`, which is then
+// `CARGO_MANIFEST_DIR`: the path climbs from there back to the repository's fixtures.
+#[replicate_webhook(
+    model = "replicate/hello-world",
+    schema = "../../../../fixtures/schemas/replicate__hello-world.json"
+)]
+mod hello {
+    use super::*;
+
+    // The one mistake: the schema types and `WEBHOOK` are still generated, so nothing else
+    // is reported.
+    pub async fn on_succeded(p: Prediction<Output, Input>) -> Result<(), HandlerError> {
+        let _ = p.input.text;
+        Ok(())
+    }
+
+    pub async fn on_failed(p: Prediction<Output, Input>) -> Result<(), HandlerError> {
+        let _ = p.output;
+        Ok(())
+    }
+}
+
+fn main() {
+    let _ = hello::WEBHOOK.events_filter();
+    let _ = hello::Input::new("Alice");
+}
