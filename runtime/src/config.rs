@@ -22,6 +22,10 @@ pub const ENV_STORE: &str = "REPLICATE_WEBHOOK_STORE";
 pub struct WebhookConfig {
     pub(crate) verifier: Verifier,
     pub(crate) body_limit: usize,
+    pub(crate) read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) unverified_limit: usize,
+    pub(crate) handler_timeout: Option<Duration>,
     pub(crate) store: Arc<dyn DedupeStore>,
     /// How the store is shown in logs: its URL with the password hidden.
     pub(crate) store_name: String,
@@ -38,6 +42,10 @@ impl std::fmt::Debug for WebhookConfig {
         f.debug_struct("WebhookConfig")
             .field("verifier", &self.verifier)
             .field("body_limit", &self.body_limit)
+            .field("read_timeout", &self.read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("unverified_limit", &self.unverified_limit)
+            .field("handler_timeout", &self.handler_timeout)
             .field("store", &self.store_name)
             .field("policy", &self.policy)
             .field("signed_query", &self.signed_query)
@@ -82,6 +90,13 @@ impl WebhookConfig {
     /// The longest one store call may take before the delivery gets 503: well under Replicate's
     /// request timeout, so Replicate hears "retry" rather than nothing.
     pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The longest a body may take to arrive, from the end of the headers.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The longest a body may pause between two chunks.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Bytes of not-yet-verified bodies held at once over every connection: 64 MiB, eight
+    /// bodies of the default limit.
+    pub const DEFAULT_UNVERIFIED_LIMIT: usize = 64 * 1024 * 1024;
 
     /// A configuration accepting one secret, with every default.
     pub fn new(secret: Secret) -> Self {
@@ -93,6 +108,10 @@ impl WebhookConfig {
         Self {
             verifier: Verifier::new(secrets),
             body_limit: Self::DEFAULT_BODY_LIMIT,
+            read_timeout: Self::DEFAULT_READ_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            unverified_limit: Self::DEFAULT_UNVERIFIED_LIMIT,
+            handler_timeout: None,
             store: Arc::new(MemoryStore::new()),
             store_name: "memory".to_owned(),
             policy: Policy {
@@ -102,7 +121,7 @@ impl WebhookConfig {
                 progress_ttl: Self::DEFAULT_WEBHOOK_TTL,
                 timeout: Self::DEFAULT_STORE_TIMEOUT,
             },
-            signed_query: false,
+            signed_query: true,
             modules: Vec::new(),
             collect_registered: true,
             built: Arc::default(),
@@ -143,6 +162,37 @@ impl WebhookConfig {
     #[must_use]
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// The longest a body may take to arrive after the headers (default 30 s); slower gets 408.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// The longest a body may pause between two chunks (default 5 s); longer gets 408.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Bytes of bodies not yet verified that the receiver holds at once over every connection
+    /// (default 64 MiB). Past it, new bodies get 503 until others are verified or refused, so
+    /// unauthenticated clients cannot make the receiver hold more.
+    #[must_use]
+    pub fn unverified_limit(mut self, bytes: usize) -> Self {
+        self.unverified_limit = bytes;
+        self
+    }
+
+    /// How long a handler may run before it is cancelled, its claim released and 500 answered
+    /// so Replicate retries (default: the lease, past which a retry could run it again).
+    #[must_use]
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
         self
     }
 
@@ -190,8 +240,10 @@ impl WebhookConfig {
         self
     }
 
-    /// Requires the request's query string to equal the one in the signed body's `webhook` URL,
-    /// so query parameters (`?customId=123`) are as authentic as the body. Off by default.
+    /// Whether the request's query string must equal the one in the signed body's `webhook` URL
+    /// (compared as decoded key/value pairs), so query parameters (`?customId=123`) are as
+    /// authentic as the body: a mismatch gets 401. On by default; a body without a `webhook`
+    /// field is not checked, and its handlers get no [`crate::SignedQuery`].
     #[must_use]
     pub fn require_signed_query(mut self, on: bool) -> Self {
         self.signed_query = on;

@@ -56,6 +56,7 @@
 //! never references is not linked, so its handlers are missing; add `use that_crate as _;` to
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
 
+mod body;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
@@ -64,7 +65,9 @@ mod error;
 mod glue;
 mod handler;
 mod prediction;
+mod query;
 mod receiver;
+mod refusals;
 mod registry;
 mod service;
 pub mod signature;
@@ -75,6 +78,7 @@ pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secret
 pub use error::HandlerError;
 pub use handler::{DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};
+pub use query::{SignedQuery, SignedQueryError};
 pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, SetupError, WebhookSpec};
 /// Generates typed `Input` and `Output` for a model from its pinned `openapi_schema` file.
 ///

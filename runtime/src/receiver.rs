@@ -5,17 +5,21 @@ use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::body::{BodyLimits, Budget};
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
+use crate::refusals::Refusals;
 use crate::registry::{self, Module, Route, SetupError};
 use crate::signature::Verifier;
 
 /// What every delivery is checked against, whatever its path.
 pub(crate) struct Checks {
     pub(crate) verifier: Verifier,
-    pub(crate) body_limit: usize,
+    pub(crate) body: BodyLimits,
     pub(crate) signed_query: bool,
     pub(crate) gate: Gate,
+    pub(crate) handler_timeout: std::time::Duration,
+    pub(crate) refusals: Refusals,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -55,9 +59,17 @@ impl Receiver {
         let routes = registry::build_routes(modules)?;
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
-            body_limit: config.body_limit,
+            body: BodyLimits {
+                max: config.body_limit,
+                read_timeout: config.read_timeout,
+                idle_timeout: config.idle_timeout,
+                budget: Budget::new(config.unverified_limit),
+            },
             signed_query: config.signed_query,
             gate: Gate::new(config.store.clone(), config.policy),
+            // A handler running past its lease may be run again by a retry: stop it there.
+            handler_timeout: config.handler_timeout.unwrap_or(config.policy.lease),
+            refusals: Refusals::new(std::time::Duration::from_secs(1)),
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes

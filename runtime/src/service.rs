@@ -1,23 +1,26 @@
 //! The actix glue: `configure()` mounts one route per path, and [`receive`] handles a delivery
-//! in one straight line: size limit → verify → decode envelope → route → classify → dedupe
-//! claim → typed decode and dispatch → respond. The dedupe protocol itself lives in
-//! [`crate::dedupe::Gate`]; this file only maps its answers to status codes.
+//! in one straight line: signature headers → body (size, time and memory limits) → verify →
+//! decode envelope → signed query → route → classify → dedupe claim → typed decode and dispatch
+//! → respond. The dedupe protocol itself lives in [`crate::dedupe::Gate`] and body reading in
+//! [`crate::body`]; this file only maps their answers to status codes.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::FutureExt as _;
 use serde::Deserialize;
 use tracing::Instrument as _;
 
+use crate::body::{self, BodyError};
 use crate::config::WebhookConfig;
-use crate::dedupe::{Admission, Delivery, Gate, Lease, StoreError};
+use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::handler::{Call, HandlerKind, Outcome};
 use crate::prediction::{Event, Status};
+use crate::query;
 use crate::receiver::{Checks, Endpoint, Receiver};
 use crate::registry::{Module, SetupError};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
@@ -41,9 +44,15 @@ pub fn try_configure(
     let receiver = Receiver::shared(&config)?;
     Ok(move |cfg: &mut web::ServiceConfig| {
         for (path, endpoint) in &receiver.endpoints {
+            // Handler arguments that read the body (`web::Bytes`, `web::Json`, ...) get the
+            // receiver's limit, not actix's smaller defaults, or a large valid delivery would
+            // fail in every retry.
+            let limit = endpoint.checks.body.max;
             cfg.service(
                 web::resource(path.as_str())
                     .app_data(endpoint.clone())
+                    .app_data(web::PayloadConfig::new(limit))
+                    .app_data(web::JsonConfig::default().limit(limit))
                     .route(web::post().to(receive)),
             );
         }
@@ -59,6 +68,9 @@ struct Envelope<'a> {
     status: Status,
     #[serde(default, borrow)]
     output: Option<&'a serde_json::value::RawValue>,
+    /// Only its length is used: logs are cumulative, so fewer means an older delivery.
+    #[serde(default, borrow)]
+    logs: Option<&'a serde_json::value::RawValue>,
     #[serde(default)]
     webhook: Option<String>,
 }
@@ -71,15 +83,27 @@ async fn receive(
 ) -> HttpResponse {
     let checks = &*endpoint.checks;
 
-    let body = match read_body(&req, payload, checks.body_limit).await {
-        Ok(body) => body,
-        Err(response) => return response,
+    // What costs nothing first: the declared size, then everything but the MAC, so a request
+    // that cannot be accepted is refused before its body costs any memory.
+    let declared = match body::declared_length(&req, &checks.body) {
+        Ok(declared) => declared,
+        Err(e) => return body_refused(checks, &e),
     };
-
-    if let Err(e) = verify(&req, &body, checks) {
-        tracing::warn!(reason = e.reason(), error = %e, "webhook refused");
-        return reply(StatusCode::UNAUTHORIZED, &e.to_string());
+    if let Err(e) = signed_headers(req.headers())
+        .and_then(|(id, ts, sig)| checks.verifier.check_headers(id, ts, sig))
+    {
+        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
     }
+    let (body, reservation) = match body::read(payload, declared, &checks.body).await {
+        Ok(read) => read,
+        Err(e) => return body_refused(checks, &e),
+    };
+    if let Err(e) = verify(&req, &body, checks) {
+        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
+    }
+    // Verified: this body is Replicate's, so it no longer counts against the budget that bounds
+    // what unauthenticated clients can make the receiver hold.
+    drop(reservation);
 
     let envelope: Envelope<'_> = match serde_json::from_slice(&body) {
         Ok(envelope) => envelope,
@@ -90,15 +114,18 @@ async fn receive(
             );
         }
     };
-    if checks.signed_query && !query_matches(&req, envelope.webhook.as_deref()) {
-        tracing::warn!(
-            prediction = envelope.id,
-            "query string differs from the signed webhook URL"
-        );
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            "query string does not match the signed webhook URL",
-        );
+    if checks.signed_query
+        && let Some(webhook) = envelope.webhook.as_deref()
+    {
+        if !query::matches(req.query_string(), webhook) {
+            return refuse(
+                checks,
+                StatusCode::UNAUTHORIZED,
+                "query-mismatch",
+                "query string does not match the signed webhook URL",
+            );
+        }
+        query::mark(&req);
     }
 
     let span = tracing::info_span!(
@@ -126,25 +153,31 @@ async fn deliver(
     };
 
     // The body carries no event name: a `processing` delivery is an output when its output
-    // differs from the last one any instance saw for the prediction, else logs.
-    let new_output = if envelope.status == Status::Processing
+    // differs from the last one any instance saw for the prediction, else logs; one with less
+    // output or fewer logs than already seen is an older delivery arriving late.
+    let progress = if envelope.status == Status::Processing
         && (module.events.contains(&Event::Output) || module.events.contains(&Event::Logs))
     {
         let output = envelope.output.map(serde_json::value::RawValue::get);
-        match gate.observe_output(&envelope.id, output).await {
-            Ok(undo) => undo,
+        let logs_len = envelope.logs.map_or(0, |l| l.get().len());
+        match gate.observe(&envelope.id, output, logs_len).await {
+            Ok(Progress::Regressed) => {
+                return reply(StatusCode::OK, "stale event: older than one already seen");
+            }
+            Ok(progress) => Some(progress),
             Err(e) => return unavailable(&e),
         }
     } else {
         None
     };
+    let new_output = matches!(progress, Some(Progress::Output(_)));
 
-    let response = if let Some(kind) = handler_for(module, &envelope.status, new_output.is_some()) {
-        admit_and_run(req, body, gate, module, kind, envelope).await
+    let response = if let Some(kind) = handler_for(module, &envelope.status, new_output) {
+        admit_and_run(req, body, endpoint, module, kind, envelope).await
     } else {
         if envelope.status.is_terminal() {
-            // Even unhandled, a terminal status ends the prediction: later intermediate
-            // deliveries to this receiver are stale.
+            // Even unhandled, a terminal status ends the prediction: later deliveries of it
+            // to this receiver are stale.
             if let Err(e) = gate.finish_unhandled(&envelope.id).await {
                 tracing::warn!(error = %e, "could not record the terminal status");
             }
@@ -152,10 +185,10 @@ async fn deliver(
         tracing::debug!("not subscribed or no handler; acknowledged");
         reply(StatusCode::OK, "not subscribed")
     };
-    if let Some(undo) = new_output
+    if let Some(Progress::Output(undo) | Progress::Logs(undo)) = progress
         && !response.status().is_success()
     {
-        // Not acknowledged: its retry must be an output again.
+        // Not acknowledged: its retry must be classified as this delivery was.
         gate.undo_output(&envelope.id, undo).await;
     }
     response
@@ -179,11 +212,12 @@ fn handler_for(module: &Module, status: &Status, new_output: bool) -> Option<Han
 async fn admit_and_run(
     req: HttpRequest,
     body: Bytes,
-    gate: &Gate,
+    endpoint: &Endpoint,
     module: &Module,
     kind: HandlerKind,
     envelope: &Envelope<'_>,
 ) -> HttpResponse {
+    let gate = &endpoint.checks.gate;
     let delivery = Delivery {
         webhook_id: header_str(req.headers(), HEADER_ID).unwrap_or_default(),
         prediction_id: &envelope.id,
@@ -195,7 +229,10 @@ async fn admit_and_run(
             return reply(StatusCode::OK, "duplicate delivery; already handled");
         }
         Ok(Admission::AlreadyHandled) => {
-            return reply(StatusCode::OK, "prediction already handled for this status");
+            return reply(
+                StatusCode::OK,
+                "prediction already handled; its first terminal status wins",
+            );
         }
         Ok(Admission::Stale) => {
             return reply(
@@ -206,7 +243,21 @@ async fn admit_and_run(
         Ok(Admission::InFlight { retry_after }) => return in_flight(retry_after),
         Err(e) => return unavailable(&e),
     };
-    let outcome = run(module, kind, Call::new(req, body)).await;
+    let call = Call::new(req, body);
+    let outcome = match tokio::time::timeout(
+        endpoint.checks.handler_timeout,
+        run(module, kind, call),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        // Dropping the handler's future cancels it at its next await; the claim is released so
+        // Replicate's retry can run it again.
+        Err(_) => Outcome::Failed(crate::HandlerError::retry(format!(
+            "handler did not finish within {} ms",
+            endpoint.checks.handler_timeout.as_millis()
+        ))),
+    };
     respond(outcome, kind, &lease, gate).await
 }
 
@@ -253,51 +304,60 @@ async fn respond(outcome: Outcome, kind: HandlerKind, lease: &Lease, gate: &Gate
     }
 }
 
-/// 413 before buffering when `Content-Length` says too much; 413 again if the stream lies.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, HttpResponse> {
-    let too_large = || {
-        reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("body exceeds {limit} bytes"),
-        )
-    };
-    let declared = match req.headers().get(header::CONTENT_LENGTH) {
-        None => None,
-        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<usize>().ok()) {
-            Some(n) => Some(n),
-            None => return Err(reply(StatusCode::BAD_REQUEST, "invalid Content-Length")),
-        },
-    };
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    // The declared length is unverified: trust it for the limit, not for an allocation.
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            reply(
-                StatusCode::BAD_REQUEST,
-                &format!("could not read body: {e}"),
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+/// The three `webhook-*` headers, each present once and ASCII.
+fn signed_headers(headers: &HeaderMap) -> Result<(&str, &str, &str), VerifyError> {
+    Ok((
+        single_header(headers, HEADER_ID)?,
+        single_header(headers, HEADER_TIMESTAMP)?,
+        single_header(headers, HEADER_SIGNATURE)?,
+    ))
 }
 
 fn verify(req: &HttpRequest, body: &[u8], checks: &Checks) -> Result<(), VerifyError> {
-    let headers = req.headers();
-    let id = single_header(headers, HEADER_ID)?;
-    let timestamp = single_header(headers, HEADER_TIMESTAMP)?;
-    let signature = single_header(headers, HEADER_SIGNATURE)?;
+    let (id, timestamp, signature) = signed_headers(req.headers())?;
     checks.verifier.verify(id, timestamp, signature, body)
+}
+
+/// Answers a request that did not prove it comes from Replicate, logging at a bounded rate.
+fn refuse(checks: &Checks, status: StatusCode, reason: &str, message: &str) -> HttpResponse {
+    checks.refusals.record(status.as_u16(), reason);
+    reply(status, message)
+}
+
+fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
+    match e {
+        BodyError::TooLarge(limit) => refuse(
+            checks,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            &format!("body exceeds {limit} bytes"),
+        ),
+        BodyError::BadLength => refuse(
+            checks,
+            StatusCode::BAD_REQUEST,
+            "invalid-content-length",
+            "invalid Content-Length",
+        ),
+        BodyError::TooSlow => refuse(
+            checks,
+            StatusCode::REQUEST_TIMEOUT,
+            "body-too-slow",
+            "the body did not arrive in time",
+        ),
+        BodyError::Busy => {
+            checks.refusals.record(503, "unverified-budget-spent");
+            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
+                .insert_header((header::RETRY_AFTER, "1"))
+                .content_type("text/plain; charset=utf-8")
+                .body("too many bodies being received; retry later")
+        }
+        BodyError::Broken(e) => refuse(
+            checks,
+            StatusCode::BAD_REQUEST,
+            "body-unreadable",
+            &format!("could not read body: {e}"),
+        ),
+    }
 }
 
 fn single_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
@@ -311,14 +371,6 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a s
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn query_matches(req: &HttpRequest, webhook: Option<&str>) -> bool {
-    let signed = webhook
-        .and_then(|w| url::Url::parse(w).ok())
-        .map(|u| u.query().unwrap_or_default().to_owned())
-        .unwrap_or_default();
-    signed == req.query_string()
 }
 
 /// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.

@@ -239,13 +239,24 @@ impl Verifier {
         self.verify_at(id, timestamp, signature, body, unix_now())
     }
 
-    /// Verifies one delivery with the clock fixed at `now` (seconds since the epoch).
-    pub fn verify_at(
+    /// Checks everything but the MAC: headers present and well-formed, timestamp within the
+    /// tolerance, the signature list within its bounds. Cheap and body-free, so the receiver runs
+    /// it before it buffers a body: a request that cannot verify costs no memory.
+    pub fn check_headers(
         &self,
         id: &str,
         timestamp: &str,
         signature: &str,
-        body: &[u8],
+    ) -> Result<(), VerifyError> {
+        self.check_headers_at(id, timestamp, signature, unix_now())
+    }
+
+    /// [`Verifier::check_headers`] with the clock fixed at `now`.
+    pub fn check_headers_at(
+        &self,
+        id: &str,
+        timestamp: &str,
+        signature: &str,
         now: i64,
     ) -> Result<(), VerifyError> {
         check_value(HEADER_ID, id)?;
@@ -264,6 +275,19 @@ impl Verifier {
         if signature.split(' ').nth(MAX_SIGNATURE_ENTRIES).is_some() {
             return Err(VerifyError::TooManySignatures);
         }
+        Ok(())
+    }
+
+    /// Verifies one delivery with the clock fixed at `now` (seconds since the epoch).
+    pub fn verify_at(
+        &self,
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        self.check_headers_at(id, timestamp, signature, now)?;
         // On the stack: with the cap above, no entry costs an allocation.
         let mut candidates = [[0u8; MAC_LEN]; MAX_SIGNATURE_ENTRIES];
         let mut count = 0;

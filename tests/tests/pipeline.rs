@@ -373,7 +373,10 @@ async fn one_terminal_handler_per_prediction_across_webhook_ids() {
     let (status, text) = srv.deliver(&TestDelivery::new(body).sign(&secret)).await;
     assert_eq!(
         (status, text.as_str()),
-        (200, "prediction already handled for this status")
+        (
+            200,
+            "prediction already handled; its first terminal status wins"
+        )
     );
     assert_eq!(log.count("on_succeeded"), 1);
 
@@ -739,24 +742,17 @@ async fn assert_unavailable(response: reqwest::Response) {
     );
 }
 
-/// After the terminal handler ran, the store fails to record it: `complete` (of the terminal
-/// and webhook claims) or `mark_done` (of the prediction's end, after the terminal claim was
-/// completed). Either way 503 with `Retry-After`, and Replicate's retry (once the webhook claim's
-/// lease is over) gets `retry_answer` after `runs_after_retry` handler runs in all.
+/// After the terminal handler ran, the store fails to record it (`complete` of the terminal and
+/// webhook claims): 503 with `Retry-After`, and Replicate's retry (once the claims' lease is
+/// over) gets `retry_answer` after `runs_after_retry` handler runs in all. (Completing a
+/// terminal delivery makes no other store call: its terminal claim is the prediction's end.)
 #[actix_web::test]
 async fn store_failures_after_the_terminal_handler_ran_give_503_and_a_retry_is_answered() {
     type Switch = fn(&Faults) -> &AtomicBool;
     let secret = Secret::generate();
-    let cases: [(&str, Switch, &str, usize); 2] = [
+    let cases: [(&str, Switch, &str, usize); 1] = [
         // Nothing recorded: at least once, the retry runs the handler again.
         ("complete", |f| &f.complete, "done", 2),
-        // The terminal status was recorded before the failure: the retry does not run it.
-        (
-            "mark_done",
-            |f| &f.mark_done,
-            "prediction already handled for this status",
-            1,
-        ),
     ];
     for (name, switch, retry_answer, runs_after_retry) in cases {
         let log = Log::default();
@@ -864,7 +860,10 @@ async fn a_decode_error_without_a_hook_is_acknowledged_and_marked_done() {
     );
     assert_eq!(
         srv.deliver(&TestDelivery::new(body).sign(&secret)).await,
-        (200, "prediction already handled for this status".to_owned())
+        (
+            200,
+            "prediction already handled; its first terminal status wins".to_owned()
+        )
     );
     assert_eq!(
         srv.deliver(&delivery(&id, "processing", json!(["a"])).sign(&secret))

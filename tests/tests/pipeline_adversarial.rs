@@ -380,7 +380,10 @@ async fn a_failed_terminal_handler_runs_again_under_a_new_webhook_id() {
     assert_eq!(send().await.0, 200);
     assert_eq!(
         send().await,
-        (200, "prediction already handled for this status".into())
+        (
+            200,
+            "prediction already handled; its first terminal status wins".into()
+        )
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
@@ -405,7 +408,10 @@ async fn an_expired_lease_lets_a_retry_take_over() {
         }
     });
     let lease = Duration::from_secs(1);
-    let config = config(&secret, module).lease(lease);
+    // A handler may outlive its lease when its timeout says so; the takeover is what is tested.
+    let config = config(&secret, module)
+        .lease(lease)
+        .handler_timeout(Duration::from_secs(60));
     let srv = start_workers(2, config);
     let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
@@ -541,13 +547,11 @@ async fn a_huge_declared_length_under_an_unlimited_body_limit_allocates_nothing_
     let srv = TestServer::start(move || configure(config.clone()));
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);
 
-    // A petabyte announced, a few bytes sent, then the client hangs up.
+    // A petabyte announced, a few bytes sent, then the client hangs up. With no body limit, the
+    // budget for unverified bodies still bounds it: refused on the header, nothing buffered.
     let lie = raw_request(&signed, 1 << 50, b"{\"id\":");
     let answer = raw_exchange(&srv.base, &lie, true).await;
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
-        "{answer}"
-    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_eq!(srv.deliver(&signed).await.0, 200);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use replicate_webhook::Status;
 use replicate_webhook::dedupe::{
-    Admission, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore, RedisStore,
-    SqliteStore,
+    Admission, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore, Progress,
+    RedisStore, SqliteStore,
 };
 use replicate_webhook_tests::services;
 
@@ -271,6 +271,19 @@ async fn gate_admits_each_terminal_status_once(h: Handles) {
         a.admit(other).await.unwrap(),
         Admission::Duplicate
     ));
+    // The first terminal status wins: a later `failed` or `canceled` of it is not dispatched.
+    for (n, status) in [Status::Failed, Status::Canceled].iter().enumerate() {
+        let w = h.key(&format!("late-terminal-{n}"));
+        let late = Delivery {
+            webhook_id: &w,
+            prediction_id: &p,
+            status,
+        };
+        assert!(matches!(
+            b.admit(late).await.unwrap(),
+            Admission::AlreadyHandled
+        ));
+    }
     let processing = Status::Processing;
     let w3 = h.key("w3");
     let late = Delivery {
@@ -304,18 +317,37 @@ async fn gate_release_lets_a_retry_run(h: Handles) {
 async fn gate_classifies_output_alike_on_every_handle(h: Handles) {
     let (a, b) = gates(&h);
     let p = h.key("p");
-    assert!(a.observe_output(&p, None).await.unwrap().is_none());
-    assert!(a.observe_output(&p, Some("null")).await.unwrap().is_none());
-    assert!(a.observe_output(&p, Some("[1]")).await.unwrap().is_some());
+    let output = |p: Progress| matches!(p, Progress::Output(_));
+    assert!(!output(a.observe(&p, None, 0).await.unwrap()));
+    assert!(!output(a.observe(&p, Some("null"), 10).await.unwrap()));
+    assert!(output(a.observe(&p, Some("[1]"), 20).await.unwrap()));
     assert!(
-        b.observe_output(&p, Some("[1]")).await.unwrap().is_none(),
+        !output(b.observe(&p, Some("[1]"), 30).await.unwrap()),
         "logs on b"
     );
-    let undo = b.observe_output(&p, Some("[1,2]")).await.unwrap().unwrap();
+    let Progress::Output(undo) = b.observe(&p, Some("[1,2]"), 30).await.unwrap() else {
+        panic!("a longer output is an output")
+    };
     b.undo_output(&p, undo).await;
     assert!(
-        a.observe_output(&p, Some("[1,2]")).await.unwrap().is_some(),
+        output(a.observe(&p, Some("[1,2]"), 30).await.unwrap()),
         "output again after undo"
+    );
+    // An older delivery arriving late changes nothing and is told apart.
+    assert_eq!(
+        b.observe(&p, Some("[1]"), 30).await.unwrap(),
+        Progress::Regressed
+    );
+    assert_eq!(
+        b.observe(&p, Some("[1,2]"), 20).await.unwrap(),
+        Progress::Regressed
+    );
+    assert!(
+        matches!(
+            a.observe(&p, Some("[1,2]"), 30).await.unwrap(),
+            Progress::Logs(_)
+        ),
+        "the regressed deliveries did not replace what was seen"
     );
 }
 

@@ -58,7 +58,8 @@ pub enum Admission {
     Run(Lease),
     /// This `webhook-id` was already handled.
     Duplicate,
-    /// Another delivery already handled this prediction's terminal status.
+    /// Another delivery already handled a terminal status of this prediction: the first
+    /// terminal status handled wins, later ones (the same or another) are not dispatched.
     AlreadyHandled,
     /// An intermediate event of a prediction that already finished.
     Stale,
@@ -73,15 +74,62 @@ pub enum Admission {
 #[derive(Debug)]
 pub struct Lease {
     webhook: (String, ClaimToken),
-    /// For terminal events: the `(prediction, status)` claim and the prediction's finished key.
-    terminal: Option<((String, ClaimToken), String)>,
+    /// For terminal events: the prediction's terminal claim.
+    terminal: Option<(String, ClaimToken)>,
 }
 
-/// What [`Gate::observe_output`] changed, to undo when the delivery is not acknowledged.
-#[derive(Debug, Clone, Copy)]
+/// What [`Gate::observe`] found of a `processing` delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Its output differs from the last one seen: an `output` event.
+    Output(OutputUndo),
+    /// The same output, more logs or the same: a `logs` event.
+    Logs(OutputUndo),
+    /// Less output or fewer logs than already seen: an older delivery arriving late.
+    Regressed,
+}
+
+/// What [`Gate::observe`] changed, to undo when the delivery is not acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputUndo {
     previous: Option<u64>,
     current: u64,
+}
+
+/// What is remembered of a prediction's progress, in one `u64` so every store can swap it
+/// atomically: the length of its logs (20 bits), the length of its output (20 bits), and 24 bits
+/// of a hash of the output. Lengths saturate at 1 MiB; past that only the hash tells outputs apart
+/// and regressions go unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark(u64);
+
+impl Mark {
+    const LEN_BITS: u32 = 20;
+    const HASH_BITS: u32 = 24;
+    const LEN_MAX: u64 = (1 << Self::LEN_BITS) - 1;
+
+    fn new(output: &str, logs_len: usize) -> Self {
+        let digest = Sha256::digest(output.as_bytes());
+        let hash = u64::from(digest[0]) << 16 | u64::from(digest[1]) << 8 | u64::from(digest[2]);
+        let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX).min(Self::LEN_MAX);
+        Self(
+            len(logs_len) << (Self::LEN_BITS + Self::HASH_BITS)
+                | len(output.len()) << Self::HASH_BITS
+                | hash,
+        )
+    }
+
+    fn logs_len(self) -> u64 {
+        self.0 >> (Self::LEN_BITS + Self::HASH_BITS)
+    }
+
+    fn output_len(self) -> u64 {
+        (self.0 >> Self::HASH_BITS) & Self::LEN_MAX
+    }
+
+    fn output(self) -> u64 {
+        self.0 & ((1 << (Self::LEN_BITS + Self::HASH_BITS)) - 1)
+    }
 }
 
 /// The dedupe protocol over one store.
@@ -151,31 +199,24 @@ impl Gate {
     }
 
     /// The prediction-level half of [`Gate::admit`]: `Ok(Err(..))` is a refusal.
-    #[allow(clippy::type_complexity)]
     async fn admit_prediction(
         &self,
         delivery: Delivery<'_>,
-    ) -> Result<Result<Option<((String, ClaimToken), String)>, Admission>, StoreError> {
-        let finished = key(&["prediction:", delivery.prediction_id, ":finished"]);
+    ) -> Result<Result<Option<(String, ClaimToken)>, Admission>, StoreError> {
+        let terminal = terminal_key(delivery.prediction_id);
         if !delivery.status.is_terminal() {
-            return Ok(if self.call(self.store.is_done(&finished)).await? {
+            return Ok(if self.call(self.store.is_done(&terminal)).await? {
                 Err(Admission::Stale)
             } else {
                 Ok(None)
             });
         }
-        let terminal_key = key(&[
-            "prediction:",
-            delivery.prediction_id,
-            ":",
-            delivery.status.as_str(),
-        ]);
         Ok(
             match self
-                .call(self.store.claim(&terminal_key, self.policy.lease))
+                .call(self.store.claim(&terminal, self.policy.lease))
                 .await?
             {
-                Claim::Acquired(token) => Ok(Some(((terminal_key, token), finished))),
+                Claim::Acquired(token) => Ok(Some((terminal, token))),
                 Claim::Done => Err(Admission::AlreadyHandled),
                 Claim::InFlight { retry_after } => Err(Admission::InFlight { retry_after }),
             },
@@ -185,10 +226,8 @@ impl Gate {
     /// Records a handled delivery: its terminal status, the prediction's end, its `webhook-id`.
     /// Until this succeeds a retry may run the handler again (at-least-once, never at-most-once).
     pub async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
-        if let Some(((key, token), finished)) = &lease.terminal {
+        if let Some((key, token)) = &lease.terminal {
             self.call(self.store.complete(key, token, self.policy.terminal_ttl))
-                .await?;
-            self.call(self.store.mark_done(finished, self.policy.terminal_ttl))
                 .await?;
         }
         let (key, token) = &lease.webhook;
@@ -199,7 +238,7 @@ impl Gate {
     /// Gives the lease up so a retry can run the handler. Failures are logged, not returned:
     /// the lease then expires on its own and the retry waits for it at worst.
     pub async fn release(&self, lease: &Lease) {
-        if let Some((claim, _)) = &lease.terminal {
+        if let Some(claim) = &lease.terminal {
             self.release_one(claim).await;
         }
         self.release_one(&lease.webhook).await;
@@ -211,43 +250,56 @@ impl Gate {
         }
     }
 
-    /// Records that a prediction reached a terminal status no handler takes: its later
-    /// intermediate deliveries are stale.
+    /// Records that a prediction reached a terminal status no handler takes: it is finished,
+    /// so its later intermediate deliveries are stale and later terminal ones not dispatched.
     pub async fn finish_unhandled(&self, prediction_id: &str) -> Result<(), StoreError> {
-        let finished = key(&["prediction:", prediction_id, ":finished"]);
-        self.call(self.store.mark_done(&finished, self.policy.terminal_ttl))
+        let terminal = terminal_key(prediction_id);
+        self.call(self.store.mark_done(&terminal, self.policy.terminal_ttl))
             .await
     }
 
-    /// Records the output of a `processing` delivery; `Some` when it differs from the last one
-    /// seen for the prediction (an `output` event), `None` when it does not (a `logs` event).
-    ///
-    /// The marker is a hash that every instance and version computes alike, so instances sharing
-    /// a store classify a delivery the same way.
-    pub async fn observe_output(
+    /// Records the progress of a `processing` delivery (its output, `None` or `null` when it has
+    /// none yet, and the length of its logs as sent) and classifies it against the last one any
+    /// instance saw for the prediction.
+    pub async fn observe(
         &self,
         prediction_id: &str,
         output: Option<&str>,
-    ) -> Result<Option<OutputUndo>, StoreError> {
-        let Some(output) = output.filter(|o| *o != "null") else {
-            return Ok(None);
-        };
-        let digest = Sha256::digest(output.as_bytes());
-        let current = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
-        let marker = key(&["prediction:", prediction_id, ":output"]);
+        logs_len: usize,
+    ) -> Result<Progress, StoreError> {
+        let output = output.filter(|o| *o != "null");
+        let current = Mark::new(output.unwrap_or_default(), logs_len);
+        let marker = key(&["prediction:", prediction_id, ":progress"]);
         let previous = self
             .call(
                 self.store
-                    .swap_marker(&marker, current, self.policy.progress_ttl),
+                    .swap_marker(&marker, current.0, self.policy.progress_ttl),
             )
-            .await?;
-        Ok((previous != Some(current)).then_some(OutputUndo { previous, current }))
+            .await?
+            .map(Mark);
+        let undo = OutputUndo {
+            previous: previous.map(|m| m.0),
+            current: current.0,
+        };
+        if let Some(previous) = previous
+            && (previous.logs_len() > current.logs_len()
+                || previous.output_len() > current.output_len())
+        {
+            self.undo_output(prediction_id, undo).await;
+            return Ok(Progress::Regressed);
+        }
+        let changed = previous.is_none_or(|p| p.output() != current.output());
+        Ok(if output.is_some() && changed {
+            Progress::Output(undo)
+        } else {
+            Progress::Logs(undo)
+        })
     }
 
-    /// Undoes [`Gate::observe_output`] for a delivery that was not acknowledged, so its retry
-    /// is an output again; a later delivery's output is left alone.
+    /// Undoes [`Gate::observe`] for a delivery that was not acknowledged, so its retry is
+    /// classified as it was; a later delivery's progress is left alone.
     pub async fn undo_output(&self, prediction_id: &str, undo: OutputUndo) {
-        let marker = key(&["prediction:", prediction_id, ":output"]);
+        let marker = key(&["prediction:", prediction_id, ":progress"]);
         let restored = self.store.restore_marker(
             &marker,
             undo.current,
@@ -273,6 +325,11 @@ impl Gate {
     }
 }
 
+/// The key every terminal status of a prediction claims: the first one handled wins.
+fn terminal_key(prediction_id: &str) -> String {
+    key(&["prediction:", prediction_id, ":terminal"])
+}
+
 /// A store key from its parts, in one allocation.
 fn key(parts: &[&str]) -> String {
     let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -280,4 +337,25 @@ fn key(parts: &[&str]) -> String {
         key.push_str(part);
     }
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_keep_lengths_and_tell_outputs_apart() {
+        let a = Mark::new("[1]", 10);
+        assert_eq!((a.logs_len(), a.output_len()), (10, 3));
+        let b = Mark::new("[2]", 10);
+        assert_ne!(a.output(), b.output());
+        assert_eq!(
+            Mark::new("[1]", 99).output(),
+            a.output(),
+            "logs do not change the output"
+        );
+        let huge = Mark::new("x", 5 << 20);
+        assert_eq!(huge.logs_len(), Mark::LEN_MAX);
+        assert_eq!(huge.output_len(), 1);
+    }
 }

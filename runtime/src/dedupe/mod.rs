@@ -28,7 +28,7 @@ mod url;
 use std::fmt;
 use std::time::Duration;
 
-pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy};
+pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;

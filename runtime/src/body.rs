@@ -1,0 +1,193 @@
+//! Reading a request body before it is verified: bounded in size, in time and, across every
+//! connection at once, in memory.
+//!
+//! A body is buffered before its signature can be checked, so an unauthenticated client decides
+//! how much memory it holds and for how long. Each limit here caps one way to abuse that: a
+//! declared or streamed size over the body limit (413), a body that trickles in or stalls (408),
+//! and many connections each holding a large body at once (503 once the budget is spent).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use tokio::time::{Instant, timeout_at};
+
+/// Why a body was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Declared or streamed past the body limit (or past the whole budget).
+    TooLarge(usize),
+    /// `Content-Length` that is not a number.
+    BadLength,
+    /// Not complete within the read deadline, or silent for longer than the idle timeout.
+    TooSlow,
+    /// The budget for unverified bodies is held by other requests right now.
+    Busy,
+    /// The connection failed while the body was read.
+    Broken(String),
+}
+
+/// The limits a body is read under.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyLimits {
+    pub(crate) max: usize,
+    pub(crate) read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) budget: Budget,
+}
+
+impl BodyLimits {
+    /// The largest body that can ever be accepted: the limit, or the whole budget if smaller.
+    fn largest(&self) -> usize {
+        self.max.min(self.budget.max)
+    }
+}
+
+/// Bytes of unverified bodies held at once, across every connection of a receiver.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    held: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            held: Arc::default(),
+            max,
+        }
+    }
+
+    /// Takes `bytes` from the budget, or nothing when that would exceed it.
+    fn take(&self, bytes: usize) -> Option<Reservation> {
+        let mut held = self.held.load(Ordering::Relaxed);
+        loop {
+            let next = held.checked_add(bytes).filter(|n| *n <= self.max)?;
+            match self
+                .held
+                .compare_exchange_weak(held, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Some(Reservation {
+                        held: self.held.clone(),
+                        bytes,
+                    });
+                }
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Bytes held right now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// Budget bytes held by one body until it is verified (or refused), returned on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    held: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Reservation {
+    fn grow(&mut self, budget: &Budget, bytes: usize) -> bool {
+        match budget.take(bytes) {
+            Some(mut more) => {
+                // The bytes move into this reservation; `more` must not return them on drop.
+                self.bytes += std::mem::take(&mut more.bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// The body's declared length, refused (413) when it is over the body limit or could never fit
+/// in the budget for unverified bodies. Checked before anything else: it costs nothing.
+pub(crate) fn declared_length(
+    req: &HttpRequest,
+    limits: &BodyLimits,
+) -> Result<Option<usize>, BodyError> {
+    let Some(value) = req.headers().get(header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    let declared = value
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .ok_or(BodyError::BadLength)?;
+    if declared > limits.largest() {
+        return Err(BodyError::TooLarge(limits.largest()));
+    }
+    Ok(Some(declared))
+}
+
+/// Reads a body of `declared` length (from [`declared_length`]) or chunked: 413 if the stream
+/// says more than allowed, within the read deadline and the idle timeout, within the shared
+/// budget. The reservation comes back with the body: hold it until the body is verified.
+pub(crate) async fn read(
+    mut payload: web::Payload,
+    declared: Option<usize>,
+    limits: &BodyLimits,
+) -> Result<(Bytes, Reservation), BodyError> {
+    // The declared length is reserved up front (it is what the client says it will send); a
+    // chunked body reserves as it arrives.
+    let mut reservation = limits
+        .budget
+        .take(declared.unwrap_or(0))
+        .ok_or(BodyError::Busy)?;
+    // The declared length is unverified: trust it for the limit, not for an allocation.
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(64 * 1024));
+    let deadline = Instant::now() + limits.read_timeout;
+    loop {
+        let idle = (Instant::now() + limits.idle_timeout).min(deadline);
+        let chunk = match timeout_at(idle, payload.next()).await {
+            Err(_) => return Err(BodyError::TooSlow),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(BodyError::Broken(e.to_string())),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let len = body.len() + chunk.len();
+        if len > limits.largest() {
+            return Err(BodyError::TooLarge(limits.largest()));
+        }
+        if len > reservation.bytes && !reservation.grow(&limits.budget, len - reservation.bytes) {
+            return Err(BodyError::Busy);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), reservation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_shared_and_returned() {
+        let budget = Budget::new(100);
+        let a = budget.take(60).unwrap();
+        assert!(budget.take(50).is_none(), "over the shared budget");
+        let mut b = budget.take(40).unwrap();
+        assert_eq!(budget.held(), 100);
+        assert!(!b.grow(&budget, 1));
+        drop(a);
+        assert!(b.grow(&budget, 10));
+        assert_eq!(budget.held(), 50);
+        drop(b);
+        assert_eq!(budget.held(), 0);
+    }
+}
