@@ -4,8 +4,8 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use serde_json::Value;
 
-use super::model::{Def, EnumDef, Field, FieldKind, IntTy, Lit, Model, StructDef, Ty, UnionDef};
 use super::names::unraw;
+use super::ty::{Def, EnumDef, Field, FieldKind, IntTy, Lit, Model, StructDef, Ty, UnionDef};
 
 /// What every item needs: the paths into the runtime and the name of the generated secret type.
 struct Cx<'a> {
