@@ -1,11 +1,15 @@
 //! Typed `Input`/`Output` from a model's `OpenAPI` schema file, at compile time.
 //!
 //! `mod.rs` finds and reads the file and reports errors on the `schema = "…"` literal;
-//! [`model`] turns the JSON into a type model; [`expand`] writes the items.
+//! [`build`] turns the JSON into the type model of [`ty`] (with [`docs`] for the doc text);
+//! [`expand`] writes the items.
 
+mod build;
+mod docs;
 mod expand;
-mod model;
+mod json;
 mod names;
+mod ty;
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +33,7 @@ pub(crate) fn expand_schema_file(lit: &LitStr, krate: &syn::Path) -> syn::Result
     })?;
     let doc: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| error(format!("schema file `{rel}` is not valid JSON: {e}")))?;
-    let model = model::build(&doc).map_err(|e| {
+    let model = build::build(&doc).map_err(|e| {
         if e.path.is_empty() {
             error(format!("schema file `{rel}`: {}", e.message))
         } else {
@@ -133,7 +137,7 @@ mod tests {
             if path.extension().is_some_and(|e| e == "json") {
                 let doc = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
                     .expect("valid JSON");
-                if let Err(e) = model::build(&doc) {
+                if let Err(e) = build::build(&doc) {
                     panic!("{}: {}: {}", path.display(), e.path, e.message);
                 }
                 count += 1;
@@ -154,7 +158,7 @@ mod tests {
         let text = std::fs::read_to_string(corpus("black-forest-labs__flux-schnell.json"))
             .expect("flux-schnell schema");
         let doc = serde_json::from_str(&text).expect("valid JSON");
-        let model = model::build(&doc).expect("builds");
+        let model = build::build(&doc).expect("builds");
         let tokens = expand::expand(&model, rel, &crate::args::default_crate());
         let file: syn::File = syn::parse2(tokens).expect("generated code parses");
         let pretty = format!(
@@ -172,7 +176,7 @@ mod tests {
         let text = std::fs::read_to_string(corpus("black-forest-labs__flux-schnell.json"))
             .expect("flux-schnell schema");
         let model =
-            model::build(&serde_json::from_str(&text).expect("valid JSON")).expect("builds");
+            build::build(&serde_json::from_str(&text).expect("valid JSON")).expect("builds");
         let expanded = expand::expand(&model, "x.json", &syn::parse_quote!(webhooks)).to_string();
         assert!(
             expanded.contains("webhooks :: __private :: Url"),
@@ -193,7 +197,7 @@ mod tests {
         let name =
             std::env::var("SCHEMA").unwrap_or_else(|_| "black-forest-labs__flux-schnell".into());
         let text = std::fs::read_to_string(corpus(&format!("{name}.json"))).expect("schema file");
-        let model = model::build(&serde_json::from_str(&text).expect("JSON")).expect("builds");
+        let model = build::build(&serde_json::from_str(&text).expect("JSON")).expect("builds");
         let file: syn::File =
             syn::parse2(expand::expand(&model, &name, &crate::args::default_crate()))
                 .expect("parses");
@@ -291,7 +295,7 @@ mod tests {
         for case in cases {
             let schemas: serde_json::Value = serde_json::from_str(case).expect(case);
             let doc = serde_json::json!({ "components": { "schemas": schemas } });
-            match model::build(&doc) {
+            match build::build(&doc) {
                 Ok(model) => {
                     let tokens = expand::expand(&model, "x.json", &crate::args::default_crate());
                     if let Err(e) = syn::parse2::<syn::File>(tokens) {

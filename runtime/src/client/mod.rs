@@ -1,0 +1,441 @@
+//! A small client for the Replicate HTTP API: create, get, list and cancel predictions, fetch the
+//! default webhook signing secret and model schemas.
+//!
+//! The webhook of a created prediction can come from a handler module's [`WebhookSpec`] (the
+//! `WEBHOOK` constant the attribute emits), so the receiver route and the events Replicate sends
+//! have one source of truth:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), replicate_webhook::client::ClientError> {
+//! use replicate_webhook::client::{Client, CreatePrediction};
+//! use replicate_webhook::{Event, Url, WebhookSpec};
+//!
+//! const WEBHOOK: WebhookSpec = WebhookSpec {
+//!     model: "replicate/hello-world",
+//!     path: "/webhooks/replicate",
+//!     events: &[Event::Start, Event::Completed],
+//! };
+//!
+//! let client = Client::from_env()?.webhook_base(Url::parse("https://example.com").unwrap());
+//! let prediction = client
+//!     .create(
+//!         &CreatePrediction::model("replicate/hello-world", serde_json::json!({"text": "Alice"}))
+//!             .webhook_spec(&WEBHOOK),
+//!     )
+//!     .await?;
+//! println!("{} is {}", prediction.id, prediction.status);
+//! # Ok(()) }
+//! ```
+//!
+//! Failed calls map to [`ClientError`]; `429` and `5xx` answers are retried with exponential
+//! backoff (see [`RetryPolicy`]), honouring `Retry-After`. The token never appears in `Debug`
+//! output or error messages.
+
+mod error;
+mod request;
+mod response;
+mod retry;
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+pub use error::ClientError;
+pub use request::{CreatePrediction, Target};
+pub use response::{ModelVersion, Page};
+pub use retry::RetryPolicy;
+
+use error::describe;
+use request::{Wait, header_value, segment, split_slug};
+use response::read;
+
+use crate::prediction::Prediction;
+#[cfg(doc)]
+use crate::registry::WebhookSpec;
+use crate::signature::Secret;
+
+/// The environment variable holding the API token.
+pub const ENV_TOKEN: &str = "REPLICATE_API_TOKEN";
+/// The environment variable overriding the API base URL.
+pub const ENV_BASE_URL: &str = "REPLICATE_API_BASE_URL";
+/// Replicate's API base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.replicate.com/v1";
+
+/// A Replicate API client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<SecretString>,
+    webhook_base: Option<Url>,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &redacted_url(&self.base))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("webhook_base", &self.webhook_base.as_ref().map(Url::as_str))
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL for display: any `user:password@` part is replaced, so credentials never reach logs.
+fn redacted_url(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username("redacted");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+impl Client {
+    /// A client for `base` (e.g. `https://api.replicate.com/v1`) authenticating with `token`.
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let mut base = Url::parse(base).map_err(|e| ClientError::InvalidUrl(e.to_string()))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("replicate-webhook/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            token: token
+                .filter(|t| !t.trim().is_empty())
+                .map(SecretString::from),
+            webhook_base: None,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Reads `REPLICATE_API_TOKEN` (required) and `REPLICATE_API_BASE_URL` (optional).
+    pub fn from_env() -> Result<Self, ClientError> {
+        let token = std::env::var(ENV_TOKEN)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(ClientError::MissingToken)?;
+        let base = std::env::var(ENV_BASE_URL)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        Self::new(base.trim(), Some(token))
+    }
+
+    /// The public base URL webhook specs are joined to, e.g. `https://example.com`.
+    #[must_use]
+    pub fn webhook_base(mut self, base: Url) -> Self {
+        self.webhook_base = Some(base);
+        self
+    }
+
+    /// Sets the retry policy.
+    #[must_use]
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The API base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Creates a prediction.
+    ///
+    /// With [`CreatePrediction::wait`] the answer may already be terminal; otherwise it is
+    /// usually `starting`.
+    pub async fn create<I: Serialize>(
+        &self,
+        request: &CreatePrediction<I>,
+    ) -> Result<Prediction, ClientError> {
+        self.create_as(request).await
+    }
+
+    /// Creates a prediction and decodes the answer with typed `output` and `input`.
+    pub async fn create_as<O, In, I>(
+        &self,
+        request: &CreatePrediction<I>,
+    ) -> Result<Prediction<O, In>, ClientError>
+    where
+        O: DeserializeOwned,
+        In: DeserializeOwned,
+        I: Serialize,
+    {
+        let body = request.body(self.webhook_base.as_ref())?;
+        let mut headers = HeaderMap::new();
+        match request.wait {
+            None => {}
+            Some(Wait::Default) => {
+                headers.insert("prefer", HeaderValue::from_static("wait"));
+            }
+            Some(Wait::Seconds(n)) => {
+                if !(1..=60).contains(&n) {
+                    return Err(ClientError::InvalidWait(n));
+                }
+                headers.insert("prefer", header_value(&format!("wait={n}"))?);
+            }
+        }
+        if let Some(after) = &request.cancel_after {
+            headers.insert("cancel-after", header_value(after)?);
+        }
+        let url = self.url(&request.path()?)?;
+        let retry_5xx = self.retry.retry_creates_on_server_error;
+        self.send(Method::POST, url, headers, Some(&body), retry_5xx)
+            .await
+    }
+
+    /// `GET /predictions/{id}`.
+    pub async fn get(&self, id: &str) -> Result<Prediction, ClientError> {
+        self.get_as(id).await
+    }
+
+    /// `GET /predictions/{id}` with typed `output` and `input`.
+    pub async fn get_as<O: DeserializeOwned, I: DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<Prediction<O, I>, ClientError> {
+        let url = self.url(&format!("predictions/{}", segment(id)?))?;
+        self.send(Method::GET, url, HeaderMap::new(), None, true)
+            .await
+    }
+
+    /// `POST /predictions/{id}/cancel`.
+    pub async fn cancel(&self, id: &str) -> Result<Prediction, ClientError> {
+        let url = self.url(&format!("predictions/{}/cancel", segment(id)?))?;
+        self.send(Method::POST, url, HeaderMap::new(), None, true)
+            .await
+    }
+
+    /// The first page of `GET /predictions` (newest first).
+    pub async fn list(&self) -> Result<Page<Prediction>, ClientError> {
+        let url = self.url("predictions")?;
+        self.send(Method::GET, url, HeaderMap::new(), None, true)
+            .await
+    }
+
+    /// The page at `next` (or `previous`) of an earlier page. Only URLs on the API's own origin
+    /// are followed, so the token is never sent elsewhere.
+    pub async fn list_page(&self, cursor_url: &str) -> Result<Page<Prediction>, ClientError> {
+        let url = Url::parse(cursor_url).map_err(|e| ClientError::InvalidUrl(e.to_string()))?;
+        if url.origin() != self.base.origin() {
+            return Err(ClientError::InvalidUrl(format!(
+                "pagination URL {} is not on the API origin {}",
+                url.origin().ascii_serialization(),
+                self.base.origin().ascii_serialization()
+            )));
+        }
+        self.send(Method::GET, url, HeaderMap::new(), None, true)
+            .await
+    }
+
+    /// Every prediction, following `next` for at most `max_pages` pages.
+    pub async fn list_all(&self, max_pages: usize) -> Result<Vec<Prediction>, ClientError> {
+        let mut page = self.list().await?;
+        let mut all = std::mem::take(&mut page.results);
+        let mut pages = 1;
+        while let Some(next) = page.next.take() {
+            if pages >= max_pages {
+                break;
+            }
+            page = self.list_page(&next).await?;
+            all.append(&mut page.results);
+            pages += 1;
+        }
+        Ok(all)
+    }
+
+    /// `GET /webhooks/default/secret`: the secret Replicate signs your webhooks with.
+    pub async fn default_secret(&self) -> Result<Secret, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Key {
+            key: Option<String>,
+        }
+        let url = self.url("webhooks/default/secret")?;
+        let key: Key = self
+            .send(Method::GET, url, HeaderMap::new(), None, true)
+            .await?;
+        let key = key
+            .key
+            .ok_or_else(|| ClientError::Secret("the answer has no `key`".into()))?;
+        Secret::parse(&key).map_err(|e| ClientError::Secret(e.to_string()))
+    }
+
+    /// The `OpenAPI` schema of a model's latest version: `GET /models/{owner}/{name}` →
+    /// `latest_version.openapi_schema`.
+    pub async fn model_schema(&self, model: &str) -> Result<serde_json::Value, ClientError> {
+        let (owner, name) = split_slug(model);
+        let url = self.url(&format!("models/{}/{}", segment(&owner)?, segment(&name)?))?;
+        let mut model: serde_json::Value = self
+            .send(Method::GET, url, HeaderMap::new(), None, true)
+            .await?;
+        match model
+            .get_mut("latest_version")
+            .and_then(|v| v.get_mut("openapi_schema"))
+        {
+            Some(schema) if schema.is_object() => Ok(schema.take()),
+            _ => Err(ClientError::Decode(
+                "the model has no `latest_version.openapi_schema`".into(),
+            )),
+        }
+    }
+
+    /// A model version with its schema: `GET /models/{owner}/{name}/versions/{id}`.
+    pub async fn version(&self, model: &str, version: &str) -> Result<ModelVersion, ClientError> {
+        let (owner, name) = split_slug(model);
+        let url = self.url(&format!(
+            "models/{}/{}/versions/{}",
+            segment(&owner)?,
+            segment(&name)?,
+            segment(version)?
+        ))?;
+        let version: ModelVersion = self
+            .send(Method::GET, url, HeaderMap::new(), None, true)
+            .await?;
+        if !version.openapi_schema.is_object() {
+            return Err(ClientError::Decode(
+                "the version has no `openapi_schema`".into(),
+            ));
+        }
+        Ok(version)
+    }
+
+    /// The `OpenAPI` schema of one version.
+    pub async fn version_schema(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        Ok(self.version(model, version).await?.openapi_schema)
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.base
+            .join(path)
+            .map_err(|e| ClientError::InvalidUrl(e.to_string()))
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Option<&serde_json::Value>,
+        retry_server_errors: bool,
+    ) -> Result<T, ClientError> {
+        let token = self.token.as_ref().ok_or(ClientError::MissingToken)?;
+        let mut auth = header_value(&format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| ClientError::InvalidUrl("the API token is not a valid header".into()))?;
+        auth.set_sensitive(true);
+        let mut attempt = 0u32;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .header(AUTHORIZATION, auth.clone());
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let error = match request.send().await {
+                Ok(response) => match read(response).await {
+                    Ok(bytes) => {
+                        return serde_json::from_slice(&bytes)
+                            .map_err(|e| ClientError::Decode(e.to_string()));
+                    }
+                    Err(e) => e,
+                },
+                // `without_url`: keep the message free of anything but the failure itself.
+                Err(e) => ClientError::Transport(describe(e)),
+            };
+            attempt += 1;
+            let retry = match &error {
+                ClientError::Api { status: 429, .. } => true,
+                e => retry_server_errors && e.is_retryable(),
+            };
+            if !retry || attempt >= self.retry.max_attempts {
+                return Err(error);
+            }
+            let mut delay = self.retry.backoff(attempt - 1);
+            if let ClientError::Api {
+                retry_after: Some(after),
+                ..
+            } = &error
+            {
+                delay = (*after).min(self.retry.max_delay);
+            }
+            tracing::debug!(%error, ?delay, attempt, "retrying Replicate API call");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_redacted() {
+        let client = Client::new("http://127.0.0.1:1/v1", Some("r8_supersecret".into())).unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("supersecret"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn credentials_in_the_base_url_are_redacted() {
+        let client = Client::new("https://user:hunter2@proxy.example/v1", None).unwrap();
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("user:"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://redacted@proxy.example/v1/"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn base_url_keeps_its_path() {
+        let client = Client::new("http://127.0.0.1:9/v1", Some("t".into())).unwrap();
+        assert_eq!(
+            client.url("predictions").unwrap().as_str(),
+            "http://127.0.0.1:9/v1/predictions"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn missing_token_is_an_error_before_any_request() {
+        let client = Client::new("http://127.0.0.1:9/v1", None).unwrap();
+        assert!(matches!(
+            client.get("abc").await,
+            Err(ClientError::MissingToken)
+        ));
+    }
+
+    #[actix_rt::test]
+    async fn connection_failures_are_transport_errors_without_the_token() {
+        let client = Client::new("http://127.0.0.1:9/v1", Some("r8_supersecret".into()))
+            .unwrap()
+            .retry_policy(RetryPolicy::none());
+        let err = client.get("abc").await.unwrap_err();
+        assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("supersecret"));
+    }
+}
