@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use replicate_webhook::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreError};
+use replicate_webhook::dedupe::{Backoff, Claim, ClaimToken, DedupeStore, MemoryStore, StoreError};
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{
     DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
@@ -482,6 +482,20 @@ impl DedupeStore for DownStore {
     ) -> Result<(), StoreError> {
         Err(StoreError::new("connection refused"))
     }
+    async fn track(&self, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn untrack(&self, _: &str) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn take_due(
+        &self,
+        _: i64,
+        _: usize,
+        _: Backoff,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
 }
 
 #[actix_web::test]
@@ -695,6 +709,25 @@ impl DedupeStore for FlakyStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.inner.restore_marker(key, current, previous, ttl).await
+    }
+    async fn track(
+        &self,
+        prediction_id: &str,
+        due_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.track(prediction_id, due_ms, ttl).await
+    }
+    async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
+        self.inner.untrack(prediction_id).await
+    }
+    async fn take_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        retry: Backoff,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        self.inner.take_due(now_ms, limit, retry).await
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use replicate_webhook::Status;
 use replicate_webhook::dedupe::{
-    Admission, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore, Progress,
-    RedisStore, SqliteStore,
+    Admission, Backoff, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore,
+    Progress, RedisStore, SqliteStore, now_ms,
 };
 use replicate_webhook_tests::services;
 
@@ -224,6 +224,59 @@ async fn markers_are_shared_between_handles(h: Handles) {
     );
 }
 
+async fn watched_predictions_are_taken_once_then_backed_off(h: Handles) {
+    let retry = Backoff {
+        base_ms: 1_000,
+        cap_ms: 3_000,
+    };
+    let now = now_ms();
+    let (due, later, gone) = (h.key("due"), h.key("later"), h.key("gone"));
+    h.a.track(&due, now - 10, TTL).await.unwrap();
+    h.a.track(&later, now + 60_000, TTL).await.unwrap();
+    h.a.track(&gone, now - 5, TTL).await.unwrap();
+    h.b.untrack(&gone).await.unwrap();
+    // Both handles poll at once: the due prediction goes to exactly one of them.
+    let (x, y) = tokio::join!(h.a.take_due(now, 100, retry), h.b.take_due(now, 100, retry));
+    let mine = |taken: Vec<(String, u32)>| {
+        taken
+            .into_iter()
+            .filter(|(id, _)| id.starts_with(&h.ns))
+            .collect::<Vec<_>>()
+    };
+    let (x, y) = (mine(x.unwrap()), mine(y.unwrap()));
+    assert_eq!(
+        [x.clone(), y.clone()].concat(),
+        [(due.clone(), 0)],
+        "{x:?} {y:?}"
+    );
+    // Taken, it is due again only after the backoff, and counts its attempts.
+    assert!(mine(h.a.take_due(now + 999, 100, retry).await.unwrap()).is_empty());
+    assert_eq!(
+        mine(h.b.take_due(now + 1_000, 100, retry).await.unwrap()),
+        [(due.clone(), 1)]
+    );
+    assert!(mine(h.b.take_due(now + 2_999, 100, retry).await.unwrap()).is_empty());
+    assert_eq!(
+        mine(h.a.take_due(now + 3_000, 100, retry).await.unwrap()),
+        [(due.clone(), 2)]
+    );
+    // The cap: 3 s, not 4 s.
+    assert_eq!(
+        mine(h.a.take_due(now + 6_000, 100, retry).await.unwrap()),
+        [(due.clone(), 3)]
+    );
+    // Tracking again (a delivery arrived) moves it and resets its attempts; untrack ends it.
+    h.b.track(&due, now + 7_000, TTL).await.unwrap();
+    assert!(mine(h.a.take_due(now + 6_999, 100, retry).await.unwrap()).is_empty());
+    assert_eq!(
+        mine(h.a.take_due(now + 7_000, 100, retry).await.unwrap()),
+        [(due.clone(), 0)]
+    );
+    h.a.untrack(&due).await.unwrap();
+    let all = mine(h.b.take_due(now + 600_000, 100, retry).await.unwrap());
+    assert_eq!(all, [(later, 0)]);
+}
+
 fn gates(h: &Handles) -> (Gate, Gate) {
     let policy = Policy::default();
     (
@@ -379,6 +432,7 @@ conformance!(
     done_keys_expire,
     one_of_64_concurrent_claims_wins,
     markers_are_shared_between_handles,
+    watched_predictions_are_taken_once_then_backed_off,
     gate_admits_each_terminal_status_once,
     gate_release_lets_a_retry_run,
     gate_classifies_output_alike_on_every_handle,

@@ -1,10 +1,10 @@
 //! The default store: in process, bounded, with expiry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError};
+use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError};
 
 /// An in-memory store for one process: fast, lost on restart, not shared between instances.
 ///
@@ -17,6 +17,7 @@ use super::{Claim, ClaimToken, DedupeStore, StoreError};
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    tracked: Mutex<Tracked>,
     max_keys: usize,
     max_bytes: usize,
     protect: Duration,
@@ -30,6 +31,34 @@ struct Inner {
     next_seq: u64,
     /// What `entries` and `order` hold, as counted by [`cost`].
     bytes: usize,
+}
+
+/// Predictions the reconciler watches: by id, and ordered by when they are due.
+#[derive(Debug, Default)]
+struct Tracked {
+    by_id: HashMap<String, Watch>,
+    by_due: BTreeSet<(i64, String)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    due_ms: i64,
+    attempts: u32,
+    forget_after: Instant,
+}
+
+impl Tracked {
+    fn remove(&mut self, id: &str) -> Option<Watch> {
+        let watch = self.by_id.remove(id)?;
+        self.by_due.remove(&(watch.due_ms, id.to_owned()));
+        Some(watch)
+    }
+
+    fn insert(&mut self, id: &str, watch: Watch) {
+        self.remove(id);
+        self.by_due.insert((watch.due_ms, id.to_owned()));
+        self.by_id.insert(id.to_owned(), watch);
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +99,7 @@ impl MemoryStore {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            tracked: Mutex::default(),
             max_keys: capacity.max(1),
             max_bytes: Self::DEFAULT_MAX_BYTES,
             protect: Self::DEFAULT_PROTECT,
@@ -105,6 +135,12 @@ impl MemoryStore {
     /// The bytes held, as the bound counts them.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    fn lock_tracked(&self) -> std::sync::MutexGuard<'_, Tracked> {
+        self.tracked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -329,6 +365,80 @@ impl DedupeStore for MemoryStore {
             inner.bytes = inner.bytes.saturating_sub(cost(key));
         }
         Ok(())
+    }
+
+    async fn track(
+        &self,
+        prediction_id: &str,
+        due_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut tracked = self.lock_tracked();
+        if tracked.by_id.len() >= self.max_keys && !tracked.by_id.contains_key(prediction_id) {
+            let now = Instant::now();
+            let stale: Vec<String> = tracked
+                .by_id
+                .iter()
+                .filter(|(_, w)| w.forget_after <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in stale {
+                tracked.remove(&id);
+            }
+            if tracked.by_id.len() >= self.max_keys {
+                return Err(StoreError::new("memory store full of watched predictions"));
+            }
+        }
+        let watch = Watch {
+            due_ms,
+            attempts: 0,
+            forget_after: after(Instant::now(), ttl),
+        };
+        tracked.insert(prediction_id, watch);
+        Ok(())
+    }
+
+    async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
+        self.lock_tracked().remove(prediction_id);
+        Ok(())
+    }
+
+    async fn take_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        retry: Backoff,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let now = Instant::now();
+        let mut tracked = self.lock_tracked();
+        let due: Vec<String> = tracked
+            .by_due
+            .iter()
+            .take_while(|(due, _)| *due <= now_ms)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut taken = Vec::new();
+        for id in due {
+            let Some(watch) = tracked.remove(&id) else {
+                continue;
+            };
+            if watch.forget_after <= now {
+                continue;
+            }
+            if taken.len() < limit {
+                taken.push((id.clone(), watch.attempts));
+                let next = Watch {
+                    due_ms: now_ms.saturating_add(retry.after(watch.attempts)),
+                    attempts: watch.attempts + 1,
+                    ..watch
+                };
+                tracked.insert(&id, next);
+            } else {
+                tracked.insert(&id, watch);
+                break;
+            }
+        }
+        Ok(taken)
     }
 }
 

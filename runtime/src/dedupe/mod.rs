@@ -116,15 +116,61 @@ pub trait DedupeStore: Send + Sync + 'static {
         previous: Option<u64>,
         ttl: Duration,
     ) -> Result<(), StoreError>;
+
+    /// Watches `prediction_id` for the reconciler: due at `due_ms` (milliseconds since the Unix
+    /// epoch) unless tracked again (which moves it and resets its attempts) or untracked first.
+    /// Forgotten after `ttl` whatever happens.
+    async fn track(
+        &self,
+        prediction_id: &str,
+        due_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Stops watching `prediction_id` (its terminal status was handled).
+    async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError>;
+
+    /// Takes up to `limit` watched predictions due at `now_ms`, atomically across instances:
+    /// each one taken is due again `min(retry.base << attempts, retry.cap)` later, so no other
+    /// instance polls it meanwhile and a prediction that stays unfinished is polled less and
+    /// less often. Returns each id with its attempts before this one.
+    async fn take_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        retry: Backoff,
+    ) -> Result<Vec<(String, u32)>, StoreError>;
+}
+
+/// How [`DedupeStore::take_due`] spaces the polls of one prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The delay after the first poll, in milliseconds.
+    pub base_ms: i64,
+    /// The longest delay, in milliseconds.
+    pub cap_ms: i64,
+}
+
+impl Backoff {
+    /// The delay after `attempts` earlier polls.
+    pub fn after(self, attempts: u32) -> i64 {
+        self.base_ms
+            .saturating_mul(1i64.checked_shl(attempts.min(40)).unwrap_or(i64::MAX))
+            .min(self.cap_ms)
+    }
 }
 
 /// Milliseconds in `duration`, saturating: `Duration::MAX` ("never expire") must not overflow.
-#[cfg_attr(
-    not(any(feature = "sqlite", feature = "redis", feature = "postgres")),
-    allow(dead_code)
-)]
 pub(crate) fn millis(duration: Duration) -> i64 {
     // A century is "never" for a dedupe key, and keeps `now + ttl` far from i64::MAX.
     const CENTURY_MS: u128 = 100 * 365 * 24 * 60 * 60 * 1000;
     i64::try_from(duration.as_millis().min(CENTURY_MS)).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

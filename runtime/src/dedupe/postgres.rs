@@ -9,7 +9,7 @@ use deadpool_postgres::{
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError, millis};
+use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
 
 /// A store in `PostgreSQL` tables (`postgres://USER:PASSWORD@HOST:PORT/DB`), through a pool.
 ///
@@ -30,7 +30,8 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// Migrations, applied in order, each once; the version table records which ran.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE replicate_webhook_keys (
     key TEXT PRIMARY KEY,
     token TEXT,                          -- NULL once done
@@ -43,7 +44,17 @@ CREATE TABLE replicate_webhook_markers (
     expires_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX replicate_webhook_markers_expiry ON replicate_webhook_markers (expires_at);
-"];
+",
+    "
+CREATE TABLE replicate_webhook_watched (
+    prediction TEXT PRIMARY KEY,
+    due_ms BIGINT NOT NULL,
+    attempts INTEGER NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX replicate_webhook_watched_due ON replicate_webhook_watched (due_ms);
+",
+];
 
 /// Any constant: instances migrating at once serialise on it.
 const MIGRATION_LOCK: i64 = 0x7265_706c_6963_6174;
@@ -344,5 +355,75 @@ impl DedupeStore for PostgresStore {
             }
         };
         result.map(drop).map_err(|e| pg_error(&e))
+    }
+
+    async fn track(
+        &self,
+        prediction_id: &str,
+        due_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO replicate_webhook_watched (prediction, due_ms, attempts, expires_at) \
+                 VALUES ($1, $2, 0, now() + $3::bigint * interval '1 millisecond') \
+                 ON CONFLICT (prediction) DO UPDATE \
+                 SET due_ms = EXCLUDED.due_ms, attempts = 0, expires_at = EXCLUDED.expires_at",
+                &[&prediction_id, &due_ms, &millis(ttl)],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM replicate_webhook_watched WHERE prediction = $1",
+                &[&prediction_id],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn take_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        retry: Backoff,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM replicate_webhook_watched WHERE prediction IN \
+                 (SELECT prediction FROM replicate_webhook_watched WHERE expires_at <= now() LIMIT 1000)",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        // SKIP LOCKED: instances polling at once each take other predictions.
+        let rows = client
+            .query(
+                "UPDATE replicate_webhook_watched w \
+                 SET due_ms = $1 + least($3::bigint * power(2, least(w.attempts, 40))::bigint, $4::bigint), \
+                     attempts = w.attempts + 1 \
+                 FROM (SELECT prediction FROM replicate_webhook_watched \
+                       WHERE due_ms <= $1 ORDER BY due_ms LIMIT $2 FOR UPDATE SKIP LOCKED) due \
+                 WHERE w.prediction = due.prediction \
+                 RETURNING w.prediction, w.attempts - 1",
+                &[&now_ms, &i64::try_from(limit).unwrap_or(i64::MAX), &retry.base_ms, &retry.cap_ms],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let attempts: i32 = row.get(1);
+                (row.get(0), u32::try_from(attempts).unwrap_or(0))
+            })
+            .collect())
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError, millis};
+use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
 
 /// A store in Redis (`redis://HOST:PORT/DB`, or `rediss://` for TLS).
 ///
@@ -34,6 +34,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 struct Scripts {
+    take_due: Script,
     claim: Script,
     complete: Script,
     release: Script,
@@ -44,6 +45,23 @@ struct Scripts {
 fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
+        // KEYS: the due sorted set, the attempts hash. Each member taken is pushed back by
+        // min(base * 2^attempts, cap) and its attempts counted, in one atomic step.
+        take_due: Script::new(
+            r"
+            local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+            local out = {}
+            for _, id in ipairs(ids) do
+                local attempts = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+                local delay = math.min(tonumber(ARGV[3]) * 2 ^ math.min(attempts, 40), tonumber(ARGV[4]))
+                redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + delay, id)
+                redis.call('HSET', KEYS[2], id, attempts + 1)
+                table.insert(out, id)
+                table.insert(out, attempts)
+            end
+            return out
+            ",
+        ),
         // Returns {1} acquired, {2} done, {3, pttl} in flight.
         claim: Script::new(
             r"
@@ -273,6 +291,62 @@ impl DedupeStore for RedisStore {
             .invoke_async::<i64>(&mut self.conn().await?)
             .await
             .map(drop)
+            .map_err(|e| redis_error(&e))
+    }
+
+    async fn track(
+        &self,
+        prediction_id: &str,
+        due_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        // Watched predictions share one sorted set (by due time) and one hash (attempts); a
+        // per-member TTL does not exist, so the set as a whole expires after the longest `ttl`.
+        let (due, attempts) = (self.key("watched:due"), self.key("watched:attempts"));
+        redis::pipe()
+            .atomic()
+            .zadd(&due, prediction_id, due_ms)
+            .ignore()
+            .hdel(&attempts, prediction_id)
+            .ignore()
+            .pexpire(&due, px(ttl))
+            .ignore()
+            .pexpire(&attempts, px(ttl))
+            .ignore()
+            .query_async::<()>(&mut self.conn().await?)
+            .await
+            .map_err(|e| redis_error(&e))
+    }
+
+    async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
+        redis::pipe()
+            .atomic()
+            .zrem(self.key("watched:due"), prediction_id)
+            .ignore()
+            .hdel(self.key("watched:attempts"), prediction_id)
+            .ignore()
+            .query_async::<()>(&mut self.conn().await?)
+            .await
+            .map_err(|e| redis_error(&e))
+    }
+
+    async fn take_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        retry: Backoff,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        // The script answers `[id, attempts, id, attempts, ...]`: read as pairs.
+        self.scripts
+            .take_due
+            .key(self.key("watched:due"))
+            .key(self.key("watched:attempts"))
+            .arg(now_ms)
+            .arg(limit)
+            .arg(retry.base_ms)
+            .arg(retry.cap_ms)
+            .invoke_async::<Vec<(String, u32)>>(&mut self.conn().await?)
+            .await
             .map_err(|e| redis_error(&e))
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError, millis};
+use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
 
 /// A store in one `SQLite` file, in WAL mode. Survives restarts, so a deploy inside Replicate's
 /// retry window does not run a handler twice.
@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_markers (
     expires_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS replicate_webhook_markers_expiry ON replicate_webhook_markers (expires_ms);
+CREATE TABLE IF NOT EXISTS replicate_webhook_watched (
+    prediction TEXT PRIMARY KEY NOT NULL,
+    due_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replicate_webhook_watched_due ON replicate_webhook_watched (due_ms);
 ";
 
 /// Expired rows are purged every this many writes, a bounded batch at a time.
@@ -276,6 +283,70 @@ impl DedupeStore for SqliteStore {
                 ),
             }
             .map(drop)
+        })
+        .await
+    }
+
+    async fn track(
+        &self,
+        prediction_id: &str,
+        due_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let (id, ttl) = (prediction_id.to_owned(), millis(ttl));
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO replicate_webhook_watched (prediction, due_ms, attempts, expires_ms) \
+                 VALUES (?1, ?2, 0, ?3) ON CONFLICT (prediction) DO UPDATE \
+                 SET due_ms = excluded.due_ms, attempts = 0, expires_ms = excluded.expires_ms",
+                params![id, due_ms, now_ms().saturating_add(ttl)],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
+        let id = prediction_id.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM replicate_webhook_watched WHERE prediction = ?1",
+                params![id],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn take_due(
+        &self,
+        now: i64,
+        limit: usize,
+        retry: Backoff,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM replicate_webhook_watched WHERE expires_ms <= ?1",
+                params![now_ms()],
+            )?;
+            let due: Vec<(String, u32)> = tx
+                .prepare(
+                    "SELECT prediction, attempts FROM replicate_webhook_watched \
+                     WHERE due_ms <= ?1 ORDER BY due_ms LIMIT ?2",
+                )?
+                .query_map(params![now, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, attempts) in &due {
+                tx.execute(
+                    "UPDATE replicate_webhook_watched SET due_ms = ?2, attempts = attempts + 1 \
+                     WHERE prediction = ?1",
+                    params![id, now.saturating_add(retry.after(*attempts))],
+                )?;
+            }
+            tx.commit()?;
+            Ok(due)
         })
         .await
     }
