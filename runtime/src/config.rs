@@ -33,6 +33,8 @@ pub struct WebhookConfig {
     pub(crate) signed_query: bool,
     pub(crate) modules: Vec<Module>,
     pub(crate) collect_registered: bool,
+    #[cfg(feature = "client")]
+    pub(crate) reconcile: Option<crate::reconcile::Reconcile>,
     /// Filled by the first `configure` of this config or any of its clones.
     pub(crate) built: Arc<Mutex<Option<Arc<Receiver>>>>,
 }
@@ -73,6 +75,10 @@ pub enum ConfigError {
     /// `REPLICATE_WEBHOOK_STORE` names a store this build cannot open.
     #[error("{ENV_STORE}: {0}")]
     Store(#[from] StoreUrlError),
+    /// The reconciler's settings cannot work.
+    #[cfg(feature = "client")]
+    #[error(transparent)]
+    Reconcile(#[from] crate::reconcile::ReconcileError),
 }
 
 impl WebhookConfig {
@@ -124,11 +130,15 @@ impl WebhookConfig {
             signed_query: true,
             modules: Vec::new(),
             collect_registered: true,
+            #[cfg(feature = "client")]
+            reconcile: None,
             built: Arc::default(),
         }
     }
 
-    /// Reads [`ENV_SECRET`] and [`ENV_STORE`] (default `memory`).
+    /// Reads [`ENV_SECRET`] and [`ENV_STORE`] (default `memory`), and with the `client`
+    /// feature the reconciler's settings (on when `REPLICATE_API_TOKEN` is set; see
+    /// [`crate::reconcile::Reconcile::from_env`]).
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = std::env::var(ENV_SECRET).unwrap_or_default();
         let secrets = parse_secrets(&secrets)?;
@@ -136,7 +146,44 @@ impl WebhookConfig {
             Ok(setting) if !setting.trim().is_empty() => StoreUrl::parse(&setting)?,
             _ => StoreUrl::Memory,
         };
-        Ok(Self::with_secrets(secrets).store_url(&store)?)
+        #[allow(unused_mut)] // without `client` nothing else is read
+        let mut config = Self::with_secrets(secrets).store_url(&store)?;
+        #[cfg(feature = "client")]
+        if let Some(reconcile) = crate::reconcile::Reconcile::from_env()? {
+            config = config.reconcile(reconcile);
+        }
+        Ok(config)
+    }
+
+    /// Recovers lost terminal webhooks by polling the API (see [`crate::reconcile`]): every
+    /// prediction heard of is watched in the store, and polled once silent for longer than
+    /// the reconciler's `after`.
+    #[cfg(feature = "client")]
+    #[must_use]
+    pub fn reconcile(mut self, reconcile: crate::reconcile::Reconcile) -> Self {
+        self.reconcile = Some(reconcile);
+        self
+    }
+
+    /// `client`, with every prediction it creates watched by this receiver's reconciler (a
+    /// no-op when the reconciler is off), so even a prediction whose every webhook is lost is
+    /// recovered.
+    #[cfg(feature = "client")]
+    pub fn watching(&self, client: crate::client::Client) -> crate::client::Client {
+        match self.watcher() {
+            Some(watcher) => client.with_watcher(watcher),
+            None => client,
+        }
+    }
+
+    #[cfg(feature = "client")]
+    pub(crate) fn watcher(&self) -> Option<crate::reconcile::Watcher> {
+        self.reconcile.as_ref().map(|r| crate::reconcile::Watcher {
+            store: self.store.clone(),
+            after: r.after,
+            watch_for: r.watch_for,
+            timeout: self.policy.timeout,
+        })
     }
 
     /// Opens the store `url` names and uses it (see [`dedupe::open`]).

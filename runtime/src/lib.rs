@@ -67,6 +67,8 @@ mod handler;
 mod prediction;
 mod query;
 mod receiver;
+#[cfg(feature = "client")]
+pub mod reconcile;
 mod refusals;
 mod registry;
 mod service;

@@ -20,6 +20,8 @@ pub(crate) struct Checks {
     pub(crate) gate: Gate,
     pub(crate) handler_timeout: std::time::Duration,
     pub(crate) refusals: Refusals,
+    #[cfg(feature = "client")]
+    pub(crate) watcher: Option<crate::reconcile::Watcher>,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -28,9 +30,12 @@ pub(crate) struct Endpoint {
     pub(crate) route: Route,
 }
 
-/// Every endpoint of one configuration.
+/// Every endpoint of one configuration, and its background work.
 pub(crate) struct Receiver {
     pub(crate) endpoints: Vec<(String, web::Data<Endpoint>)>,
+    /// Started by the first mount inside a runtime (`try_configure` may run outside one).
+    #[cfg(feature = "client")]
+    reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
 }
 
 impl Receiver {
@@ -70,6 +75,8 @@ impl Receiver {
             // A handler running past its lease may be run again by a retry: stop it there.
             handler_timeout: config.handler_timeout.unwrap_or(config.policy.lease),
             refusals: Refusals::new(std::time::Duration::from_secs(1)),
+            #[cfg(feature = "client")]
+            watcher: config.watcher(),
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes
@@ -83,7 +90,36 @@ impl Receiver {
                 (path, web::Data::new(endpoint))
             })
             .collect();
-        Ok(Self { endpoints })
+        #[cfg(feature = "client")]
+        let reconciler = config.reconcile.clone().and_then(|reconcile| {
+            let watcher = config.watcher()?;
+            let secret = config.verifier.signing_secret()?.clone();
+            tracing::info!(after = ?reconcile.after, "reconciler on: silent predictions are polled");
+            Some(crate::reconcile::Task {
+                reconcile,
+                watcher,
+                secret,
+            })
+        });
+        Ok(Self {
+            endpoints,
+            #[cfg(feature = "client")]
+            reconciler: std::sync::Mutex::new(reconciler),
+        })
+    }
+
+    /// Starts the background work once, on the runtime of the first worker that mounts it.
+    pub(crate) fn start_background(&self) {
+        #[cfg(feature = "client")]
+        if tokio::runtime::Handle::try_current().is_ok()
+            && let Some(task) = self
+                .reconciler
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        {
+            tokio::spawn(task.run());
+        }
     }
 }
 

@@ -43,6 +43,7 @@ pub fn try_configure(
 ) -> Result<impl FnOnce(&mut web::ServiceConfig), SetupError> {
     let receiver = Receiver::shared(&config)?;
     Ok(move |cfg: &mut web::ServiceConfig| {
+        receiver.start_background();
         for (path, endpoint) in &receiver.endpoints {
             // Handler arguments that read the body (`web::Bytes`, `web::Json`, ...) get the
             // receiver's limit, not actix's smaller defaults, or a large valid delivery would
@@ -152,6 +153,14 @@ async fn deliver(
         return reply(StatusCode::OK, "no handler for this model");
     };
 
+    // Watched before its handler runs: a crash right after must not lose the prediction.
+    #[cfg(feature = "client")]
+    if let Some(watcher) = &endpoint.checks.watcher
+        && !envelope.status.is_terminal()
+    {
+        watcher.heard(&envelope.id).await;
+    }
+
     // The body carries no event name: a `processing` delivery is an output when its output
     // differs from the last one any instance saw for the prediction, else logs; one with less
     // output or fewer logs than already seen is an older delivery arriving late.
@@ -190,6 +199,13 @@ async fn deliver(
     {
         // Not acknowledged: its retry must be classified as this delivery was.
         gate.undo_output(&envelope.id, undo).await;
+    }
+    #[cfg(feature = "client")]
+    if let Some(watcher) = &endpoint.checks.watcher
+        && envelope.status.is_terminal()
+        && response.status().is_success()
+    {
+        watcher.done(&envelope.id).await;
     }
     response
 }

@@ -223,6 +223,11 @@ impl Verifier {
         self
     }
 
+    /// The secret deliveries this receiver makes itself are signed with (the first one).
+    pub fn signing_secret(&self) -> Option<&Secret> {
+        self.secrets.first()
+    }
+
     /// The configured tolerance.
     pub fn current_tolerance(&self) -> Duration {
         self.tolerance

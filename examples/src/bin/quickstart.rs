@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
 use replicate_webhook::dedupe::StoreUrl;
+use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
     ConfigError, ENV_SECRET, ENV_STORE, Prediction, Secret, WebhookConfig, parse_secrets,
     replicate_webhook,
@@ -162,8 +163,14 @@ fn config() -> Result<WebhookConfig, ConfigError> {
         }
         other => other?,
     };
-    let config = WebhookConfig::with_secrets(secrets).store_url(&store)?;
+    let mut config = WebhookConfig::with_secrets(secrets).store_url(&store)?;
     eprintln!("quickstart: dedupe store {}", config.store_name());
+    // With REPLICATE_API_TOKEN set, predictions whose terminal webhook is lost (the receiver was
+    // down past Replicate's retries) are polled and handled once all the same.
+    if let Some(reconcile) = Reconcile::from_env()? {
+        eprintln!("quickstart: reconciler on");
+        config = config.reconcile(reconcile);
+    }
     Ok(config)
 }
 

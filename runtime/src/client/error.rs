@@ -65,6 +65,6 @@ impl ClientError {
 }
 
 /// The error and its causes, without the URL ("error sending request: ... Connection refused").
-pub(super) fn describe(error: reqwest::Error) -> String {
+pub(crate) fn describe(error: reqwest::Error) -> String {
     replicate_webhook_core::error_chain(&error.without_url())
 }

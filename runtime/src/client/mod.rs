@@ -51,7 +51,7 @@ pub use request::{CreatePrediction, Target};
 pub use response::{ModelVersion, Page};
 pub use retry::RetryPolicy;
 
-use error::describe;
+pub(crate) use error::describe;
 use request::{Wait, header_value, segment, split_slug};
 use response::read;
 
@@ -75,6 +75,9 @@ pub struct Client {
     token: Option<SecretString>,
     webhook_base: Option<Url>,
     retry: RetryPolicy,
+    /// Set by [`crate::WebhookConfig::watching`]: created predictions are watched for the
+    /// reconciler from the moment they exist.
+    watcher: Option<crate::reconcile::Watcher>,
 }
 
 impl fmt::Debug for Client {
@@ -121,6 +124,7 @@ impl Client {
                 .map(SecretString::from),
             webhook_base: None,
             retry: RetryPolicy::default(),
+            watcher: None,
         })
     }
 
@@ -196,8 +200,19 @@ impl Client {
         }
         let url = self.url(&request.path()?)?;
         let retry_5xx = self.retry.retry_creates_on_server_error;
-        self.send(Method::POST, url, headers, Some(&body), retry_5xx)
-            .await
+        let created: Prediction<O, In> = self
+            .send(Method::POST, url, headers, Some(&body), retry_5xx)
+            .await?;
+        if let Some(watcher) = &self.watcher {
+            watcher.heard(&created.id).await;
+        }
+        Ok(created)
+    }
+
+    /// This client, with its created predictions watched by `watcher`.
+    pub(crate) fn with_watcher(mut self, watcher: crate::reconcile::Watcher) -> Self {
+        self.watcher = Some(watcher);
+        self
     }
 
     /// `GET /predictions/{id}`.

@@ -1,0 +1,263 @@
+//! Recovery of lost terminal webhooks.
+//!
+//! Replicate retries a terminal webhook for about a minute and never replays it: a receiver down
+//! for a deploy longer than that loses the result. The receiver therefore watches every
+//! prediction it hears of (created through a watching [`Client`], or first seen through any
+//! delivery) in the dedupe store, with a deadline `after` it was last heard of. A background
+//! task polls `GET /predictions/{id}` for those past their deadline and, once a prediction is
+//! terminal, delivers it to the prediction's own webhook URL, signed with the receiver's secret,
+//! as Replicate would have. It goes through the same pipeline and the same terminal dedupe key,
+//! so the handler runs exactly once whether the webhook or the poll arrives first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+
+use crate::client::{Client, ClientError};
+use crate::dedupe::{Backoff, DedupeStore, StoreError, now_ms};
+use crate::prediction::Prediction;
+use crate::signature::{Secret, sign, unix_now};
+
+/// `REPLICATE_WEBHOOK_RECONCILE_AFTER`: how long after it was last heard of a watched
+/// prediction is polled (a duration such as `90s` or `10m`).
+pub const ENV_RECONCILE_AFTER: &str = "REPLICATE_WEBHOOK_RECONCILE_AFTER";
+/// `REPLICATE_WEBHOOK_RECONCILE=off` turns the reconciler off even with an API token.
+pub const ENV_RECONCILE: &str = "REPLICATE_WEBHOOK_RECONCILE";
+
+/// What the reconciler polls with and when.
+#[derive(Debug, Clone)]
+pub struct Reconcile {
+    pub(crate) client: Client,
+    pub(crate) after: Duration,
+    pub(crate) every: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) backoff: Backoff,
+    pub(crate) watch_for: Duration,
+}
+
+impl Reconcile {
+    /// Past Replicate's retry window (about a minute), so a poll never races the retries.
+    pub const DEFAULT_AFTER: Duration = Duration::from_secs(5 * 60);
+
+    /// Polls through `client` (its token and base URL) for predictions silent for
+    /// [`Self::DEFAULT_AFTER`].
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            after: Self::DEFAULT_AFTER,
+            every: Duration::from_secs(5),
+            concurrency: 4,
+            backoff: Backoff {
+                base_ms: 30_000,
+                cap_ms: 30 * 60 * 1000,
+            },
+            // Replicate deletes a prediction's data after an hour and keeps it listed for
+            // longer; a week covers any receiver outage worth recovering from.
+            watch_for: Duration::from_secs(7 * 24 * 60 * 60),
+        }
+    }
+
+    /// How long after it was last heard of a watched prediction is polled (default 5 min).
+    /// The first poll comes then; later ones back off from 30 s to 30 min while it runs on.
+    #[must_use]
+    pub fn after(mut self, after: Duration) -> Self {
+        self.after = after;
+        self.every = (after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        self.backoff.base_ms = i64::try_from(after.as_millis())
+            .unwrap_or(i64::MAX)
+            .clamp(100, 30_000);
+        self
+    }
+
+    /// At most this many polls at once (default 4).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The reconciler `from_env` builds: on when `REPLICATE_API_TOKEN` is set and
+    /// `REPLICATE_WEBHOOK_RECONCILE` is not `off`; the API at `REPLICATE_API_BASE_URL`
+    /// (default Replicate's); `REPLICATE_WEBHOOK_RECONCILE_AFTER` (default 5 min).
+    pub fn from_env() -> Result<Option<Self>, ReconcileError> {
+        if std::env::var(ENV_RECONCILE).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off")) {
+            return Ok(None);
+        }
+        let client = match Client::from_env() {
+            Ok(client) => client,
+            Err(ClientError::MissingToken) => return Ok(None),
+            Err(e) => return Err(ReconcileError::Client(e.to_string())),
+        };
+        let mut reconcile = Self::new(client);
+        if let Ok(text) = std::env::var(ENV_RECONCILE_AFTER) {
+            let after = humantime::parse_duration(text.trim())
+                .map_err(|e| ReconcileError::After(format!("`{}`: {e}", text.trim())))?;
+            reconcile = reconcile.after(after);
+        }
+        Ok(Some(reconcile))
+    }
+}
+
+/// A reconciler setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconcileError {
+    /// `REPLICATE_WEBHOOK_RECONCILE_AFTER` is not a duration.
+    #[error("{ENV_RECONCILE_AFTER} is not a duration such as 90s or 10m: {0}")]
+    After(String),
+    /// The API client could not be built (a bad `REPLICATE_API_BASE_URL`).
+    #[error("the reconciler's API client: {0}")]
+    Client(String),
+}
+
+/// Watches predictions in a store: what the receiver and a watching [`Client`] call.
+#[derive(Clone)]
+pub(crate) struct Watcher {
+    pub(crate) store: Arc<dyn DedupeStore>,
+    pub(crate) after: Duration,
+    pub(crate) watch_for: Duration,
+    pub(crate) timeout: Duration,
+}
+
+impl Watcher {
+    /// Heard of `prediction_id` now: poll it if nothing more is heard within `after`.
+    pub(crate) async fn heard(&self, prediction_id: &str) {
+        let after = i64::try_from(self.after.as_millis()).unwrap_or(i64::MAX);
+        let due = now_ms().saturating_add(after);
+        let tracked = self.store.track(prediction_id, due, self.watch_for);
+        if let Err(e) = self.bounded(tracked).await {
+            tracing::warn!(prediction = prediction_id, error = %e, "could not watch the prediction");
+        }
+    }
+
+    /// Its terminal status was handled: stop watching.
+    pub(crate) async fn done(&self, prediction_id: &str) {
+        if let Err(e) = self.bounded(self.store.untrack(prediction_id)).await {
+            tracing::warn!(prediction = prediction_id, error = %e, "could not stop watching the prediction");
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::new("no answer in time")))
+    }
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("after", &self.after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The background task: polls what is due, delivers what finished.
+pub(crate) struct Task {
+    pub(crate) reconcile: Reconcile,
+    pub(crate) watcher: Watcher,
+    pub(crate) secret: Secret,
+}
+
+impl Task {
+    /// Runs until the runtime stops.
+    pub(crate) async fn run(self) {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            // Replicate follows no redirects; neither does its stand-in.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a reqwest client with a timeout builds");
+        let mut tick = tokio::time::interval(self.reconcile.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let due = self.watcher.bounded(self.watcher.store.take_due(
+                now_ms(),
+                self.reconcile.concurrency * 4,
+                self.reconcile.backoff,
+            ));
+            let due = match due.await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciler: could not read the watched predictions");
+                    continue;
+                }
+            };
+            let (task, http) = (&self, &http);
+            futures_util::stream::iter(due)
+                .for_each_concurrent(self.reconcile.concurrency, |(id, attempts)| async move {
+                    task.poll(http, &id, attempts).await;
+                })
+                .await;
+        }
+    }
+
+    async fn poll(&self, http: &reqwest::Client, id: &str, attempts: u32) {
+        let prediction: Prediction<serde_json::Value, serde_json::Value> = match self
+            .reconcile
+            .client
+            .get_as(id)
+            .await
+        {
+            Ok(p) => p,
+            Err(ClientError::Api { status: 404, .. }) => {
+                self.watcher.done(id).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(prediction = id, attempts, error = %e, "reconciler: poll failed");
+                return;
+            }
+        };
+        if !prediction.status.is_terminal() {
+            tracing::debug!(prediction = id, status = %prediction.status, "reconciler: still running");
+            return;
+        }
+        let Some(url) = prediction.webhook.clone() else {
+            tracing::warn!(
+                prediction = id,
+                "reconciler: finished without a webhook URL; not delivered"
+            );
+            self.watcher.done(id).await;
+            return;
+        };
+        let body = match serde_json::to_vec(&prediction) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(prediction = id, error = %e, "reconciler: could not encode the prediction");
+                return;
+            }
+        };
+        // One webhook id per prediction and status: a second poll that delivers again is a
+        // duplicate, and the terminal key stops it even under another id.
+        let webhook_id = format!("msg_reconcile_{id}_{}", prediction.status);
+        let headers = sign(&self.secret, &webhook_id, unix_now(), &body);
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers.pairs() {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                tracing::info!(prediction = id, status = %prediction.status, "reconciler: delivered a lost terminal webhook");
+                self.watcher.done(id).await;
+            }
+            Ok(response) => {
+                tracing::warn!(
+                    prediction = id,
+                    answer = response.status().as_u16(),
+                    "reconciler: delivery refused; will retry"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(prediction = id, error = %crate::client::describe(e), "reconciler: delivery failed; will retry");
+            }
+        }
+    }
+}
