@@ -74,6 +74,18 @@ impl HandlerKind {
         self.event() == Some(Event::Completed)
     }
 
+    /// The handler a delivery with `status` goes to: the body carries no event name, so a
+    /// `processing` delivery is an output or logs as `new_output` says. `None` for unknown
+    /// statuses.
+    pub fn for_status(status: &Status, new_output: bool) -> Option<Self> {
+        match status {
+            Status::Starting => Some(Self::Start),
+            Status::Processing if new_output => Some(Self::Output),
+            Status::Processing => Some(Self::Logs),
+            status => Self::for_terminal(status),
+        }
+    }
+
     /// The kind for a terminal status.
     pub fn for_terminal(status: &Status) -> Option<Self> {
         match status {

@@ -212,15 +212,14 @@ async fn deliver(
 
 /// The handler a delivery goes to, or `None` when its module does not take it.
 fn handler_for(module: &Module, status: &Status, new_output: bool) -> Option<HandlerKind> {
-    let (event, kind) = match status {
-        Status::Starting => (Event::Start, HandlerKind::Start),
-        Status::Processing if new_output => (Event::Output, HandlerKind::Output),
-        Status::Processing => (Event::Logs, HandlerKind::Logs),
-        Status::Aborted if module.handler(HandlerKind::Aborted).is_none() => {
-            (Event::Completed, HandlerKind::Canceled)
+    let kind = match HandlerKind::for_status(status, new_output)? {
+        // `on_aborted` falls back to `on_canceled`: both mean "stopped before a result".
+        HandlerKind::Aborted if module.handler(HandlerKind::Aborted).is_none() => {
+            HandlerKind::Canceled
         }
-        status => (Event::Completed, HandlerKind::for_terminal(status)?),
+        kind => kind,
     };
+    let event = kind.event()?;
     (module.events.contains(&event) && module.handler(kind).is_some()).then_some(kind)
 }
 
