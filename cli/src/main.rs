@@ -128,7 +128,8 @@ struct SendArgs {
     /// The prediction id of the sample [default: a fresh one].
     #[arg(long)]
     prediction_id: Option<String>,
-    /// Send the same delivery N times in all (same webhook-id, fresh timestamp each time).
+    /// Send the same delivery N times in all (same webhook-id, each signed at the current
+    /// second, so repeats within one second carry the same timestamp and signature).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
 }

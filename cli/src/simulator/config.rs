@@ -134,6 +134,11 @@ pub fn default_retry_schedule() -> Vec<Duration> {
 mod tests {
     use super::*;
 
+    /// The decoded key of `whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`.
+    fn secret_bytes() -> Vec<u8> {
+        hex::decode("31f290f6bf06298aab4f08d43c3f082cf648a362da2da4b0").unwrap()
+    }
+
     #[test]
     fn debug_hides_the_secret_and_the_token() {
         let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
@@ -144,6 +149,15 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("MfKQ9r8"), "{shown}");
         assert!(!shown.contains("supersecret"), "{shown}");
+        // The key is held decoded: its bytes must not show in any form either.
+        let key = secret_bytes();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!shown.contains(&hex), "{shown}");
+        assert!(
+            !shown.contains(format!("{:?}", &key[..4]).trim_end_matches(']')),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]
