@@ -61,6 +61,8 @@ pub mod client;
 mod config;
 pub mod dedupe;
 mod error;
+#[cfg(feature = "files")]
+pub mod files;
 mod glue;
 mod handler;
 mod prediction;
