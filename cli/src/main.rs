@@ -116,9 +116,12 @@ struct SendArgs {
     url: String,
     #[command(flatten)]
     secret: SecretArg,
-    /// The model of the sample prediction.
-    #[arg(long, default_value = "replicate/hello-world")]
-    model: String,
+    /// The model of the sample [default: replicate/hello-world; with --training, ostris/flux-dev-lora-trainer].
+    #[arg(long)]
+    model: Option<String>,
+    /// Send a sample training (urls under /v1/trainings/, output {version, weights}) instead of a prediction.
+    #[arg(long)]
+    training: bool,
     /// The status of the sample prediction.
     #[arg(long, value_enum, default_value_t = SampleStatus::Succeeded)]
     status: SampleStatus,

@@ -41,6 +41,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+#[path = "client_trainings.rs"]
+mod trainings;
+pub use trainings::CreateTraining;
+
 use crate::prediction::{Event, Prediction};
 use crate::registry::WebhookSpec;
 use crate::signature::Secret;

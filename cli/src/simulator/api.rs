@@ -40,6 +40,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
                 web::get().to(version),
             )
             .route("/webhooks/default/secret", web::get().to(secret))
+            .configure(super::trainings::routes)
             .default_service(web::to(|| async {
                 problem(StatusCode::NOT_FOUND, "Not found.")
             })),
@@ -47,7 +48,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     .route("/_simulator/deliveries", web::get().to(deliveries));
 }
 
-fn problem(status: StatusCode, detail: &str) -> HttpResponse {
+pub(super) fn problem(status: StatusCode, detail: &str) -> HttpResponse {
     let title = status.canonical_reason().unwrap_or("Error");
     HttpResponse::build(status).json(json!({
         "title": title,
@@ -57,7 +58,7 @@ fn problem(status: StatusCode, detail: &str) -> HttpResponse {
 }
 
 /// Authentication and injected API errors, before every `/v1` call.
-fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
+pub(super) fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
     if let Some(code) = state.lock().api_errors.pop_front().filter(|c| *c != 0) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = problem(status, "simulated error (--api-errors)");
@@ -171,7 +172,7 @@ async fn create_official(
     .await
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, HttpResponse> {
+pub(super) fn parse_body(body: &[u8]) -> Result<Value, HttpResponse> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => Ok(v),
         Ok(_) => Err(problem(
@@ -185,7 +186,7 @@ fn parse_body(body: &[u8]) -> Result<Value, HttpResponse> {
     }
 }
 
-enum Target {
+pub(super) enum Target {
     /// A model with a schema, at a version.
     Known(KnownModel, String),
     /// `owner/name` without a version (official model or deployment): version `hidden`.
@@ -218,7 +219,7 @@ async fn create(
         .json(body.unwrap_or(Value::Null))
 }
 
-fn validate(
+pub(super) fn validate(
     state: &Arc<State>,
     req: &HttpRequest,
     request: &Value,
