@@ -148,11 +148,12 @@ impl fmt::Display for Report {
         for check in &self.checks {
             writeln!(f, "{check}")?;
         }
+        let warnings = self.count(Level::Warn);
         write!(
             f,
-            "doctor: {} ok, {} warnings, {} failed, {} skipped",
+            "doctor: {} ok, {warnings} warning{}, {} failed, {} skipped",
             self.count(Level::Ok),
-            self.count(Level::Warn),
+            if warnings == 1 { "" } else { "s" },
             self.count(Level::Fail),
             self.count(Level::Skip)
         )
@@ -534,6 +535,7 @@ impl<'a> Doctor<'a> {
         let mut events = self.options.events.clone();
         events.sort();
         events.dedup();
+        let subscribed = events.contains(&Event::Completed);
         let mut completed = None;
         for event in events {
             let name = format!("delivery {event}");
@@ -553,10 +555,15 @@ impl<'a> Doctor<'a> {
                     return;
                 }
             }
+            None if subscribed => self.report.push(
+                Level::Skip,
+                "replay",
+                "the completed delivery was not accepted",
+            ),
             None => self.report.push(
                 Level::Skip,
                 "replay",
-                "needs an accepted completed delivery (--events completed)",
+                "replays the completed delivery: add completed to --events",
             ),
         }
         self.response_time();

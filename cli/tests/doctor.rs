@@ -136,6 +136,12 @@ async fn a_wrong_secret_and_a_wrong_path_are_told_apart() {
     let delivery = report.get("delivery completed").unwrap();
     assert_eq!(delivery.level, Level::Fail, "{report}");
     assert!(delivery.message.contains("secret differs"), "{report}");
+    let replay = report.get("replay").unwrap();
+    assert_eq!(
+        (replay.level, replay.message.as_str()),
+        (Level::Skip, "the completed delivery was not accepted"),
+        "{report}"
+    );
 
     let wrong_path = options(&format!("{}/webhook", receiver.root)).events([Event::Completed]);
     let report = doctor::run(&wrong_path).await;
