@@ -227,3 +227,30 @@ async fn the_command_prints_the_report_and_its_exit_code() {
     }
     receiver.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_receiver_slower_than_replicates_timeout_fails() {
+    // Its start handler never returns: no answer ever comes for that delivery.
+    let module = Module::new("*")
+        .events(Event::ALL)
+        .on(HandlerKind::Start, |_: Prediction| {
+            std::future::pending::<Result<(), HandlerError>>()
+        });
+    let config = WebhookConfig::new(Secret::parse(SECRET).unwrap())
+        .collect_registered(false)
+        .module(module);
+    let receiver = Receiver::start(config);
+    let mut options = options(&format!("{}/webhooks/replicate", receiver.root));
+    options.timeout = std::time::Duration::from_millis(300);
+    let report = doctor::run(&options).await;
+    assert!(!report.passed(), "{report}");
+    let start = report.get("delivery start").unwrap();
+    assert_eq!(start.level, Level::Fail, "{report}");
+    assert!(
+        start.message.starts_with("no answer within 300ms"),
+        "{report}"
+    );
+    // Nothing after it: every later delivery would wait as long.
+    assert!(report.get("delivery completed").is_none(), "{report}");
+    receiver.stop().await;
+}
