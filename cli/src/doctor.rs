@@ -727,6 +727,23 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_fails_for_a_public_host_and_warns_for_a_local_one() {
+        let public = Options::new("http://example.com/webhooks/replicate".parse().unwrap());
+        let mut report = Report::default();
+        https(&public, false, &mut report);
+        https(&public, true, &mut report);
+        let secure = Options::new("https://example.com/webhooks/replicate".parse().unwrap());
+        https(&secure, false, &mut report);
+        let levels: Vec<Level> = report.checks.iter().map(|c| c.level).collect();
+        assert_eq!(levels, [Level::Fail, Level::Warn, Level::Ok]);
+        assert!(
+            report.checks[0]
+                .message
+                .contains("serve the endpoint with TLS")
+        );
+    }
+
+    #[test]
     fn a_hostile_answer_cannot_add_report_lines() {
         assert_eq!(
             excerpt("nope\nok   signature: fine"),
