@@ -1,9 +1,10 @@
 //! The `replicate-webhook` command line and the local Replicate simulator.
 //!
 //! The binary is the product; this library holds the parts worth testing on their own: the
-//! [`simulator`], the [`duration`] syntax shared by flags and `Cancel-After`, and the
+//! [`simulator`], the [`doctor`] checks, the [`duration`] syntax shared by flags and `Cancel-After`, and the
 //! [`schema_check`] behind `schema check`.
 
+pub mod doctor;
 pub mod duration;
 pub mod schema_check;
 pub mod simulator;

@@ -5,6 +5,7 @@
 #![allow(clippy::doc_markdown, rustdoc::bare_urls)]
 
 mod api;
+mod doctor_command;
 mod error;
 mod sample;
 mod schema;
@@ -39,6 +40,8 @@ enum Command {
     /// Send a signed sample delivery to a URL and print the response.
     #[command(alias = "trigger")]
     Send(SendArgs),
+    /// Check that Replicate can deliver to URL, and say how to fix what would stop it.
+    Doctor(DoctorArgs),
     /// Run a local Replicate API that delivers webhooks like Replicate does.
     Simulate(simulate::SimulateArgs),
     /// Fetch the default webhook signing secret with your API token.
@@ -113,9 +116,12 @@ struct SendArgs {
     url: String,
     #[command(flatten)]
     secret: SecretArg,
-    /// The model of the sample prediction.
-    #[arg(long, default_value = "replicate/hello-world")]
-    model: String,
+    /// The model of the sample [default: replicate/hello-world; with --training, ostris/flux-dev-lora-trainer].
+    #[arg(long)]
+    model: Option<String>,
+    /// Send a sample training (urls under /v1/trainings/, output {version, weights}) instead of a prediction.
+    #[arg(long)]
+    training: bool,
     /// The status of the sample prediction.
     #[arg(long, value_enum, default_value_t = SampleStatus::Succeeded)]
     status: SampleStatus,
@@ -132,6 +138,28 @@ struct SendArgs {
     /// second, so repeats within one second carry the same timestamp and signature).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// The webhook URL, as you give it to Replicate.
+    url: String,
+    /// The receiver's signing secret; without it only unsigned checks run.
+    #[arg(long, env = "REPLICATE_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: Option<SecretString>,
+    /// The events your predictions subscribe to, comma-separated: one sample delivery each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "start,output,logs,completed"
+    )]
+    events: Vec<String>,
+    /// The model of the sample predictions.
+    #[arg(long, default_value = "replicate/hello-world")]
+    model: String,
+    /// The longest answer time that passes.
+    #[arg(long, default_value = "5s", value_parser = replicate_webhook_cli::duration::parse)]
+    timeout: std::time::Duration,
 }
 
 /// Where the Replicate API is.
@@ -197,6 +225,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => webhooks::sign(&args),
         Command::Verify(args) => webhooks::verify(&args),
         Command::Send(args) => block_on(webhooks::send(&args)),
+        Command::Doctor(args) => block_on(doctor_command::run(&args)),
         Command::Simulate(args) => simulate::run(&args),
         Command::Secret(args) => block_on(api::secret(&args)),
         Command::Schema(SchemaCommand::Pull { model, out, api }) => {

@@ -1,6 +1,6 @@
 //! Realistic sample predictions for `send`.
 
-use replicate_webhook::testkit::sample_prediction;
+use replicate_webhook::testkit::{sample_prediction, sample_training};
 use replicate_webhook::{Event, Status};
 use replicate_webhook_cli::simulator::models::{HELLO_WORLD, HELLO_WORLD_VERSION};
 use serde_json::{Value, json};
@@ -39,6 +39,17 @@ pub(crate) fn prediction(id: &str, model: &str, status: SampleStatus, webhook: &
         body["input"] = json!({"text": "Alice"});
         body["version"] = json!(HELLO_WORLD_VERSION);
     }
+    body["webhook"] = json!(webhook.as_str());
+    body["webhook_events_filter"] = json!(Event::ALL);
+    body
+}
+
+/// The trainer `send --training` uses when `--model` is not given.
+pub(crate) const TRAINER: &str = "ostris/flux-dev-lora-trainer";
+
+/// A training of the trainer `model` in `status`, as Replicate would post it to `webhook`.
+pub(crate) fn training(id: &str, model: &str, status: SampleStatus, webhook: &url::Url) -> Value {
+    let mut body = sample_training(id, model, status.status().as_str());
     body["webhook"] = json!(webhook.as_str());
     body["webhook_events_filter"] = json!(Event::ALL);
     body

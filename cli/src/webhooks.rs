@@ -8,6 +8,8 @@ use replicate_webhook::signature::{self, Verifier, new_message_id, unix_now};
 use replicate_webhook::{ConfigError, Secret, parse_secrets};
 use secrecy::ExposeSecret as _;
 
+use replicate_webhook_cli::simulator::models::HELLO_WORLD;
+
 use crate::error::{CliError, EXIT_INVALID, Exit};
 use crate::{SendArgs, SignArgs, VerifyArgs, sample};
 
@@ -98,8 +100,14 @@ pub(crate) async fn send(args: &SendArgs) -> Exit {
             .prediction_id
             .clone()
             .unwrap_or_else(replicate_webhook::testkit::new_prediction_id);
-        let prediction = sample::prediction(&prediction_id, &args.model, args.status, &url);
-        serde_json::to_vec(&prediction).unwrap_or_default()
+        let sample = if args.training {
+            let model = args.model.as_deref().unwrap_or(sample::TRAINER);
+            sample::training(&prediction_id, model, args.status, &url)
+        } else {
+            let model = args.model.as_deref().unwrap_or(HELLO_WORLD);
+            sample::prediction(&prediction_id, model, args.status, &url)
+        };
+        serde_json::to_vec(&sample).unwrap_or_default()
     };
     let id = args.id.clone().unwrap_or_else(new_message_id);
     let http = reqwest::Client::builder()

@@ -1,5 +1,5 @@
 //! Secret hygiene of the `replicate-webhook` command: every subcommand that handles the signing
-//! secret or the API token (sign, verify, send, simulate, secret, predictions) runs with a known
+//! secret or the API token (sign, verify, send, doctor, simulate, secret, predictions) runs with a known
 //! secret, a known token and `REPLICATE_WEBHOOK_STORE` holding a password, with `RUST_LOG=trace`,
 //! and nothing it prints may contain any of them (`replicate_webhook_tests::hygiene::Forbidden`
 //! lists the forms: the text, the base64, the decoded key as hex, base64 and a byte list).
@@ -160,6 +160,40 @@ async fn sign_verify_and_send_print_no_secret() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1));
+    accepting.stop().await;
+    refusing.stop().await;
+}
+
+#[actix_rt::test]
+async fn doctor_prints_no_secret() {
+    let k = Known::generate();
+    let (tx, rx) = mpsc::channel();
+    let accepting = receiver(&k.secret, tx.clone());
+    let url = format!("{}/webhooks/replicate", accepting.root);
+    let out = run(&k, &["doctor", &url]).await;
+    assert!(out.status.success(), "{}", printed(&out));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().len(), 26);
+    let out = run(
+        &k,
+        &[
+            "doctor",
+            &url,
+            "--secret",
+            &k.secret,
+            "--events",
+            "completed",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", printed(&out));
+    let other = Secret::generate().expose();
+    let refusing = receiver(&other, tx);
+    let url = format!("{}/webhooks/replicate", refusing.root);
+    assert_eq!(run(&k, &["doctor", &url]).await.status.code(), Some(1));
+    // Credentials in the URL are not printed back.
+    let port = refusing.root.rsplit(':').next().unwrap().to_owned();
+    let url = format!("http://admin:hunter2@127.0.0.1:{port}/webhooks/replicate");
+    assert_eq!(run(&k, &["doctor", &url]).await.status.code(), Some(1));
     accepting.stop().await;
     refusing.stop().await;
 }

@@ -244,3 +244,29 @@ fn untrusted_text_cannot_forge_a_line() {
         "on_start id=marker model=acme/other status=starting"
     );
 }
+
+#[test]
+fn a_training_prints_the_usual_line_with_kind_training() {
+    use replicate_webhook::testkit::{sample_prediction, sample_training};
+
+    let q = start(Some(SECRET));
+    let starting = sample_training("trainingid1", "ostris/flux-dev-lora-trainer", "starting");
+    assert_eq!(post_signed(&q.url, &starting), 200);
+    let done = sample_training("trainingid1", "ostris/flux-dev-lora-trainer", "succeeded");
+    assert_eq!(post_signed(&q.url, &done), 200);
+    // A prediction after it: its line is unchanged by the training module.
+    let marker = sample_prediction("marker", "acme/other", "starting", ().into());
+    assert_eq!(post_signed(&q.url, &marker), 200);
+    let lines = wait_for(&q.stdout, "id=marker");
+    assert_eq!(
+        lines,
+        [
+            "on_start id=trainingid1 model=ostris/flux-dev-lora-trainer status=starting kind=training".to_owned(),
+            format!(
+                "on_succeeded id=trainingid1 model=ostris/flux-dev-lora-trainer status=succeeded kind=training version=acme/fine-tuned:{} weights=https://replicate.delivery/xezq/trainingid1/trained_model.tar",
+                "0".repeat(64)
+            ),
+            "on_start id=marker model=acme/other status=starting".to_owned(),
+        ]
+    );
+}

@@ -7,7 +7,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser as _};
 use syn::{LitStr, Token};
 
-const ARGUMENTS: &str = "`model`, `events`, `path` or `schema`";
+const ARGUMENTS: &str = "`model`, `training`, `events`, `path` or `schema`";
 
 /// An event named in `events`, with the span of its string literal.
 #[derive(Debug, Clone)]
@@ -33,7 +33,10 @@ pub(crate) struct Parsed {
 /// The subscription arguments. Values keep their spans for later errors.
 #[derive(Debug)]
 pub(crate) struct Args {
+    /// The model of `model = `, or the trainer of `training = `.
     pub(crate) model: LitStr,
+    /// `training = ` was given: the handlers receive trainings.
+    pub(crate) training: bool,
     /// Empty when not given; see [`Args::events`].
     events: Vec<EventArg>,
     /// Where `events` was written, or the attribute when defaulted.
@@ -62,6 +65,8 @@ impl Args {
 #[derive(Default)]
 struct Raw {
     model: Option<LitStr>,
+    /// Where `training = ` was written; its value is in `model`.
+    training: Option<Span>,
     events: Option<(Span, Vec<EventArg>)>,
     path: Option<LitStr>,
     schema: Option<LitStr>,
@@ -89,8 +94,10 @@ impl Raw {
         let key = meta.path.get_ident().map(ToString::to_string);
         let before = self.errors.len();
         let result = self.value(key.as_deref(), meta);
-        if matches!(key.as_deref(), Some("model" | "events" | "path"))
-            && (result.is_err() || self.errors.len() > before)
+        if matches!(
+            key.as_deref(),
+            Some("model" | "training" | "events" | "path")
+        ) && (result.is_err() || self.errors.len() > before)
         {
             self.bad_subscription = true;
         }
@@ -102,7 +109,29 @@ impl Raw {
             Some("model") => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.check_model(&lit);
+                if self.training.is_some() {
+                    self.errors.push(syn::Error::new_spanned(
+                        &meta.path,
+                        "`model` and `training` cannot be combined: one module handles either \
+                         predictions or trainings; write a second module for the other",
+                    ));
+                    return Ok(());
+                }
                 set_once(&mut self.model, lit, meta, &mut self.errors);
+            }
+            Some("training") => {
+                let lit: LitStr = meta.value()?.parse()?;
+                self.check_model(&lit);
+                if self.model.is_some() {
+                    self.errors.push(syn::Error::new_spanned(
+                        &meta.path,
+                        "`training` and `model` cannot be combined: one module handles either \
+                         trainings or predictions; write a second module for the other",
+                    ));
+                } else {
+                    self.training = Some(lit.span());
+                    self.model = Some(lit);
+                }
             }
             Some("events") => {
                 let span = meta.path.require_ident()?.span();
@@ -215,6 +244,7 @@ impl Raw {
                     .unwrap_or_else(|| (Span::call_site(), Vec::new()));
                 Some(Args {
                     model,
+                    training: self.training.is_some(),
                     events,
                     events_span,
                     path: self

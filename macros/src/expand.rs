@@ -44,7 +44,7 @@ pub(crate) fn replicate_webhook(args: TokenStream, item: TokenStream) -> TokenSt
         .filter(|_| !module.defines_webhook)
         .map(|args| webhook_const(args, &parsed.krate));
     let glue = match &parsed.args {
-        Some(_) if errors.is_empty() => glue(&module, &parsed.krate),
+        Some(args) if errors.is_empty() => glue(&module, args.training, &parsed.krate),
         _ => TokenStream::new(),
     };
     with_errors(
@@ -122,7 +122,8 @@ fn webhook_const(args: &Args, krate: &syn::Path) -> TokenStream {
 }
 
 /// The handler wrappers and the registration, submitted to `inventory`.
-fn glue(module: &Module, krate: &syn::Path) -> TokenStream {
+fn glue(module: &Module, training: bool, krate: &syn::Path) -> TokenStream {
+    let kind = format_ident!("{}", if training { "Training" } else { "Prediction" });
     let wrappers: Vec<Ident> = module
         .handlers
         .iter()
@@ -159,6 +160,7 @@ fn glue(module: &Module, krate: &syn::Path) -> TokenStream {
                     module: ::core::module_path!(),
                     file: ::core::file!(),
                     line: ::core::line!(),
+                    kind: __rw::Kind::#kind,
                 }
             }
         };

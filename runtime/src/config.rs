@@ -392,7 +392,7 @@ mod tests {
             "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         )
         .unwrap();
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = "31f290f6bf06298aab4f08d43c3f082cf648a362da2da4b0".to_owned();
         for form in [
             "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
             hex.clone(),

@@ -62,6 +62,8 @@ pub mod client;
 mod config;
 pub mod dedupe;
 mod error;
+#[cfg(feature = "files")]
+pub mod files;
 mod glue;
 mod handler;
 mod prediction;
@@ -75,6 +77,7 @@ mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod training;
 
 pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
 pub use error::HandlerError;
@@ -215,6 +218,7 @@ pub use replicate_webhook_macros::replicate_model;
 pub use replicate_webhook_macros::replicate_webhook;
 pub use service::{configure, try_configure};
 pub use signature::Secret;
+pub use training::{Kind, Training, TrainingOutput};
 pub use url::Url;
 
 /// Not public API. Used by generated code.

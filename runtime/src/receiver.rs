@@ -124,12 +124,13 @@ impl Receiver {
 }
 
 fn log_route(path: &str, route: &Route) {
-    for module in route.by_model.values().chain(route.any.as_ref()) {
+    for module in route.by_model.values().chain(route.any.values()) {
         let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();
         let events: Vec<_> = module.events.iter().map(|e| e.as_str()).collect();
         tracing::info!(
             path,
             model = module.model,
+            kind = module.kind.as_str(),
             events = events.join(","),
             handlers = handlers.join(","),
             origin = module.origin,

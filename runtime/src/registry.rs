@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn};
 use crate::prediction::Event;
+use crate::training::Kind;
 
 use replicate_webhook_core::is_plain_path;
 pub use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH};
@@ -71,6 +72,8 @@ pub struct Registration {
     pub file: &'static str,
     /// Line of the attribute.
     pub line: u32,
+    /// Predictions (`model = `) or trainings (`training = `).
+    pub kind: Kind,
 }
 
 inventory::collect!(Registration);
@@ -103,6 +106,7 @@ pub struct Module {
     pub(crate) events: Vec<Event>,
     pub(crate) handlers: BTreeMap<HandlerKind, DynHandler>,
     pub(crate) origin: String,
+    pub(crate) kind: Kind,
 }
 
 impl fmt::Debug for Module {
@@ -113,6 +117,7 @@ impl fmt::Debug for Module {
             .field("events", &self.events)
             .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
             .field("origin", &self.origin)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -128,7 +133,17 @@ impl Module {
             events: vec![Event::Completed],
             handlers: BTreeMap::new(),
             origin: format!("{}:{}", at.file(), at.line()),
+            kind: Kind::Prediction,
         }
+    }
+
+    /// A module for trainings of `model` (the trainer, `owner/name` or `*`): its handlers take
+    /// [`crate::Training`]. Trainings and predictions share paths; the body tells them apart.
+    #[track_caller]
+    pub fn training(model: impl Into<String>) -> Self {
+        let mut module = Self::new(model);
+        module.kind = Kind::Training;
+        module
     }
 
     /// Sets the subscribed events.
@@ -180,12 +195,18 @@ impl Module {
                 .map(|h| (h.kind, Arc::new(h.call) as DynHandler))
                 .collect(),
             origin: format!("{}:{} ({})", reg.file, reg.line, reg.module),
+            kind: reg.kind,
         }
     }
 
     /// The model this module handles.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// Whether it handles predictions or trainings.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The subscribed events.
@@ -234,17 +255,20 @@ pub enum SetupError {
     },
 }
 
-/// The modules of one path, routed by the body's `model`.
+/// The modules of one path, routed by the body's kind and `model`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Route {
-    pub(crate) by_model: BTreeMap<String, Module>,
-    pub(crate) any: Option<Module>,
+    pub(crate) by_model: BTreeMap<(Kind, String), Module>,
+    pub(crate) any: BTreeMap<Kind, Module>,
 }
 
 impl Route {
-    /// A specific module wins over the catch-all.
-    pub(crate) fn module_for(&self, model: &str) -> Option<&Module> {
-        self.by_model.get(model).or(self.any.as_ref())
+    /// A specific module wins over the catch-all of its kind; a prediction module never gets a
+    /// training, nor the other way round.
+    pub(crate) fn module_for(&self, kind: Kind, model: &str) -> Option<&Module> {
+        self.by_model
+            .get(&(kind, model.to_owned()))
+            .or_else(|| self.any.get(&kind))
     }
 }
 
@@ -262,23 +286,21 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
             });
         }
         let route = routes.entry(module.path.clone()).or_default();
-        let slot = if module.model == ANY_MODEL {
-            &mut route.any
+        let existing = if module.model == ANY_MODEL {
+            route.any.get(&module.kind)
         } else {
-            match route.by_model.entry(module.model.clone()) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(module);
-                    continue;
-                }
-                std::collections::btree_map::Entry::Occupied(o) => {
-                    return Err(duplicate(o.get(), &module));
-                }
-            }
+            route.by_model.get(&(module.kind, module.model.clone()))
         };
-        if let Some(existing) = slot {
+        if let Some(existing) = existing {
             return Err(duplicate(existing, &module));
         }
-        *slot = Some(module);
+        if module.model == ANY_MODEL {
+            route.any.insert(module.kind, module);
+        } else {
+            route
+                .by_model
+                .insert((module.kind, module.model.clone()), module);
+        }
     }
     Ok(routes)
 }
@@ -340,8 +362,38 @@ mod tests {
     fn specific_model_wins_over_catch_all() {
         let routes = build_routes(vec![Module::new("*"), Module::new("acme/x")]).unwrap();
         let route = &routes[DEFAULT_PATH];
-        assert_eq!(route.module_for("acme/x").unwrap().model, "acme/x");
-        assert_eq!(route.module_for("acme/y").unwrap().model, "*");
+        assert_eq!(
+            route.module_for(Kind::Prediction, "acme/x").unwrap().model,
+            "acme/x"
+        );
+        assert_eq!(
+            route.module_for(Kind::Prediction, "acme/y").unwrap().model,
+            "*"
+        );
+    }
+
+    #[test]
+    fn trainings_and_predictions_route_apart_on_one_path() {
+        let routes = build_routes(vec![
+            Module::new("*"),
+            Module::training("acme/trainer"),
+            Module::new("acme/trainer"),
+        ])
+        .unwrap();
+        let route = &routes[DEFAULT_PATH];
+        let training = route.module_for(Kind::Training, "acme/trainer").unwrap();
+        assert_eq!(training.kind, Kind::Training);
+        assert_eq!(
+            route
+                .module_for(Kind::Prediction, "acme/trainer")
+                .unwrap()
+                .kind,
+            Kind::Prediction
+        );
+        // The prediction catch-all takes no trainings.
+        assert!(route.module_for(Kind::Training, "acme/other").is_none());
+        let err = build_routes(vec![Module::training("*"), Module::training("*")]).unwrap_err();
+        assert!(matches!(err, SetupError::Duplicate { .. }), "{err}");
     }
 
     #[test]

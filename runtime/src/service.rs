@@ -74,6 +74,8 @@ struct Envelope<'a> {
     logs: Option<&'a serde_json::value::RawValue>,
     #[serde(default)]
     webhook: Option<String>,
+    #[serde(default)]
+    urls: Option<crate::training::UrlsProbe>,
 }
 
 /// Handles one delivery. Every exit answers with a status Replicate understands.
@@ -148,7 +150,8 @@ async fn deliver(
     envelope: &Envelope<'_>,
 ) -> HttpResponse {
     let gate = &endpoint.checks.gate;
-    let Some(module) = endpoint.route.module_for(&envelope.model) else {
+    let kind = crate::training::UrlsProbe::kind(envelope.urls.as_ref());
+    let Some(module) = endpoint.route.module_for(kind, &envelope.model) else {
         tracing::info!("no module handles this model; acknowledged");
         return reply(StatusCode::OK, "no handler for this model");
     };

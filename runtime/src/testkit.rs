@@ -193,6 +193,27 @@ pub fn new_prediction_id() -> String {
         .collect()
 }
 
+/// A realistic training object, as Replicate posts it for a fine-tuning job of `model` (the
+/// trainer): `urls` under `/v1/trainings/`, and for `succeeded` an `output` with the new
+/// `version` and its `weights`.
+pub fn sample_training(id: &str, model: &str, status: &str) -> serde_json::Value {
+    let mut training = sample_prediction(id, model, status, serde_json::Value::Null);
+    training["input"] =
+        serde_json::json!({"input_images": "https://example.com/images.zip", "steps": 1000});
+    training["urls"] = serde_json::json!({
+        "get": format!("https://api.replicate.com/v1/trainings/{id}"),
+        "cancel": format!("https://api.replicate.com/v1/trainings/{id}/cancel"),
+        "web": format!("https://replicate.com/p/{id}"),
+    });
+    if status == "succeeded" {
+        training["output"] = serde_json::json!({
+            "version": format!("acme/fine-tuned:{}", "0".repeat(64)),
+            "weights": format!("https://replicate.delivery/xezq/{id}/trained_model.tar"),
+        });
+    }
+    training
+}
+
 /// A realistic prediction object, as Replicate would post it.
 pub fn sample_prediction(
     id: &str,

@@ -37,6 +37,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
                 web::get().to(version),
             )
             .route("/webhooks/default/secret", web::get().to(secret))
+            .configure(super::trainings::routes)
             .default_service(web::to(|| async {
                 problem(StatusCode::NOT_FOUND, "Not found.")
             })),

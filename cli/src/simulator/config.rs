@@ -151,7 +151,7 @@ mod tests {
         assert!(!shown.contains("supersecret"), "{shown}");
         // The key is held decoded: its bytes must not show in any form either.
         let key = secret_bytes();
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&key);
         assert!(!shown.contains(&hex), "{shown}");
         assert!(
             !shown.contains(format!("{:?}", &key[..4]).trim_end_matches(']')),

@@ -36,8 +36,27 @@ pub(super) fn now_text() -> String {
 
 /// Stores the prediction, starts its lifecycle, and returns its id.
 pub(super) fn create(state: &Arc<State>, new: &NewPrediction) -> String {
+    create_kind(state, new, None)
+}
+
+/// Like [`create`], for a training whose new version goes to `destination`: `urls` under
+/// `/trainings/`, no output until it succeeds, then `{version, weights}`.
+pub(super) fn create_training(
+    state: &Arc<State>,
+    new: &NewPrediction,
+    destination: &str,
+) -> String {
+    create_kind(state, new, Some(destination))
+}
+
+fn create_kind(state: &Arc<State>, new: &NewPrediction, destination: Option<&str>) -> String {
     let id = new_prediction_id();
     let base = &state.api_base;
+    let collection = if destination.is_some() {
+        "trainings"
+    } else {
+        "predictions"
+    };
     let created = OffsetDateTime::now_utc();
     let mut body = json!({
         "id": id,
@@ -55,8 +74,8 @@ pub(super) fn create(state: &Arc<State>, new: &NewPrediction) -> String {
         "source": "api",
         "metrics": {},
         "urls": {
-            "get": format!("{base}/predictions/{id}"),
-            "cancel": format!("{base}/predictions/{id}/cancel"),
+            "get": format!("{base}/{collection}/{id}"),
+            "cancel": format!("{base}/{collection}/{id}/cancel"),
             "web": format!("https://replicate.com/p/{id}"),
         },
     });
@@ -65,6 +84,9 @@ pub(super) fn create(state: &Arc<State>, new: &NewPrediction) -> String {
     }
     if let Some(events) = &new.events {
         body["webhook_events_filter"] = json!(events);
+    }
+    if let Some(destination) = destination {
+        body["destination"] = json!(destination);
     }
     if let Some(deployment) = &new.deployment {
         body["deployment"] = json!(deployment);
@@ -108,11 +130,13 @@ pub(super) fn create(state: &Arc<State>, new: &NewPrediction) -> String {
     let state = state.clone();
     let run_id = id.clone();
     let script = new.script;
-    actix_web::rt::spawn(async move { run(&state, &run_id, script, &plan).await });
+    let plan = destination.is_none().then_some(plan);
+    actix_web::rt::spawn(async move { run(&state, &run_id, script, plan.as_ref()).await });
     id
 }
 
-async fn run(state: &Arc<State>, id: &str, script: Script, plan: &OutputPlan) {
+/// `plan` is `None` for a training: it logs each step but has no output until it succeeds.
+async fn run(state: &Arc<State>, id: &str, script: Script, plan: Option<&OutputPlan>) {
     actix_web::rt::time::sleep(script.start_delay).await;
     let changed = update(state, id, |body| {
         body["status"] = json!("processing");
@@ -132,11 +156,14 @@ async fn run(state: &Arc<State>, id: &str, script: Script, plan: &OutputPlan) {
     );
     for step in 0..script.steps {
         actix_web::rt::time::sleep(script.step).await;
-        let output = plan.at(step, script.steps);
+        let output = plan.map(|plan| plan.at(step, script.steps));
+        let has_output = output.is_some();
         let changed = update(state, id, |body| {
             let logs = body["logs"].as_str().unwrap_or_default().to_owned();
             body["logs"] = json!(format!("{logs}step {}/{}\n", step + 1, script.steps));
-            body["output"] = output;
+            if let Some(output) = output {
+                body["output"] = output;
+            }
         });
         if !changed {
             return;
@@ -145,7 +172,7 @@ async fn run(state: &Arc<State>, id: &str, script: Script, plan: &OutputPlan) {
             state,
             id,
             Change {
-                output: true,
+                output: has_output,
                 logs: true,
             },
         );
@@ -203,7 +230,11 @@ pub(super) fn finish(state: &Arc<State>, id: &str, why: Finish) {
             Status::Failed => {
                 body["error"] = json!("simulated failure (--outcome failed)");
             }
-            Status::Succeeded => {}
+            Status::Succeeded => {
+                if let Some(destination) = body.get("destination").and_then(Value::as_str) {
+                    body["output"] = super::trainings::output(destination, id);
+                }
+            }
             _ => {
                 let logs = body["logs"].as_str().unwrap_or_default().to_owned();
                 if started {

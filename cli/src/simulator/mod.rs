@@ -14,6 +14,8 @@
 //! | `GET /v1/webhooks/default/secret` | `{"key": "whsec_…"}` |
 //! | `GET /v1/models/{owner}/{name}` | the model, with `latest_version.openapi_schema` |
 //! | `GET /v1/models/{owner}/{name}/versions/{id}` | one version, with `openapi_schema` |
+//! | `POST /v1/models/{owner}/{name}/versions/{id}/trainings` | create a training (`destination` required) |
+//! | `GET /v1/trainings/{id}`, `POST /v1/trainings/{id}/cancel` | read, cancel a training |
 //! | `GET /_simulator/deliveries[?prediction=ID]` | every delivery attempt so far |
 //!
 //! # Lifecycle
@@ -40,6 +42,7 @@ mod lifecycle;
 pub mod models;
 mod request;
 mod state;
+mod trainings;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};

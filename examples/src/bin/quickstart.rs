@@ -1,5 +1,5 @@
-//! The quickstart receiver: every Replicate webhook for any model, verified, deduplicated and
-//! printed as one line per handler run.
+//! The quickstart receiver: every Replicate webhook for any model, predictions and trainings,
+//! verified, deduplicated and printed as one line per handler run.
 //!
 //! ```text
 //! cargo run -p replicate-webhook-examples --bin quickstart
@@ -17,7 +17,7 @@ use actix_web::{App, HttpServer};
 use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
-    ConfigError, ENV_SECRET, ENV_STORE, Prediction, Secret, WebhookConfig, parse_secrets,
+    ConfigError, ENV_SECRET, ENV_STORE, Prediction, Secret, Training, WebhookConfig, parse_secrets,
     replicate_webhook,
 };
 
@@ -61,6 +61,51 @@ mod any_model {
 
     async fn on_aborted(p: Prediction) -> Result<(), HandlerError> {
         print("on_aborted", &p, "");
+        Ok(())
+    }
+}
+
+/// Trainings of any trainer, every event: the same path, told apart by the body.
+#[replicate_webhook(training = "*", events = ["start", "output", "logs", "completed"])]
+mod any_training {
+    use replicate_webhook::{HandlerError, Training};
+
+    use super::{print_training, shown};
+
+    async fn on_start(t: Training) -> Result<(), HandlerError> {
+        print_training("on_start", &t, "");
+        Ok(())
+    }
+
+    async fn on_output(t: Training) -> Result<(), HandlerError> {
+        print_training("on_output", &t, "");
+        Ok(())
+    }
+
+    async fn on_logs(t: Training) -> Result<(), HandlerError> {
+        print_training("on_logs", &t, "");
+        Ok(())
+    }
+
+    async fn on_succeeded(t: Training) -> Result<(), HandlerError> {
+        let output = t.output.clone().unwrap_or_default();
+        let extra = format!(
+            " version={} weights={}",
+            shown(output.version.as_deref().unwrap_or_default()),
+            shown(output.weights.as_deref().unwrap_or_default())
+        );
+        print_training("on_succeeded", &t, &extra);
+        Ok(())
+    }
+
+    async fn on_failed(t: Training) -> Result<(), HandlerError> {
+        let error = format!(" error={:?}", t.error.as_deref().unwrap_or_default());
+        print_training("on_failed", &t, &error);
+        Ok(())
+    }
+
+    async fn on_canceled(t: Training) -> Result<(), HandlerError> {
+        print_training("on_canceled", &t, "");
         Ok(())
     }
 }
@@ -119,6 +164,16 @@ fn print<O, I>(handler: &str, p: &Prediction<O, I>, extra: &str) {
         shown(&p.id),
         shown(&p.model),
         shown(p.status.as_str())
+    );
+}
+
+/// A training's line: a prediction's, with `kind=training` after the status.
+fn print_training<I>(handler: &str, t: &Training<I>, extra: &str) {
+    println!(
+        "{handler} id={} model={} status={} kind=training{extra}",
+        shown(&t.id),
+        shown(&t.model),
+        shown(t.status.as_str())
     );
 }
 

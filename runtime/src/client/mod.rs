@@ -35,6 +35,7 @@ mod error;
 mod request;
 mod response;
 mod retry;
+mod trainings;
 
 use std::fmt;
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub use error::ClientError;
 pub use request::{CreatePrediction, Target};
 pub use response::{ModelVersion, Page};
 pub use retry::RetryPolicy;
+pub use trainings::CreateTraining;
 
 pub(crate) use error::describe;
 use request::{Wait, header_value, segment, split_slug};

@@ -1,0 +1,6 @@
+use replicate_webhook::replicate_webhook;
+
+#[replicate_webhook(model = "acme/echo", training = "acme/echo")]
+mod both {}
+
+fn main() {}
