@@ -129,6 +129,14 @@ pub fn fails_once_then_succeeds(model: &str, attempts: &Arc<AtomicUsize>) -> Mod
     })
 }
 
+/// A configuration accepting `secret` that mounts `module` alone, none of the binary's
+/// attribute modules.
+pub fn only(secret: &replicate_webhook::Secret, module: Module) -> WebhookConfig {
+    WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(module)
+}
+
 /// Every handler kind of a prediction's lifecycle but `aborted`.
 pub const LIFECYCLE: [HandlerKind; 6] = [
     HandlerKind::Start,

@@ -10,7 +10,7 @@ use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_predict
 use replicate_webhook::{
     HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, replicate_webhook,
 };
-use replicate_webhook_tests::TestServer;
+use replicate_webhook_tests::{TestServer, only};
 use serde_json::json;
 
 const MODEL: &str = "acme/faults";
@@ -62,12 +62,7 @@ fn first_run(
 }
 
 fn serve(secret: &Secret, module: Module, timeout: Duration) -> TestServer {
-    TestServer::serve(
-        WebhookConfig::new(secret.clone())
-            .collect_registered(false)
-            .module(module)
-            .handler_timeout(timeout),
-    )
+    TestServer::serve(only(secret, module).handler_timeout(timeout))
 }
 
 #[actix_web::test]

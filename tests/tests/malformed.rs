@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use replicate_webhook::signature::unix_now;
 use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample_prediction};
-use replicate_webhook::{DecodeError, HandlerError, HandlerKind, Module, Secret, WebhookConfig};
+use replicate_webhook::{DecodeError, HandlerError, HandlerKind, Module, Secret};
 use replicate_webhook::{Prediction, Status};
 use replicate_webhook_tests::raw::{self, RawRequest, sign_text};
-use replicate_webhook_tests::{LIFECYCLE, TestServer, counting};
+use replicate_webhook_tests::{LIFECYCLE, TestServer, counting, only};
 use serde_json::{Map, Value, json};
 
 const MODEL: &str = "acme/malformed";
@@ -597,9 +597,7 @@ async fn malformed_requests_get_their_exact_status_and_run_nothing() {
             async { Ok::<(), HandlerError>(()) }
         },
     );
-    let config = WebhookConfig::new(secret.clone())
-        .collect_registered(false)
-        .module(module)
+    let config = only(&secret, module)
         .body_limit(LIMIT)
         .idle_timeout(IDLE)
         .read_timeout(Duration::from_secs(2));
@@ -670,11 +668,7 @@ async fn lenient_fields_and_any_content_type_are_accepted() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let module = counting::<Prediction>(MODEL, &[HandlerKind::Succeeded], &runs);
-    let srv = TestServer::serve(
-        WebhookConfig::new(secret.clone())
-            .collect_registered(false)
-            .module(module),
-    );
+    let srv = TestServer::serve(only(&secret, module));
     let cases: Vec<(&str, RawRequest)> = vec![
         (
             "error as an object (the JS SDK types it unknown)",

@@ -9,7 +9,7 @@ use replicate_webhook::{
     Event, HandlerError, HandlerKind, Prediction, Secret, SignedQuery, WebhookConfig,
     replicate_webhook,
 };
-use replicate_webhook_tests::{TestServer, counting};
+use replicate_webhook_tests::{TestServer, counting, only};
 use serde_json::{Value, json};
 
 const MODEL: &str = "acme/ordering";
@@ -76,11 +76,7 @@ async fn after_succeeded_a_failed_or_canceled_delivery_runs_nothing() {
         HandlerKind::Canceled,
     ];
     let module = counting::<Prediction>(MODEL, &kinds, &runs);
-    let srv = TestServer::serve(
-        WebhookConfig::new(secret.clone())
-            .collect_registered(false)
-            .module(module),
-    );
+    let srv = TestServer::serve(only(&secret, module));
     let id = new_prediction_id();
     let succeeded = TestDelivery::new(body(&id, MODEL, "succeeded", json!("x")).to_string());
     assert_eq!(
@@ -113,11 +109,7 @@ async fn regressing_processing_deliveries_are_not_dispatched_while_growing_ones_
                 async { Ok::<(), HandlerError>(()) }
             }
         });
-    let srv = TestServer::serve(
-        WebhookConfig::new(secret.clone())
-            .collect_registered(false)
-            .module(module),
-    );
+    let srv = TestServer::serve(only(&secret, module));
     let id = new_prediction_id();
     let processing = |output: Value, log: &str| {
         let mut b = body(&id, MODEL, "processing", output);
@@ -209,11 +201,7 @@ async fn a_body_without_a_webhook_url_is_accepted_whatever_the_query() {
     let secret = Secret::generate();
     let runs = Arc::new(AtomicUsize::new(0));
     let module = counting::<Prediction>(MODEL, &[HandlerKind::Succeeded], &runs);
-    let srv = TestServer::serve(
-        WebhookConfig::new(secret.clone())
-            .collect_registered(false)
-            .module(module),
-    );
+    let srv = TestServer::serve(only(&secret, module));
     for query in ["", "?customId=anything"] {
         let b = body(&new_prediction_id(), MODEL, "succeeded", json!("x"));
         assert!(b.get("webhook").is_none());
