@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::{App, HttpServer, web};
+use replicate_webhook::__private::HandlerInput;
 use replicate_webhook::testkit::Signed;
-use replicate_webhook::{HandlerError, HandlerKind, Module, Prediction};
+use replicate_webhook::{HandlerError, HandlerKind, Module, Prediction, WebhookConfig};
 
 /// A receiver listening on an ephemeral loopback port, stopped when dropped.
 #[derive(Debug)]
@@ -56,6 +57,11 @@ impl TestServer {
             base: format!("http://127.0.0.1:{port}"),
             handle,
         }
+    }
+
+    /// Serves `config` (cloned for each worker), one worker.
+    pub fn serve(config: WebhookConfig) -> Self {
+        Self::start(move || replicate_webhook::configure(config.clone()))
     }
 
     /// The absolute URL of `path`.
@@ -123,6 +129,43 @@ pub fn fails_once_then_succeeds(model: &str, attempts: &Arc<AtomicUsize>) -> Mod
     })
 }
 
+/// A configuration accepting `secret` that mounts `module` alone, none of the binary's
+/// attribute modules.
+pub fn only(secret: &replicate_webhook::Secret, module: Module) -> WebhookConfig {
+    WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(module)
+}
+
+/// Every handler kind of a prediction's lifecycle but `aborted`.
+pub const LIFECYCLE: [HandlerKind; 6] = [
+    HandlerKind::Start,
+    HandlerKind::Output,
+    HandlerKind::Logs,
+    HandlerKind::Succeeded,
+    HandlerKind::Failed,
+    HandlerKind::Canceled,
+];
+
+/// A module for `model` with a handler for each of `kinds` that takes `P` and only counts its
+/// runs in `runs`. Subscribed to every event, so each kind can be reached.
+pub fn counting<P: HandlerInput>(
+    model: &str,
+    kinds: &[HandlerKind],
+    runs: &Arc<AtomicUsize>,
+) -> Module {
+    kinds.iter().fold(
+        Module::new(model).events(replicate_webhook::Event::ALL),
+        |module, kind| {
+            let runs = runs.clone();
+            module.on(*kind, move |_: P| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), HandlerError>(()) }
+            })
+        },
+    )
+}
+
 /// `future`'s output, or a test failure after 10 s instead of a hang.
 pub async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
     tokio::time::timeout(std::time::Duration::from_secs(10), future)
@@ -140,5 +183,6 @@ impl Drop for TestServer {
 pub mod hygiene;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod services;
 pub mod strict_models;

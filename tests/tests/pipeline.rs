@@ -10,7 +10,7 @@ use replicate_webhook::{
     DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
     configure,
 };
-use replicate_webhook_tests::{TestServer, fails_once_then_succeeds, within};
+use replicate_webhook_tests::{LIFECYCLE, TestServer, fails_once_then_succeeds, within};
 use serde_json::json;
 
 const MODEL: &str = "acme/pipeline";
@@ -36,14 +36,7 @@ impl Log {
 
 fn recording_module(log: &Log) -> Module {
     let mut module = Module::new(MODEL).events(Event::ALL);
-    for kind in [
-        HandlerKind::Start,
-        HandlerKind::Output,
-        HandlerKind::Logs,
-        HandlerKind::Succeeded,
-        HandlerKind::Failed,
-        HandlerKind::Canceled,
-    ] {
+    for kind in LIFECYCLE {
         let log = log.clone();
         module = module.on(kind, move |p: Prediction| {
             let log = log.clone();

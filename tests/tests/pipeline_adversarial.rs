@@ -1,7 +1,6 @@
 //! Hostile and unlucky deliveries over real HTTP on 127.0.0.1: concurrency across workers,
 //! bodies that are not predictions, broken framing, lease expiry, clock skew.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,6 +10,7 @@ use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample
 use replicate_webhook::{
     Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, configure,
 };
+use replicate_webhook_tests::raw::{self, RawRequest};
 use replicate_webhook_tests::{TestServer, fails_once_then_succeeds, within};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -286,30 +286,14 @@ async fn huge_headers_are_refused_and_the_worker_survives() {
 
 /// Sends raw bytes on a fresh connection and returns everything the server answers.
 async fn raw_exchange(base: &str, request: &[u8], close_write: bool) -> String {
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    if close_write {
-        stream.shutdown().await.unwrap();
-    }
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
-    let _ = read.await.expect("the server answers or closes within 5 s");
-    String::from_utf8_lossy(&answer).into_owned()
+    raw::exchange(base, request, close_write).await.text
 }
 
 fn raw_request(signed: &Signed, content_length: usize, body: &[u8]) -> Vec<u8> {
-    let mut head = format!(
-        "POST /webhooks/replicate HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
-         content-type: application/json\r\ncontent-length: {content_length}\r\n"
-    );
-    for (name, value) in signed.headers() {
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
+    RawRequest::post(signed)
+        .content_length(content_length.to_string())
+        .body(body)
+        .to_bytes()
 }
 
 #[actix_web::test]
