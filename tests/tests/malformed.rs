@@ -485,12 +485,18 @@ fn table(secret: &Secret) -> Table {
             Decode,
             "typed: predict_time is a number",
         ),
-        ("urls", Some(json!("x")), Decode, "typed: urls is an object"),
+        // `urls.get` tells a training from a prediction, so the envelope reads it.
+        (
+            "urls",
+            Some(json!("x")),
+            Refused(400),
+            "envelope: urls is an object",
+        ),
         (
             "urls",
             Some(json!({"get": 5})),
-            Decode,
-            "typed: urls.get is a string",
+            Refused(400),
+            "envelope: urls.get is a string",
         ),
         ("created_at", Some(json!(5)), Decode, "typed: RFC 3339 text"),
         (

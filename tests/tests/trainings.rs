@@ -125,7 +125,10 @@ async fn a_training_reaches_the_training_module_typed() {
         .await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "prediction already handled; its first terminal status wins")
+        (
+            200,
+            "prediction already handled; its first terminal status wins"
+        )
     );
     assert_eq!(runs_for(&id).len(), 2);
 }

@@ -68,7 +68,8 @@ WITH claimed AS (
     RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM claimed),
-       k.token IS NULL,
+       -- NULL, not true, when the row is not in this statement's snapshot (see `claim`).
+       CASE WHEN k.key IS NULL THEN NULL ELSE k.token IS NULL END,
        greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
 FROM (SELECT 1) AS one
 LEFT JOIN replicate_webhook_keys k ON k.key = $1";
