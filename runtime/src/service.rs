@@ -276,29 +276,38 @@ async fn admit_and_run(
             endpoint.checks.handler_timeout.as_millis()
         ))),
     };
-    respond(outcome, kind, &lease, gate).await
+    respond(outcome, kind, &lease, gate, &envelope.id).await
 }
 
 /// Records what the handler's outcome means for the lease, and answers Replicate.
-async fn respond(outcome: Outcome, kind: HandlerKind, lease: &Lease, gate: &Gate) -> HttpResponse {
+/// Its log lines name the prediction themselves: the `delivery` span is INFO and is not
+/// recorded where only warnings and errors are logged.
+async fn respond(
+    outcome: Outcome,
+    kind: HandlerKind,
+    lease: &Lease,
+    gate: &Gate,
+    prediction: &str,
+) -> HttpResponse {
     let handler = kind.fn_name();
     let done = match outcome {
         Outcome::Done => "done",
         Outcome::Failed(e) if e.is_retryable() => {
-            tracing::error!(error = %e, handler, "handler failed; Replicate will retry");
+            tracing::error!(prediction, error = %e, handler, "handler failed; Replicate will retry");
             gate.release(lease).await;
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry");
         }
         Outcome::Failed(e) => {
-            tracing::error!(error = %e, handler, "handler failed permanently; not retried");
+            tracing::error!(prediction, error = %e, handler, "handler failed permanently; not retried");
             "handler failed permanently"
         }
         Outcome::Decode(e) => {
-            tracing::error!(error = %e, handler, "body does not decode into the handler's types");
+            tracing::error!(prediction, error = %e, handler, "body does not decode into the handler's types");
             "decode error handled"
         }
         Outcome::Extract { position, message } => {
             tracing::error!(
+                prediction,
                 position,
                 error = message,
                 handler,
@@ -316,7 +325,7 @@ async fn respond(outcome: Outcome, kind: HandlerKind, lease: &Lease, gate: &Gate
         Err(e) => {
             // The handler ran but the store did not record it: a retry would run it again,
             // which is what at-least-once delivery means. Say so rather than pretend.
-            tracing::error!(error = %e, "handler ran but its completion was not recorded");
+            tracing::error!(prediction, error = %e, "handler ran but its completion was not recorded");
             unavailable(&e)
         }
     }

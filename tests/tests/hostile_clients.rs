@@ -5,7 +5,7 @@
 //! process logs, and timing bounds hold better without a neighbour's flood.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample_prediction};
@@ -183,32 +183,6 @@ async fn large_unverified_bodies_get_503_while_the_budget_is_spent() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
-/// What the process logs, from the first call on.
-fn captured() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || Capture(log))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
-        log
-    })
-}
-
-struct Capture(&'static Mutex<Vec<u8>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The refusal lines logged since the buffer was last cleared.
 fn refusal_lines(log: &Mutex<Vec<u8>>) -> Vec<String> {
     String::from_utf8_lossy(&log.lock().unwrap())
@@ -233,7 +207,7 @@ fn field(line: &str, name: &str) -> u64 {
 #[actix_web::test]
 async fn a_thousand_refusals_write_a_handful_of_lines_that_count_them_all() {
     let _serial = SERIAL.lock().await;
-    let log = captured();
+    let log = replicate_webhook_tests::logs::captured();
     log.lock().unwrap().clear();
     let runs = Arc::new(AtomicUsize::new(0));
     let srv = TestServer::serve(config(&Secret::generate(), &runs));
