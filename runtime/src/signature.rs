@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -49,6 +49,9 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 #[derive(Clone)]
 pub struct Secret {
     key: Vec<u8>,
+    /// The HMAC with the key already absorbed, cloned per message: keying it again for every
+    /// delivery cost two extra SHA-256 blocks, a sixth of verifying a 1 KiB body.
+    keyed: Hmac<Sha256>,
 }
 
 /// Why a secret was refused at configuration time. Never contains the secret itself.
@@ -71,10 +74,7 @@ impl Secret {
             return Err(SecretError::Empty);
         }
         let key = LENIENT.decode(b64).map_err(|_| SecretError::NotBase64)?;
-        if key.is_empty() {
-            return Err(SecretError::Empty);
-        }
-        Ok(Self { key })
+        Self::from_bytes(key)
     }
 
     /// Builds a secret from raw key bytes.
@@ -83,14 +83,19 @@ impl Secret {
         if key.is_empty() {
             return Err(SecretError::Empty);
         }
-        Ok(Self { key })
+        Ok(Self::keyed(key))
+    }
+
+    fn keyed(key: Vec<u8>) -> Self {
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts any key length");
+        Self { key, keyed }
     }
 
     /// A fresh random 24-byte secret, the size Replicate issues.
     pub fn generate() -> Self {
         let mut key = vec![0u8; 24];
         getrandom::fill(&mut key).expect("the operating system's random source is unavailable");
-        Self { key }
+        Self::keyed(key)
     }
 
     /// The secret in its `whsec_<base64>` form, for printing to a developer who asked for it.
@@ -99,8 +104,7 @@ impl Secret {
     }
 
     fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        let mut mac = self.keyed.clone();
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.as_bytes());
