@@ -51,29 +51,54 @@ fn llm() -> Vec<u8> {
 }
 
 fn group<O: DeserializeOwned + 'static>(c: &mut Criterion, name: &str, body: &[u8]) {
+    let mut candidates: Vec<replicate_webhook_bench::Candidate<'_>> = vec![
+        (
+            "value",
+            Box::new(|| {
+                drop(black_box(
+                    serde_json::from_slice::<serde_json::Value>(black_box(body)).expect("JSON"),
+                ));
+            }),
+        ),
+        (
+            "envelope",
+            Box::new(|| drop(black_box(envelope(black_box(body)).expect("JSON")))),
+        ),
+        (
+            "typed",
+            Box::new(|| {
+                black_box(envelope(black_box(body)).expect("JSON"));
+                drop(black_box(
+                    serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"),
+                ));
+            }),
+        ),
+        (
+            "from_slice",
+            Box::new(|| {
+                drop(black_box(
+                    serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"),
+                ));
+            }),
+        ),
+        (
+            "from_str",
+            Box::new(|| {
+                let text = std::str::from_utf8(black_box(body)).expect("UTF-8");
+                drop(black_box(
+                    serde_json::from_str::<Prediction<O>>(text).expect("JSON"),
+                ));
+            }),
+        ),
+    ];
+    let batch = u32::try_from((256 << 10) / body.len()).unwrap_or(1).max(1);
+    let results = replicate_webhook_bench::paired(100, batch, &mut candidates);
+    replicate_webhook_bench::save_paired(&format!("decode-{name}"), &results);
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function(BenchmarkId::new("value", name), |b| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).expect("JSON"));
-    });
-    group.bench_function(BenchmarkId::new("envelope", name), |b| {
-        b.iter(|| envelope(black_box(body)).expect("JSON"));
-    });
-    group.bench_function(BenchmarkId::new("typed", name), |b| {
-        b.iter(|| {
-            envelope(black_box(body)).expect("JSON");
-            serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON")
-        });
-    });
-    group.bench_function(BenchmarkId::new("from_slice", name), |b| {
-        b.iter(|| serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"));
-    });
-    group.bench_function(BenchmarkId::new("from_str", name), |b| {
-        b.iter(|| {
-            let text = std::str::from_utf8(black_box(body)).expect("UTF-8");
-            serde_json::from_str::<Prediction<O>>(text).expect("JSON")
-        });
-    });
+    for (candidate, f) in &mut candidates {
+        group.bench_function(BenchmarkId::new(*candidate, name), |b| b.iter(&mut *f));
+    }
     group.finish();
 }
 

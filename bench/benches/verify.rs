@@ -53,43 +53,56 @@ fn verify(c: &mut Criterion) {
                 .expect("base64")
         };
         let map = headers(&signed.id, &signed.timestamp, &signed.signature);
+        let mut candidates: Vec<replicate_webhook_bench::Candidate<'_>> = vec![
+            (
+                "ours",
+                Box::new(|| {
+                    verifier
+                        .verify(
+                            black_box(&signed.id),
+                            black_box(&signed.timestamp),
+                            black_box(&signed.signature),
+                            black_box(&body),
+                        )
+                        .expect("valid");
+                }),
+            ),
+            (
+                "hmac-floor",
+                Box::new(|| {
+                    let mut mac = keyed.clone();
+                    mac.update(black_box(signed.id.as_bytes()));
+                    mac.update(b".");
+                    mac.update(black_box(signed.timestamp.as_bytes()));
+                    mac.update(b".");
+                    mac.update(black_box(&body));
+                    mac.verify_slice(black_box(&tag)).expect("valid");
+                }),
+            ),
+            (
+                "standardwebhooks",
+                Box::new(|| {
+                    standard
+                        .verify(black_box(&body), black_box(&map))
+                        .expect("valid");
+                }),
+            ),
+            (
+                "svix",
+                Box::new(|| {
+                    svix.verify(black_box(&body), black_box(&map))
+                        .expect("valid");
+                }),
+            ),
+        ];
+        // About 1 ms of our verification per batch.
+        let batch = u32::try_from((1 << 20) / body.len()).unwrap_or(1).max(1);
+        let results = replicate_webhook_bench::paired(150, batch, &mut candidates);
+        replicate_webhook_bench::save_paired(&format!("verify-{name}"), &results);
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_function(BenchmarkId::new("ours", name), |b| {
-            b.iter(|| {
-                verifier
-                    .verify(
-                        black_box(&signed.id),
-                        black_box(&signed.timestamp),
-                        black_box(&signed.signature),
-                        black_box(&body),
-                    )
-                    .expect("valid");
-            });
-        });
-        group.bench_function(BenchmarkId::new("hmac-floor", name), |b| {
-            b.iter(|| {
-                let mut mac = keyed.clone();
-                mac.update(black_box(signed.id.as_bytes()));
-                mac.update(b".");
-                mac.update(black_box(signed.timestamp.as_bytes()));
-                mac.update(b".");
-                mac.update(black_box(&body));
-                mac.verify_slice(black_box(&tag)).expect("valid");
-            });
-        });
-        group.bench_function(BenchmarkId::new("standardwebhooks", name), |b| {
-            b.iter(|| {
-                standard
-                    .verify(black_box(&body), black_box(&map))
-                    .expect("valid");
-            });
-        });
-        group.bench_function(BenchmarkId::new("svix", name), |b| {
-            b.iter(|| {
-                svix.verify(black_box(&body), black_box(&map))
-                    .expect("valid");
-            });
-        });
+        for (candidate, f) in &mut candidates {
+            group.bench_function(BenchmarkId::new(*candidate, name), |b| b.iter(&mut *f));
+        }
     }
     group.finish();
 }

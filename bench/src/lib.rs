@@ -100,6 +100,72 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// One candidate of a paired measurement: its name and one call of the work.
+pub type Candidate<'a> = (&'a str, Box<dyn FnMut() + 'a>);
+
+/// Times the candidates side by side: in each of `rounds` rounds, `batch` calls of each in turn
+/// (the order rotating), so a burst of load from another process hits every candidate of that
+/// round alike. Returns, per candidate, its median time per call and its median ratio to the
+/// first candidate within a round, in nanoseconds and as a plain factor.
+#[allow(clippy::cast_precision_loss)]
+pub fn paired(
+    rounds: usize,
+    batch: u32,
+    candidates: &mut [Candidate<'_>],
+) -> Vec<serde_json::Value> {
+    let n = candidates.len();
+    let mut times = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let f = &mut candidates[i].1;
+            let start = std::time::Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            times[i].push(start.elapsed().as_nanos() as f64 / f64::from(batch));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (0..n)
+        .map(|i| {
+            let ratios = times[i]
+                .iter()
+                .zip(&times[0])
+                .map(|(t, base)| t / base)
+                .collect();
+            serde_json::json!({
+                "name": candidates[i].0,
+                "median_ns": median(times[i].clone()),
+                "ratio_to_first": median(ratios),
+            })
+        })
+        .collect()
+}
+
+/// Where the micro benches leave their paired results for the suite to print.
+pub fn paired_path(id: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")),
+        std::path::PathBuf::from,
+    );
+    target
+        .join("criterion")
+        .join("paired")
+        .join(format!("{id}.json"))
+}
+
+/// Writes one paired result (see [`paired`]).
+pub fn save_paired(id: &str, results: &[serde_json::Value]) {
+    let path = paired_path(id);
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("criterion directory");
+    std::fs::write(&path, serde_json::to_vec(results).expect("JSON"))
+        .expect("write paired results");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

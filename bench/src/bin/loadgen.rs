@@ -305,6 +305,7 @@ fn main() {
             "p50_us": pct(0.50),
             "p99_us": pct(0.99),
             "body_bytes": template.body.len(),
+            "sent": counter.load(Ordering::Relaxed).min(args.max_requests),
             "secs": measured,
         })
     );

@@ -104,15 +104,23 @@ fn load(env: &Env, server: &Server, port: u16, size: usize, extra: &[&str]) -> V
     #[allow(clippy::cast_precision_loss)]
     let cpu = ticks as f64 / 100.0 / wall;
     result["server_cpu"] = cpu.into();
+    // CPU per request does not depend on how much of its core the server got from a busy
+    // machine, as requests per second do.
+    #[allow(clippy::cast_precision_loss)]
+    let per_request = ticks as f64 * 10_000.0 / result["sent"].as_f64().unwrap_or(f64::NAN);
+    result["cpu_us_per_req"] = per_request.into();
     result["rss_mib"] = rss_kib(server.pid()).map_or(Value::Null, |k| (k / 1024).into());
     eprintln!("  {addr} {size} B {}: {result}", extra.join(" "));
     result
 }
 
-fn criterion_ns(env: &Env, id: &str) -> Option<f64> {
-    let path = env.criterion.join(id).join("new/estimates.json");
+/// A paired result (`replicate_webhook_bench::paired`): median time and median ratio to the
+/// first candidate, measured round by round in the same run.
+fn paired(env: &Env, id: &str, name: &str) -> Option<(f64, f64)> {
+    let path = env.criterion.join("paired").join(format!("{id}.json"));
     let json: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
+    let c = json.as_array()?.iter().find(|c| c["name"] == name)?;
+    Some((c["median_ns"].as_f64()?, c["ratio_to_first"].as_f64()?))
 }
 
 struct Table {
@@ -166,59 +174,57 @@ fn opt_time(ns: Option<f64>) -> String {
 
 fn micro(env: &Env, table: &mut Table) {
     for (size, tight) in [("1KiB", 1.15), ("64KiB", 1.02), ("1MiB", 1.02)] {
-        let ours = criterion_ns(env, &format!("verify/ours/{size}"));
-        let floor = criterion_ns(env, &format!("verify/hmac-floor/{size}"));
-        let target = format!("≤ {tight}×");
-        let ratio = ours.zip(floor).map(|(o, f)| o / f);
+        let id = format!("verify-{size}");
+        let ours = paired(env, &id, "ours");
+        let floor = paired(env, &id, "hmac-floor");
+        let ratio = ours.zip(floor).map(|(o, f)| o.1 / f.1);
         table.row(
             &format!("verify {size}: ours / HMAC floor"),
-            opt_time(ours),
-            opt_time(floor),
+            opt_time(ours.map(|o| o.0)),
+            opt_time(floor.map(|f| f.0)),
             ratio.map_or("n/a".into(), |r| format!("{r:.3}×")),
-            &target,
+            &format!("≤ {tight}×"),
             ratio.map(|r| r <= tight),
         );
         for peer in ["standardwebhooks", "svix"] {
-            let theirs = criterion_ns(env, &format!("verify/{peer}/{size}"));
-            let ratio = ours.zip(theirs).map(|(o, t)| t / o);
+            let theirs = paired(env, &id, peer);
+            let ratio = ours.zip(theirs).map(|(o, t)| t.1 / o.1);
             table.row(
                 &format!("verify {size}: {peer} / ours"),
-                opt_time(ours),
-                opt_time(theirs),
-                ratio.map_or("n/a".into(), |r| format!("{r:.2}× faster")),
-                "≥ 4× faster",
+                opt_time(ours.map(|o| o.0)),
+                opt_time(theirs.map(|t| t.0)),
+                ratio.map_or("n/a".into(), |r| format!("{r:.2}× slower")),
+                "≥ 4×",
                 ratio.map(|r| r >= 4.0),
             );
         }
     }
     for payload in ["hello-world", "flux-kontext-pro", "llm-1MiB"] {
-        let value = criterion_ns(env, &format!("decode/value/{payload}"));
+        let id = format!("decode-{payload}");
+        let value = paired(env, &id, "value");
         for (ours, what, target) in [
-            ("envelope", "envelope", "no 2nd parse"),
+            ("envelope", "envelope", "(one parse)"),
             ("typed", "envelope + typed", "≤ 1× Value"),
         ] {
-            let t = criterion_ns(env, &format!("decode/{ours}/{payload}"));
-            let ratio = t.zip(value).map(|(t, v)| t / v);
+            let t = paired(env, &id, ours);
             table.row(
                 &format!("decode {payload}: {what} / Value"),
-                opt_time(t),
-                opt_time(value),
-                ratio.map_or("n/a".into(), |r| format!("{r:.2}×")),
+                opt_time(t.map(|t| t.0)),
+                opt_time(value.map(|v| v.0)),
+                t.map_or("n/a".into(), |t| format!("{:.2}×", t.1)),
                 target,
-                (ours == "typed")
-                    .then_some(ratio.map(|r| r <= 1.0))
-                    .flatten(),
+                (ours == "typed").then(|| t.map(|t| t.1 <= 1.0)).flatten(),
             );
         }
-        let slice = criterion_ns(env, &format!("decode/from_slice/{payload}"));
-        let from_str = criterion_ns(env, &format!("decode/from_str/{payload}"));
-        let ratio = from_str.zip(slice).map(|(s, f)| s / f);
+        let slice = paired(env, &id, "from_slice");
+        let from_str = paired(env, &id, "from_str");
+        let ratio = from_str.zip(slice).map(|(s, f)| s.1 / f.1);
         table.row(
-            &format!("decode {payload}: typed from_str(utf8) / from_slice"),
-            opt_time(from_str),
-            opt_time(slice),
+            &format!("decode {payload}: typed from_str(after UTF-8 check) / from_slice"),
+            opt_time(from_str.map(|s| s.0)),
+            opt_time(slice.map(|s| s.0)),
             ratio.map_or("n/a".into(), |r| format!("{r:.2}×")),
-            "(pick the faster)",
+            "(keep the faster)",
             None,
         );
     }
@@ -278,6 +284,26 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
             load(env, &s, 18083, size, &[])
         };
         let kib = size / 1024;
+        let cpu = |v: &Value| v["cpu_us_per_req"].as_f64().unwrap_or(f64::NAN);
+        let fmt_cpu = |v: &Value| format!("{:.1} µs", cpu(v));
+        let r = cpu(&bare) / cpu(&ours);
+        table.row(
+            &format!("HTTP {kib} KiB: server CPU per request, bare (b) / receiver (a)"),
+            fmt_cpu(&ours),
+            fmt_cpu(&bare),
+            format!("{r:.2}×"),
+            "≥ 0.75×",
+            (size == 2048).then_some(r >= 0.75),
+        );
+        let r = cpu(&nodejs) / cpu(&ours);
+        table.row(
+            &format!("HTTP {kib} KiB: server CPU per request, Node.js (c) / receiver (a)"),
+            fmt_cpu(&ours),
+            fmt_cpu(&nodejs),
+            format!("{r:.2}×"),
+            "≥ 3.5×",
+            (size == 2048).then_some(r >= 3.5),
+        );
         let r = rps(&ours) / rps(&bare);
         table.row(
             &format!("HTTP {kib} KiB: receiver (a) / bare actix (b)"),
