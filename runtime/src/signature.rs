@@ -268,25 +268,19 @@ impl Verifier {
         if signature.split(' ').nth(MAX_SIGNATURE_ENTRIES).is_some() {
             return Err(VerifyError::TooManySignatures);
         }
-        // On the stack: with the cap above, no entry costs an allocation.
-        let mut candidates = [[0u8; MAC_LEN]; MAX_SIGNATURE_ENTRIES];
-        let mut count = 0;
-        let tags = signature
-            .split(' ')
-            .filter_map(|entry| entry.split_once(','))
-            .filter(|(version, _)| *version == "v1")
-            .filter_map(|(_, b64)| decode_tag(b64));
-        for (slot, tag) in candidates.iter_mut().zip(tags) {
-            *slot = tag;
-            count += 1;
-        }
-        let candidates = &candidates[..count];
         for secret in &self.secrets {
             let expected = secret.mac(id, timestamp, body).finalize().into_bytes();
-            // Compare every candidate, so the time taken does not reveal which one matched.
-            let matched = candidates.iter().fold(subtle::Choice::from(0), |acc, tag| {
-                acc | tag.ct_eq(expected.as_slice())
-            });
+            // Decoded as compared, on the stack: no entry costs an allocation nor a buffer of
+            // the cap's size. Every candidate is compared, so the time taken does not reveal
+            // which one matched.
+            let matched = signature
+                .split(' ')
+                .filter_map(|entry| entry.split_once(','))
+                .filter(|(version, _)| *version == "v1")
+                .filter_map(|(_, b64)| decode_tag(b64))
+                .fold(subtle::Choice::from(0), |acc, tag| {
+                    acc | tag.ct_eq(expected.as_slice())
+                });
             if bool::from(matched) {
                 return Ok(());
             }
