@@ -35,6 +35,9 @@ struct Inner {
     entries: HashMap<Fingerprint, Entry, PassThrough>,
     /// Insertion counter: the sweep evicts the lowest first, so the oldest keys go first.
     next_seq: u64,
+    /// After a sweep that could not make room, when the next may: until then a full store
+    /// refuses at once instead of walking the whole map again for every insert.
+    no_sweep_before: u64,
 }
 
 /// A key's fingerprint; its first half is already a keyed hash, so the map uses it as is.
@@ -219,6 +222,9 @@ impl Inner {
         if self.entries.len() < bound {
             return Ok(());
         }
+        if now < self.no_sweep_before {
+            return Err(full());
+        }
         self.entries.retain(|_, e| e.expires > now);
         let target = bound - (bound / 8).max(1);
         if self.entries.len() > target {
@@ -243,12 +249,16 @@ impl Inner {
             }
         }
         if self.entries.len() >= bound {
-            return Err(StoreError::new(
-                "memory store full of in-flight claims and recent done markers; retry later",
-            ));
+            // Keys become evictable as they age: look again after a fraction of the window.
+            self.no_sweep_before = after(now, (store.protect / 64).min(Duration::from_secs(1)));
+            return Err(full());
         }
         Ok(())
     }
+}
+
+fn full() -> StoreError {
+    StoreError::new("memory store full of in-flight claims and recent done markers; retry later")
 }
 
 /// `at + duration` in nanoseconds, saturating: `Duration::MAX` ("never expire") must not panic
@@ -495,6 +505,18 @@ mod tests {
         ));
         store.complete("k", &second, TTL).await.unwrap();
         assert!(store.is_done("k").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_without_sweeping_again_at_once() {
+        let store = MemoryStore::with_capacity(100);
+        for i in 0..100 {
+            store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+        }
+        assert!(store.mark_done("one-more", TTL).await.is_err());
+        assert!(store.lock().no_sweep_before > 0);
+        assert!(store.mark_done("and-another", TTL).await.is_err());
+        assert_eq!(store.len(), 100);
     }
 
     #[tokio::test]
