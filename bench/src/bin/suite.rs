@@ -237,8 +237,26 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
     let script = env.repo.join("bench/node/receiver.js");
     let script = script.to_str().expect("UTF-8 path");
     let quickstart = env.bin.join("quickstart");
-    let fmt_rps = |v: &Value| format!("{:.0} req/s", v["rps"].as_f64().unwrap_or(0.0));
+    let fmt_rps = |v: &Value| {
+        let refused = v["not_ok"].as_u64().unwrap_or(0) + v["errors"].as_u64().unwrap_or(0);
+        let rps = v["rps"].as_f64().unwrap_or(0.0);
+        if refused == 0 {
+            format!("{rps:.0} req/s")
+        } else {
+            format!("{rps:.0} req/s ({refused} not 200)")
+        }
+    };
+    // The default memory store holds one million keys, three per delivery, and keeps done
+    // markers for 300 s whatever the load: a run must stay under that or measure 503s.
+    let stored = ["--max-requests", "150000"];
     let rps = |v: &Value| v["rps"].as_f64().unwrap_or(0.0);
+    // A ratio of requests per second says something only when both servers had their core;
+    // on a busy machine the CPU-per-request rows are the ones to read.
+    let saturated = |a: &Value, b: &Value| {
+        [a, b]
+            .iter()
+            .all(|v| v["server_cpu"].as_f64().unwrap_or(0.0) >= 0.9)
+    };
 
     for size in [2048usize, 64 * 1024] {
         eprintln!("throughput, {size} B bodies");
@@ -254,9 +272,9 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                 &[],
                 18082,
             );
-            let first = load(env, &s, 18082, size, &[]);
+            let first = load(env, &s, 18082, size, &stored);
             if size == 2048 {
-                let second = load(env, &s, 18082, size, &[]);
+                let second = load(env, &s, 18082, size, &stored);
                 notes.push((
                     "receiver RSS after run 1 / run 2 (MiB)".into(),
                     serde_json::json!([first["rss_mib"], second["rss_mib"]]),
@@ -271,7 +289,13 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                     &[],
                     18087,
                 );
-                let paced = load(env, &fresh, 18087, size, &["--rate", &half]);
+                let paced = load(
+                    env,
+                    &fresh,
+                    18087,
+                    size,
+                    &["--rate", &half, stored[0], stored[1]],
+                );
                 notes.push(("receiver at half its peak rate".into(), paced));
                 if rps(&second) > rps(&first) {
                     second
@@ -320,7 +344,7 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
             fmt_rps(&bare),
             format!("{r:.2}×"),
             "≥ 0.75×",
-            (size == 2048).then_some(r >= 0.75),
+            (size == 2048 && saturated(&ours, &bare)).then_some(r >= 0.75),
         );
         let r = rps(&ours) / rps(&nodejs);
         table.row(
@@ -329,7 +353,7 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
             fmt_rps(&nodejs),
             format!("{r:.2}×"),
             "≥ 3.5×",
-            (size == 2048).then_some(r >= 3.5),
+            (size == 2048 && saturated(&ours, &nodejs)).then_some(r >= 3.5),
         );
         for (name, v) in [("bare", &bare), ("receiver", &ours), ("node", &nodejs)] {
             notes.push((format!("{kib} KiB {name}"), v.clone()));
@@ -346,7 +370,7 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                     ],
                     18084,
                 );
-                load(env, &s, 18084, size, &[])
+                load(env, &s, 18084, size, &stored)
             };
             let _ = std::fs::remove_file(env.work.join("replicate-webhook.db"));
             let qs_sqlite = {
@@ -364,7 +388,7 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                     fmt_rps(&bare),
                     format!("{r:.2}×"),
                     "≥ 0.75×",
-                    Some(r >= 0.75),
+                    saturated(v, &bare).then_some(r >= 0.75),
                 );
                 let r = rps(v) / rps(&nodejs);
                 table.row(
@@ -373,7 +397,7 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                     fmt_rps(&nodejs),
                     format!("{r:.2}×"),
                     "≥ 3.5×",
-                    Some(r >= 3.5),
+                    saturated(v, &nodejs).then_some(r >= 3.5),
                 );
                 notes.push((what.into(), v.clone()));
             }
@@ -382,6 +406,8 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                 .find(|(n, _)| n == "receiver at half its peak rate")
             {
                 let p99 = paced["p99_us"].as_f64().unwrap_or(f64::MAX);
+                // Half of the peak measured when the server had its core: if it has less now,
+                // the offered rate is no longer half of what it can do.
                 table.row(
                     "HTTP 2 KiB: receiver p99 at half peak rate",
                     format!("{:.2} ms", p99 / 1000.0),
@@ -544,7 +570,7 @@ fn main() {
     table.print();
     println!();
     println!(
-        "Load runs (32 connections, 1 s warm-up then 5 s; server on CPU 0, load generator on CPU 1; server_cpu = cores the server used):"
+        "Load runs (32 connections, 1 s warm-up then 5 s, or 150,000 deliveries against a memory store; server on CPU 0, load generator on CPU 1; server_cpu = cores the server used; a requests-per-second ratio gets a verdict only when both servers used 0.9 core or more):"
     );
     for (what, v) in notes {
         println!("- {what}: {v}");
