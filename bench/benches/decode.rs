@@ -1,0 +1,123 @@
+//! Decoding a delivery: the envelope the receiver routes on, and the envelope plus the handler's
+//! typed decode, against `serde_json::from_slice::<Value>` of the same bytes; and the typed decode
+//! by `from_slice` against `from_str` after one UTF-8 check.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use replicate_webhook::Prediction;
+use replicate_webhook::Status;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// The receiver's envelope, as `runtime/src/service.rs` declares it (it is private there).
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Envelope<'a> {
+    id: String,
+    #[serde(default)]
+    model: String,
+    status: Status,
+    #[serde(default, borrow)]
+    output: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    webhook: Option<String>,
+}
+
+fn envelope(body: &[u8]) -> serde_json::Result<Envelope<'_>> {
+    serde_json::from_slice(body)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../fixtures/payloads/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A 1 MiB LLM prediction: long `logs`, output streamed as token strings.
+fn llm() -> Vec<u8> {
+    let mut p: serde_json::Value =
+        serde_json::from_slice(&replicate_webhook_bench::prediction_body(
+            "gm3qorzdhgbfurvjtvhg6dckhu",
+            "meta/meta-llama-3-70b-instruct",
+            1024 * 1024 - 16 * 1024,
+        ))
+        .expect("JSON");
+    p["output"] = (0..2000)
+        .map(|i| format!(" token{i}"))
+        .collect::<Vec<_>>()
+        .into();
+    serde_json::to_vec(&p).expect("JSON")
+}
+
+fn group<O: DeserializeOwned + 'static>(c: &mut Criterion, name: &str, body: &[u8]) {
+    let mut candidates: Vec<replicate_webhook_bench::Candidate<'_>> = vec![
+        (
+            "value",
+            Box::new(|| {
+                drop(black_box(
+                    serde_json::from_slice::<serde_json::Value>(black_box(body)).expect("JSON"),
+                ));
+            }),
+        ),
+        (
+            "envelope",
+            Box::new(|| drop(black_box(envelope(black_box(body)).expect("JSON")))),
+        ),
+        (
+            "typed",
+            Box::new(|| {
+                black_box(envelope(black_box(body)).expect("JSON"));
+                drop(black_box(
+                    serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"),
+                ));
+            }),
+        ),
+        (
+            "from_slice",
+            Box::new(|| {
+                drop(black_box(
+                    serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"),
+                ));
+            }),
+        ),
+        (
+            "from_str",
+            Box::new(|| {
+                let text = std::str::from_utf8(black_box(body)).expect("UTF-8");
+                drop(black_box(
+                    serde_json::from_str::<Prediction<O>>(text).expect("JSON"),
+                ));
+            }),
+        ),
+    ];
+    let batch = u32::try_from((256 << 10) / body.len()).unwrap_or(1).max(1);
+    let results = replicate_webhook_bench::paired(100, batch, &mut candidates);
+    replicate_webhook_bench::save_paired(&format!("decode-{name}"), &results);
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    for (candidate, f) in &mut candidates {
+        group.bench_function(BenchmarkId::new(*candidate, name), |b| b.iter(&mut *f));
+    }
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    group::<String>(c, "hello-world", &fixture("hello-world-succeeded.json"));
+    group::<String>(
+        c,
+        "flux-kontext-pro",
+        &fixture("flux-kontext-pro-succeeded.json"),
+    );
+    group::<Vec<String>>(c, "llm-1MiB", &llm());
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = decode
+}
+criterion_main!(benches);

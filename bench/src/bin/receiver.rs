@@ -1,0 +1,78 @@
+//! The receiver users build with the attribute: signature check, the default memory dedupe
+//! store, typed decode and an empty handler, on one worker thread, logging as the quickstart does.
+//!
+//! ```text
+//! REPLICATE_WEBHOOK_SECRET=whsec_… receiver 127.0.0.1:8082
+//! ```
+//!
+//! It also takes `replicate/hello-world` deliveries from the simulator, recording how long after
+//! `completed_at` each handler started; `GET /_bench/latency` returns those delays in µs.
+
+use std::sync::Mutex;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use replicate_webhook::{WebhookConfig, parse_secrets, replicate_webhook};
+
+static DELAYS_US: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+#[replicate_webhook(model = "acme/bench", events = "completed")]
+mod bench_model {
+    use replicate_webhook::{HandlerError, Prediction};
+
+    async fn on_succeeded(p: Prediction<String>) -> Result<(), HandlerError> {
+        std::hint::black_box(p);
+        Ok(())
+    }
+}
+
+#[replicate_webhook(model = "replicate/hello-world", events = "completed")]
+mod simulated {
+    use replicate_webhook::{HandlerError, Prediction};
+
+    async fn on_succeeded(p: Prediction<String>) -> Result<(), HandlerError> {
+        let started = time::OffsetDateTime::now_utc();
+        if let Some(completed) = p.completed_at {
+            let delay =
+                i64::try_from((started - completed).whole_microseconds()).unwrap_or(i64::MAX);
+            super::DELAYS_US
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(delay);
+        }
+        Ok(())
+    }
+}
+
+async fn delays() -> HttpResponse {
+    let delays = DELAYS_US
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    HttpResponse::Ok().json(delays)
+}
+
+fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,actix_server=warn".into()),
+        )
+        .init();
+    let bind = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8082".into());
+    let secrets = parse_secrets(&std::env::var(replicate_webhook::ENV_SECRET).unwrap_or_default())
+        .expect("REPLICATE_WEBHOOK_SECRET");
+    let config = WebhookConfig::with_secrets(secrets);
+    actix_web::rt::System::new().block_on(
+        HttpServer::new(move || {
+            App::new()
+                .configure(replicate_webhook::configure(config.clone()))
+                .route("/_bench/latency", web::get().to(delays))
+        })
+        .workers(1)
+        .bind(bind)?
+        .run(),
+    )
+}
