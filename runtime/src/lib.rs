@@ -63,6 +63,7 @@ pub mod dedupe;
 mod error;
 mod glue;
 mod handler;
+pub mod inbox;
 mod prediction;
 mod receiver;
 mod registry;
@@ -73,7 +74,7 @@ pub mod testkit;
 
 pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
 pub use error::HandlerError;
-pub use handler::{DecodeError, HandlerKind};
+pub use handler::{DeadLetter, DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};
 pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, SetupError, WebhookSpec};
 /// Generates typed `Input` and `Output` for a model from its pinned `openapi_schema` file.

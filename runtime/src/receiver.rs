@@ -7,6 +7,7 @@ use actix_web::web;
 
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
+use crate::inbox::{Intake, Worker, WorkerHandle};
 use crate::registry::{self, Module, Route, SetupError};
 use crate::signature::Verifier;
 
@@ -16,6 +17,8 @@ pub(crate) struct Checks {
     pub(crate) body_limit: usize,
     pub(crate) signed_query: bool,
     pub(crate) gate: Gate,
+    /// Where deliveries of inbox modules go, when any module is in inbox mode.
+    pub(crate) inbox: Option<Intake>,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -27,6 +30,22 @@ pub(crate) struct Endpoint {
 /// Every endpoint of one configuration.
 pub(crate) struct Receiver {
     pub(crate) endpoints: Vec<(String, web::Data<Endpoint>)>,
+    /// The in-process inbox worker; stops (without waiting) when the receiver is dropped.
+    _worker: Option<WorkerHandle>,
+}
+
+/// Every module of `config`, with inbox mode applied to all when the config says so.
+pub(crate) fn modules(config: &WebhookConfig) -> Vec<Module> {
+    let mut modules = config.modules.clone();
+    if config.collect_registered {
+        modules.extend(registry::registrations().map(Module::from_registration));
+    }
+    if config.inbox_every_module && config.inbox.is_some() {
+        for module in &mut modules {
+            module.inbox = true;
+        }
+    }
+    modules
 }
 
 impl Receiver {
@@ -48,16 +67,45 @@ impl Receiver {
     }
 
     fn build(config: &WebhookConfig) -> Result<Self, SetupError> {
-        let mut modules = config.modules.clone();
-        if config.collect_registered {
-            modules.extend(registry::registrations().map(Module::from_registration));
+        let modules = modules(config);
+        let inbox_modules = modules.iter().filter(|m| m.inbox).count();
+        if let Some(module) = modules.iter().find(|m| m.inbox)
+            && config.inbox.is_none()
+        {
+            return Err(SetupError::NoInbox {
+                origin: module.origin.clone(),
+            });
         }
         let routes = registry::build_routes(modules)?;
+        let (wake, woken) = tokio::sync::watch::channel(0u64);
+        let intake = config
+            .inbox
+            .clone()
+            .filter(|_| inbox_modules > 0)
+            .map(|inbox| Intake {
+                inbox,
+                webhook_ttl: config.policy.webhook_ttl,
+                timeout: config.policy.timeout,
+                stored: wake,
+            });
+        let worker = match &intake {
+            Some(intake) if config.inbox_options.in_process => {
+                tracing::info!(inbox = intake.inbox.name(), "replicate webhook inbox");
+                let worker = Worker::new(config)?.wake_on(woken).spawn().map_err(|e| {
+                    SetupError::Worker {
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some(worker)
+            }
+            _ => None,
+        };
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
             body_limit: config.body_limit,
             signed_query: config.signed_query,
             gate: Gate::new(config.store.clone(), config.policy),
+            inbox: intake,
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes
@@ -71,7 +119,10 @@ impl Receiver {
                 (path, web::Data::new(endpoint))
             })
             .collect();
-        Ok(Self { endpoints })
+        Ok(Self {
+            endpoints,
+            _worker: worker,
+        })
     }
 }
 

@@ -140,7 +140,15 @@ async fn deliver(
     };
 
     let response = if let Some(kind) = handler_for(module, &envelope.status, new_output.is_some()) {
-        admit_and_run(req, body, gate, module, kind, envelope).await
+        match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
+            // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
+            Some(inbox) => {
+                inbox
+                    .accept(&req, &body, module, kind, &envelope.id, &envelope.status)
+                    .await
+            }
+            None => admit_and_run(req, body, gate, module, kind, envelope).await,
+        }
     } else {
         if envelope.status.is_terminal() {
             // Even unhandled, a terminal status ends the prediction: later intermediate
@@ -322,7 +330,7 @@ fn query_matches(req: &HttpRequest, webhook: Option<&str>) -> bool {
 }
 
 /// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.
-async fn run(module: &Module, kind: HandlerKind, call: Call) -> Outcome {
+pub(crate) async fn run(module: &Module, kind: HandlerKind, call: Call) -> Outcome {
     let Some(handler) = module.handler(kind) else {
         return Outcome::Done;
     };

@@ -138,6 +138,7 @@ impl Drop for TestServer {
 }
 
 pub mod hygiene;
+pub mod inbox;
 pub mod process;
 pub mod proxy;
 pub mod services;
