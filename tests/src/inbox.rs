@@ -135,3 +135,22 @@ pub fn id_of(d: &TestDelivery) -> String {
     let body: serde_json::Value = serde_json::from_slice(d.body()).unwrap();
     body["id"].as_str().unwrap().to_owned()
 }
+
+/// A new, empty database on the server of `url` (so processes under test see only their own
+/// jobs), and its URL.
+pub async fn fresh_database(url: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to DATABASE_URL");
+    tokio::spawn(connection);
+    let name = services::unique("inbox")
+        .trim_end_matches(':')
+        .replace(['-', ':'], "_");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a database");
+    let mut parsed = url::Url::parse(url).expect("DATABASE_URL is a URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
