@@ -328,3 +328,86 @@ fn inbox_mode_without_an_inbox_is_a_setup_error() {
     };
     assert!(err.to_string().contains("REPLICATE_WEBHOOK_INBOX"), "{err}");
 }
+
+/// What the attribute module below reports, through the app data workers are given.
+struct Seen(mpsc::UnboundedSender<String>);
+
+#[replicate_webhook::replicate_webhook(
+    model = "acme/attribute-inbox",
+    inbox = true,
+    concurrency = 2
+)]
+mod attribute_inbox {
+    use actix_web::{HttpRequest, web};
+    use replicate_webhook::{DeadLetter, HandlerError, Prediction};
+
+    async fn on_succeeded(
+        p: Prediction<String>,
+        seen: web::Data<super::Seen>,
+        req: HttpRequest,
+    ) -> Result<(), HandlerError> {
+        if p.output.as_deref() == Some("unusable") {
+            return Err(HandlerError::permanent("unusable output"));
+        }
+        let webhook_id = req
+            .headers()
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let _ = seen.0.send(format!("{} {} {webhook_id}", p.id, req.uri()));
+        Ok(())
+    }
+
+    async fn on_dead(
+        dead: DeadLetter,
+        seen: web::Data<super::Seen>,
+    ) -> Result<(), HandlerError> {
+        let _ = seen
+            .0
+            .send(format!("dead {}: {}", dead.handler(), dead.error()));
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn the_attribute_runs_a_module_in_inbox_mode_with_app_data_and_on_dead() {
+    use replicate_webhook::__private::{Registration, inventory};
+    let registration = inventory::iter::<Registration>
+        .into_iter()
+        .find(|r| r.model == "acme/attribute-inbox")
+        .unwrap();
+    assert!(registration.inbox);
+    assert_eq!(registration.concurrency, 2);
+
+    let db = Db::sqlite();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let config = WebhookConfig::new(secret())
+        .store_url(&replicate_webhook::dedupe::StoreUrl::parse(&db.url()).unwrap())
+        .unwrap()
+        .inbox(Inbox::open_url(&db.url()).unwrap())
+        .inbox_options(fast_options())
+        .worker_data(actix_web::web::Data::new(Seen(tx)));
+    let server = serve(config);
+    let client = reqwest::Client::new();
+    let delivery = TestDelivery::succeeded("acme/attribute-inbox", json!("fine"))
+        .path(format!("{}?customer=42", replicate_webhook::DEFAULT_PATH));
+    let signed = delivery.sign(&secret());
+    let webhook_id = signed.signed_headers().id.clone();
+    assert_eq!(send(&client, &server, &signed).await.0, 200);
+    assert_eq!(
+        next(&mut rx).await,
+        format!(
+            "{} /webhooks/replicate?customer=42 {webhook_id}",
+            id_of(&delivery)
+        )
+    );
+    let unusable = TestDelivery::succeeded("acme/attribute-inbox", json!("unusable"));
+    assert_eq!(
+        send(&client, &server, &unusable.sign(&secret())).await.0,
+        200
+    );
+    assert_eq!(
+        next(&mut rx).await,
+        "dead on_succeeded: permanent handler error: unusable output"
+    );
+}
