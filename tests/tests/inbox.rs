@@ -358,10 +358,7 @@ mod attribute_inbox {
         Ok(())
     }
 
-    async fn on_dead(
-        dead: DeadLetter,
-        seen: web::Data<super::Seen>,
-    ) -> Result<(), HandlerError> {
+    async fn on_dead(dead: DeadLetter, seen: web::Data<super::Seen>) -> Result<(), HandlerError> {
         let _ = seen
             .0
             .send(format!("dead {}: {}", dead.handler(), dead.error()));
