@@ -257,6 +257,12 @@ pub enum SetupError {
         /// Where the module is.
         origin: String,
     },
+    /// A worker was built for a configuration without any module in inbox mode.
+    #[error(
+        "no module runs in inbox mode: add `inbox = true` to #[replicate_webhook], call \
+         Module::inbox(true), or WebhookConfig::inbox_every_module(true)"
+    )]
+    NoInboxModules,
     /// The in-process inbox worker could not start.
     #[error("the inbox worker could not start: {reason}")]
     Worker {

@@ -408,3 +408,97 @@ async fn the_attribute_runs_a_module_in_inbox_mode_with_app_data_and_on_dead() {
         "dead on_succeeded: permanent handler error: unusable output"
     );
 }
+
+/// A handler running four times longer than the visibility timeout keeps its job through
+/// heartbeats: it runs once.
+async fn heartbeats_keep_a_long_handler_single(db: &Db) {
+    let model = model("long");
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let module = Module::new(&model).on(HandlerKind::Succeeded, move |_: Prediction| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send("run");
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let options = InboxOptions {
+        visibility: Duration::from_millis(300),
+        ..fast_options()
+    };
+    let config = db.config(module, options);
+    let inbox = Inbox::open_url(&db.url()).unwrap();
+    let server = serve(config);
+    let delivery = TestDelivery::succeeded(&model, json!("x"));
+    let client = reqwest::Client::new();
+    assert_eq!(
+        send(&client, &server, &delivery.sign(&secret())).await.0,
+        200
+    );
+    assert_eq!(next(&mut rx).await, "run");
+    until_state(&inbox, &id_of(&delivery), JobState::Done).await;
+    assert!(rx.try_recv().is_err(), "the long handler ran twice");
+}
+
+#[actix_rt::test]
+async fn sqlite_heartbeats_keep_a_long_handler_from_running_twice() {
+    heartbeats_keep_a_long_handler_single(&Db::sqlite()).await;
+}
+
+#[actix_rt::test]
+async fn postgres_heartbeats_keep_a_long_handler_from_running_twice() {
+    let Some(db) = Db::postgres() else { return };
+    heartbeats_keep_a_long_handler_single(&db).await;
+}
+
+#[actix_rt::test]
+async fn shutdown_stops_taking_jobs_and_waits_for_running_ones() {
+    let db = Db::sqlite();
+    let model = model("shutdown");
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    // One slot: while the first job runs, the worker cannot take another before it stops.
+    let module =
+        Module::new(&model)
+            .concurrency(1)
+            .on(HandlerKind::Succeeded, move |p: Prediction| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(format!("begins {}", p.id));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let _ = tx.send(format!("ends {}", p.id));
+                    Ok::<(), HandlerError>(())
+                }
+            });
+    // The receiver only stores; a worker of our own runs the jobs.
+    let options = InboxOptions {
+        in_process: false,
+        ..fast_options()
+    };
+    let config = db.config(module, options);
+    let worker = replicate_webhook::inbox::Worker::new(&config)
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let server = serve(config);
+    let client = reqwest::Client::new();
+    let (first, second) = (
+        TestDelivery::succeeded(&model, json!("1")),
+        TestDelivery::succeeded(&model, json!("2")),
+    );
+    assert_eq!(send(&client, &server, &first.sign(&secret())).await.0, 200);
+    assert_eq!(next(&mut rx).await, format!("begins {}", id_of(&first)));
+    let stopping = tokio::task::spawn_blocking(move || worker.shutdown());
+    // Stored while the worker drains (the first job holds the only slot): left for the next
+    // worker, not taken now.
+    assert_eq!(send(&client, &server, &second.sign(&secret())).await.0, 200);
+    stopping.await.unwrap();
+    assert_eq!(
+        rx.try_recv().ok(),
+        Some(format!("ends {}", id_of(&first))),
+        "shutdown returned before the running handler finished"
+    );
+    let inbox = Inbox::open_url(&db.url()).unwrap();
+    until_state(&inbox, &id_of(&first), JobState::Done).await;
+    until_state(&inbox, &id_of(&second), JobState::Pending).await;
+    assert!(rx.try_recv().is_err(), "a stopping worker took a new job");
+}

@@ -300,6 +300,9 @@ impl Queue for SqliteQueue {
                     .collect::<rusqlite::Result<Vec<_>>>()?
             };
             tx.commit()?;
+            // RETURNING promises no order; a prediction's jobs must start in arrival order.
+            let mut jobs = jobs;
+            jobs.sort_by_key(|j| j.id);
             Ok(jobs)
         })
         .await

@@ -94,7 +94,7 @@ impl Worker {
             .map(|m| (module_key(&m.path, &m.model), m))
             .collect();
         if modules.is_empty() {
-            return Err(SetupError::NoHandlers);
+            return Err(SetupError::NoInboxModules);
         }
         Ok(Self {
             inbox,
