@@ -25,10 +25,11 @@ fn receiver(dir: &std::path::Path, inbox: &str, delay_ms: &str) -> Process {
     )
 }
 
-fn deliveries(n: usize, model: &str) -> Vec<(String, Signed)> {
+/// `n` deliveries whose handler takes `HANDLER_DELAY_MS` when `slow`, no time otherwise.
+fn deliveries(n: usize, model: &str, slow: bool) -> Vec<(String, Signed)> {
     (0..n)
         .map(|_| {
-            let d = TestDelivery::succeeded(model, json!("out"));
+            let d = TestDelivery::succeeded(model, json!(if slow { "slow" } else { "fast" }));
             (id_of(&d), d.sign(&secret()))
         })
         .collect()
@@ -66,10 +67,12 @@ fn count_rest(process: &Process, counts: &mut BTreeMap<String, usize>) {
 
 async fn killed_mid_handler_then_restarted(inbox: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let early = deliveries(10, "acme/crash");
-    let late = deliveries(30, "acme/crash");
+    let early = deliveries(10, "acme/crash", false);
+    let late = deliveries(30, "acme/crash", true);
 
-    let first = receiver(dir.path(), inbox, "1500");
+    // Long enough that no handler of the late batch can finish before the kill: one that
+    // printed `finished` but was killed before recording it would rightly run again.
+    let first = receiver(dir.path(), inbox, "10000");
     deliver_all(&first.base, &early).await;
     let early_ids: Vec<String> = early.iter().map(|(id, _)| id.clone()).collect();
     let mut finished = BTreeMap::new();
@@ -137,7 +140,7 @@ async fn two_instances_on_one_postgres_run_each_of_2000_jobs_once() {
     let dir = tempfile::tempdir().unwrap();
     let a = receiver(dir.path(), &inbox, "0");
     let b = receiver(dir.path(), &inbox, "0");
-    let all = deliveries(N, "acme/instances");
+    let all = deliveries(N, "acme/instances", false);
     let ids: Vec<String> = all.iter().map(|(id, _)| id.clone()).collect();
     let started = Instant::now();
     // Half the deliveries to each instance, four at a time, as a load balancer would.

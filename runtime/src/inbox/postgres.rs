@@ -143,30 +143,23 @@ enum Holder {
     InFlight(Duration),
 }
 
-async fn claim_key(
-    tx: &deadpool_postgres::Transaction<'_>,
-    key: &str,
-    claim: &str,
-) -> Result<Holder, tokio_postgres::Error> {
-    let statement = tx
-        .prepare_cached(
-            "WITH claimed AS (
-                 INSERT INTO replicate_webhook_keys (key, token, expires_at)
-                 VALUES ($1, $2, now() + interval '100 years')
-                 ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-                     WHERE replicate_webhook_keys.expires_at <= now()
-                 RETURNING 1
-             )
-             SELECT EXISTS (SELECT 1 FROM claimed), k.key IS NOT NULL, k.token,
-                    greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
-             FROM (SELECT 1) AS one
-             LEFT JOIN replicate_webhook_keys k ON k.key = $1",
-        )
-        .await?;
-    let row = tx.query_one(&statement, &[&key, &claim]).await?;
+/// Claims a dedupe key for a job, unless it is held or done; says which.
+const CLAIM_KEY: &str = "WITH claimed AS (
+     INSERT INTO replicate_webhook_keys (key, token, expires_at)
+     VALUES ($1, $2, now() + interval '100 years')
+     ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+         WHERE replicate_webhook_keys.expires_at <= now()
+     RETURNING 1
+ )
+ SELECT EXISTS (SELECT 1 FROM claimed), k.key IS NOT NULL, k.token,
+        greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
+ FROM (SELECT 1) AS one
+ LEFT JOIN replicate_webhook_keys k ON k.key = $1";
+
+fn holder(row: &Row) -> Holder {
     let (won, seen, token, left): (bool, bool, Option<String>, Option<i64>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
-    Ok(match (won, seen, token) {
+    match (won, seen, token) {
         (true, _, _) => Holder::Won,
         (false, true, None) => Holder::Done,
         (false, true, Some(t)) if t.starts_with(super::intake::CLAIM_PREFIX) => Holder::Queued,
@@ -175,7 +168,7 @@ async fn claim_key(
         )),
         // Claimed by a transaction that committed after this statement's snapshot.
         (false, false, _) => Holder::InFlight(Duration::from_secs(1)),
-    })
+    }
 }
 
 async fn complete_key(
@@ -214,6 +207,122 @@ async fn settle_keys(
     complete_key(tx, &keys.webhook, claim, webhook_ttl).await
 }
 
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
+
+/// One transaction in two round trips: the statements of each half are pipelined (sent
+/// together on the connection, answered in order), which keeps the acknowledgement fast.
+async fn enqueue(
+    client: &deadpool_postgres::Object,
+    job: &NewJob,
+    keys: &Keys,
+    claim: &str,
+    headers: &str,
+    webhook_ttl: Duration,
+) -> Result<Enqueued, tokio_postgres::Error> {
+    let claim_key = client.prepare_cached(CLAIM_KEY).await?;
+    let insert = client
+        .prepare_cached(&format!(
+            "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
+             webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, $10) \
+             RETURNING id"
+        ))
+        .await?;
+    let complete = "UPDATE replicate_webhook_keys \
+         SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
+         WHERE key = $1 AND token = $2";
+    let (status_key, prediction_key) = match &keys.terminal {
+        Some((status_key, _)) => (status_key, None),
+        None => (&keys.finished, Some(())),
+    };
+    // Jobs of one prediction get ids in the order their transactions commit, so "earlier id"
+    // is "arrived earlier" for the ordering rule: the advisory lock serialises them.
+    let lock_params: [&Param<'_>; 1] = [&job.prediction_id];
+    let webhook_params: [&Param<'_>; 2] = [&keys.webhook, &claim];
+    let (begun, locked, webhook, second) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &lock_params
+        ),
+        client.query_one(&claim_key, &webhook_params),
+        async {
+            match prediction_key {
+                // A terminal status: claim `(prediction, status)` too.
+                None => client
+                    .query_one(&claim_key, &[status_key, &claim])
+                    .await
+                    .map(|row| holder(&row)),
+                // An intermediate event: stale once the prediction finished.
+                Some(()) => client
+                    .query_opt(
+                        "SELECT 1 FROM replicate_webhook_keys \
+                         WHERE key = $1 AND token IS NULL AND expires_at > now()",
+                        &[status_key],
+                    )
+                    .await
+                    .map(|row| {
+                        if row.is_some() {
+                            Holder::Done
+                        } else {
+                            Holder::Won
+                        }
+                    }),
+            }
+        }
+    );
+    begun?;
+    locked?;
+    let (webhook, second) = (holder(&webhook?), second?);
+    let answer = match (webhook, second) {
+        (Holder::Done | Holder::Queued, _) => Some(Enqueued::Duplicate),
+        (Holder::InFlight(left), _) | (Holder::Won, Holder::InFlight(left)) => {
+            Some(Enqueued::InFlight(left))
+        }
+        (Holder::Won, Holder::Done | Holder::Queued) => {
+            // Settled for good by the other delivery: this webhook id is done too.
+            let ttl = millis(webhook_ttl);
+            let complete_params: [&Param<'_>; 3] = [&keys.webhook, &claim, &ttl];
+            let (done, commit) = tokio::join!(
+                client.execute(complete, &complete_params),
+                client.batch_execute("COMMIT")
+            );
+            done?;
+            commit?;
+            return Ok(if prediction_key.is_some() {
+                Enqueued::Stale
+            } else {
+                Enqueued::AlreadyHandled
+            });
+        }
+        (Holder::Won, Holder::Won) => None,
+    };
+    if let Some(refusal) = answer {
+        client.batch_execute("ROLLBACK").await?;
+        return Ok(refusal);
+    }
+    let handler = job.handler.fn_name();
+    let insert_params: [&Param<'_>; 10] = [
+        &job.module,
+        &job.model,
+        &job.prediction_id,
+        &job.status,
+        &handler,
+        &job.webhook_id,
+        &job.uri,
+        &headers,
+        &job.body,
+        &claim,
+    ];
+    let (row, commit) = tokio::join!(
+        client.query_one(&insert, &insert_params),
+        client.batch_execute("COMMIT")
+    );
+    let id = row?.get(0);
+    commit?;
+    Ok(Enqueued::Stored(id))
+}
+
 #[async_trait::async_trait]
 impl Queue for PostgresQueue {
     async fn enqueue(
@@ -229,78 +338,19 @@ impl Queue for PostgresQueue {
         );
         let headers = serde_json::to_string(&job.headers)
             .map_err(|e| StoreError::new(format_args!("inbox headers: {e}")))?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
-        let run = async {
-            // Jobs of one prediction get ids in the order their transactions commit, so
-            // "earlier id" is "arrived earlier" for the ordering rule.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&job.prediction_id],
-            )
-            .await?;
-            match claim_key(&tx, &keys.webhook, &claim).await? {
-                Holder::Won => {}
-                Holder::Done | Holder::Queued => return Ok((Enqueued::Duplicate, false)),
-                Holder::InFlight(left) => return Ok((Enqueued::InFlight(left), false)),
+        let client = self.client().await?;
+        // On a task of its own: a caller that gives up (the store timeout) must not leave the
+        // connection inside an open transaction. The transaction then still commits or rolls
+        // back; a delivery answered 503 but stored is a duplicate when Replicate retries it.
+        let work = tokio::spawn(async move {
+            let result = enqueue(&client, &job, &keys, &claim, &headers, webhook_ttl).await;
+            if result.is_err() {
+                let _ = client.batch_execute("ROLLBACK").await;
             }
-            if let Some((status_key, _)) = &keys.terminal {
-                match claim_key(&tx, status_key, &claim).await? {
-                    Holder::Won => {}
-                    Holder::Done | Holder::Queued => {
-                        complete_key(&tx, &keys.webhook, &claim, webhook_ttl).await?;
-                        return Ok((Enqueued::AlreadyHandled, true));
-                    }
-                    Holder::InFlight(left) => return Ok((Enqueued::InFlight(left), false)),
-                }
-            } else {
-                let finished = tx
-                    .query_opt(
-                        "SELECT 1 FROM replicate_webhook_keys \
-                         WHERE key = $1 AND token IS NULL AND expires_at > now()",
-                        &[&keys.finished],
-                    )
-                    .await?
-                    .is_some();
-                if finished {
-                    complete_key(&tx, &keys.webhook, &claim, webhook_ttl).await?;
-                    return Ok((Enqueued::Stale, true));
-                }
-            }
-            let insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
-                     webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, $10) \
-                     RETURNING id"
-                ))
-                .await?;
-            let row = tx
-                .query_one(
-                    &insert,
-                    &[
-                        &job.module,
-                        &job.model,
-                        &job.prediction_id,
-                        &job.status,
-                        &job.handler.fn_name(),
-                        &job.webhook_id,
-                        &job.uri,
-                        &headers,
-                        &job.body,
-                        &claim,
-                    ],
-                )
-                .await?;
-            Ok::<_, tokio_postgres::Error>((Enqueued::Stored(row.get(0)), true))
-        };
-        let (answer, commit) = run.await.map_err(|e| pg_error(&e))?;
-        if commit {
-            tx.commit().await.map_err(|e| pg_error(&e))?;
-        } else {
-            tx.rollback().await.map_err(|e| pg_error(&e))?;
-        }
-        Ok(answer)
+            result.map_err(|e| pg_error(&e))
+        });
+        work.await
+            .map_err(|e| StoreError::new(format_args!("postgres inbox task failed: {e}")))?
     }
 
     async fn take(

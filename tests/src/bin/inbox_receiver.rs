@@ -1,5 +1,6 @@
 //! A receiver in inbox mode for the crash and multi-instance tests: `on_succeeded` prints
-//! `started <id>`, waits `HANDLER_DELAY_MS`, then prints `finished <id>`. Reads
+//! `started <id>`, waits `HANDLER_DELAY_MS` when the output is `"slow"`, then prints
+//! `finished <id>`. Reads
 //! `REPLICATE_WEBHOOK_SECRET`, `REPLICATE_WEBHOOK_INBOX`, `VISIBILITY_MS` (the visibility
 //! timeout), `CONCURRENCY` and `BIND`. The tests kill it with SIGKILL while handlers wait.
 
@@ -19,7 +20,9 @@ mod any_model {
 
     async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
         super::say(&format!("started {}", p.id));
-        tokio::time::sleep(Duration::from_millis(super::millis("HANDLER_DELAY_MS", 0))).await;
+        if p.output.as_ref().and_then(|o| o.as_str()) == Some("slow") {
+            tokio::time::sleep(Duration::from_millis(super::millis("HANDLER_DELAY_MS", 0))).await;
+        }
         super::say(&format!("finished {}", p.id));
         Ok(())
     }
