@@ -14,6 +14,13 @@
 //! |---|---|---|---|
 //! | `SQLite` | `sqlite` | `sqlite://PATH` | one machine |
 //! | `PostgreSQL` | `postgres` | `postgres://USER:PASSWORD@HOST/DB` | several instances (`FOR UPDATE SKIP LOCKED`) |
+//!
+//! Why a queue of our own on the drivers the dedupe stores use, not apalis or pgmq: the job
+//! must commit in the transaction that claims its dedupe keys, so it must go through the same
+//! connection. `apalis-sql` 0.7.4 brings sqlx 0.8 (208 crates with both engines), whose
+//! `libsqlite3-sys` 0.30 cannot even be resolved beside rusqlite 0.43 (`links = "sqlite3"`),
+//! and it pairs with `apalis-core` 0.7 while `apalis` is at 1.0; neither it nor pgmq (a
+//! PostgreSQL extension that Debian does not package, and no `SQLite`) orders jobs per key.
 
 // Without an engine the types stay (configs name them), but nothing can store a job.
 #![cfg_attr(
