@@ -57,7 +57,8 @@ WITH claimed AS (
     RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM claimed),
-       k.token IS NULL,
+       -- No row in this snapshot (claimed by a transaction that committed after it) is not done.
+       k.key IS NOT NULL AND k.token IS NULL,
        greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
 FROM (SELECT 1) AS one
 LEFT JOIN replicate_webhook_keys k ON k.key = $1";
