@@ -7,6 +7,7 @@
 mod api;
 mod doctor_command;
 mod error;
+mod inbox;
 mod sample;
 mod schema;
 mod simulate;
@@ -49,6 +50,9 @@ enum Command {
     /// Pull model schemas and check them for drift.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Look into an inbox (inbox mode's job queue): list, show, replay and discard jobs.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
     /// Create, read, list and cancel predictions.
     #[command(subcommand, alias = "prediction")]
     Predictions(PredictionsCommand),
@@ -233,6 +237,7 @@ fn main() -> ExitCode {
         }
         Command::Schema(SchemaCommand::Check { dir, api }) => block_on(schema::check(&api, &dir)),
         Command::Predictions(command) => block_on(api::predictions(command)),
+        Command::Inbox(command) => block_on(inbox::run(command)),
     };
     ExitCode::from(error::exit_code(exit))
 }

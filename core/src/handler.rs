@@ -21,11 +21,13 @@ pub enum HandlerKind {
     Aborted,
     /// `on_decode_error`: a verified body did not decode into the handler's types.
     DecodeError,
+    /// `on_dead`: in inbox mode, a job that ran out of attempts or failed permanently.
+    Dead,
 }
 
 impl HandlerKind {
     /// Every kind, in lifecycle order.
-    pub const ALL: [HandlerKind; 8] = [
+    pub const ALL: [HandlerKind; 9] = [
         Self::Start,
         Self::Output,
         Self::Logs,
@@ -34,6 +36,7 @@ impl HandlerKind {
         Self::Canceled,
         Self::Aborted,
         Self::DecodeError,
+        Self::Dead,
     ];
 
     /// The handler function's name, e.g. `on_succeeded`.
@@ -47,6 +50,7 @@ impl HandlerKind {
             Self::Canceled => "on_canceled",
             Self::Aborted => "on_aborted",
             Self::DecodeError => "on_decode_error",
+            Self::Dead => "on_dead",
         }
     }
 
@@ -56,7 +60,7 @@ impl HandlerKind {
     }
 
     /// The event a module must subscribe to for this handler to run; `None` for
-    /// `on_decode_error`, which any event can reach.
+    /// `on_decode_error` and `on_dead`, which any event can reach.
     pub fn event(self) -> Option<Event> {
         match self {
             Self::Start => Some(Event::Start),
@@ -65,7 +69,7 @@ impl HandlerKind {
             Self::Succeeded | Self::Failed | Self::Canceled | Self::Aborted => {
                 Some(Event::Completed)
             }
-            Self::DecodeError => None,
+            Self::DecodeError | Self::Dead => None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The attribute's arguments: `model`, `events`, `path`, `schema`, and `crate` for a renamed
-//! dependency.
+//! The attribute's arguments: `model`, `events`, `path`, `schema`, `inbox`, `concurrency`, and
+//! `crate` for a renamed dependency.
 
 use proc_macro2::{Span, TokenStream};
 use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH, Event};
@@ -7,7 +7,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser as _};
 use syn::{LitStr, Token};
 
-const ARGUMENTS: &str = "`model`, `training`, `events`, `path` or `schema`";
+const ARGUMENTS: &str = "`model`, `training`, `events`, `path`, `schema`, `inbox` or `concurrency`";
 
 /// An event named in `events`, with the span of its string literal.
 #[derive(Debug, Clone)]
@@ -24,6 +24,10 @@ pub(crate) struct Parsed {
     /// `model`, `events` and `path`, when each was valid: enough for `WEBHOOK`.
     pub(crate) args: Option<Args>,
     pub(crate) schema: Option<LitStr>,
+    /// `inbox = true`: handlers run in workers from a durable queue.
+    pub(crate) inbox: bool,
+    /// `concurrency = N`: how many of the module's jobs a worker runs at once (0: the default).
+    pub(crate) concurrency: u32,
     /// Where the runtime is: `::replicate_webhook` unless `crate = "..."` says otherwise.
     pub(crate) krate: syn::Path,
     /// Every mistake in the arguments.
@@ -70,6 +74,8 @@ struct Raw {
     events: Option<(Span, Vec<EventArg>)>,
     path: Option<LitStr>,
     schema: Option<LitStr>,
+    inbox: Option<bool>,
+    concurrency: Option<u32>,
     krate: Option<syn::Path>,
     errors: Vec<syn::Error>,
     /// The arguments did not parse; a missing `model` may be a consequence.
@@ -148,6 +154,20 @@ impl Raw {
             Some("schema") => {
                 let lit: LitStr = meta.value()?.parse()?;
                 set_once(&mut self.schema, lit, meta, &mut self.errors);
+            }
+            Some("inbox") => {
+                let lit: syn::LitBool = meta.value()?.parse()?;
+                set_once(&mut self.inbox, lit.value, meta, &mut self.errors);
+            }
+            Some("concurrency") => {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                match lit.base10_parse::<u32>() {
+                    Ok(n) if n > 0 => set_once(&mut self.concurrency, n, meta, &mut self.errors),
+                    _ => self.errors.push(syn::Error::new(
+                        lit.span(),
+                        "`concurrency` must be a whole number of jobs, at least 1",
+                    )),
+                }
             }
             Some("crate") => match crate_path(&meta.value()?.parse()?) {
                 Ok(krate) => set_once(&mut self.krate, krate, meta, &mut self.errors),
@@ -257,6 +277,8 @@ impl Raw {
         Parsed {
             args,
             schema: self.schema,
+            inbox: self.inbox.unwrap_or(false),
+            concurrency: self.concurrency.unwrap_or(0),
             krate: self.krate.unwrap_or_else(default_crate),
             errors: self.errors,
         }

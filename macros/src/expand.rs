@@ -15,8 +15,8 @@ use crate::model::{self, Handler, Module};
 /// The attribute: arguments and module in; the module with `WEBHOOK`, the schema types and the
 /// registration glue out, or with as much of them as the mistakes leave valid, plus the errors.
 pub(crate) fn replicate_webhook(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = args::parse(args);
-    let mut errors = parsed.errors;
+    let mut parsed = args::parse(args);
+    let mut errors = std::mem::take(&mut parsed.errors);
     let all_args = parsed.args.as_ref().filter(|_| errors.is_empty());
     let mut module = match model::analyze(item.clone(), all_args) {
         Ok(module) => module,
@@ -44,7 +44,7 @@ pub(crate) fn replicate_webhook(args: TokenStream, item: TokenStream) -> TokenSt
         .filter(|_| !module.defines_webhook)
         .map(|args| webhook_const(args, &parsed.krate));
     let glue = match &parsed.args {
-        Some(args) if errors.is_empty() => glue(&module, args.training, &parsed.krate),
+        Some(args) if errors.is_empty() => glue(&module, args.training, &parsed),
         _ => TokenStream::new(),
     };
     with_errors(
@@ -122,8 +122,11 @@ fn webhook_const(args: &Args, krate: &syn::Path) -> TokenStream {
 }
 
 /// The handler wrappers and the registration, submitted to `inventory`.
-fn glue(module: &Module, training: bool, krate: &syn::Path) -> TokenStream {
+fn glue(module: &Module, training: bool, parsed: &args::Parsed) -> TokenStream {
+    let krate = &parsed.krate;
     let kind = format_ident!("{}", if training { "Training" } else { "Prediction" });
+    let inbox = parsed.inbox;
+    let concurrency = parsed.concurrency;
     let wrappers: Vec<Ident> = module
         .handlers
         .iter()
@@ -157,6 +160,8 @@ fn glue(module: &Module, training: bool, krate: &syn::Path) -> TokenStream {
                     path: self::WEBHOOK.path,
                     events: self::WEBHOOK.events,
                     handlers: &[#(#entries),*],
+                    inbox: #inbox,
+                    concurrency: #concurrency,
                     module: ::core::module_path!(),
                     file: ::core::file!(),
                     line: ::core::line!(),
@@ -183,10 +188,10 @@ fn variant(value: impl std::fmt::Debug) -> Ident {
 fn handler_wrapper(handler: &Handler, name: &Ident) -> TokenStream {
     let user_fn = &handler.ident;
     let input_ty = &handler.input;
-    let input_fn = if handler.kind == HandlerKind::DecodeError {
-        quote!(decode_error_input)
-    } else {
-        quote!(input)
+    let input_fn = match handler.kind {
+        HandlerKind::DecodeError => quote!(decode_error_input),
+        HandlerKind::Dead => quote!(dead_letter_input),
+        _ => quote!(input),
     };
     let input = quote_spanned! {input_ty.span()=>
         __rw::#input_fn::<#input_ty>(&__call)?

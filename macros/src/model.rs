@@ -154,6 +154,7 @@ fn suggestion(name: &str) -> Option<&'static str> {
         "fail" | "failure" | "error" | "errored" => Some("on_failed"),
         "cancel" | "cancelled" | "cancellation" => Some("on_canceled"),
         "abort" => Some("on_aborted"),
+        "dead_letter" | "dead_lettered" | "exhausted" | "give_up" => Some("on_dead"),
         "decode_failure" | "decode_failed" | "parse_error" | "decode" => Some("on_decode_error"),
         _ => None,
     };
@@ -231,10 +232,10 @@ fn handler(kind: Kind, f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Handl
         }
     }
     if sig.inputs.is_empty() {
-        let expected = if kind == Kind::DecodeError {
-            "error: DecodeError"
-        } else {
-            "p: Prediction"
+        let expected = match kind {
+            Kind::DecodeError => "error: DecodeError",
+            Kind::Dead => "dead: DeadLetter",
+            _ => "p: Prediction",
         };
         errors.push(syn::Error::new(
             sig.paren_token.span.join(),

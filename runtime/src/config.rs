@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::dedupe::{self, DedupeStore, MemoryStore, Policy, StoreUrl, StoreUrlError};
+use crate::inbox::{ENV_INBOX, Inbox, InboxOptions};
 use crate::receiver::Receiver;
 use crate::registry::Module;
 use crate::signature::{DEFAULT_TOLERANCE, Secret, SecretError, Verifier};
@@ -37,7 +38,18 @@ pub struct WebhookConfig {
     pub(crate) reconcile: Option<crate::reconcile::Reconcile>,
     /// Filled by the first `configure` of this config or any of its clones.
     pub(crate) built: Arc<Mutex<Option<Arc<Receiver>>>>,
+    /// Where inbox modules store their deliveries.
+    pub(crate) inbox: Option<Inbox>,
+    /// Every module runs in inbox mode, not only those that ask.
+    pub(crate) inbox_every_module: bool,
+    pub(crate) inbox_options: InboxOptions,
+    /// What workers add to the requests they rebuild, so `web::Data<T>` extractors work.
+    pub(crate) worker_data: Vec<DataFn>,
 }
+
+/// Adds one piece of app data to a worker's rebuilt request.
+pub(crate) type DataFn =
+    Arc<dyn Fn(actix_web::test::TestRequest) -> actix_web::test::TestRequest + Send + Sync>;
 
 impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,6 +64,8 @@ impl std::fmt::Debug for WebhookConfig {
             .field("policy", &self.policy)
             .field("signed_query", &self.signed_query)
             .field("modules", &self.modules)
+            .field("inbox", &self.inbox)
+            .field("inbox_every_module", &self.inbox_every_module)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +93,9 @@ pub enum ConfigError {
     #[cfg(feature = "client")]
     #[error(transparent)]
     Reconcile(#[from] crate::reconcile::ReconcileError),
+    /// `REPLICATE_WEBHOOK_INBOX` names an inbox this build cannot open.
+    #[error("{ENV_INBOX}: {0}")]
+    Inbox(StoreUrlError),
 }
 
 impl WebhookConfig {
@@ -133,21 +150,40 @@ impl WebhookConfig {
             #[cfg(feature = "client")]
             reconcile: None,
             built: Arc::default(),
+            inbox: None,
+            inbox_every_module: false,
+            inbox_options: InboxOptions::default(),
+            worker_data: Vec::new(),
         }
     }
 
-    /// Reads [`ENV_SECRET`] and [`ENV_STORE`] (default `memory`), and with the `client`
-    /// feature the reconciler's settings (on when `REPLICATE_API_TOKEN` is set; see
-    /// [`crate::reconcile::Reconcile::from_env`]).
+    /// Reads [`ENV_SECRET`], [`ENV_STORE`] (default `memory`) and [`ENV_INBOX`]: when set,
+    /// every module runs in inbox mode there, and the dedupe store defaults to the same database.
+    /// With the `client` feature it also reads the reconciler's settings (on when
+    /// `REPLICATE_API_TOKEN` is set; see [`crate::reconcile::Reconcile::from_env`]).
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = std::env::var(ENV_SECRET).unwrap_or_default();
         let secrets = parse_secrets(&secrets)?;
-        let store = match std::env::var(ENV_STORE) {
-            Ok(setting) if !setting.trim().is_empty() => StoreUrl::parse(&setting)?,
-            _ => StoreUrl::Memory,
+        let setting = |var| {
+            std::env::var(var)
+                .ok()
+                .filter(|s: &String| !s.trim().is_empty())
         };
-        #[allow(unused_mut)] // without `client` nothing else is read
+        let inbox = setting(ENV_INBOX)
+            .map(|s| StoreUrl::parse(&s))
+            .transpose()
+            .map_err(ConfigError::Inbox)?;
+        let store = match (setting(ENV_STORE), &inbox) {
+            (Some(s), _) => StoreUrl::parse(&s)?,
+            (None, Some(inbox)) => inbox.clone(),
+            (None, None) => StoreUrl::Memory,
+        };
         let mut config = Self::with_secrets(secrets).store_url(&store)?;
+        if let Some(inbox) = inbox {
+            config = config
+                .inbox(Inbox::open(&inbox).map_err(ConfigError::Inbox)?)
+                .inbox_every_module(true);
+        }
         #[cfg(feature = "client")]
         if let Some(reconcile) = crate::reconcile::Reconcile::from_env()? {
             config = config.reconcile(reconcile);
@@ -184,6 +220,41 @@ impl WebhookConfig {
             watch_for: r.watch_for,
             timeout: self.policy.timeout,
         })
+    }
+
+    /// The inbox for modules in inbox mode (`#[replicate_webhook(inbox = true)]`,
+    /// [`Module::inbox`]): their deliveries are stored there and answered at once, and workers
+    /// run the handlers (see [`crate::inbox`]).
+    #[must_use]
+    pub fn inbox(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Runs every module in inbox mode, not only those that ask for it (what
+    /// `REPLICATE_WEBHOOK_INBOX` does).
+    #[must_use]
+    pub fn inbox_every_module(mut self, on: bool) -> Self {
+        self.inbox_every_module = on;
+        self
+    }
+
+    /// How workers run jobs: retries, timeouts, concurrency, whether one runs in this process.
+    #[must_use]
+    pub fn inbox_options(mut self, options: InboxOptions) -> Self {
+        self.inbox_options = options;
+        self
+    }
+
+    /// App data for handlers run by inbox workers, such as the `web::Data<Db>` the app
+    /// registers: a worker has no app of its own, so give it what the handlers extract.
+    #[must_use]
+    pub fn worker_data<T: Clone + Send + Sync + 'static>(mut self, data: T) -> Self {
+        self.worker_data
+            .push(Arc::new(move |req: actix_web::test::TestRequest| {
+                req.app_data(data.clone())
+            }));
+        self
     }
 
     /// Opens the store `url` names and uses it (see [`dedupe::open`]).

@@ -30,6 +30,11 @@ pub fn decode_error_input<T: DecodeErrorInput>(call: &Call) -> Result<T, Outcome
     call.input::<T>().map_err(Outcome::Decode)
 }
 
+/// The first argument of `on_dead`; spanned at the user's argument type.
+pub fn dead_letter_input<T: DeadLetterInput>(call: &Call) -> Result<T, Outcome> {
+    call.input::<T>().map_err(Outcome::Decode)
+}
+
 /// Runs the extractor of a further handler argument; spanned at the user's argument type.
 pub async fn extract<T: Extractor>(call: &Call, position: usize) -> Result<T, Outcome> {
     call.extract::<T>().await.map_err(|e| Outcome::Extract {
@@ -60,3 +65,13 @@ impl<T: actix_web::FromRequest> Extractor for T {}
 )]
 pub trait DecodeErrorInput: HandlerInput {}
 impl DecodeErrorInput for crate::DecodeError {}
+
+/// `on_dead` takes the dead letter, not a prediction.
+#[diagnostic::on_unimplemented(
+    message = "`on_dead` takes `replicate_webhook::DeadLetter`, not `{Self}`",
+    label = "expected `DeadLetter` here",
+    note = "write `async fn on_dead(dead: DeadLetter) -> Result<(), HandlerError>`; \
+            `dead.prediction()` gives the body, `dead.error()` the last error"
+)]
+pub trait DeadLetterInput: HandlerInput {}
+impl DeadLetterInput for crate::DeadLetter {}

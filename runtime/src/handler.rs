@@ -21,6 +21,7 @@ pub struct Call {
     req: HttpRequest,
     body: Bytes,
     decode_error: Option<String>,
+    dead: Option<DeadLetter>,
 }
 
 impl fmt::Debug for Call {
@@ -38,7 +39,13 @@ impl Call {
             req,
             body,
             decode_error: None,
+            dead: None,
         }
+    }
+
+    pub(crate) fn with_dead_letter(mut self, dead: DeadLetter) -> Self {
+        self.dead = Some(dead);
+        self
     }
 
     pub(crate) fn with_decode_error(mut self, error: String) -> Self {
@@ -109,6 +116,60 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+/// A job the inbox gave up on: what `on_dead` receives. It stays in the inbox as `dead` until
+/// `replicate-webhook inbox replay` or `discard`.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub(crate) job: i64,
+    pub(crate) handler: &'static str,
+    pub(crate) attempts: u32,
+    pub(crate) error: String,
+    pub(crate) body: Bytes,
+}
+
+impl DeadLetter {
+    /// The job's id in the inbox (what `inbox show`, `replay` and `discard` take).
+    pub fn job(&self) -> i64 {
+        self.job
+    }
+
+    /// The handler that failed, e.g. `on_succeeded`.
+    pub fn handler(&self) -> &'static str {
+        self.handler
+    }
+
+    /// How many times the handler ran.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The last error.
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+
+    /// The delivery's raw JSON body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as an untyped prediction.
+    pub fn prediction(&self) -> Option<Prediction> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+impl HandlerInput for DeadLetter {
+    fn from_call(call: &Call) -> Result<Self, DecodeError> {
+        call.dead.clone().ok_or_else(|| {
+            DecodeError::new(
+                "on_dead runs only for dead inbox jobs".to_owned(),
+                call.body.clone(),
+            )
+        })
     }
 }
 

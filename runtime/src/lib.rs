@@ -49,6 +49,8 @@
 //! | the same delivery is being handled by another worker | 409 + `Retry-After` |
 //! | handler returned a retryable error, or panicked | 500 (Replicate retries terminal webhooks) |
 //! | dedupe store unreachable | 503 |
+//! | inbox mode: stored as a job (a worker runs the handler) | 200 |
+//! | inbox mode: the inbox cannot store it | 503 |
 //!
 //! # Handlers in another crate
 //!
@@ -66,6 +68,7 @@ mod error;
 pub mod files;
 mod glue;
 mod handler;
+pub mod inbox;
 mod prediction;
 mod query;
 mod receiver;
@@ -81,7 +84,7 @@ mod training;
 
 pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
 pub use error::HandlerError;
-pub use handler::{DecodeError, HandlerKind};
+pub use handler::{DeadLetter, DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};
 pub use query::{SignedQuery, SignedQueryError};
 pub use registry::{ANY_MODEL, DEFAULT_PATH, Module, SetupError, WebhookSpec};
@@ -182,6 +185,8 @@ pub use replicate_webhook_macros::replicate_model;
 /// | `events` | `"completed"` or an array of `"start"`, `"output"`, `"logs"`, `"completed"` | `"completed"` |
 /// | `path` | a plain route starting with `/` (no `{..}` parameters); several modules may share one | `"/webhooks/replicate"` |
 /// | `schema` | a model schema file, relative to the crate's `Cargo.toml`: generates `Input` and `Output` in the module (see [`replicate_model`]) | none |
+/// | `inbox` | `true`: deliveries are stored and acknowledged at once, workers run the handlers with retries (see [`inbox`]); needs [`WebhookConfig::inbox`] | `false` |
+/// | `concurrency` | in inbox mode, how many of this module's jobs one worker runs at once | 4 per core |
 /// | `crate` | the path of this crate when `Cargo.toml` renames it, e.g. `crate = "webhooks"` for `webhooks = { package = "replicate-webhook", .. }` | `"::replicate_webhook"` |
 ///
 /// # Handlers
@@ -196,6 +201,7 @@ pub use replicate_webhook_macros::replicate_model;
 /// | `on_succeeded`, `on_failed`, `on_canceled` | that terminal status | `completed` |
 /// | `on_aborted` | status `aborted`; `on_canceled` gets it when `on_aborted` is absent | `completed` |
 /// | `on_decode_error` | a verified body that did not decode into another handler's types | any |
+/// | `on_dead` | in inbox mode, a job given up on; takes [`DeadLetter`] | any |
 ///
 /// Each handler is an `async fn`. Its first argument is the typed [`Prediction<Output, Input>`](Prediction)
 /// (`on_decode_error` takes [`DecodeError`]); further arguments are any actix-web

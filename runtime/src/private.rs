@@ -11,8 +11,8 @@ pub use ::serde_json;
 pub use ::url::Url;
 
 pub use crate::glue::{
-    DecodeErrorInput, Extractor, assert_extractor, decode_error_input, extract, handler_future,
-    input, outcome,
+    DeadLetterInput, DecodeErrorInput, Extractor, assert_extractor, dead_letter_input,
+    decode_error_input, extract, handler_future, input, outcome,
 };
 pub use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn, Outcome};
 pub use crate::prediction::Event;

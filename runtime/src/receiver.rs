@@ -8,6 +8,7 @@ use actix_web::web;
 use crate::body::{BodyLimits, Budget};
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
+use crate::inbox::{Intake, Worker, WorkerHandle};
 use crate::refusals::Refusals;
 use crate::registry::{self, Module, Route, SetupError};
 use crate::signature::Verifier;
@@ -22,6 +23,8 @@ pub(crate) struct Checks {
     pub(crate) refusals: Refusals,
     #[cfg(feature = "client")]
     pub(crate) watcher: Option<crate::reconcile::Watcher>,
+    /// Where deliveries of inbox modules go, when any module is in inbox mode.
+    pub(crate) inbox: Option<Intake>,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -36,6 +39,22 @@ pub(crate) struct Receiver {
     /// Started by the first mount inside a runtime (`try_configure` may run outside one).
     #[cfg(feature = "client")]
     reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
+    /// The in-process inbox worker; stops (without waiting) when the receiver is dropped.
+    _worker: Option<WorkerHandle>,
+}
+
+/// Every module of `config`, with inbox mode applied to all when the config says so.
+pub(crate) fn modules(config: &WebhookConfig) -> Vec<Module> {
+    let mut modules = config.modules.clone();
+    if config.collect_registered {
+        modules.extend(registry::registrations().map(Module::from_registration));
+    }
+    if config.inbox_every_module && config.inbox.is_some() {
+        for module in &mut modules {
+            module.inbox = true;
+        }
+    }
+    modules
 }
 
 impl Receiver {
@@ -57,11 +76,39 @@ impl Receiver {
     }
 
     fn build(config: &WebhookConfig) -> Result<Self, SetupError> {
-        let mut modules = config.modules.clone();
-        if config.collect_registered {
-            modules.extend(registry::registrations().map(Module::from_registration));
+        let modules = modules(config);
+        let inbox_modules = modules.iter().filter(|m| m.inbox).count();
+        if let Some(module) = modules.iter().find(|m| m.inbox)
+            && config.inbox.is_none()
+        {
+            return Err(SetupError::NoInbox {
+                origin: module.origin.clone(),
+            });
         }
         let routes = registry::build_routes(modules)?;
+        let (wake, woken) = tokio::sync::watch::channel(0u64);
+        let intake = config
+            .inbox
+            .clone()
+            .filter(|_| inbox_modules > 0)
+            .map(|inbox| Intake {
+                inbox,
+                webhook_ttl: config.policy.webhook_ttl,
+                timeout: config.policy.timeout,
+                stored: wake,
+            });
+        let worker = match &intake {
+            Some(intake) if config.inbox_options.in_process => {
+                tracing::info!(inbox = intake.inbox.name(), "replicate webhook inbox");
+                let worker = Worker::new(config)?.wake_on(woken).spawn().map_err(|e| {
+                    SetupError::Worker {
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some(worker)
+            }
+            _ => None,
+        };
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
             body: BodyLimits {
@@ -77,6 +124,7 @@ impl Receiver {
             refusals: Refusals::new(std::time::Duration::from_secs(1)),
             #[cfg(feature = "client")]
             watcher: config.watcher(),
+            inbox: intake,
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes
@@ -105,6 +153,7 @@ impl Receiver {
             endpoints,
             #[cfg(feature = "client")]
             reconciler: std::sync::Mutex::new(reconciler),
+            _worker: worker,
         })
     }
 

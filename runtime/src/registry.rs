@@ -66,6 +66,10 @@ pub struct Registration {
     pub events: &'static [Event],
     /// The handlers found in the module.
     pub handlers: &'static [HandlerEntry],
+    /// `inbox = true`: deliveries are stored as jobs and run by workers.
+    pub inbox: bool,
+    /// `concurrency = N`: jobs of this module run at once per worker; 0 for the default.
+    pub concurrency: u32,
     /// `module_path!()` of the module.
     pub module: &'static str,
     /// Where the attribute is, for start-up errors.
@@ -107,6 +111,8 @@ pub struct Module {
     pub(crate) handlers: BTreeMap<HandlerKind, DynHandler>,
     pub(crate) origin: String,
     pub(crate) kind: Kind,
+    pub(crate) inbox: bool,
+    pub(crate) concurrency: Option<usize>,
 }
 
 impl fmt::Debug for Module {
@@ -118,6 +124,8 @@ impl fmt::Debug for Module {
             .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
             .field("origin", &self.origin)
             .field("kind", &self.kind)
+            .field("inbox", &self.inbox)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -134,6 +142,8 @@ impl Module {
             handlers: BTreeMap::new(),
             origin: format!("{}:{}", at.file(), at.line()),
             kind: Kind::Prediction,
+            inbox: false,
+            concurrency: None,
         }
     }
 
@@ -144,6 +154,21 @@ impl Module {
         let mut module = Self::new(model);
         module.kind = Kind::Training;
         module
+    }
+
+    /// Runs this module's handlers from the inbox (see [`crate::inbox`]) instead of inside the
+    /// request; the receiver needs [`crate::WebhookConfig::inbox`].
+    #[must_use]
+    pub fn inbox(mut self, on: bool) -> Self {
+        self.inbox = on;
+        self
+    }
+
+    /// How many of this module's jobs one worker runs at once (default: 4 per core).
+    #[must_use]
+    pub fn concurrency(mut self, jobs: usize) -> Self {
+        self.concurrency = Some(jobs.max(1));
+        self
     }
 
     /// Sets the subscribed events.
@@ -196,6 +221,8 @@ impl Module {
                 .collect(),
             origin: format!("{}:{} ({})", reg.file, reg.line, reg.module),
             kind: reg.kind,
+            inbox: reg.inbox,
+            concurrency: (reg.concurrency > 0).then_some(reg.concurrency as usize),
         }
     }
 
@@ -241,6 +268,27 @@ pub enum SetupError {
         first: String,
         /// Where the second module is.
         second: String,
+    },
+    /// A module asks for inbox mode but the configuration has no inbox.
+    #[error(
+        "{origin} runs in inbox mode, but no inbox is configured: call WebhookConfig::inbox or \
+         set REPLICATE_WEBHOOK_INBOX=sqlite://PATH or postgres://..."
+    )]
+    NoInbox {
+        /// Where the module is.
+        origin: String,
+    },
+    /// A worker was built for a configuration without any module in inbox mode.
+    #[error(
+        "no module runs in inbox mode: add `inbox = true` to #[replicate_webhook], call \
+         Module::inbox(true), or WebhookConfig::inbox_every_module(true)"
+    )]
+    NoInboxModules,
+    /// The in-process inbox worker could not start.
+    #[error("the inbox worker could not start: {reason}")]
+    Worker {
+        /// Why.
+        reason: String,
     },
     /// A path that actix cannot route as written.
     #[error(

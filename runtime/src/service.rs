@@ -185,7 +185,15 @@ async fn deliver(
     let new_output = matches!(progress, Some(Progress::Output(_)));
 
     let response = if let Some(kind) = handler_for(module, &envelope.status, new_output) {
-        admit_and_run(req, body, endpoint, module, kind, envelope).await
+        match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
+            // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
+            Some(inbox) => {
+                inbox
+                    .accept(&req, &body, module, kind, &envelope.id, &envelope.status)
+                    .await
+            }
+            None => admit_and_run(req, body, endpoint, module, kind, envelope).await,
+        }
     } else {
         if envelope.status.is_terminal() {
             // Even unhandled, a terminal status ends the prediction: later deliveries of it
@@ -401,7 +409,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.
-async fn run(module: &Module, kind: HandlerKind, call: Call) -> Outcome {
+pub(crate) async fn run(module: &Module, kind: HandlerKind, call: Call) -> Outcome {
     let Some(handler) = module.handler(kind) else {
         return Outcome::Done;
     };

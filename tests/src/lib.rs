@@ -181,6 +181,7 @@ impl Drop for TestServer {
 }
 
 pub mod hygiene;
+pub mod inbox;
 pub mod logs;
 pub mod process;
 pub mod proxy;

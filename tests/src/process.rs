@@ -35,12 +35,19 @@ impl Drop for Process {
 impl Process {
     /// Starts `bin` with `env` in `dir` on a free port (`BIND`) and waits until it says it listens.
     pub fn start(bin: &str, dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(bin, &[], dir, env)
+    }
+
+    /// Like [`Process::start`], with command-line arguments.
+    pub fn start_with_args(bin: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut cmd = Command::new(bin);
-        cmd.current_dir(dir)
+        cmd.args(args)
+            .current_dir(dir)
             .env("BIND", format!("127.0.0.1:{port}"))
             .env_remove("REPLICATE_WEBHOOK_STORE")
             .env_remove("REPLICATE_WEBHOOK_SECRET")
+            .env_remove("REPLICATE_WEBHOOK_INBOX")
             .env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);

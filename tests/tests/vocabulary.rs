@@ -5,12 +5,12 @@
 
 use replicate_webhook::__private::{Registration, inventory};
 use replicate_webhook::{
-    DecodeError, Event, HandlerError, HandlerKind, Prediction, replicate_webhook,
+    DeadLetter, DecodeError, Event, HandlerError, HandlerKind, Prediction, replicate_webhook,
 };
 
 #[replicate_webhook(model = "acme/every-handler", events = ["start", "output", "logs", "completed"])]
 mod every {
-    use super::{DecodeError, HandlerError, Prediction};
+    use super::{DeadLetter, DecodeError, HandlerError, Prediction};
 
     async fn on_start(_p: Prediction) -> Result<(), HandlerError> {
         Ok(())
@@ -36,10 +36,13 @@ mod every {
     async fn on_decode_error(_e: DecodeError) -> Result<(), HandlerError> {
         Ok(())
     }
+    async fn on_dead(_d: DeadLetter) -> Result<(), HandlerError> {
+        Ok(())
+    }
 }
 
 /// The handler names written above, in the order the runtime lists its kinds.
-const WRITTEN: [&str; 8] = [
+const WRITTEN: [&str; 9] = [
     "on_start",
     "on_output",
     "on_logs",
@@ -48,6 +51,7 @@ const WRITTEN: [&str; 8] = [
     "on_canceled",
     "on_aborted",
     "on_decode_error",
+    "on_dead",
 ];
 
 #[test]

@@ -9,12 +9,18 @@
 //! secret is generated and printed on stderr), `REPLICATE_WEBHOOK_STORE` (default
 //! `sqlite://replicate-webhook.db` in the working directory, so a restart remembers what it
 //! handled) and `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`.
+//!
+//! With `REPLICATE_WEBHOOK_INBOX=sqlite://PATH` or `postgres://…` every delivery is stored there
+//! and acknowledged at once, and a worker in the same process runs the handlers (inbox mode).
+//! `quickstart receive` serves without a worker, `quickstart worker` runs only a worker, until
+//! SIGINT or SIGTERM.
 
 use std::borrow::Cow;
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer};
 use replicate_webhook::dedupe::StoreUrl;
+use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
     ConfigError, ENV_SECRET, ENV_STORE, Prediction, Secret, Training, WebhookConfig, parse_secrets,
@@ -197,9 +203,20 @@ fn shown(text: &str) -> Cow<'_, str> {
 const DEFAULT_STORE: &str = "sqlite://replicate-webhook.db";
 
 fn config() -> Result<WebhookConfig, ConfigError> {
-    let setting = std::env::var(ENV_STORE)
-        .ok()
-        .filter(|s| !s.trim().is_empty());
+    let setting = |var| {
+        std::env::var(var)
+            .ok()
+            .filter(|s: &String| !s.trim().is_empty())
+    };
+    let inbox_setting = setting(ENV_INBOX);
+    let inbox = inbox_setting
+        .as_deref()
+        .map(StoreUrl::parse)
+        .transpose()
+        .map_err(ConfigError::Inbox)?;
+    // One database for the jobs and their dedupe keys, unless told otherwise. The setting
+    // itself, not the parsed URL's text: that one has the password hidden.
+    let setting = setting(ENV_STORE).or(inbox_setting);
     if setting.is_none() {
         eprintln!(
             "{ENV_STORE} is not set; remembering deliveries in {DEFAULT_STORE} (in the working directory)"
@@ -220,6 +237,11 @@ fn config() -> Result<WebhookConfig, ConfigError> {
     };
     let mut config = WebhookConfig::with_secrets(secrets).store_url(&store)?;
     eprintln!("quickstart: dedupe store {}", config.store_name());
+    if let Some(url) = inbox {
+        let inbox = Inbox::open(&url).map_err(ConfigError::Inbox)?;
+        eprintln!("quickstart: inbox mode, jobs in {}", inbox.name());
+        config = config.inbox(inbox).inbox_every_module(true);
+    }
     // With REPLICATE_API_TOKEN set, predictions whose terminal webhook is lost (the receiver was
     // down past Replicate's retries) are polled and handled once all the same.
     if let Some(reconcile) = Reconcile::from_env()? {
@@ -237,13 +259,25 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,actix_server=warn".into()),
         )
         .init();
-    let config = match config() {
-        Ok(config) => config,
-        Err(e) => {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let config = match (config(), mode.as_str()) {
+        (Ok(config), "" | "worker") => config,
+        (Ok(config), "receive") => config.inbox_options(InboxOptions {
+            in_process: false,
+            ..InboxOptions::default()
+        }),
+        (Ok(_), other) => {
+            eprintln!("quickstart: unknown mode `{other}`; expected `receive` or `worker`");
+            return ExitCode::from(2);
+        }
+        (Err(e), _) => {
             eprintln!("quickstart: {e}");
             return ExitCode::from(2);
         }
     };
+    if mode == "worker" {
+        return work(&config);
+    }
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     // Fail before binding when the route table is wrong, instead of in every worker.
     if let Err(e) = replicate_webhook::try_configure(config.clone()) {
@@ -257,6 +291,36 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs only a worker until SIGINT or SIGTERM, then lets running handlers finish.
+fn work(config: &WebhookConfig) -> ExitCode {
+    let worker = match Worker::new(config).map(Worker::spawn) {
+        Ok(Ok(worker)) => worker,
+        Ok(Err(e)) => {
+            eprintln!("quickstart: cannot start the worker: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("quickstart: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!("quickstart: worker running; listening on the inbox");
+    let stopped = actix_web::rt::System::new().block_on(async {
+        use actix_web::rt::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = actix_web::rt::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    });
+    if let Err(e) = stopped {
+        eprintln!("quickstart: cannot wait for signals: {e}");
+    }
+    eprintln!("quickstart: stopping; waiting for running handlers");
+    worker.shutdown();
+    ExitCode::SUCCESS
 }
 
 async fn serve(config: WebhookConfig, bind: &str) -> std::io::Result<()> {

@@ -32,10 +32,14 @@ pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::{migrate as postgres_migrate, pg_error, pool as postgres_pool};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::{blocking as sqlite_blocking, prepare as sqlite_prepare};
 pub use token::ClaimToken;
 pub use url::{StoreUrl, StoreUrlError, open};
 

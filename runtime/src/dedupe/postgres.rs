@@ -77,7 +77,7 @@ LEFT JOIN replicate_webhook_keys k ON k.key = $1";
 /// Expired rows are purged after every this many claims, a bounded batch at a time.
 const PURGE_EVERY: u64 = 1024;
 
-fn pg_error(e: &tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg_error(e: &tokio_postgres::Error) -> StoreError {
     // The driver's messages name the failed step and the server's answer, never the password;
     // a server error's own text says more than the driver's "db error".
     match e.as_db_error() {
@@ -90,28 +90,33 @@ fn pg_error(e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// A connection pool for `url` whose every wait is bounded, so a database that is down is an
+/// error in seconds rather than a hung delivery. Connects lazily.
+pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
+    let mut config = Config::new();
+    config.url = Some(url.to_owned());
+    config.manager = Some(ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    });
+    let timeout = Some(Duration::from_secs(2));
+    config.pool = Some(PoolConfig {
+        timeouts: Timeouts {
+            wait: timeout,
+            create: timeout,
+            recycle: timeout,
+        },
+        ..PoolConfig::new(16)
+    });
+    config
+        .create_pool(Some(Runtime::Tokio1), NoTls)
+        .map_err(|e| StoreError::new(format_args!("postgres: {e}")))
+}
+
 impl PostgresStore {
     /// A store for `url`, connecting (and migrating) on first use.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let mut config = Config::new();
-        config.url = Some(url.to_owned());
-        config.manager = Some(ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        });
-        let timeout = Some(Duration::from_secs(2));
-        config.pool = Some(PoolConfig {
-            timeouts: Timeouts {
-                wait: timeout,
-                create: timeout,
-                recycle: timeout,
-            },
-            ..PoolConfig::new(16)
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| StoreError::new(format_args!("postgres: {e}")))?;
         Ok(Self {
-            pool,
+            pool: pool(url)?,
             migrated: Arc::default(),
         })
     }
@@ -152,7 +157,7 @@ impl PostgresStore {
     }
 }
 
-async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+pub(crate) async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
     let run = async {
         client.batch_execute("BEGIN").await?;
         client

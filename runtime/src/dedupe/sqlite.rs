@@ -75,15 +75,7 @@ impl SqliteStore {
     }
 
     fn setup(conn: Connection) -> Result<Self, StoreError> {
-        // WAL lets readers of other processes go on while one writes; NORMAL sync is durable
-        // against a crashed or killed process (not against power loss of the last commits).
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(db_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_error)?;
-        conn.execute_batch(SCHEMA).map_err(db_error)?;
+        prepare(&conn).map_err(db_error)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -93,17 +85,34 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            work(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::new(format_args!("sqlite task failed: {e}")))?
-        .map_err(db_error)
+        blocking(&self.conn, work).await?.map_err(db_error)
     }
+}
+
+/// Sets a connection up for the dedupe tables (and the inbox's, which share the file).
+pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL lets readers of other processes go on while one writes; NORMAL sync is durable
+    // against a crashed or killed process (not against power loss of the last commits).
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(SCHEMA)
+}
+
+/// Runs `work` on tokio's blocking pool, never on an actix worker thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<rusqlite::Result<T>, StoreError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        work(&mut conn)
+    })
+    .await
+    .map_err(|e| StoreError::new(format_args!("sqlite task failed: {e}")))
 }
 
 /// Counts writes so that one in [`PURGE_EVERY`] also purges expired rows.

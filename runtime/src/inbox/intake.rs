@@ -1,0 +1,129 @@
+//! The receiver's side of the inbox: store a verified delivery as a job and say what to answer.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::{Enqueued, Inbox, Keys, NewJob, module_key};
+use crate::handler::HandlerKind;
+use crate::prediction::Status;
+use crate::registry::Module;
+
+/// Dedupe tokens of keys held by a stored job start with this: a redelivery that finds it is a
+/// duplicate (200), not a delivery in flight (409).
+pub(crate) const CLAIM_PREFIX: &str = "inbox:";
+
+/// Headers a worker rebuilds the request with. Nothing that authenticates anyone.
+const KEPT_HEADERS: [&str; 5] = [
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "user-agent",
+];
+
+/// Where verified deliveries of inbox modules go.
+pub(crate) struct Intake {
+    pub(crate) inbox: Inbox,
+    pub(crate) webhook_ttl: Duration,
+    pub(crate) timeout: Duration,
+    /// Wakes this process's worker when a job is stored.
+    pub(crate) stored: tokio::sync::watch::Sender<u64>,
+}
+
+impl Intake {
+    /// Stores the delivery for `kind` of `module` and answers: 200 once it is durable, 409 while
+    /// an inline handler holds its key, 503 when the database cannot take it.
+    pub(crate) async fn accept(
+        &self,
+        req: &HttpRequest,
+        body: &Bytes,
+        module: &Module,
+        kind: HandlerKind,
+        prediction_id: &str,
+        status: &Status,
+    ) -> HttpResponse {
+        let headers = req.headers();
+        let webhook_id = headers
+            .get(crate::signature::HEADER_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let keys = Keys::new(&webhook_id, prediction_id, status.is_terminal());
+        let job = NewJob {
+            module: module_key(module),
+            model: module.model.clone(),
+            prediction_id: prediction_id.to_owned(),
+            status: status.as_str().to_owned(),
+            handler: kind,
+            webhook_id,
+            uri: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned()),
+            headers: KEPT_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    let value = headers.get(*name)?.to_str().ok()?;
+                    Some(((*name).to_owned(), value.to_owned()))
+                })
+                .collect(),
+            body: body.to_vec(),
+        };
+        let stored = tokio::time::timeout(
+            self.timeout,
+            self.inbox.queue.enqueue(job, keys, self.webhook_ttl),
+        )
+        .await;
+        match stored {
+            Ok(Ok(Enqueued::Stored(id))) => {
+                super::metrics::stored();
+                self.stored.send_modify(|n| *n = n.wrapping_add(1));
+                tracing::debug!(
+                    job = id,
+                    handler = kind.fn_name(),
+                    "delivery stored in the inbox"
+                );
+                reply(StatusCode::OK, "stored; a worker runs the handler")
+            }
+            Ok(Ok(Enqueued::Duplicate)) => reply(
+                StatusCode::OK,
+                "duplicate delivery; already stored or handled",
+            ),
+            Ok(Ok(Enqueued::AlreadyHandled)) => reply(
+                StatusCode::OK,
+                "prediction already stored or handled for this status",
+            ),
+            Ok(Ok(Enqueued::Stale)) => reply(
+                StatusCode::OK,
+                "stale event: the prediction already finished",
+            ),
+            Ok(Ok(Enqueued::InFlight(left))) => HttpResponse::build(StatusCode::CONFLICT)
+                .insert_header((header::RETRY_AFTER, left.as_secs().clamp(1, 30).to_string()))
+                .content_type("text/plain; charset=utf-8")
+                .body("this delivery is being handled by another worker; retry later"),
+            Ok(Err(e)) => unavailable(&e.to_string()),
+            Err(_) => unavailable(&format!(
+                "inbox: no answer within {} ms",
+                self.timeout.as_millis()
+            )),
+        }
+    }
+}
+
+fn unavailable(error: &str) -> HttpResponse {
+    tracing::error!(error, "inbox unavailable; delivery refused");
+    HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
+        .insert_header((header::RETRY_AFTER, "5"))
+        .content_type("text/plain; charset=utf-8")
+        .body("inbox unavailable; retry later")
+}
+
+fn reply(status: StatusCode, message: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(message)
+}

@@ -1,0 +1,228 @@
+//! What the inbox stores: a delivery as a job, its states, and what the queue answers.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::HandlerKind;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Waiting for a worker (new, or retrying after a backoff).
+    Pending,
+    /// Taken by a worker whose visibility timeout has not run out.
+    Running,
+    /// The handler returned `Ok` (or the body went to `on_decode_error`).
+    Done,
+    /// Out of attempts, or failed permanently: waits for `replay` or `discard`.
+    Dead,
+    /// Dropped by an operator; its deliveries stay deduplicated.
+    Discarded,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Done,
+        Self::Dead,
+        Self::Discarded,
+    ];
+
+    /// The name stored and shown: `pending`, `running`, `done`, `dead`, `discarded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Dead => "dead",
+            Self::Discarded => "discarded",
+        }
+    }
+
+    /// The state named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A verified delivery on its way into the queue.
+#[derive(Debug, Clone)]
+pub(crate) struct NewJob {
+    /// The module's key: its path and model (see [`module_key`]).
+    pub(crate) module: String,
+    pub(crate) model: String,
+    pub(crate) prediction_id: String,
+    pub(crate) status: String,
+    pub(crate) handler: HandlerKind,
+    pub(crate) webhook_id: String,
+    /// Path and query the delivery came to, for extractors such as `web::Query`.
+    pub(crate) uri: String,
+    /// The headers handlers may read: `webhook-*` and `content-type`. Never authorization.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// The dedupe keys a job holds until its handler is done (the same keys and tables the
+/// inline path's [`crate::dedupe::Gate`] uses).
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) webhook: String,
+    /// For terminal events: the prediction's terminal key, claimed, and the same key as its
+    /// end (the first terminal status handled wins, and ends the prediction).
+    pub(crate) terminal: Option<(String, String)>,
+    /// For intermediate events: the prediction's terminal key, to refuse stale ones.
+    pub(crate) finished: String,
+}
+
+impl Keys {
+    pub(crate) fn new(webhook_id: &str, prediction_id: &str, terminal: bool) -> Self {
+        let finished = format!("prediction:{prediction_id}:terminal");
+        Self {
+            webhook: format!("webhook:{webhook_id}"),
+            terminal: terminal.then(|| (finished.clone(), finished.clone())),
+            finished,
+        }
+    }
+}
+
+/// What [`Queue::enqueue`](super::Queue::enqueue) did with a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    /// Stored as job `id`: acknowledge.
+    Stored(i64),
+    /// This `webhook-id` is done or already stored as a job.
+    Duplicate,
+    /// This prediction's terminal status is done or already stored.
+    AlreadyHandled,
+    /// An intermediate event of a prediction that already finished.
+    Stale,
+    /// An inline handler holds the key right now.
+    InFlight(Duration),
+}
+
+/// One job as the queue holds it.
+#[derive(Clone)]
+pub struct Job {
+    /// The job's id: increasing in arrival order.
+    pub id: i64,
+    /// The module's key (`path model`).
+    pub module: String,
+    /// The delivery's model.
+    pub model: String,
+    /// The prediction's id.
+    pub prediction_id: String,
+    /// The prediction's status in the delivery.
+    pub status: String,
+    /// The handler's name, e.g. `on_succeeded`.
+    pub handler: String,
+    /// The `webhook-id` header.
+    pub webhook_id: String,
+    /// Path and query the delivery came to.
+    pub uri: String,
+    /// The stored headers (`webhook-*`, `content-type`).
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The state.
+    pub state: JobState,
+    /// How many times a worker took it.
+    pub attempts: u32,
+    /// The last handler error, if any.
+    pub last_error: Option<String>,
+    /// When the delivery was stored, in milliseconds since the epoch.
+    pub received_ms: i64,
+    /// When it may run next, in milliseconds since the epoch.
+    pub run_at_ms: i64,
+    /// The token its dedupe keys are held with.
+    pub(crate) claim: String,
+    /// Where the retry budget (max age) counts from: received, or the last replay.
+    pub(crate) budget_from_ms: i64,
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body holds the prediction's input, which may carry the user's secrets.
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("module", &self.module)
+            .field("prediction_id", &self.prediction_id)
+            .field("status", &self.status)
+            .field("handler", &self.handler)
+            .field("state", &self.state)
+            .field("attempts", &self.attempts)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    pub(crate) fn keys(&self) -> Keys {
+        let terminal = crate::Status::parse(&self.status).is_terminal();
+        Keys::new(&self.webhook_id, &self.prediction_id, terminal)
+    }
+}
+
+/// Which jobs `list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this model.
+    pub model: Option<String>,
+    /// Only jobs of this prediction.
+    pub prediction_id: Option<String>,
+    /// At most this many (newest first); 0 for 100.
+    pub limit: usize,
+}
+
+impl Filter {
+    pub(crate) fn limit(&self) -> i64 {
+        i64::try_from(if self.limit == 0 { 100 } else { self.limit }).unwrap_or(i64::MAX)
+    }
+}
+
+/// How far behind the workers are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Jobs waiting (new or retrying).
+    pub pending: u64,
+    /// Jobs taken by a worker.
+    pub running: u64,
+    /// Dead jobs.
+    pub dead: u64,
+    /// Attempts made so far by pending and running jobs.
+    pub attempts: u64,
+    /// Age of the oldest pending or running job.
+    pub oldest_pending: Option<Duration>,
+}
+
+/// The module key jobs are stored under: a module is its path, what it receives and its
+/// model (a prediction module and a training module may share a path and a model).
+pub(crate) fn module_key(module: &crate::registry::Module) -> String {
+    match module.kind {
+        crate::Kind::Prediction => format!("{} {}", module.path, module.model),
+        crate::Kind::Training => format!("{} training:{}", module.path, module.model),
+    }
+}
+
+/// What a worker reports for a job it took.
+#[derive(Debug, Clone)]
+pub(crate) enum Settle {
+    /// Done: mark the dedupe keys done with these lives.
+    Done {
+        webhook_ttl: Duration,
+        terminal_ttl: Duration,
+    },
+    /// Run again after `delay`.
+    Retry { delay: Duration, error: String },
+    /// Give up.
+    Dead { error: String },
+}

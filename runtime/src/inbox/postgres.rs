@@ -1,0 +1,600 @@
+//! The inbox in `PostgreSQL`: the job table beside the dedupe tables, in the same database, so a
+//! claim and its job commit in one transaction; workers of every instance take jobs with
+//! `FOR UPDATE SKIP LOCKED`, so each job is taken once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::OnceCell;
+use tokio_postgres::Row;
+
+use super::{Backlog, Enqueued, Filter, Job, JobState, Keys, NewJob, Queue, Settle};
+use crate::dedupe::{ClaimToken, StoreError, millis, pg_error};
+
+/// Inbox migrations, each once, after the dedupe store's (whose tables the inbox shares).
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE replicate_webhook_jobs (
+    id BIGSERIAL PRIMARY KEY,
+    module TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prediction_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    handler TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    received_ms BIGINT NOT NULL,
+    run_at_ms BIGINT NOT NULL,
+    budget_from_ms BIGINT NOT NULL,
+    lease TEXT,
+    lease_until_ms BIGINT,
+    claim TEXT NOT NULL,
+    finished_ms BIGINT
+);
+CREATE INDEX replicate_webhook_jobs_ready ON replicate_webhook_jobs (module, state, run_at_ms);
+CREATE INDEX replicate_webhook_jobs_prediction ON replicate_webhook_jobs (prediction_id, id);
+"];
+
+/// Not the dedupe store's lock: the inbox migrates after it, in its own transaction.
+const MIGRATION_LOCK: i64 = 0x7277_5f69_6e62_6f78;
+
+/// The database's clock, so instances with skewed clocks agree on what is due.
+const NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
+
+const COLUMNS: &str = "id, module, model, prediction_id, status, handler, webhook_id, uri, headers, \
+    body, state, attempts, last_error, received_ms, run_at_ms, claim, budget_from_ms";
+
+/// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
+const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+pub(crate) struct PostgresQueue {
+    pool: Pool,
+    migrated: Arc<OnceCell<()>>,
+}
+
+impl PostgresQueue {
+    pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: crate::dedupe::postgres_pool(url)?,
+            migrated: Arc::default(),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::new(format_args!("postgres inbox pool: {e}")))?;
+        self.migrated
+            .get_or_try_init(|| migrate(&mut client))
+            .await?;
+        Ok(client)
+    }
+}
+
+async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    crate::dedupe::postgres_migrate(client).await?;
+    let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
+    let run = async {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS replicate_webhook_inbox_migrations (version INTEGER PRIMARY KEY)",
+        )
+        .await?;
+        let done: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM replicate_webhook_inbox_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        for (version, sql) in (1..).zip(MIGRATIONS) {
+            if version > done {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO replicate_webhook_inbox_migrations (version) VALUES ($1)",
+                    &[&version],
+                )
+                .await?;
+            }
+        }
+        Ok::<(), tokio_postgres::Error>(())
+    };
+    run.await.map_err(|e| pg_error(&e))?;
+    tx.commit().await.map_err(|e| pg_error(&e))
+}
+
+fn job_from_row(row: &Row) -> Job {
+    let headers: String = row.get(8);
+    let state: String = row.get(10);
+    let attempts: i32 = row.get(11);
+    Job {
+        id: row.get(0),
+        module: row.get(1),
+        model: row.get(2),
+        prediction_id: row.get(3),
+        status: row.get(4),
+        handler: row.get(5),
+        webhook_id: row.get(6),
+        uri: row.get(7),
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        body: row.get(9),
+        state: JobState::parse(&state).unwrap_or(JobState::Dead),
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error: row.get(12),
+        received_ms: row.get(13),
+        run_at_ms: row.get(14),
+        claim: row.get(15),
+        budget_from_ms: row.get(16),
+    }
+}
+
+enum Holder {
+    Won,
+    Done,
+    Queued,
+    InFlight(Duration),
+}
+
+/// Claims a dedupe key for a job, unless it is held or done; says which.
+const CLAIM_KEY: &str = "WITH claimed AS (
+     INSERT INTO replicate_webhook_keys (key, token, expires_at)
+     VALUES ($1, $2, now() + interval '100 years')
+     ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+         WHERE replicate_webhook_keys.expires_at <= now()
+     RETURNING 1
+ )
+ SELECT EXISTS (SELECT 1 FROM claimed), k.key IS NOT NULL, k.token,
+        greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
+ FROM (SELECT 1) AS one
+ LEFT JOIN replicate_webhook_keys k ON k.key = $1";
+
+fn holder(row: &Row) -> Holder {
+    let (won, seen, token, left): (bool, bool, Option<String>, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    match (won, seen, token) {
+        (true, _, _) => Holder::Won,
+        (false, true, None) => Holder::Done,
+        (false, true, Some(t)) if t.starts_with(super::intake::CLAIM_PREFIX) => Holder::Queued,
+        (false, true, Some(_)) => Holder::InFlight(Duration::from_millis(
+            u64::try_from(left.unwrap_or(1000)).unwrap_or(0),
+        )),
+        // Claimed by a transaction that committed after this statement's snapshot.
+        (false, false, _) => Holder::InFlight(Duration::from_secs(1)),
+    }
+}
+
+async fn complete_key(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: &str,
+    claim: &str,
+    ttl: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE replicate_webhook_keys \
+         SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
+         WHERE key = $1 AND token = $2",
+        &[&key, &claim, &millis(ttl)],
+    )
+    .await
+    .map(drop)
+}
+
+async fn settle_keys(
+    tx: &deadpool_postgres::Transaction<'_>,
+    keys: &Keys,
+    claim: &str,
+    webhook_ttl: Duration,
+    terminal_ttl: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    if let Some((status_key, finished)) = &keys.terminal {
+        complete_key(tx, status_key, claim, terminal_ttl).await?;
+        tx.execute(
+            "INSERT INTO replicate_webhook_keys (key, token, expires_at) \
+             VALUES ($1, NULL, now() + $2::bigint * interval '1 millisecond') \
+             ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at",
+            &[finished, &millis(terminal_ttl)],
+        )
+        .await?;
+    }
+    complete_key(tx, &keys.webhook, claim, webhook_ttl).await
+}
+
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
+
+/// One transaction in two round trips: the statements of each half are pipelined (sent
+/// together on the connection, answered in order), which keeps the acknowledgement fast.
+async fn enqueue(
+    client: &deadpool_postgres::Object,
+    job: &NewJob,
+    keys: &Keys,
+    claim: &str,
+    headers: &str,
+    webhook_ttl: Duration,
+) -> Result<Enqueued, tokio_postgres::Error> {
+    let claim_key = client.prepare_cached(CLAIM_KEY).await?;
+    let insert = client
+        .prepare_cached(&format!(
+            "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
+             webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, $10) \
+             RETURNING id"
+        ))
+        .await?;
+    let complete = "UPDATE replicate_webhook_keys \
+         SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
+         WHERE key = $1 AND token = $2";
+    let (status_key, prediction_key) = match &keys.terminal {
+        Some((status_key, _)) => (status_key, None),
+        None => (&keys.finished, Some(())),
+    };
+    // Jobs of one prediction get ids in the order their transactions commit, so "earlier id"
+    // is "arrived earlier" for the ordering rule: the advisory lock serialises them.
+    let lock_params: [&Param<'_>; 1] = [&job.prediction_id];
+    let webhook_params: [&Param<'_>; 2] = [&keys.webhook, &claim];
+    let (begun, locked, webhook, second) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &lock_params
+        ),
+        client.query_one(&claim_key, &webhook_params),
+        async {
+            match prediction_key {
+                // A terminal status: claim `(prediction, status)` too.
+                None => client
+                    .query_one(&claim_key, &[status_key, &claim])
+                    .await
+                    .map(|row| holder(&row)),
+                // An intermediate event: stale once the prediction finished.
+                Some(()) => client
+                    .query_opt(
+                        "SELECT 1 FROM replicate_webhook_keys \
+                         WHERE key = $1 AND token IS NULL AND expires_at > now()",
+                        &[status_key],
+                    )
+                    .await
+                    .map(|row| {
+                        if row.is_some() {
+                            Holder::Done
+                        } else {
+                            Holder::Won
+                        }
+                    }),
+            }
+        }
+    );
+    begun?;
+    locked?;
+    let (webhook, second) = (holder(&webhook?), second?);
+    let answer = match (webhook, second) {
+        (Holder::Done | Holder::Queued, _) => Some(Enqueued::Duplicate),
+        (Holder::InFlight(left), _) | (Holder::Won, Holder::InFlight(left)) => {
+            Some(Enqueued::InFlight(left))
+        }
+        (Holder::Won, Holder::Done | Holder::Queued) => {
+            // Settled for good by the other delivery: this webhook id is done too.
+            let ttl = millis(webhook_ttl);
+            let complete_params: [&Param<'_>; 3] = [&keys.webhook, &claim, &ttl];
+            let (done, commit) = tokio::join!(
+                client.execute(complete, &complete_params),
+                client.batch_execute("COMMIT")
+            );
+            done?;
+            commit?;
+            return Ok(if prediction_key.is_some() {
+                Enqueued::Stale
+            } else {
+                Enqueued::AlreadyHandled
+            });
+        }
+        (Holder::Won, Holder::Won) => None,
+    };
+    if let Some(refusal) = answer {
+        client.batch_execute("ROLLBACK").await?;
+        return Ok(refusal);
+    }
+    let handler = job.handler.fn_name();
+    let insert_params: [&Param<'_>; 10] = [
+        &job.module,
+        &job.model,
+        &job.prediction_id,
+        &job.status,
+        &handler,
+        &job.webhook_id,
+        &job.uri,
+        &headers,
+        &job.body,
+        &claim,
+    ];
+    let (row, commit) = tokio::join!(
+        client.query_one(&insert, &insert_params),
+        client.batch_execute("COMMIT")
+    );
+    let id = row?.get(0);
+    commit?;
+    Ok(Enqueued::Stored(id))
+}
+
+#[async_trait::async_trait]
+impl Queue for PostgresQueue {
+    async fn enqueue(
+        &self,
+        job: NewJob,
+        keys: Keys,
+        webhook_ttl: Duration,
+    ) -> Result<Enqueued, StoreError> {
+        let claim = format!(
+            "{}{}",
+            super::intake::CLAIM_PREFIX,
+            ClaimToken::new().as_str()
+        );
+        let headers = serde_json::to_string(&job.headers)
+            .map_err(|e| StoreError::new(format_args!("inbox headers: {e}")))?;
+        let client = self.client().await?;
+        // On a task of its own: a caller that gives up (the store timeout) must not leave the
+        // connection inside an open transaction. The transaction then still commits or rolls
+        // back; a delivery answered 503 but stored is a duplicate when Replicate retries it.
+        let work = tokio::spawn(async move {
+            let result = enqueue(&client, &job, &keys, &claim, &headers, webhook_ttl).await;
+            if result.is_err() {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            result.map_err(|e| pg_error(&e))
+        });
+        work.await
+            .map_err(|e| StoreError::new(format_args!("postgres inbox task failed: {e}")))?
+    }
+
+    async fn take(
+        &self,
+        module: &str,
+        lease: &str,
+        visibility: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "WITH next AS (
+                     SELECT j.id FROM replicate_webhook_jobs j
+                     WHERE j.module = $3
+                       AND ((j.state = 'pending' AND j.run_at_ms <= {NOW_MS})
+                            OR (j.state = 'running' AND j.lease_until_ms <= {NOW_MS}))
+                       AND NOT EXISTS (
+                           SELECT 1 FROM replicate_webhook_jobs e
+                           WHERE e.prediction_id = j.prediction_id AND e.id < j.id
+                             AND e.state IN ('pending', 'running'))
+                     ORDER BY j.id LIMIT $4
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE replicate_webhook_jobs AS u
+                 SET state = 'running', lease = $1, lease_until_ms = {NOW_MS} + $2,
+                     attempts = u.attempts + 1
+                 FROM next WHERE u.id = next.id
+                 RETURNING {}",
+                COLUMNS
+                    .split(", ")
+                    .map(|c| format!("u.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .await
+            .map_err(|e| pg_error(&e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&statement, &[&lease, &millis(visibility), &module, &limit])
+            .await
+            .map_err(|e| pg_error(&e))?;
+        let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect();
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: i64,
+        lease: &str,
+        visibility: Duration,
+    ) -> Result<bool, StoreError> {
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "UPDATE replicate_webhook_jobs SET lease_until_ms = {NOW_MS} + $3 \
+                     WHERE id = $1 AND lease = $2 AND state = 'running'"
+                ),
+                &[&id, &lease, &millis(visibility)],
+            )
+            .await
+            .map(|n| n == 1)
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn settle(&self, job: &Job, lease: &str, settle: Settle) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
+        let run = async {
+            let changed = match &settle {
+                Settle::Done {
+                    webhook_ttl,
+                    terminal_ttl,
+                } => {
+                    let changed = tx
+                        .execute(
+                            &format!(
+                                "UPDATE replicate_webhook_jobs SET state = 'done', lease = NULL, \
+                                 finished_ms = {NOW_MS} WHERE id = $1 AND lease = $2 AND state = 'running'"
+                            ),
+                            &[&job.id, &lease],
+                        )
+                        .await?
+                        == 1;
+                    if changed {
+                        settle_keys(&tx, &job.keys(), &job.claim, *webhook_ttl, *terminal_ttl)
+                            .await?;
+                        if job.id % 256 == 0 {
+                            tx.execute(
+                                "DELETE FROM replicate_webhook_jobs WHERE id IN (SELECT id FROM \
+                                 replicate_webhook_jobs WHERE state IN ('done', 'discarded') \
+                                 AND finished_ms < $1 LIMIT 1000)",
+                                &[&(crate::inbox::now_ms() - KEEP_FINISHED_MS)],
+                            )
+                            .await?;
+                        }
+                    }
+                    changed
+                }
+                Settle::Retry { delay, error } => {
+                    tx.execute(
+                        &format!(
+                            "UPDATE replicate_webhook_jobs SET state = 'pending', lease = NULL, \
+                             run_at_ms = {NOW_MS} + $3, last_error = $4 \
+                             WHERE id = $1 AND lease = $2 AND state = 'running'"
+                        ),
+                        &[&job.id, &lease, &millis(*delay), error],
+                    )
+                    .await?
+                        == 1
+                }
+                Settle::Dead { error } => {
+                    tx.execute(
+                        &format!(
+                            "UPDATE replicate_webhook_jobs SET state = 'dead', lease = NULL, \
+                             last_error = $3, finished_ms = {NOW_MS} \
+                             WHERE id = $1 AND lease = $2 AND state = 'running'"
+                        ),
+                        &[&job.id, &lease, error],
+                    )
+                    .await?
+                        == 1
+                }
+            };
+            Ok::<bool, tokio_postgres::Error>(changed)
+        };
+        let changed = run.await.map_err(|e| pg_error(&e))?;
+        tx.commit().await.map_err(|e| pg_error(&e))?;
+        Ok(changed)
+    }
+
+    async fn list(&self, filter: &Filter) -> Result<Vec<Job>, StoreError> {
+        let state = filter.state.map(JobState::as_str);
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM replicate_webhook_jobs \
+                     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR model = $2) \
+                       AND ($3::text IS NULL OR prediction_id = $3) \
+                     ORDER BY id DESC LIMIT $4"
+                ),
+                &[
+                    &state,
+                    &filter.model,
+                    &filter.prediction_id,
+                    &filter.limit(),
+                ],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        Ok(rows.iter().map(job_from_row).collect())
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM replicate_webhook_jobs WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        Ok(row.as_ref().map(job_from_row))
+    }
+
+    async fn replay(&self, id: Option<i64>) -> Result<u64, StoreError> {
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "UPDATE replicate_webhook_jobs \
+                     SET state = 'pending', attempts = 0, run_at_ms = {NOW_MS}, \
+                         budget_from_ms = {NOW_MS}, finished_ms = NULL \
+                     WHERE state = 'dead' AND ($1::bigint IS NULL OR id = $1)"
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn discard(
+        &self,
+        id: i64,
+        webhook_ttl: Duration,
+        terminal_ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let Some(job) = self.get(id).await? else {
+            return Ok(false);
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
+        let run = async {
+            let changed = tx
+                .execute(
+                    &format!(
+                        "UPDATE replicate_webhook_jobs SET state = 'discarded', lease = NULL, \
+                         finished_ms = {NOW_MS} WHERE id = $1 AND state IN ('pending', 'dead')"
+                    ),
+                    &[&id],
+                )
+                .await?
+                == 1;
+            if changed {
+                settle_keys(&tx, &job.keys(), &job.claim, webhook_ttl, terminal_ttl).await?;
+            }
+            Ok::<bool, tokio_postgres::Error>(changed)
+        };
+        let changed = run.await.map_err(|e| pg_error(&e))?;
+        tx.commit().await.map_err(|e| pg_error(&e))?;
+        Ok(changed)
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT state, count(*), coalesce(sum(attempts), 0)::bigint, min(received_ms), {NOW_MS} \
+                     FROM replicate_webhook_jobs WHERE state IN ('pending', 'running', 'dead') \
+                     GROUP BY state"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        let mut backlog = Backlog::default();
+        for row in &rows {
+            let state: String = row.get(0);
+            super::metrics::add(
+                &mut backlog,
+                &state,
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+            );
+        }
+        Ok(backlog)
+    }
+}

@@ -1,0 +1,12 @@
+use replicate_webhook::replicate_webhook;
+
+#[replicate_webhook(model = "acme/echo", inbox = true, concurrency = 0)]
+mod echo {
+    use replicate_webhook::{HandlerError, Prediction};
+
+    pub async fn on_succeeded(_p: Prediction) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+fn main() {}
