@@ -27,172 +27,23 @@
 //! }
 //! ```
 
+mod allow;
+mod data;
+mod error;
+mod urls;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use url::Url;
 
-/// The hosts files may come from: exact origins and `https` domains with their subdomains.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowList {
-    domains: Vec<String>,
-    origins: Vec<url::Origin>,
-    data: bool,
-}
+pub use allow::AllowList;
+pub use error::FileError;
+pub use urls::urls;
 
-impl AllowList {
-    /// `https` under `replicate.delivery`, and `data:` URIs: where Replicate's outputs are.
-    pub fn replicate() -> Self {
-        Self::none().domain("replicate.delivery").data(true)
-    }
-
-    /// Nothing at all.
-    pub fn none() -> Self {
-        Self {
-            domains: Vec::new(),
-            origins: Vec::new(),
-            data: false,
-        }
-    }
-
-    /// Adds `https://DOMAIN` and `https://*.DOMAIN`, any port.
-    #[must_use]
-    pub fn domain(mut self, domain: &str) -> Self {
-        self.domains
-            .push(domain.trim_matches('.').to_ascii_lowercase());
-        self
-    }
-
-    /// Adds one exact origin (scheme, host and port), e.g. `http://127.0.0.1:8081`.
-    ///
-    /// Panics when `origin` is not an absolute `http` or `https` URL: an allow-list is written
-    /// by the programmer, and a typo in it must not silently allow nothing.
-    #[must_use]
-    pub fn origin(mut self, origin: &str) -> Self {
-        let url = Url::parse(origin)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .unwrap_or_else(|| panic!("`{origin}` is not an http(s) origin"));
-        self.origins.push(url.origin());
-        self
-    }
-
-    /// Whether `data:` URIs are accepted (they fetch nothing; only the limits apply).
-    #[must_use]
-    pub fn data(mut self, on: bool) -> Self {
-        self.data = on;
-        self
-    }
-
-    /// True when `url` may be fetched.
-    pub fn allows(&self, url: &Url) -> bool {
-        match url.scheme() {
-            "data" => self.data,
-            "http" | "https" => {
-                if self.origins.contains(&url.origin()) {
-                    return true;
-                }
-                let Some(url::Host::Domain(host)) = url.host() else {
-                    return false;
-                };
-                let host = host.trim_end_matches('.').to_ascii_lowercase();
-                url.scheme() == "https"
-                    && self.domains.iter().any(|d| {
-                        host == *d
-                            || host
-                                .strip_suffix(d.as_str())
-                                .is_some_and(|rest| rest.ends_with('.'))
-                    })
-            }
-            _ => false,
-        }
-    }
-}
-
-impl Default for AllowList {
-    fn default() -> Self {
-        Self::replicate()
-    }
-}
-
-/// Why a file could not be fetched.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FileError {
-    /// The URL (or a redirect) is outside the [`AllowList`].
-    #[error("refused to fetch {0}: not in the allow-list")]
-    Refused(String),
-    /// The server answered this status (after the retries, for 5xx).
-    #[error("{url} answered {status}")]
-    Status {
-        /// The URL, without its query.
-        url: String,
-        /// The HTTP status.
-        status: u16,
-    },
-    /// Bigger than the limit (declared or counted).
-    #[error("{url} is larger than the limit of {limit} bytes")]
-    TooLarge {
-        /// The URL, without its query.
-        url: String,
-        /// The limit.
-        limit: u64,
-    },
-    /// Fewer bytes arrived than `Content-Length` declared.
-    #[error("{url} ended after {got} of {expected} bytes")]
-    Truncated {
-        /// The URL, without its query.
-        url: String,
-        /// `Content-Length`.
-        expected: u64,
-        /// Bytes received.
-        got: u64,
-    },
-    /// The content type is not one of those asked for.
-    #[error("{url} has content type {got:?}, not one of {expected:?}")]
-    ContentType {
-        /// The URL, without its query.
-        url: String,
-        /// What the server said.
-        got: String,
-        /// What was asked for.
-        expected: Vec<String>,
-    },
-    /// No complete answer within the timeout.
-    #[error("{0} timed out")]
-    Timeout(String),
-    /// The connection failed.
-    #[error("fetching {url} failed: {message}")]
-    Http {
-        /// The URL, without its query.
-        url: String,
-        /// The error and its causes.
-        message: String,
-    },
-    /// A `data:` URI that does not decode.
-    #[error("invalid data: URI: {0}")]
-    InvalidData(String),
-    /// Writing the file failed.
-    #[error("writing {path}: {source}")]
-    Io {
-        /// Where.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl FileError {
-    /// True for failures a later attempt may not have: 5xx, timeouts, connection errors.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Status { status, .. } if *status >= 500 || *status == 429)
-            || matches!(self, Self::Timeout(_) | Self::Http { .. } | Self::Io { .. })
-    }
-}
+use data::decode_data;
 
 /// A fetched file.
 #[derive(Clone, PartialEq, Eq)]
@@ -572,86 +423,6 @@ impl fmt::Display for RefusedRedirect {
 }
 
 impl std::error::Error for RefusedRedirect {}
-
-/// Every file URL in `output`, in order: strings anywhere in it (a `Url`, a `Vec<Url>`, an
-/// `Option<Url>`, a generated output struct, a `serde_json::Value`) that are absolute `http`,
-/// `https` or `data:` URLs.
-pub fn urls<T: serde::Serialize + ?Sized>(output: &T) -> Vec<Url> {
-    let mut found = Vec::new();
-    if let Ok(value) = serde_json::to_value(output) {
-        walk(&value, &mut found);
-    }
-    found
-}
-
-fn walk(value: &serde_json::Value, found: &mut Vec<Url>) {
-    match value {
-        serde_json::Value::String(s) => {
-            if let Ok(url) = Url::parse(s)
-                && (matches!(url.scheme(), "http" | "https") && url.has_host()
-                    || url.scheme() == "data")
-            {
-                found.push(url);
-            }
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, found)),
-        _ => {}
-    }
-}
-
-/// `data:[<media type>][;base64],<data>` (RFC 2397).
-fn decode_data(url: &Url) -> Result<(Option<String>, Vec<u8>), FileError> {
-    let rest = &url.as_str()["data:".len()..];
-    let (meta, data) = rest
-        .split_once(',')
-        .ok_or_else(|| FileError::InvalidData("no comma".to_owned()))?;
-    let (media, base64) = match meta.strip_suffix(";base64") {
-        Some(media) => (media, true),
-        None => (meta, false),
-    };
-    let raw = percent_decode(data)?;
-    let bytes = if base64 {
-        let text: Vec<u8> = raw
-            .into_iter()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(&text)
-            .map_err(|e| FileError::InvalidData(e.to_string()))?
-    } else {
-        raw
-    };
-    let media = percent_decode(media)?;
-    let media = String::from_utf8_lossy(&media).into_owned();
-    let content_type = if media.is_empty() {
-        "text/plain;charset=US-ASCII".to_owned()
-    } else {
-        media
-    };
-    Ok((Some(content_type), bytes))
-}
-
-fn percent_decode(text: &str) -> Result<Vec<u8>, FileError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| FileError::InvalidData("bad percent escape".to_owned()))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
-}
 
 /// A URL for messages: no query or fragment (signed download URLs carry tokens there), and a
 /// `data:` URI only by its length.
