@@ -1,101 +1,35 @@
 //! The README's main job, as a user runs it: the quickstart binary on a loopback port, fed by the
 //! `send-test-delivery` binary over real HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Command;
 use std::time::Duration;
+
+use replicate_webhook_tests::process::{Process, free_port, wait_for};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// The quickstart, killed when dropped, in a working directory of its own: its default SQLite
+/// store lands there, a fresh one per run, so no run sees another's handled deliveries.
 struct Quickstart {
-    child: Child,
-    /// The working directory, holding the default SQLite store: one per run, so no run sees
-    /// another's handled deliveries.
+    process: Process,
     _dir: tempfile::TempDir,
-    stdout: Receiver<String>,
-    /// Kept so the reader thread keeps draining the pipe and the child never blocks on it.
-    _stderr: Receiver<String>,
-    /// Stderr lines printed before the server listened.
-    banner: Vec<String>,
-    url: String,
 }
 
-impl Drop for Quickstart {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Quickstart {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
-}
-
-fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(secret: Option<&str>) -> Quickstart {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
-    // The default store is a SQLite file in the working directory: a fresh one per run.
     let dir = tempfile::tempdir().unwrap();
-    cmd.current_dir(dir.path())
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .env_remove("REPLICATE_WEBHOOK_STORE")
-        .env("RUST_LOG", "warn");
-    match secret {
-        Some(s) => cmd.env("REPLICATE_WEBHOOK_SECRET", s),
-        None => cmd.env_remove("REPLICATE_WEBHOOK_SECRET"),
-    };
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = lines(child.stdout.take().unwrap());
-    let stderr = lines(child.stderr.take().unwrap());
-    let banner = wait_for(&stderr, "listening on");
-    Quickstart {
-        child,
-        _dir: dir,
-        stdout,
-        _stderr: stderr,
-        banner,
-        url: format!("http://127.0.0.1:{port}/webhooks/replicate"),
-    }
-}
-
-/// The lines up to and including the first one containing `needle`.
-fn wait_for(rx: &Receiver<String>, needle: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let done = line.contains(needle);
-                seen.push(line);
-                if done {
-                    return seen;
-                }
-            }
-            Err(e) => panic!("no line containing {needle:?} in {seen:?}: {e}"),
-        }
-    }
+    let env: Vec<(&str, &str)> = secret
+        .map(|s| ("REPLICATE_WEBHOOK_SECRET", s))
+        .into_iter()
+        .collect();
+    let process = Process::start(env!("CARGO_BIN_EXE_quickstart"), dir.path(), &env);
+    Quickstart { process, _dir: dir }
 }
 
 fn send(url: &str, secret: &str, status: &str, model: &str) -> String {

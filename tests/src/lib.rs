@@ -186,5 +186,6 @@ pub mod logs;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod receiver;
 pub mod services;
 pub mod strict_models;

@@ -8,9 +8,9 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
 use replicate_webhook::inbox::InboxOptions;
 use replicate_webhook::{WebhookConfig, replicate_webhook};
+use replicate_webhook_tests::receiver::{env_number, serve};
 
 #[replicate_webhook(model = "*", events = "completed")]
 mod any_model {
@@ -21,7 +21,10 @@ mod any_model {
     async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
         super::say(&format!("started {}", p.id));
         if p.output.as_ref().and_then(|o| o.as_str()) == Some("slow") {
-            tokio::time::sleep(Duration::from_millis(super::millis("HANDLER_DELAY_MS", 0))).await;
+            tokio::time::sleep(Duration::from_millis(
+                replicate_webhook_tests::receiver::env_number("HANDLER_DELAY_MS", 0),
+            ))
+            .await;
         }
         super::say(&format!("finished {}", p.id));
         Ok(())
@@ -35,42 +38,15 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-fn millis(var: &str, default: u64) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> ExitCode {
     let options = InboxOptions {
-        visibility: Duration::from_millis(millis("VISIBILITY_MS", 30_000)),
-        concurrency: usize::try_from(millis("CONCURRENCY", 64)).unwrap_or(64),
+        visibility: Duration::from_millis(env_number("VISIBILITY_MS", 30_000)),
+        concurrency: usize::try_from(env_number("CONCURRENCY", 64)).unwrap_or(64),
         poll: Duration::from_millis(50),
         ..InboxOptions::default()
     };
-    let config = match WebhookConfig::from_env() {
-        Ok(config) => config.inbox_options(options),
-        Err(e) => {
-            eprintln!("inbox-receiver: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    let served = actix_web::rt::System::new().block_on(async move {
-        let server = HttpServer::new(move || {
-            App::new().configure(replicate_webhook::configure(config.clone()))
-        })
-        .workers(2)
-        .bind(&bind)?;
-        eprintln!("inbox-receiver: listening on http://{bind}/webhooks/replicate");
-        server.run().await
-    });
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("inbox-receiver: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    serve(
+        "inbox-receiver",
+        WebhookConfig::from_env().map(|c| c.inbox_options(options)),
+    )
 }
