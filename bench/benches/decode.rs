@@ -1,32 +1,27 @@
 //! Decoding a delivery: the envelope the receiver routes on, and the envelope plus the handler's
-//! typed decode, against `serde_json::from_slice::<Value>` of the same bytes; and the typed decode
-//! by `from_slice` against `from_str` after one UTF-8 check.
+//! typed decode (which starts from the envelope), against `serde_json::from_slice::<Value>` of
+//! the same bytes; and a typed decode of the whole body by `from_slice` against `from_str` after
+//! one UTF-8 check.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use replicate_webhook::__private::{Envelope, typed};
 use replicate_webhook::Prediction;
-use replicate_webhook::Status;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// The receiver's envelope, as `runtime/src/service.rs` declares it (it is private there).
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Envelope<'a> {
-    id: String,
-    #[serde(default)]
-    model: String,
-    status: Status,
-    #[serde(default, borrow)]
-    output: Option<&'a serde_json::value::RawValue>,
-    #[serde(default)]
-    webhook: Option<String>,
+/// The receiver's own routing decode (`runtime/src/envelope.rs`).
+fn envelope(body: &[u8]) -> serde_json::Result<Envelope<'_>> {
+    Envelope::parse(body)
 }
 
-fn envelope(body: &[u8]) -> serde_json::Result<Envelope<'_>> {
-    serde_json::from_slice(body)
+/// What a handler taking `Prediction<O>` gets, decoded as the receiver decodes it: the envelope,
+/// then only `input` and `output` into their types.
+fn routed_and_typed<O: DeserializeOwned>(body: &[u8]) -> Prediction<O> {
+    let mut envelope = envelope(body).expect("JSON");
+    let decoded = envelope.take_decoded().expect("a prediction in full");
+    typed(decoded).expect("typed")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -66,12 +61,7 @@ fn group<O: DeserializeOwned + 'static>(c: &mut Criterion, name: &str, body: &[u
         ),
         (
             "typed",
-            Box::new(|| {
-                black_box(envelope(black_box(body)).expect("JSON"));
-                drop(black_box(
-                    serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"),
-                ));
-            }),
+            Box::new(|| drop(black_box(routed_and_typed::<O>(black_box(body))))),
         ),
         (
             "from_slice",

@@ -59,10 +59,12 @@
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
 
 mod body;
+mod borrowed;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
 pub mod dedupe;
+mod envelope;
 mod error;
 #[cfg(feature = "files")]
 pub mod files;

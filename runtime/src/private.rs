@@ -10,6 +10,8 @@ pub use ::serde;
 pub use ::serde_json;
 pub use ::url::Url;
 
+/// The receiver's own decode path, for the benchmarks to measure rather than copy.
+pub use crate::envelope::{Decoded, Envelope, typed};
 pub use crate::glue::{
     DeadLetterInput, DecodeErrorInput, Extractor, assert_extractor, dead_letter_input,
     decode_error_input, extract, handler_future, input, outcome,

@@ -4,20 +4,21 @@
 //! → respond. The dedupe protocol itself lives in [`crate::dedupe::Gate`] and body reading in
 //! [`crate::body`]; this file only maps their answers to status codes.
 
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::FutureExt as _;
-use serde::Deserialize;
 use tracing::Instrument as _;
 
 use crate::body::{self, BodyError};
 use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
+use crate::envelope::Envelope;
 use crate::handler::{Call, HandlerKind, Outcome};
 use crate::prediction::{Event, Status};
 use crate::query;
@@ -60,23 +61,11 @@ pub fn try_configure(
     })
 }
 
-/// Just enough of the body to route and deduplicate; the handler decodes the rest.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    id: String,
-    #[serde(default)]
-    model: String,
-    status: Status,
-    #[serde(default, borrow)]
-    output: Option<&'a serde_json::value::RawValue>,
-    /// Only its length is used: logs are cumulative, so fewer means an older delivery.
-    #[serde(default, borrow)]
-    logs: Option<&'a serde_json::value::RawValue>,
-    #[serde(default)]
-    webhook: Option<String>,
-    #[serde(default)]
-    urls: Option<crate::training::UrlsProbe>,
-}
+// Parsed once, here, rather than from `&str` on every lookup.
+static ID: HeaderName = HeaderName::from_static(HEADER_ID);
+static TIMESTAMP: HeaderName = HeaderName::from_static(HEADER_TIMESTAMP);
+static SIGNATURE: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
+static TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Handles one delivery. Every exit answers with a status Replicate understands.
 async fn receive(
@@ -92,33 +81,35 @@ async fn receive(
         Ok(declared) => declared,
         Err(e) => return body_refused(checks, &e),
     };
-    if let Err(e) = signed_headers(req.headers())
-        .and_then(|(id, ts, sig)| checks.verifier.check_headers(id, ts, sig))
-    {
-        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
+    let signed = match signed_headers(req.headers()) {
+        Ok(signed) => signed,
+        Err(e) => return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), e.to_string()),
+    };
+    if let Err(e) = checks.verifier.check_headers(signed.0, signed.1, signed.2) {
+        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), e.to_string());
     }
     let (body, reservation) = match body::read(payload, declared, &checks.body).await {
         Ok(read) => read,
         Err(e) => return body_refused(checks, &e),
     };
-    if let Err(e) = verify(&req, &body, checks) {
-        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
+    if let Err(e) = checks.verifier.verify(signed.0, signed.1, signed.2, &body) {
+        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), e.to_string());
     }
     // Verified: this body is Replicate's, so it no longer counts against the budget that bounds
     // what unauthenticated clients can make the receiver hold.
     drop(reservation);
 
-    let envelope: Envelope<'_> = match serde_json::from_slice(&body) {
+    let envelope = match Envelope::parse(&body) {
         Ok(envelope) => envelope,
         Err(e) => {
             return reply(
                 StatusCode::BAD_REQUEST,
-                &format!("malformed prediction JSON: {e}"),
+                format!("malformed prediction JSON: {e}"),
             );
         }
     };
     if checks.signed_query
-        && let Some(webhook) = envelope.webhook.as_deref()
+        && let Some(webhook) = envelope.webhook()
     {
         if !query::matches(req.query_string(), webhook) {
             return refuse(
@@ -133,11 +124,11 @@ async fn receive(
 
     let span = tracing::info_span!(
         "delivery",
-        prediction = envelope.id,
-        model = envelope.model,
-        status = %envelope.status
+        prediction = envelope.id(),
+        model = envelope.model(),
+        status = %envelope.status()
     );
-    deliver(req, body.clone(), &endpoint, &envelope)
+    deliver(req, body.clone(), &endpoint, envelope)
         .instrument(span)
         .await
 }
@@ -147,11 +138,10 @@ async fn deliver(
     req: HttpRequest,
     body: Bytes,
     endpoint: &Endpoint,
-    envelope: &Envelope<'_>,
+    mut envelope: Envelope<'_>,
 ) -> HttpResponse {
     let gate = &endpoint.checks.gate;
-    let kind = crate::training::UrlsProbe::kind(envelope.urls.as_ref());
-    let Some(module) = endpoint.route.module_for(kind, &envelope.model) else {
+    let Some(module) = endpoint.route.module_for(envelope.kind(), envelope.model()) else {
         tracing::info!("no module handles this model; acknowledged");
         return reply(StatusCode::OK, "no handler for this model");
     };
@@ -159,20 +149,21 @@ async fn deliver(
     // Watched before its handler runs: a crash right after must not lose the prediction.
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && !envelope.status.is_terminal()
+        && !envelope.status().is_terminal()
     {
-        watcher.heard(&envelope.id).await;
+        watcher.heard(envelope.id()).await;
     }
 
     // The body carries no event name: a `processing` delivery is an output when its output
     // differs from the last one any instance saw for the prediction, else logs; one with less
     // output or fewer logs than already seen is an older delivery arriving late.
-    let progress = if envelope.status == Status::Processing
+    let progress = if *envelope.status() == Status::Processing
         && (module.events.contains(&Event::Output) || module.events.contains(&Event::Logs))
     {
-        let output = envelope.output.map(serde_json::value::RawValue::get);
-        let logs_len = envelope.logs.map_or(0, |l| l.get().len());
-        match gate.observe(&envelope.id, output, logs_len).await {
+        match gate
+            .observe(envelope.id(), envelope.output(), envelope.logs_len())
+            .await
+        {
             Ok(Progress::Regressed) => {
                 return reply(StatusCode::OK, "stale event: older than one already seen");
             }
@@ -184,21 +175,21 @@ async fn deliver(
     };
     let new_output = matches!(progress, Some(Progress::Output(_)));
 
-    let response = if let Some(kind) = handler_for(module, &envelope.status, new_output) {
+    let response = if let Some(kind) = handler_for(module, envelope.status(), new_output) {
         match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => {
                 inbox
-                    .accept(&req, &body, module, kind, &envelope.id, &envelope.status)
+                    .accept(&req, &body, module, kind, envelope.id(), envelope.status())
                     .await
             }
-            None => admit_and_run(req, body, endpoint, module, kind, envelope).await,
+            None => admit_and_run(req, body, endpoint, module, kind, &mut envelope).await,
         }
     } else {
-        if envelope.status.is_terminal() {
+        if envelope.status().is_terminal() {
             // Even unhandled, a terminal status ends the prediction: later deliveries of it
             // to this receiver are stale.
-            if let Err(e) = gate.finish_unhandled(&envelope.id).await {
+            if let Err(e) = gate.finish_unhandled(envelope.id()).await {
                 tracing::warn!(error = %e, "could not record the terminal status");
             }
         }
@@ -209,14 +200,14 @@ async fn deliver(
         && !response.status().is_success()
     {
         // Not acknowledged: its retry must be classified as this delivery was.
-        gate.undo_output(&envelope.id, undo).await;
+        gate.undo_output(envelope.id(), undo).await;
     }
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && envelope.status.is_terminal()
+        && envelope.status().is_terminal()
         && response.status().is_success()
     {
-        watcher.done(&envelope.id).await;
+        watcher.done(envelope.id()).await;
     }
     response
 }
@@ -241,13 +232,17 @@ async fn admit_and_run(
     endpoint: &Endpoint,
     module: &Module,
     kind: HandlerKind,
-    envelope: &Envelope<'_>,
+    envelope: &mut Envelope<'_>,
 ) -> HttpResponse {
     let gate = &endpoint.checks.gate;
     let delivery = Delivery {
-        webhook_id: header_str(req.headers(), HEADER_ID).unwrap_or_default(),
-        prediction_id: &envelope.id,
-        status: &envelope.status,
+        webhook_id: req
+            .headers()
+            .get(&ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        prediction_id: envelope.id(),
+        status: envelope.status(),
     };
     let lease = match gate.admit(delivery).await {
         Ok(Admission::Run(lease)) => lease,
@@ -269,7 +264,7 @@ async fn admit_and_run(
         Ok(Admission::InFlight { retry_after }) => return in_flight(retry_after),
         Err(e) => return unavailable(&e),
     };
-    let call = Call::new(req, body);
+    let call = Call::new(req, body).with_decoded(envelope.take_decoded());
     let outcome = match tokio::time::timeout(
         endpoint.checks.handler_timeout,
         run(module, kind, call),
@@ -284,7 +279,7 @@ async fn admit_and_run(
             endpoint.checks.handler_timeout.as_millis()
         ))),
     };
-    respond(outcome, kind, &lease, gate, &envelope.id).await
+    respond(outcome, kind, &lease, gate, envelope.id()).await
 }
 
 /// Records what the handler's outcome means for the lease, and answers Replicate.
@@ -342,19 +337,19 @@ async fn respond(
 /// The three `webhook-*` headers, each present once and ASCII.
 fn signed_headers(headers: &HeaderMap) -> Result<(&str, &str, &str), VerifyError> {
     Ok((
-        single_header(headers, HEADER_ID)?,
-        single_header(headers, HEADER_TIMESTAMP)?,
-        single_header(headers, HEADER_SIGNATURE)?,
+        single_header(headers, &ID)?,
+        single_header(headers, &TIMESTAMP)?,
+        single_header(headers, &SIGNATURE)?,
     ))
 }
 
-fn verify(req: &HttpRequest, body: &[u8], checks: &Checks) -> Result<(), VerifyError> {
-    let (id, timestamp, signature) = signed_headers(req.headers())?;
-    checks.verifier.verify(id, timestamp, signature, body)
-}
-
 /// Answers a request that did not prove it comes from Replicate, logging at a bounded rate.
-fn refuse(checks: &Checks, status: StatusCode, reason: &str, message: &str) -> HttpResponse {
+fn refuse(
+    checks: &Checks,
+    status: StatusCode,
+    reason: &str,
+    message: impl Into<Cow<'static, str>>,
+) -> HttpResponse {
     checks.refusals.record(status.as_u16(), reason);
     reply(status, message)
 }
@@ -365,7 +360,7 @@ fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
             checks,
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
-            &format!("body exceeds {limit} bytes"),
+            format!("body exceeds {limit} bytes"),
         ),
         BodyError::BadLength => refuse(
             checks,
@@ -383,29 +378,32 @@ fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
             checks.refusals.record(503, "unverified-budget-spent");
             HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
                 .insert_header((header::RETRY_AFTER, "1"))
-                .content_type("text/plain; charset=utf-8")
+                .content_type(TEXT.clone())
                 .body("too many bodies being received; retry later")
         }
         BodyError::Broken(e) => refuse(
             checks,
             StatusCode::BAD_REQUEST,
             "body-unreadable",
-            &format!("could not read body: {e}"),
+            format!("could not read body: {e}"),
         ),
     }
 }
 
-fn single_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &'static HeaderName,
+) -> Result<&'a str, VerifyError> {
     let mut values = headers.get_all(name);
-    let value = values.next().ok_or(VerifyError::MissingHeader(name))?;
+    let value = values
+        .next()
+        .ok_or(VerifyError::MissingHeader(name.as_str()))?;
     if values.next().is_some() {
-        return Err(VerifyError::DuplicateHeader(name));
+        return Err(VerifyError::DuplicateHeader(name.as_str()));
     }
-    value.to_str().map_err(|_| VerifyError::InvalidHeader(name))
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+    value
+        .to_str()
+        .map_err(|_| VerifyError::InvalidHeader(name.as_str()))
 }
 
 /// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.
@@ -443,7 +441,7 @@ fn unavailable(e: &StoreError) -> HttpResponse {
     tracing::error!(error = %e, "dedupe store unavailable; delivery refused");
     HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
         .insert_header((header::RETRY_AFTER, "5"))
-        .content_type("text/plain; charset=utf-8")
+        .content_type(TEXT.clone())
         .body("dedupe store unavailable; retry later")
 }
 
@@ -451,12 +449,17 @@ fn in_flight(retry_after: Duration) -> HttpResponse {
     let secs = retry_after.as_secs().clamp(1, 30);
     HttpResponse::build(StatusCode::CONFLICT)
         .insert_header((header::RETRY_AFTER, secs.to_string()))
-        .content_type("text/plain; charset=utf-8")
+        .content_type(TEXT.clone())
         .body("this delivery is being handled by another worker; retry later")
 }
 
-fn reply(status: StatusCode, message: &str) -> HttpResponse {
+/// A plain-text answer; the fixed messages most deliveries get cost no allocation.
+fn reply(status: StatusCode, message: impl Into<Cow<'static, str>>) -> HttpResponse {
+    let body = match message.into() {
+        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        Cow::Owned(text) => Bytes::from(text),
+    };
     HttpResponse::build(status)
-        .content_type("text/plain; charset=utf-8")
-        .body(message.to_owned())
+        .content_type(TEXT.clone())
+        .body(body)
 }

@@ -24,6 +24,14 @@ impl Kind {
     /// Only a training says so: bodies without `urls` (older docs examples, hand-made tests)
     /// stay predictions, as they were before trainings were told apart.
     pub fn of_get_url(get: Option<&str>) -> Self {
+        // What Replicate sends, decided without parsing: a URL of this exact shape has no dot
+        // segment, escape or other spelling the parser would rewrite into a training path.
+        if let Some(id) =
+            get.and_then(|g| g.strip_prefix("https://api.replicate.com/v1/predictions/"))
+            && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Self::Prediction;
+        }
         let path = get
             .and_then(|g| url::Url::parse(g).ok())
             .map(|u| u.path().to_owned());
@@ -44,12 +52,12 @@ impl Kind {
 
 /// `urls.get` of a body, all the envelope reads to tell the kind.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct UrlsProbe {
-    #[serde(default)]
-    get: Option<String>,
+pub(crate) struct UrlsProbe<'a> {
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::opt_str")]
+    get: Option<std::borrow::Cow<'a, str>>,
 }
 
-impl UrlsProbe {
+impl UrlsProbe<'_> {
     pub(crate) fn kind(probe: Option<&Self>) -> Kind {
         Kind::of_get_url(probe.and_then(|p| p.get.as_deref()))
     }

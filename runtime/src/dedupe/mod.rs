@@ -144,6 +144,13 @@ pub trait DedupeStore: Send + Sync + 'static {
         limit: usize,
         retry: Backoff,
     ) -> Result<Vec<(String, u32)>, StoreError>;
+
+    /// Whether every call finishes without waiting on anything outside the process: no I/O, no
+    /// lock held across an await. Such a store cannot stall, so its calls are not put under the
+    /// store timeout, whose timer would cost more than the call. `false` unless overridden.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// How [`DedupeStore::take_due`] spaces the polls of one prediction.
