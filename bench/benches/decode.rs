@@ -4,9 +4,8 @@
 //! one UTF-8 check.
 
 use std::hint::black_box;
-use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use replicate_webhook::__private::{Envelope, typed};
 use replicate_webhook::Prediction;
 use serde::de::DeserializeOwned;
@@ -102,12 +101,4 @@ fn decode(c: &mut Criterion) {
     group::<Vec<String>>(c, "llm-1MiB", &llm());
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
-    targets = decode
-}
-criterion_main!(benches);
+replicate_webhook_bench::bench_main!(decode);

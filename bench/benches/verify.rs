@@ -2,9 +2,8 @@
 //! allocation), the `standardwebhooks` crate and the `svix` crate, over the same bytes.
 
 use std::hint::black_box;
-use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac as _};
 use replicate_webhook::signature::{Secret, Verifier, sign, unix_now};
@@ -107,12 +106,4 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
-    targets = verify
-}
-criterion_main!(benches);
+replicate_webhook_bench::bench_main!(verify);

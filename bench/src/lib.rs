@@ -14,6 +14,25 @@ pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// A prediction id's length: Replicate's ids are 26 base32 characters.
 pub const ID_LEN: usize = 26;
 
+/// A bench's `main`, running `target` with the settings every bench shares: short, so that
+/// `bench/run` stays quick, and the same, so that their figures compare.
+///
+/// A macro, not a function returning the settings, so that only the benches depend on criterion.
+#[macro_export]
+macro_rules! bench_main {
+    ($target:path) => {
+        ::criterion::criterion_group! {
+            name = benches;
+            config = ::criterion::Criterion::default()
+                .warm_up_time(::std::time::Duration::from_millis(500))
+                .measurement_time(::std::time::Duration::from_secs(2))
+                .sample_size(30);
+            targets = $target
+        }
+        ::criterion::criterion_main!(benches);
+    };
+}
+
 /// A `succeeded` prediction of about `size` bytes: the shape Replicate posts, its `logs` grown
 /// to reach the size (long logs are what makes real bodies large).
 pub fn prediction_body(id: &str, model: &str, size: usize) -> Vec<u8> {

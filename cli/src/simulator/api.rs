@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::State;
 use super::lifecycle::{self, Finish};
 use super::models::KnownModel;
-use super::request::{Target, gate, invalid_version, parse_body, prefer_wait, problem, validate};
+use super::request::{Target, admit, gate, invalid_version, prefer_wait, problem, validate};
 
 type Shared = web::Data<State>;
 
@@ -25,11 +25,11 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/predictions/{id}/cancel", web::post().to(cancel))
             .route(
                 "/models/{owner}/{name}/predictions",
-                web::post().to(create_by_model),
+                web::post().to(create_official),
             )
             .route(
                 "/deployments/{owner}/{name}/predictions",
-                web::post().to(create_by_deployment),
+                web::post().to(create_official),
             )
             .route("/models/{owner}/{name}", web::get().to(model))
             .route(
@@ -46,12 +46,9 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn create_by_version(state: Shared, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    if let Some(refused) = gate(&state, &req) {
-        return refused;
-    }
-    let request: Value = match parse_body(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let request = match admit(&state, &req, &body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
     };
     let Some(version) = request.get("version").and_then(Value::as_str) else {
         return problem(
@@ -76,24 +73,6 @@ async fn create_by_version(state: Shared, req: HttpRequest, body: web::Bytes) ->
     create(&state.into_inner(), &req, &request, target, None).await
 }
 
-async fn create_by_model(
-    state: Shared,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> HttpResponse {
-    create_official(state, req, path, body, false).await
-}
-
-async fn create_by_deployment(
-    state: Shared,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> HttpResponse {
-    create_official(state, req, path, body, true).await
-}
-
 /// `POST /models/{owner}/{name}/predictions` and its deployment twin, which also records the
 /// deployment's name on the prediction.
 async fn create_official(
@@ -101,19 +80,18 @@ async fn create_official(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,
-    deployment: bool,
 ) -> HttpResponse {
-    if let Some(refused) = gate(&state, &req) {
-        return refused;
-    }
-    let request = match parse_body(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let request = match admit(&state, &req, &body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
     };
     let (owner, name) = path.into_inner();
     let slug = format!("{owner}/{name}");
     let model = state.models.find(&slug);
-    let deployment = deployment.then(|| slug.clone());
+    let deployment = req
+        .path()
+        .starts_with("/v1/deployments/")
+        .then(|| slug.clone());
     create(
         &state.into_inner(),
         &req,

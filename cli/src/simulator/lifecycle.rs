@@ -138,47 +138,40 @@ fn create_kind(state: &Arc<State>, new: &NewPrediction, destination: Option<&str
 /// `plan` is `None` for a training: it logs each step but has no output until it succeeds.
 async fn run(state: &Arc<State>, id: &str, script: Script, plan: Option<&OutputPlan>) {
     actix_web::rt::time::sleep(script.start_delay).await;
-    let changed = update(state, id, |body| {
+    let started = progress(state, id, false, |body| {
         body["status"] = json!("processing");
         body["started_at"] = json!(now_text());
         body["logs"] = json!("Starting prediction\n");
     });
-    if !changed {
+    if !started {
         return;
     }
-    deliver::emit_intermediate(
-        state,
-        id,
-        Change {
-            output: false,
-            logs: true,
-        },
-    );
     for step in 0..script.steps {
         actix_web::rt::time::sleep(script.step).await;
         let output = plan.map(|plan| plan.at(step, script.steps));
-        let has_output = output.is_some();
-        let changed = update(state, id, |body| {
+        let stepped = progress(state, id, output.is_some(), |body| {
             let logs = body["logs"].as_str().unwrap_or_default().to_owned();
             body["logs"] = json!(format!("{logs}step {}/{}\n", step + 1, script.steps));
             if let Some(output) = output {
                 body["output"] = output;
             }
         });
-        if !changed {
+        if !stepped {
             return;
         }
-        deliver::emit_intermediate(
-            state,
-            id,
-            Change {
-                output: has_output,
-                logs: true,
-            },
-        );
     }
     actix_web::rt::time::sleep(script.step).await;
     finish(state, id, Finish::Script(script.outcome));
+}
+
+/// Applies `change`, which adds logs and maybe `output`, and sends the intermediate events that
+/// follow, unless the prediction is gone or terminal. Returns whether it applied.
+fn progress(state: &Arc<State>, id: &str, output: bool, change: impl FnOnce(&mut Value)) -> bool {
+    let changed = update(state, id, change);
+    if changed {
+        deliver::emit_intermediate(state, id, Change { output, logs: true });
+    }
+    changed
 }
 
 /// Applies `change` unless the prediction is gone or terminal. Returns whether it applied.

@@ -56,7 +56,15 @@ pub(super) fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
     }
 }
 
-pub(super) fn parse_body(body: &[u8]) -> Result<Value, HttpResponse> {
+/// The gate, then the body, which must be a JSON object: how every creating call starts.
+pub(super) fn admit(state: &State, req: &HttpRequest, body: &[u8]) -> Result<Value, HttpResponse> {
+    if let Some(refused) = gate(state, req) {
+        return Err(refused);
+    }
+    parse_body(body)
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, HttpResponse> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => Ok(v),
         Ok(_) => Err(problem(

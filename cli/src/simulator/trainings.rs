@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::State;
 use super::lifecycle::{self, Finish};
-use super::request::{Target, gate, parse_body, problem, validate};
+use super::request::{Target, admit, gate, problem, validate};
 
 type Shared = web::Data<State>;
 
@@ -43,12 +43,9 @@ async fn create(
     path: web::Path<(String, String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(refused) = gate(&state, &req) {
-        return refused;
-    }
-    let request = match parse_body(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let request = match admit(&state, &req, &body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
     };
     let Some(destination) = request
         .get("destination")

@@ -23,8 +23,8 @@ use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
-    ConfigError, ENV_SECRET, ENV_STORE, Prediction, Secret, Training, WebhookConfig, parse_secrets,
-    replicate_webhook,
+    ConfigError, ENV_SECRET, ENV_STORE, HandlerError, Prediction, Secret, TrainingOutput,
+    WebhookConfig, parse_secrets, replicate_webhook,
 };
 
 /// Any model, every event.
@@ -32,42 +32,34 @@ use replicate_webhook::{
 mod any_model {
     use replicate_webhook::{HandlerError, Prediction};
 
-    use super::print;
+    use super::{failed, seen};
 
     async fn on_start(p: Prediction) -> Result<(), HandlerError> {
-        print("on_start", &p, "");
-        Ok(())
+        seen("on_start", &p)
     }
 
     async fn on_output(p: Prediction) -> Result<(), HandlerError> {
-        print("on_output", &p, "");
-        Ok(())
+        seen("on_output", &p)
     }
 
     async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
-        print("on_logs", &p, "");
-        Ok(())
+        seen("on_logs", &p)
     }
 
     async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
-        print("on_succeeded", &p, "");
-        Ok(())
+        seen("on_succeeded", &p)
     }
 
     async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
-        let error = format!(" error={:?}", p.error.as_deref().unwrap_or_default());
-        print("on_failed", &p, &error);
-        Ok(())
+        failed(&p)
     }
 
     async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
-        print("on_canceled", &p, "");
-        Ok(())
+        seen("on_canceled", &p)
     }
 
     async fn on_aborted(p: Prediction) -> Result<(), HandlerError> {
-        print("on_aborted", &p, "");
-        Ok(())
+        seen("on_aborted", &p)
     }
 }
 
@@ -76,21 +68,18 @@ mod any_model {
 mod any_training {
     use replicate_webhook::{HandlerError, Training};
 
-    use super::{print_training, shown};
+    use super::{failed, report, seen, shown};
 
     async fn on_start(t: Training) -> Result<(), HandlerError> {
-        print_training("on_start", &t, "");
-        Ok(())
+        seen("on_start", &t)
     }
 
     async fn on_output(t: Training) -> Result<(), HandlerError> {
-        print_training("on_output", &t, "");
-        Ok(())
+        seen("on_output", &t)
     }
 
     async fn on_logs(t: Training) -> Result<(), HandlerError> {
-        print_training("on_logs", &t, "");
-        Ok(())
+        seen("on_logs", &t)
     }
 
     async fn on_succeeded(t: Training) -> Result<(), HandlerError> {
@@ -100,19 +89,15 @@ mod any_training {
             shown(output.version.as_deref().unwrap_or_default()),
             shown(output.weights.as_deref().unwrap_or_default())
         );
-        print_training("on_succeeded", &t, &extra);
-        Ok(())
+        report("on_succeeded", &t, &extra)
     }
 
     async fn on_failed(t: Training) -> Result<(), HandlerError> {
-        let error = format!(" error={:?}", t.error.as_deref().unwrap_or_default());
-        print_training("on_failed", &t, &error);
-        Ok(())
+        failed(&t)
     }
 
     async fn on_canceled(t: Training) -> Result<(), HandlerError> {
-        print_training("on_canceled", &t, "");
-        Ok(())
+        seen("on_canceled", &t)
     }
 }
 
@@ -121,39 +106,32 @@ mod any_training {
 mod hello_world {
     use replicate_webhook::{DecodeError, HandlerError, Prediction};
 
-    use super::{print, shown};
+    use super::{failed, report, seen, shown};
 
     async fn on_start(p: Prediction) -> Result<(), HandlerError> {
-        print("on_start", &p, "");
-        Ok(())
+        seen("on_start", &p)
     }
 
     async fn on_output(p: Prediction<String>) -> Result<(), HandlerError> {
         let output = format!(" output={:?}", p.output.as_deref().unwrap_or_default());
-        print("on_output", &p, &output);
-        Ok(())
+        report("on_output", &p, &output)
     }
 
     async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
-        print("on_logs", &p, "");
-        Ok(())
+        seen("on_logs", &p)
     }
 
     async fn on_succeeded(p: Prediction<String>) -> Result<(), HandlerError> {
         let output = format!(" output={:?}", p.output.as_deref().unwrap_or_default());
-        print("on_succeeded", &p, &output);
-        Ok(())
+        report("on_succeeded", &p, &output)
     }
 
     async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
-        let error = format!(" error={:?}", p.error.as_deref().unwrap_or_default());
-        print("on_failed", &p, &error);
-        Ok(())
+        failed(&p)
     }
 
     async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
-        print("on_canceled", &p, "");
-        Ok(())
+        seen("on_canceled", &p)
     }
 
     async fn on_decode_error(e: DecodeError) -> Result<(), HandlerError> {
@@ -163,24 +141,47 @@ mod hello_world {
     }
 }
 
-/// One stdout line per handler run: `<handler> id=<id> model=<model> status=<status>…`.
-fn print<O, I>(handler: &str, p: &Prediction<O, I>, extra: &str) {
-    println!(
-        "{handler} id={} model={} status={}{extra}",
-        shown(&p.id),
-        shown(&p.model),
-        shown(p.status.as_str())
-    );
+/// What a line says after the status, by the output type: a training's output type is what
+/// tells it from a prediction, since both are the same `Prediction` struct.
+trait Output {
+    const KIND: &'static str = "";
 }
 
-/// A training's line: a prediction's, with `kind=training` after the status.
-fn print_training<I>(handler: &str, t: &Training<I>, extra: &str) {
+impl Output for serde_json::Value {}
+
+impl Output for String {}
+
+impl Output for TrainingOutput {
+    const KIND: &'static str = " kind=training";
+}
+
+/// The handler line without extras; every handler here only reports.
+fn seen<O: Output, I>(handler: &str, p: &Prediction<O, I>) -> Result<(), HandlerError> {
+    report(handler, p, "")
+}
+
+/// `on_failed`'s line, with the error Replicate reported.
+fn failed<O: Output, I>(p: &Prediction<O, I>) -> Result<(), HandlerError> {
+    let error = format!(" error={:?}", p.error.as_deref().unwrap_or_default());
+    report("on_failed", p, &error)
+}
+
+/// One stdout line per handler run: `<handler> id=<id> model=<model> status=<status>…`, with
+/// `kind=training` after the status for a training.
+#[allow(clippy::unnecessary_wraps)] // the handlers' result, so that each is one call
+fn report<O: Output, I>(
+    handler: &str,
+    p: &Prediction<O, I>,
+    extra: &str,
+) -> Result<(), HandlerError> {
     println!(
-        "{handler} id={} model={} status={} kind=training{extra}",
-        shown(&t.id),
-        shown(&t.model),
-        shown(t.status.as_str())
+        "{handler} id={} model={} status={}{}{extra}",
+        shown(&p.id),
+        shown(&p.model),
+        shown(p.status.as_str()),
+        O::KIND
     );
+    Ok(())
 }
 
 /// `text` as it is when it is visible ASCII without quotes or backslashes (every real id, model

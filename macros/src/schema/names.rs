@@ -15,6 +15,11 @@ const KEYWORDS: &[&str] = &[
 
 /// Splits a JSON name into lowercase-able words: on non-alphanumerics, lower→upper changes and
 /// acronym ends (`fileSize` → `file`, `Size`; `ViTB32` → `Vi`, `TB32`; `RN50x4` stays).
+///
+/// Not `heck`, not even for the case of each word: heck splits after the last *cased*
+/// character, so it would split `clip2Vec`, which stays one word here (a digit precedes `V`),
+/// and every heck conversion splits first: `clip2vec` / `Clip2vec` would become `clip2_vec` /
+/// `Clip2Vec` in users' code.
 fn words(name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for chunk in name.split(|c: char| !c.is_alphanumeric()) {
@@ -157,6 +162,12 @@ mod tests {
         assert_eq!(snake("top p"), "top_p");
         assert_eq!(snake("1st"), "field_1st");
         assert_eq!(snake("format"), "format");
+    }
+
+    #[test]
+    fn a_digit_before_a_capital_is_no_word_boundary() {
+        assert_eq!(snake("clip2Vec"), "clip2vec");
+        assert_eq!(upper_camel("clip2Vec"), "Clip2vec");
     }
 
     #[test]

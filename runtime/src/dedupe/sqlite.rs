@@ -85,7 +85,7 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        blocking(&self.conn, work).await?.map_err(db_error)
+        blocking(&self.conn, db_error, work).await
     }
 }
 
@@ -99,11 +99,13 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
-/// Runs `work` on tokio's blocking pool, never on an actix worker thread.
+/// Runs `work` on tokio's blocking pool, never on an actix worker thread; `db_error` names
+/// the database's user (the store or the inbox) in its errors.
 pub(crate) async fn blocking<T: Send + 'static>(
     conn: &Arc<Mutex<Connection>>,
+    db_error: fn(rusqlite::Error) -> StoreError,
     work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-) -> Result<rusqlite::Result<T>, StoreError> {
+) -> Result<T, StoreError> {
     let conn = conn.clone();
     tokio::task::spawn_blocking(move || {
         let mut conn = conn
@@ -112,7 +114,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
         work(&mut conn)
     })
     .await
-    .map_err(|e| StoreError::new(format_args!("sqlite task failed: {e}")))
+    .map_err(|e| StoreError::new(format_args!("sqlite task failed: {e}")))?
+    .map_err(db_error)
 }
 
 /// Counts writes so that one in [`PURGE_EVERY`] also purges expired rows.

@@ -16,6 +16,14 @@ use crate::registry::Module;
 /// duplicate (200), not a delivery in flight (409).
 pub(crate) const CLAIM_PREFIX: &str = "inbox:";
 
+/// A fresh token for a stored job's dedupe keys.
+pub(crate) fn new_claim() -> String {
+    format!(
+        "{CLAIM_PREFIX}{}",
+        crate::dedupe::ClaimToken::new().as_str()
+    )
+}
+
 /// Headers a worker rebuilds the request with. Nothing that authenticates anyone.
 const KEPT_HEADERS: [&str; 5] = [
     "webhook-id",
@@ -54,6 +62,7 @@ impl Intake {
             .to_owned();
         let keys = Keys::new(&webhook_id, prediction_id, status.is_terminal());
         let job = NewJob {
+            keys,
             module: module_key(module),
             model: module.model.clone(),
             prediction_id: prediction_id.to_owned(),
@@ -75,7 +84,7 @@ impl Intake {
         };
         let stored = tokio::time::timeout(
             self.timeout,
-            self.inbox.queue.enqueue(job, keys, self.webhook_ttl),
+            self.inbox.queue.enqueue(job, self.webhook_ttl),
         )
         .await;
         match stored {

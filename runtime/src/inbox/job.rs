@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::HandlerKind;
+use crate::dedupe::StoreError;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +54,13 @@ impl fmt::Display for JobState {
     }
 }
 
+/// The columns a job is read back with, in the order both engines' `job_from_row` read them.
+pub(super) const COLUMNS: &str = "id, module, model, prediction_id, status, handler, webhook_id, \
+    uri, headers, body, state, attempts, last_error, received_ms, run_at_ms, claim, budget_from_ms";
+
+/// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
+pub(super) const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
 /// A verified delivery on its way into the queue.
 #[derive(Debug, Clone)]
 pub(crate) struct NewJob {
@@ -68,6 +76,16 @@ pub(crate) struct NewJob {
     /// The headers handlers may read: `webhook-*` and `content-type`. Never authorization.
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
+    /// The dedupe keys the job claims when it is stored.
+    pub(crate) keys: Keys,
+}
+
+impl NewJob {
+    /// The headers as they are stored, in a text column of either engine.
+    pub(crate) fn headers_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(&self.headers)
+            .map_err(|e| StoreError::new(format_args!("inbox headers: {e}")))
+    }
 }
 
 /// The dedupe keys a job holds until its handler is done (the same keys and tables the
@@ -213,14 +231,26 @@ pub(crate) fn module_key(module: &crate::registry::Module) -> String {
     }
 }
 
+/// A worker's hold on the jobs it took: lost to another worker once `visibility` passes
+/// without a heartbeat.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    pub(crate) token: String,
+    pub(crate) visibility: Duration,
+}
+
+/// How long a handled job's dedupe keys stay done.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ttls {
+    pub(crate) webhook_ttl: Duration,
+    pub(crate) terminal_ttl: Duration,
+}
+
 /// What a worker reports for a job it took.
 #[derive(Debug, Clone)]
 pub(crate) enum Settle {
-    /// Done: mark the dedupe keys done with these lives.
-    Done {
-        webhook_ttl: Duration,
-        terminal_ttl: Duration,
-    },
+    /// Done: mark the dedupe keys done for these lives.
+    Done(Ttls),
     /// Run again after `delay`.
     Retry { delay: Duration, error: String },
     /// Give up.

@@ -46,7 +46,7 @@ pub use job::{Backlog, Filter, Job, JobState};
 pub use worker::{Worker, WorkerHandle};
 
 pub(crate) use intake::Intake;
-pub(crate) use job::{Enqueued, Keys, NewJob, Settle, module_key};
+pub(crate) use job::{Enqueued, Keys, Lease, NewJob, Settle, Ttls, module_key};
 
 use crate::dedupe::{StoreError, StoreUrl, StoreUrlError};
 
@@ -58,34 +58,17 @@ pub const ENV_INBOX: &str = "REPLICATE_WEBHOOK_INBOX";
 #[async_trait::async_trait]
 pub(crate) trait Queue: Send + Sync + 'static {
     /// Claims the delivery's dedupe keys and stores it as a job, in one transaction.
-    async fn enqueue(
-        &self,
-        job: NewJob,
-        keys: Keys,
-        webhook_ttl: Duration,
-    ) -> Result<Enqueued, StoreError>;
+    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Enqueued, StoreError>;
 
-    /// Takes up to `limit` jobs of `module` that may run now, in arrival order, none of a
-    /// prediction that has an earlier job pending or running; each leased to `lease` for
-    /// `visibility`.
-    async fn take(
-        &self,
-        module: &str,
-        lease: &str,
-        visibility: Duration,
-        limit: usize,
-    ) -> Result<Vec<Job>, StoreError>;
+    /// Takes up to `n` jobs of `module` that may run now, in arrival order, none of a
+    /// prediction that has an earlier job pending or running; each held by `lease`.
+    async fn take(&self, module: &str, lease: &Lease, n: usize) -> Result<Vec<Job>, StoreError>;
 
     /// Extends a running job's lease; `false` when the lease was lost (taken over).
-    async fn heartbeat(
-        &self,
-        id: i64,
-        lease: &str,
-        visibility: Duration,
-    ) -> Result<bool, StoreError>;
+    async fn heartbeat(&self, id: i64, lease: &Lease) -> Result<bool, StoreError>;
 
     /// Records what became of a job; `false` when the lease was lost and nothing changed.
-    async fn settle(&self, job: &Job, lease: &str, settle: Settle) -> Result<bool, StoreError>;
+    async fn settle(&self, job: &Job, lease: &Lease, settle: Settle) -> Result<bool, StoreError>;
 
     /// Jobs matching `filter`, newest first.
     async fn list(&self, filter: &Filter) -> Result<Vec<Job>, StoreError>;
@@ -97,12 +80,7 @@ pub(crate) trait Queue: Send + Sync + 'static {
     async fn replay(&self, id: Option<i64>) -> Result<u64, StoreError>;
 
     /// Drops a pending or dead job and marks its dedupe keys done.
-    async fn discard(
-        &self,
-        id: i64,
-        webhook_ttl: Duration,
-        terminal_ttl: Duration,
-    ) -> Result<bool, StoreError>;
+    async fn discard(&self, id: i64, ttls: Ttls) -> Result<bool, StoreError>;
 
     /// Counts by state and the oldest pending age.
     async fn backlog(&self) -> Result<Backlog, StoreError>;
@@ -186,13 +164,11 @@ impl Inbox {
     /// Drops a pending or dead job for good; its deliveries stay deduplicated for the default
     /// lives (24 h for the webhook id, 7 days for the status). `false` when there is no such job.
     pub async fn discard(&self, id: i64) -> Result<bool, StoreError> {
-        self.queue
-            .discard(
-                id,
-                crate::WebhookConfig::DEFAULT_WEBHOOK_TTL,
-                crate::WebhookConfig::DEFAULT_TERMINAL_TTL,
-            )
-            .await
+        let ttls = Ttls {
+            webhook_ttl: crate::WebhookConfig::DEFAULT_WEBHOOK_TTL,
+            terminal_ttl: crate::WebhookConfig::DEFAULT_TERMINAL_TTL,
+        };
+        self.queue.discard(id, ttls).await
     }
 
     /// How far behind the workers are. [`InboxOptions::metrics_every`] publishes it through the

@@ -9,8 +9,9 @@ use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 use tokio_postgres::Row;
 
-use super::{Backlog, Enqueued, Filter, Job, JobState, Keys, NewJob, Queue, Settle};
-use crate::dedupe::{ClaimToken, StoreError, millis, pg_error};
+use super::job::{COLUMNS, KEEP_FINISHED_MS};
+use super::{Backlog, Enqueued, Filter, Job, JobState, Keys, Lease, NewJob, Queue, Settle, Ttls};
+use crate::dedupe::{StoreError, millis, pg_error};
 
 /// Inbox migrations, each once, after the dedupe store's (whose tables the inbox shares).
 const MIGRATIONS: &[&str] = &["
@@ -45,12 +46,6 @@ const MIGRATION_LOCK: i64 = 0x7277_5f69_6e62_6f78;
 
 /// The database's clock, so instances with skewed clocks agree on what is due.
 const NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
-
-const COLUMNS: &str = "id, module, model, prediction_id, status, handler, webhook_id, uri, headers, \
-    body, state, attempts, last_error, received_ms, run_at_ms, claim, budget_from_ms";
-
-/// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
-const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 pub(crate) struct PostgresQueue {
     pool: Pool,
@@ -191,20 +186,19 @@ async fn settle_keys(
     tx: &deadpool_postgres::Transaction<'_>,
     keys: &Keys,
     claim: &str,
-    webhook_ttl: Duration,
-    terminal_ttl: Duration,
+    ttls: Ttls,
 ) -> Result<(), tokio_postgres::Error> {
     if let Some((status_key, finished)) = &keys.terminal {
-        complete_key(tx, status_key, claim, terminal_ttl).await?;
+        complete_key(tx, status_key, claim, ttls.terminal_ttl).await?;
         tx.execute(
             "INSERT INTO replicate_webhook_keys (key, token, expires_at) \
              VALUES ($1, NULL, now() + $2::bigint * interval '1 millisecond') \
              ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at",
-            &[finished, &millis(terminal_ttl)],
+            &[finished, &millis(ttls.terminal_ttl)],
         )
         .await?;
     }
-    complete_key(tx, &keys.webhook, claim, webhook_ttl).await
+    complete_key(tx, &keys.webhook, claim, ttls.webhook_ttl).await
 }
 
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
@@ -214,11 +208,11 @@ type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 async fn enqueue(
     client: &deadpool_postgres::Object,
     job: &NewJob,
-    keys: &Keys,
     claim: &str,
     headers: &str,
     webhook_ttl: Duration,
 ) -> Result<Enqueued, tokio_postgres::Error> {
+    let keys = &job.keys;
     let claim_key = client.prepare_cached(CLAIM_KEY).await?;
     let insert = client
         .prepare_cached(&format!(
@@ -325,25 +319,14 @@ async fn enqueue(
 
 #[async_trait::async_trait]
 impl Queue for PostgresQueue {
-    async fn enqueue(
-        &self,
-        job: NewJob,
-        keys: Keys,
-        webhook_ttl: Duration,
-    ) -> Result<Enqueued, StoreError> {
-        let claim = format!(
-            "{}{}",
-            super::intake::CLAIM_PREFIX,
-            ClaimToken::new().as_str()
-        );
-        let headers = serde_json::to_string(&job.headers)
-            .map_err(|e| StoreError::new(format_args!("inbox headers: {e}")))?;
+    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Enqueued, StoreError> {
+        let (claim, headers) = (super::intake::new_claim(), job.headers_json()?);
         let client = self.client().await?;
         // On a task of its own: a caller that gives up (the store timeout) must not leave the
         // connection inside an open transaction. The transaction then still commits or rolls
         // back; a delivery answered 503 but stored is a duplicate when Replicate retries it.
         let work = tokio::spawn(async move {
-            let result = enqueue(&client, &job, &keys, &claim, &headers, webhook_ttl).await;
+            let result = enqueue(&client, &job, &claim, &headers, webhook_ttl).await;
             if result.is_err() {
                 let _ = client.batch_execute("ROLLBACK").await;
             }
@@ -353,13 +336,7 @@ impl Queue for PostgresQueue {
             .map_err(|e| StoreError::new(format_args!("postgres inbox task failed: {e}")))?
     }
 
-    async fn take(
-        &self,
-        module: &str,
-        lease: &str,
-        visibility: Duration,
-        limit: usize,
-    ) -> Result<Vec<Job>, StoreError> {
+    async fn take(&self, module: &str, lease: &Lease, n: usize) -> Result<Vec<Job>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
@@ -388,9 +365,10 @@ impl Queue for PostgresQueue {
             ))
             .await
             .map_err(|e| pg_error(&e))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let visibility = millis(lease.visibility);
         let rows = client
-            .query(&statement, &[&lease, &millis(visibility), &module, &limit])
+            .query(&statement, &[&lease.token, &visibility, &module, &limit])
             .await
             .map_err(|e| pg_error(&e))?;
         let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect();
@@ -398,12 +376,7 @@ impl Queue for PostgresQueue {
         Ok(jobs)
     }
 
-    async fn heartbeat(
-        &self,
-        id: i64,
-        lease: &str,
-        visibility: Duration,
-    ) -> Result<bool, StoreError> {
+    async fn heartbeat(&self, id: i64, lease: &Lease) -> Result<bool, StoreError> {
         self.client()
             .await?
             .execute(
@@ -411,22 +384,20 @@ impl Queue for PostgresQueue {
                     "UPDATE replicate_webhook_jobs SET lease_until_ms = {NOW_MS} + $3 \
                      WHERE id = $1 AND lease = $2 AND state = 'running'"
                 ),
-                &[&id, &lease, &millis(visibility)],
+                &[&id, &lease.token, &millis(lease.visibility)],
             )
             .await
             .map(|n| n == 1)
             .map_err(|e| pg_error(&e))
     }
 
-    async fn settle(&self, job: &Job, lease: &str, settle: Settle) -> Result<bool, StoreError> {
+    async fn settle(&self, job: &Job, lease: &Lease, settle: Settle) -> Result<bool, StoreError> {
+        let lease = &lease.token;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
         let run = async {
             let changed = match &settle {
-                Settle::Done {
-                    webhook_ttl,
-                    terminal_ttl,
-                } => {
+                Settle::Done(ttls) => {
                     let changed = tx
                         .execute(
                             &format!(
@@ -438,8 +409,7 @@ impl Queue for PostgresQueue {
                         .await?
                         == 1;
                     if changed {
-                        settle_keys(&tx, &job.keys(), &job.claim, *webhook_ttl, *terminal_ttl)
-                            .await?;
+                        settle_keys(&tx, &job.keys(), &job.claim, *ttls).await?;
                         if job.id % 256 == 0 {
                             tx.execute(
                                 "DELETE FROM replicate_webhook_jobs WHERE id IN (SELECT id FROM \
@@ -537,12 +507,7 @@ impl Queue for PostgresQueue {
             .map_err(|e| pg_error(&e))
     }
 
-    async fn discard(
-        &self,
-        id: i64,
-        webhook_ttl: Duration,
-        terminal_ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    async fn discard(&self, id: i64, ttls: Ttls) -> Result<bool, StoreError> {
         let Some(job) = self.get(id).await? else {
             return Ok(false);
         };
@@ -560,7 +525,7 @@ impl Queue for PostgresQueue {
                 .await?
                 == 1;
             if changed {
-                settle_keys(&tx, &job.keys(), &job.claim, webhook_ttl, terminal_ttl).await?;
+                settle_keys(&tx, &job.keys(), &job.claim, ttls).await?;
             }
             Ok::<bool, tokio_postgres::Error>(changed)
         };

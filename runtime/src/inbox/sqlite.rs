@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
-use super::{Backlog, Enqueued, Filter, Job, JobState, Keys, NewJob, Queue, Settle, now_ms};
-use crate::dedupe::{ClaimToken, StoreError};
+use super::job::{COLUMNS, KEEP_FINISHED_MS};
+use super::{
+    Backlog, Enqueued, Filter, Job, JobState, Keys, Lease, NewJob, Queue, Settle, Ttls, now_ms,
+};
+use crate::dedupe::{StoreError, sqlite_blocking};
 
 /// Jobs, one row each; `claim` is the token its dedupe keys are held with.
 const SCHEMA: &str = "
@@ -38,12 +41,6 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_ready ON replicate_webhook_job
 CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_prediction ON replicate_webhook_jobs (prediction_id, id);
 ";
 
-const COLUMNS: &str = "id, module, model, prediction_id, status, handler, webhook_id, uri, headers, \
-    body, state, attempts, last_error, received_ms, run_at_ms, claim, budget_from_ms";
-
-/// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
-const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
-
 pub(crate) struct SqliteQueue {
     conn: Arc<Mutex<Connection>>,
 }
@@ -65,15 +62,6 @@ impl SqliteQueue {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        crate::dedupe::sqlite_blocking(&self.conn, work)
-            .await?
-            .map_err(db_error)
     }
 }
 
@@ -146,10 +134,9 @@ fn settle_keys(
     keys: &Keys,
     claim: &str,
     now: i64,
-    webhook_ttl: Duration,
-    terminal_ttl: Duration,
+    ttls: Ttls,
 ) -> rusqlite::Result<()> {
-    let terminal_until = now.saturating_add(ms(terminal_ttl));
+    let terminal_until = now.saturating_add(ms(ttls.terminal_ttl));
     if let Some((status_key, finished)) = &keys.terminal {
         complete_key(tx, status_key, claim, terminal_until)?;
         mark_done(tx, finished, terminal_until)?;
@@ -158,7 +145,7 @@ fn settle_keys(
         tx,
         &keys.webhook,
         claim,
-        now.saturating_add(ms(webhook_ttl)),
+        now.saturating_add(ms(ttls.webhook_ttl)),
     )
 }
 
@@ -190,20 +177,10 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 #[async_trait::async_trait]
 impl Queue for SqliteQueue {
-    async fn enqueue(
-        &self,
-        job: NewJob,
-        keys: Keys,
-        webhook_ttl: Duration,
-    ) -> Result<Enqueued, StoreError> {
-        let claim = format!(
-            "{}{}",
-            super::intake::CLAIM_PREFIX,
-            ClaimToken::new().as_str()
-        );
-        let headers = serde_json::to_string(&job.headers)
-            .map_err(|e| StoreError::new(format_args!("inbox headers: {e}")))?;
-        self.run(move |conn| {
+    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Enqueued, StoreError> {
+        let (claim, headers) = (super::intake::new_claim(), job.headers_json()?);
+        sqlite_blocking(&self.conn, db_error, move |conn| {
+            let keys = &job.keys;
             let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             match claim_key(&tx, &keys.webhook, &claim, now)? {
@@ -264,16 +241,10 @@ impl Queue for SqliteQueue {
         .await
     }
 
-    async fn take(
-        &self,
-        module: &str,
-        lease: &str,
-        visibility: Duration,
-        limit: usize,
-    ) -> Result<Vec<Job>, StoreError> {
-        let (module, lease) = (module.to_owned(), lease.to_owned());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
+    async fn take(&self, module: &str, lease: &Lease, n: usize) -> Result<Vec<Job>, StoreError> {
+        let (module, Lease { token, visibility }) = (module.to_owned(), lease.clone());
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let jobs = {
@@ -294,7 +265,7 @@ impl Queue for SqliteQueue {
                 ))?;
                 statement
                     .query_map(
-                        params![lease, now.saturating_add(ms(visibility)), module, now, limit],
+                        params![token, now.saturating_add(ms(visibility)), module, now, limit],
                         job_from_row,
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?
@@ -308,40 +279,32 @@ impl Queue for SqliteQueue {
         .await
     }
 
-    async fn heartbeat(
-        &self,
-        id: i64,
-        lease: &str,
-        visibility: Duration,
-    ) -> Result<bool, StoreError> {
-        let lease = lease.to_owned();
-        self.run(move |conn| {
+    async fn heartbeat(&self, id: i64, lease: &Lease) -> Result<bool, StoreError> {
+        let Lease { token, visibility } = lease.clone();
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             conn.execute(
                 "UPDATE replicate_webhook_jobs SET lease_until_ms = ?3 \
                  WHERE id = ?1 AND lease = ?2 AND state = 'running'",
-                params![id, lease, now_ms().saturating_add(ms(visibility))],
+                params![id, token, now_ms().saturating_add(ms(visibility))],
             )
             .map(|n| n == 1)
         })
         .await
     }
 
-    async fn settle(&self, job: &Job, lease: &str, settle: Settle) -> Result<bool, StoreError> {
-        let (id, lease, claim, keys) = (job.id, lease.to_owned(), job.claim.clone(), job.keys());
-        self.run(move |conn| {
+    async fn settle(&self, job: &Job, lease: &Lease, settle: Settle) -> Result<bool, StoreError> {
+        let (id, lease, claim, keys) = (job.id, lease.token.clone(), job.claim.clone(), job.keys());
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let changed = match &settle {
-                Settle::Done {
-                    webhook_ttl,
-                    terminal_ttl,
-                } => tx.execute(
+                Settle::Done(ttls) => tx.execute(
                     "UPDATE replicate_webhook_jobs SET state = 'done', lease = NULL, finished_ms = ?3 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
                     params![id, lease, now],
                 )? == 1
                     && {
-                        settle_keys(&tx, &keys, &claim, now, *webhook_ttl, *terminal_ttl)?;
+                        settle_keys(&tx, &keys, &claim, now, *ttls)?;
                         true
                     },
                 Settle::Retry { delay, error } => tx.execute(
@@ -377,7 +340,7 @@ impl Queue for SqliteQueue {
             filter.prediction_id.clone(),
             filter.limit(),
         );
-        self.run(move |conn| {
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM replicate_webhook_jobs \
                  WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR model = ?2) \
@@ -392,7 +355,7 @@ impl Queue for SqliteQueue {
     }
 
     async fn get(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        self.run(move |conn| {
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             conn.query_row(
                 &format!("SELECT {COLUMNS} FROM replicate_webhook_jobs WHERE id = ?1"),
                 params![id],
@@ -404,7 +367,7 @@ impl Queue for SqliteQueue {
     }
 
     async fn replay(&self, id: Option<i64>) -> Result<u64, StoreError> {
-        self.run(move |conn| {
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
             conn.execute(
                 "UPDATE replicate_webhook_jobs \
@@ -418,17 +381,12 @@ impl Queue for SqliteQueue {
         .await
     }
 
-    async fn discard(
-        &self,
-        id: i64,
-        webhook_ttl: Duration,
-        terminal_ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    async fn discard(&self, id: i64, ttls: Ttls) -> Result<bool, StoreError> {
         let Some(job) = self.get(id).await? else {
             return Ok(false);
         };
         let (claim, keys) = (job.claim.clone(), job.keys());
-        self.run(move |conn| {
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let changed = tx.execute(
@@ -437,7 +395,7 @@ impl Queue for SqliteQueue {
                 params![id, now],
             )? == 1;
             if changed {
-                settle_keys(&tx, &keys, &claim, now, webhook_ttl, terminal_ttl)?;
+                settle_keys(&tx, &keys, &claim, now, ttls)?;
             }
             tx.commit()?;
             Ok(changed)
@@ -446,7 +404,7 @@ impl Queue for SqliteQueue {
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        self.run(move |conn| {
+        sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
             let mut backlog = Backlog::default();
             let mut statement = conn.prepare_cached(

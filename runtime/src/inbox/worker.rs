@@ -14,7 +14,7 @@ use actix_web::web::Bytes;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument as _;
 
-use super::{Inbox, InboxOptions, Job, Settle, module_key, now_ms};
+use super::{Inbox, InboxOptions, Job, Lease, Settle, Ttls, module_key, now_ms};
 use crate::config::{DataFn, WebhookConfig};
 use crate::dedupe::ClaimToken;
 use crate::handler::{Call, DeadLetter, HandlerKind, Outcome};
@@ -40,8 +40,7 @@ pub struct Worker {
     modules: BTreeMap<String, Module>,
     options: InboxOptions,
     data: Vec<DataFn>,
-    webhook_ttl: Duration,
-    terminal_ttl: Duration,
+    ttls: Ttls,
     wake: Option<watch::Receiver<u64>>,
 }
 
@@ -101,8 +100,10 @@ impl Worker {
             modules,
             options: config.inbox_options.clone(),
             data: config.worker_data.clone(),
-            webhook_ttl: config.policy.webhook_ttl,
-            terminal_ttl: config.policy.terminal_ttl,
+            ttls: Ttls {
+                webhook_ttl: config.policy.webhook_ttl,
+                terminal_ttl: config.policy.terminal_ttl,
+            },
             wake: None,
         })
     }
@@ -172,13 +173,11 @@ impl Worker {
                 }
                 continue;
             }
-            let lease = ClaimToken::new();
-            match self
-                .inbox
-                .queue
-                .take(&key, lease.as_str(), self.options.visibility, available)
-                .await
-            {
+            let lease = Lease {
+                token: ClaimToken::new().as_str().to_owned(),
+                visibility: self.options.visibility,
+            };
+            match self.inbox.queue.take(&key, &lease, available).await {
                 Ok(jobs) if !jobs.is_empty() => {
                     store_errors = 0;
                     for job in jobs {
@@ -186,7 +185,7 @@ impl Worker {
                             break;
                         };
                         let worker = self.clone();
-                        let lease = lease.as_str().to_owned();
+                        let lease = lease.clone();
                         tokio::task::spawn_local(async move {
                             worker.run_job(job, &lease).await;
                             drop(permit);
@@ -246,7 +245,7 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, job: Job, lease: &str) {
+    async fn run_job(&self, job: Job, lease: &Lease) {
         let span = tracing::info_span!(
             "inbox_job",
             job = job.id,
@@ -258,7 +257,7 @@ impl Worker {
         self.run_job_inner(job, lease).instrument(span).await;
     }
 
-    async fn run_job_inner(&self, job: Job, lease: &str) {
+    async fn run_job_inner(&self, job: Job, lease: &Lease) {
         let started = Instant::now();
         let (Some(module), Some(kind)) = (
             self.modules.get(&job.module),
@@ -310,12 +309,14 @@ impl Worker {
             )),
         };
         let Some(error) = failure else {
-            let done = Settle::Done {
-                webhook_ttl: self.webhook_ttl,
-                terminal_ttl: self.terminal_ttl,
-            };
-            self.settle(&job, lease, done, kind.fn_name(), started)
-                .await;
+            self.settle(
+                &job,
+                lease,
+                Settle::Done(self.ttls),
+                kind.fn_name(),
+                started,
+            )
+            .await;
             return;
         };
         let delay = self.options.backoff.delay(job.attempts);
@@ -351,7 +352,7 @@ impl Worker {
     async fn die(
         &self,
         job: &Job,
-        lease: &str,
+        lease: &Lease,
         module: &Module,
         kind: HandlerKind,
         error: String,
@@ -395,13 +396,13 @@ impl Worker {
     async fn settle(
         &self,
         job: &Job,
-        lease: &str,
+        lease: &Lease,
         settle: Settle,
         handler: &'static str,
         started: Instant,
     ) -> bool {
         let result = match settle {
-            Settle::Done { .. } => "done",
+            Settle::Done(_) => "done",
             Settle::Retry { .. } => "retry",
             Settle::Dead { .. } => "dead",
         };
@@ -427,16 +428,11 @@ impl Worker {
     }
 
     /// Extends the job's visibility while the handler runs; returns only if the lease is lost.
-    async fn heartbeat(&self, job: &Job, lease: &str) {
+    async fn heartbeat(&self, job: &Job, lease: &Lease) {
         let every = self.options.heartbeat_every();
         loop {
             tokio::time::sleep(every).await;
-            match self
-                .inbox
-                .queue
-                .heartbeat(job.id, lease, self.options.visibility)
-                .await
-            {
+            match self.inbox.queue.heartbeat(job.id, lease).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),

@@ -22,25 +22,34 @@ pub(super) fn newtype(name: &str, doc: &[String], ty: &Ty, cx: &Cx<'_>) -> Token
     }
 }
 
-pub(super) fn concat(name: &str, doc: &[String], cx: &Cx<'_>) -> TokenStream {
+/// The derives (`std` ones, then serde's) and attributes of a newtype that is, in JSON, the
+/// value it wraps.
+fn transparent(std_derives: &[TokenStream], cx: &Cx<'_>) -> TokenStream {
     let serde_crate = &cx.serde_crate;
     let serde = cx.serde();
+    let allows = allows();
+    quote! {
+        #[derive(#(#std_derives,)* #serde::Serialize, #serde::Deserialize)]
+        #[serde(crate = #serde_crate, transparent)]
+        #allows
+    }
+}
+
+pub(super) fn concat(name: &str, doc: &[String], cx: &Cx<'_>) -> TokenStream {
+    let std_derives = [
+        quote!(::core::fmt::Debug),
+        quote!(::core::clone::Clone),
+        quote!(::core::default::Default),
+        quote!(::core::cmp::PartialEq),
+        quote!(::core::cmp::Eq),
+    ];
+    let transparent = transparent(&std_derives, cx);
     let allows = allows();
     let name = ident(name);
     let doc = docs(doc);
     quote! {
         #doc
-        #[derive(
-            ::core::fmt::Debug,
-            ::core::clone::Clone,
-            ::core::default::Default,
-            ::core::cmp::PartialEq,
-            ::core::cmp::Eq,
-            #serde::Serialize,
-            #serde::Deserialize
-        )]
-        #[serde(crate = #serde_crate, transparent)]
-        #allows
+        #transparent
         pub struct #name(pub ::std::vec::Vec<::std::string::String>);
 
         #allows
@@ -77,23 +86,20 @@ pub(super) fn concat(name: &str, doc: &[String], cx: &Cx<'_>) -> TokenStream {
 }
 
 pub(super) fn secret_newtype(name: &str, cx: &Cx<'_>) -> TokenStream {
-    let serde_crate = &cx.serde_crate;
-    let serde = cx.serde();
+    // No `Debug` derive: the impl below redacts the value.
+    let std_derives = [
+        quote!(::core::clone::Clone),
+        quote!(::core::cmp::PartialEq),
+        quote!(::core::cmp::Eq),
+    ];
+    let transparent = transparent(&std_derives, cx);
     let allows = allows();
     let name = ident(name);
     let debug = format!("{name}(\"**********\")");
     quote! {
         /// A secret input (`format: password` / `x-cog-secret`): serialised as the plain string,
         /// redacted in `Debug`.
-        #[derive(
-            ::core::clone::Clone,
-            ::core::cmp::PartialEq,
-            ::core::cmp::Eq,
-            #serde::Serialize,
-            #serde::Deserialize
-        )]
-        #[serde(crate = #serde_crate, transparent)]
-        #allows
+        #transparent
         pub struct #name(::std::string::String);
 
         #allows
