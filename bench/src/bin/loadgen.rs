@@ -6,8 +6,9 @@
 //! loadgen --addr 127.0.0.1:8080 --conns 32 --size 2048 --secs 5 [--rate 20000]
 //! ```
 //!
-//! With `--rate` the connections send on a fixed schedule (open loop) and latency counts from
-//! the scheduled time, so a stalled server is charged for the requests it delayed.
+//! With `--rate` the connections send on a fixed schedule (open loop). A request sent late
+//! because earlier responses were late counts its latency from its scheduled time, so a stalled
+//! server is charged for the requests it delayed; one sent on time counts from when it was sent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -206,13 +207,17 @@ async fn connection(
         if n >= args.max_requests {
             break;
         }
-        if interval.is_some() {
-            tokio::time::sleep_until(next.into()).await;
-        }
-        let sent = if interval.is_some() {
-            next
-        } else {
+        let sent = if interval.is_none() {
             Instant::now()
+        } else if next > Instant::now() {
+            // On schedule. The timer wakes up to a millisecond late (tokio's resolution): that
+            // delay is the generator's, not the server's, so the clock starts at the wake-up.
+            tokio::time::sleep_until(next.into()).await;
+            Instant::now()
+        } else {
+            // Behind schedule because earlier responses came late: charged from when this
+            // request was due, so a stalled server pays for every request it delayed.
+            next
         };
         if sent >= end {
             break;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError};
@@ -16,13 +17,23 @@ use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError};
 /// timestamp is accepted, 300 s by default): a store full of those answers with a
 /// [`StoreError`] (503, Replicate retries) rather than run a handler twice.
 ///
+/// A large store is split into shards, each its own map behind its own lock, so a map that
+/// grows doubles one shard at a time: the rehash that stalls a receiver's thread moves a
+/// sixty-fourth of the keys, not all of them (at a million keys, a few milliseconds every
+/// doubling otherwise). The bound is counted across shards; a store at it sweeps the shard of
+/// the key being inserted.
+///
 /// Keys are held as 128-bit fingerprints (two `SipHash` values under keys drawn per store), not as
 /// text: every key costs the same [`Self::BYTES_PER_KEY`] however long it is, and a lookup
 /// hashes the key once. Two keys share a fingerprint with a probability of about 2⁻¹²⁸ per
 /// pair, and nobody outside the process can aim for it since the hash keys are secret.
 #[derive(Debug)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    /// A power of two long; a key's shard is chosen by bits of its fingerprint that the
+    /// shard's map does not hash on.
+    shards: Box<[Mutex<Inner>]>,
+    /// Keys held across all shards: the bound is the store's, not a share per shard.
+    held: AtomicUsize,
     tracked: Mutex<Tracked>,
     max_keys: usize,
     max_bytes: usize,
@@ -145,21 +156,26 @@ impl MemoryStore {
 
     /// A store holding at most `capacity` keys (and [`Self::DEFAULT_MAX_BYTES`]).
     pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            inner: Mutex::new(Inner::default()),
+        let mut store = Self {
+            shards: Box::default(),
+            held: AtomicUsize::new(0),
             tracked: Mutex::default(),
             max_keys: capacity.max(1),
             max_bytes: Self::DEFAULT_MAX_BYTES,
             protect: Self::DEFAULT_PROTECT,
             hash: [RandomState::new(), RandomState::new()],
             epoch: Instant::now(),
-        }
+        };
+        store.shards = Self::shards(store.bound());
+        store
     }
 
     /// At most `bytes` of bookkeeping, at [`Self::BYTES_PER_KEY`] per key.
     #[must_use]
     pub fn max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes.max(1);
+        // Called on a new store, before any key: the shards are sized again for the new bound.
+        self.shards = Self::shards(self.bound());
         self
     }
 
@@ -173,7 +189,7 @@ impl MemoryStore {
 
     /// The number of keys held, expired ones included until they are swept.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Whether the store holds no key.
@@ -192,11 +208,11 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the map half-updated, so poisoning is moot.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The shard that holds `key`, locked.
+    fn lock(&self, key: &Fingerprint) -> std::sync::MutexGuard<'_, Inner> {
+        // The length is a power of two: the mask keeps the low bits of the second hash.
+        let index = usize::try_from(key.1).unwrap_or(usize::MAX) & (self.shards.len() - 1);
+        lock(&self.shards[index])
     }
 
     /// The most keys both bounds allow.
@@ -204,6 +220,15 @@ impl MemoryStore {
         self.max_keys
             .min(self.max_bytes / Self::BYTES_PER_KEY)
             .max(1)
+    }
+
+    /// The shards for a bound: one below [`MIN_KEYS_PER_SHARD`] keys per shard (so a small
+    /// store evicts exactly as one map does), at most [`MAX_SHARDS`].
+    fn shards(bound: usize) -> Box<[Mutex<Inner>]> {
+        let wanted = (bound / MIN_KEYS_PER_SHARD).clamp(1, MAX_SHARDS);
+        // The largest power of two not above `wanted`, so every shard gets at least its minimum.
+        let count = 1usize << wanted.ilog2();
+        (0..count).map(|_| Mutex::new(Inner::default())).collect()
     }
 
     fn fingerprint(&self, key: &str) -> Fingerprint {
@@ -228,22 +253,48 @@ impl MemoryStore {
         expires: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        // Only a new key needs room; below the bound, the insert is the one probe of the map.
-        if inner.entries.len() >= self.bound() && !inner.entries.contains_key(&key) {
-            inner.make_room(self, now)?;
-        }
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        inner.entries.insert(
-            key,
-            Entry {
-                state,
-                expires,
-                since: now,
-                seq,
-            },
-        );
+        let entry = Entry {
+            state,
+            expires,
+            since: now,
+            seq,
+        };
+        if let Some(existing) = inner.entries.get_mut(&key) {
+            *existing = entry;
+            return Ok(());
+        }
+        if !self.take_slot() {
+            inner.make_room(self, now)?;
+            if !self.take_slot() {
+                inner.no_sweep_before = after(now, self.sweep_pause());
+                return Err(full());
+            }
+        }
+        inner.entries.insert(key, entry);
         Ok(())
+    }
+
+    /// Counts one more key against the bound, unless the store is at it.
+    fn take_slot(&self) -> bool {
+        let bound = self.bound();
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < bound).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the slots of `n` keys removed.
+    fn free_slots(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// How long a shard that could not make room refuses before it looks again: keys become
+    /// evictable as they age.
+    fn sweep_pause(&self) -> Duration {
+        (self.protect / 64).min(Duration::from_secs(1))
     }
 }
 
@@ -254,16 +305,16 @@ impl Default for MemoryStore {
 }
 
 impl Inner {
+    /// Sweeps this shard for a store at its bound: expired keys, then the oldest eighth of the
+    /// shard among keys whose loss breaks no promise, so the sweep's cost is shared by the
+    /// inserts that follow. The caller counts the slot again.
     fn make_room(&mut self, store: &MemoryStore, now: u64) -> Result<(), StoreError> {
-        let bound = store.bound();
-        if self.entries.len() < bound {
-            return Ok(());
-        }
         if now < self.no_sweep_before {
             return Err(full());
         }
+        let before = self.entries.len();
         self.entries.retain(|_, e| e.expires > now);
-        let target = bound - (bound / 8).max(1);
+        let target = before - (before / 8).max(1).min(before);
         if self.entries.len() > target {
             let protect = u64::try_from(store.protect.as_nanos()).unwrap_or(u64::MAX);
             // Built only when a sweep evicts (once per eighth of the bound), then freed.
@@ -285,13 +336,21 @@ impl Inner {
                 self.entries.remove(key);
             }
         }
-        if self.entries.len() >= bound {
-            // Keys become evictable as they age: look again after a fraction of the window.
-            self.no_sweep_before = after(now, (store.protect / 64).min(Duration::from_secs(1)));
-            return Err(full());
-        }
+        store.free_slots(before - self.entries.len());
         Ok(())
     }
+}
+
+/// The fewest keys a shard is given: below this a store stays one map.
+const MIN_KEYS_PER_SHARD: usize = 8 * 1024;
+/// Enough that one shard's rehash stays well under a millisecond at the default bound.
+const MAX_SHARDS: usize = 64;
+
+fn lock(shard: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    // A panic while holding this lock cannot leave the map half-updated, so poisoning is moot.
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn full() -> StoreError {
@@ -316,7 +375,7 @@ impl DedupeStore for MemoryStore {
         let token = ClaimToken::new();
         let print = self.token_print(&token);
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock(&key);
         if let Some(entry) = inner.entries.get(&key).filter(|e| e.expires > now) {
             match entry.state {
                 State::Done => return Ok(Claim::Done),
@@ -347,7 +406,7 @@ impl DedupeStore for MemoryStore {
         let key = self.fingerprint(key);
         let print = self.token_print(token);
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock(&key);
         if let Some(entry) = inner.entries.get_mut(&key)
             && matches!(entry.state, State::InFlight(t) if t == print)
         {
@@ -361,13 +420,14 @@ impl DedupeStore for MemoryStore {
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let key = self.fingerprint(key);
         let print = self.token_print(token);
-        let mut inner = self.lock();
+        let mut inner = self.lock(&key);
         if inner
             .entries
             .get(&key)
             .is_some_and(|e| matches!(e.state, State::InFlight(t) if t == print))
         {
             inner.entries.remove(&key);
+            self.free_slots(1);
         }
         Ok(())
     }
@@ -376,7 +436,7 @@ impl DedupeStore for MemoryStore {
         let key = self.fingerprint(key);
         let now = self.now();
         Ok(self
-            .lock()
+            .lock(&key)
             .entries
             .get(&key)
             .is_some_and(|e| e.expires > now && matches!(e.state, State::Done)))
@@ -385,7 +445,7 @@ impl DedupeStore for MemoryStore {
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let key = self.fingerprint(key);
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock(&key);
         self.put(&mut inner, key, State::Done, after(now, ttl), now)
     }
 
@@ -397,7 +457,7 @@ impl DedupeStore for MemoryStore {
     ) -> Result<Option<u64>, StoreError> {
         let key = self.fingerprint(key);
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock(&key);
         let previous = match inner.entries.get(&key) {
             Some(Entry {
                 state: State::Marker(m),
@@ -419,7 +479,7 @@ impl DedupeStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let key = self.fingerprint(key);
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock(&key);
         let Some(entry) = inner.entries.get_mut(&key) else {
             return Ok(());
         };
@@ -431,6 +491,7 @@ impl DedupeStore for MemoryStore {
             entry.expires = after(now, ttl);
         } else {
             inner.entries.remove(&key);
+            self.free_slots(1);
         }
         Ok(())
     }
@@ -513,148 +574,4 @@ impl DedupeStore for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TTL: Duration = Duration::from_secs(60);
-
-    /// A store that may evict any done marker, to test the bound itself.
-    fn unprotected(capacity: usize) -> MemoryStore {
-        MemoryStore::with_capacity(capacity).protect_for(Duration::ZERO)
-    }
-
-    #[tokio::test]
-    async fn stays_within_capacity() {
-        let store = unprotected(100);
-        for i in 0..1_000 {
-            store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-        }
-        assert!(store.len() <= 100, "{}", store.len());
-        assert!(store.is_done("k999").await.unwrap());
-        assert!(!store.is_done("k0").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_full_store_evicts_an_eighth_at_once_not_one_key_per_insert() {
-        // One sweep over the map per eighth of the capacity keeps a full store's claims cheap
-        // (`cargo bench --bench receive` measures it); evicting one key per insert made every
-        // claim of a full store walk the whole map.
-        let store = unprotected(800);
-        for i in 0..800 {
-            store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-        }
-        assert_eq!(store.len(), 800);
-        store.mark_done("one-more", TTL).await.unwrap();
-        assert_eq!(store.len(), 700 + 1);
-        assert!(!store.is_done("k99").await.unwrap());
-        assert!(store.is_done("k100").await.unwrap());
-        for i in 0..99 {
-            store.mark_done(&format!("again{i}"), TTL).await.unwrap();
-        }
-        assert_eq!(store.len(), 800, "no sweep until full again");
-    }
-
-    #[tokio::test]
-    async fn released_claims_do_not_grow_the_store() {
-        let store = unprotected(100);
-        for i in 0..10_000 {
-            let Claim::Acquired(token) = store.claim(&format!("k{i}"), TTL).await.unwrap() else {
-                panic!("fresh key")
-            };
-            store.release(&format!("k{i}"), &token).await.unwrap();
-        }
-        assert!(store.is_empty());
-        let slots = store.lock().entries.capacity();
-        assert!(slots <= 200, "{slots} slots kept for an empty store");
-    }
-
-    #[tokio::test]
-    async fn recent_done_markers_and_claims_are_never_evicted_a_full_store_refuses() {
-        // The replay this protects against: a handled delivery re-sent inside the signature
-        // tolerance after enough newer keys to push it out ran its handler a second time.
-        let store = MemoryStore::with_capacity(100);
-        store.mark_done("handled", TTL).await.unwrap();
-        let Claim::Acquired(_) = store.claim("running", TTL).await.unwrap() else {
-            panic!("fresh key")
-        };
-        let mut refused = 0;
-        for i in 0..1_000 {
-            if store.mark_done(&format!("k{i}"), TTL).await.is_err() {
-                refused += 1;
-            }
-        }
-        assert_eq!(refused, 1_000 - 98, "only room for 98 more keys");
-        assert!(store.is_done("handled").await.unwrap());
-        assert!(matches!(
-            store.claim("running", TTL).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
-        assert_eq!(store.claim("handled", TTL).await.unwrap(), Claim::Done);
-    }
-
-    #[tokio::test]
-    async fn the_bound_counts_bytes_and_long_keys_cost_no_more() {
-        let bound = 10 * MemoryStore::BYTES_PER_KEY;
-        let store = unprotected(1_000_000).max_bytes(bound);
-        let long = "x".repeat(4096);
-        for i in 0..100 {
-            store.mark_done(&format!("{long}{i}"), TTL).await.unwrap();
-        }
-        assert!(store.bytes() <= bound, "{} bytes", store.bytes());
-        assert!(store.len() <= 10, "{} keys", store.len());
-        assert!(store.is_done(&format!("{long}99")).await.unwrap());
-        assert!(!store.is_done(&format!("{long}0")).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_stale_token_neither_completes_nor_releases() {
-        let store = MemoryStore::new();
-        let Claim::Acquired(first) = store.claim("k", Duration::ZERO).await.unwrap() else {
-            panic!("fresh key")
-        };
-        let Claim::Acquired(second) = store.claim("k", TTL).await.unwrap() else {
-            panic!("the first lease expired")
-        };
-        store.complete("k", &first, TTL).await.unwrap();
-        store.release("k", &first).await.unwrap();
-        assert!(matches!(
-            store.claim("k", TTL).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
-        store.complete("k", &second, TTL).await.unwrap();
-        assert!(store.is_done("k").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_full_store_refuses_without_sweeping_again_at_once() {
-        let store = MemoryStore::with_capacity(100);
-        for i in 0..100 {
-            store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-        }
-        assert!(store.mark_done("one-more", TTL).await.is_err());
-        assert!(store.lock().no_sweep_before > 0);
-        assert!(store.mark_done("and-another", TTL).await.is_err());
-        assert_eq!(store.len(), 100);
-    }
-
-    #[tokio::test]
-    async fn markers_are_evicted_before_protected_keys() {
-        let store = MemoryStore::with_capacity(10);
-        store.mark_done("handled", TTL).await.unwrap();
-        for i in 0..100 {
-            store.swap_marker(&format!("m{i}"), 1, TTL).await.unwrap();
-        }
-        assert!(store.is_done("handled").await.unwrap());
-        assert!(store.len() <= 10);
-    }
-
-    #[tokio::test]
-    async fn never_expiring_durations_do_not_overflow() {
-        let store = MemoryStore::new();
-        let Claim::Acquired(token) = store.claim("k", Duration::MAX).await.unwrap() else {
-            panic!("fresh key")
-        };
-        store.complete("k", &token, Duration::MAX).await.unwrap();
-        assert!(store.is_done("k").await.unwrap());
-    }
-}
+mod tests;

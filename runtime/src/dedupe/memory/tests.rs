@@ -1,0 +1,181 @@
+use super::*;
+
+const TTL: Duration = Duration::from_secs(60);
+
+/// A store that may evict any done marker, to test the bound itself.
+fn unprotected(capacity: usize) -> MemoryStore {
+    MemoryStore::with_capacity(capacity).protect_for(Duration::ZERO)
+}
+
+#[tokio::test]
+async fn stays_within_capacity() {
+    let store = unprotected(100);
+    for i in 0..1_000 {
+        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+    }
+    assert!(store.len() <= 100, "{}", store.len());
+    assert!(store.is_done("k999").await.unwrap());
+    assert!(!store.is_done("k0").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_full_store_evicts_an_eighth_at_once_not_one_key_per_insert() {
+    // One sweep over the map per eighth of the capacity keeps a full store's claims cheap
+    // (`cargo bench --bench receive` measures it); evicting one key per insert made every
+    // claim of a full store walk the whole map.
+    let store = unprotected(800);
+    for i in 0..800 {
+        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+    }
+    assert_eq!(store.len(), 800);
+    store.mark_done("one-more", TTL).await.unwrap();
+    assert_eq!(store.len(), 700 + 1);
+    assert!(!store.is_done("k99").await.unwrap());
+    assert!(store.is_done("k100").await.unwrap());
+    for i in 0..99 {
+        store.mark_done(&format!("again{i}"), TTL).await.unwrap();
+    }
+    assert_eq!(store.len(), 800, "no sweep until full again");
+}
+
+#[tokio::test]
+async fn released_claims_do_not_grow_the_store() {
+    let store = unprotected(100);
+    for i in 0..10_000 {
+        let Claim::Acquired(token) = store.claim(&format!("k{i}"), TTL).await.unwrap() else {
+            panic!("fresh key")
+        };
+        store.release(&format!("k{i}"), &token).await.unwrap();
+    }
+    assert!(store.is_empty());
+    assert_eq!(store.shards.len(), 1, "a small store is one map");
+    let slots = lock(&store.shards[0]).entries.capacity();
+    assert!(slots <= 200, "{slots} slots kept for an empty store");
+}
+
+#[tokio::test]
+async fn recent_done_markers_and_claims_are_never_evicted_a_full_store_refuses() {
+    // The replay this protects against: a handled delivery re-sent inside the signature
+    // tolerance after enough newer keys to push it out ran its handler a second time.
+    let store = MemoryStore::with_capacity(100);
+    store.mark_done("handled", TTL).await.unwrap();
+    let Claim::Acquired(_) = store.claim("running", TTL).await.unwrap() else {
+        panic!("fresh key")
+    };
+    let mut refused = 0;
+    for i in 0..1_000 {
+        if store.mark_done(&format!("k{i}"), TTL).await.is_err() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1_000 - 98, "only room for 98 more keys");
+    assert!(store.is_done("handled").await.unwrap());
+    assert!(matches!(
+        store.claim("running", TTL).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    assert_eq!(store.claim("handled", TTL).await.unwrap(), Claim::Done);
+}
+
+#[tokio::test]
+async fn the_bound_counts_bytes_and_long_keys_cost_no_more() {
+    let bound = 10 * MemoryStore::BYTES_PER_KEY;
+    let store = unprotected(1_000_000).max_bytes(bound);
+    let long = "x".repeat(4096);
+    for i in 0..100 {
+        store.mark_done(&format!("{long}{i}"), TTL).await.unwrap();
+    }
+    assert!(store.bytes() <= bound, "{} bytes", store.bytes());
+    assert!(store.len() <= 10, "{} keys", store.len());
+    assert!(store.is_done(&format!("{long}99")).await.unwrap());
+    assert!(!store.is_done(&format!("{long}0")).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_stale_token_neither_completes_nor_releases() {
+    let store = MemoryStore::new();
+    let Claim::Acquired(first) = store.claim("k", Duration::ZERO).await.unwrap() else {
+        panic!("fresh key")
+    };
+    let Claim::Acquired(second) = store.claim("k", TTL).await.unwrap() else {
+        panic!("the first lease expired")
+    };
+    store.complete("k", &first, TTL).await.unwrap();
+    store.release("k", &first).await.unwrap();
+    assert!(matches!(
+        store.claim("k", TTL).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    store.complete("k", &second, TTL).await.unwrap();
+    assert!(store.is_done("k").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_without_sweeping_again_at_once() {
+    let store = MemoryStore::with_capacity(100);
+    for i in 0..100 {
+        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+    }
+    assert!(store.mark_done("one-more", TTL).await.is_err());
+    assert!(lock(&store.shards[0]).no_sweep_before > 0);
+    assert!(store.mark_done("and-another", TTL).await.is_err());
+    assert_eq!(store.len(), 100);
+}
+
+#[tokio::test]
+async fn markers_are_evicted_before_protected_keys() {
+    let store = MemoryStore::with_capacity(10);
+    store.mark_done("handled", TTL).await.unwrap();
+    for i in 0..100 {
+        store.swap_marker(&format!("m{i}"), 1, TTL).await.unwrap();
+    }
+    assert!(store.is_done("handled").await.unwrap());
+    assert!(store.len() <= 10);
+}
+
+#[tokio::test]
+async fn never_expiring_durations_do_not_overflow() {
+    let store = MemoryStore::new();
+    let Claim::Acquired(token) = store.claim("k", Duration::MAX).await.unwrap() else {
+        panic!("fresh key")
+    };
+    store.complete("k", &token, Duration::MAX).await.unwrap();
+    assert!(store.is_done("k").await.unwrap());
+}
+
+#[test]
+fn large_stores_are_sharded_small_ones_are_not() {
+    for (capacity, shards) in [
+        (100, 1),
+        (MIN_KEYS_PER_SHARD * 2 - 1, 1),
+        (MIN_KEYS_PER_SHARD * 2, 2),
+        (MIN_KEYS_PER_SHARD * 5, 4),
+        (MemoryStore::DEFAULT_CAPACITY, MAX_SHARDS),
+        (usize::MAX, MAX_SHARDS),
+    ] {
+        assert_eq!(
+            MemoryStore::with_capacity(capacity).shards.len(),
+            shards,
+            "{capacity}"
+        );
+    }
+    // The byte bound counts too: 256 KiB is 2,048 keys, one shard.
+    let store = MemoryStore::new().max_bytes(256 * 1024);
+    assert_eq!(store.shards.len(), 1);
+}
+
+#[tokio::test]
+async fn a_sharded_store_stays_within_its_bound_and_keeps_recent_keys() {
+    let store = unprotected(MIN_KEYS_PER_SHARD * 4);
+    assert_eq!(store.shards.len(), 4);
+    let total = MIN_KEYS_PER_SHARD * 10;
+    for i in 0..total {
+        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+    }
+    assert!(store.len() <= MIN_KEYS_PER_SHARD * 4, "{}", store.len());
+    // Every shard sweeps its oldest eighth: the newest keys survive in each of them.
+    for i in total - 100..total {
+        assert!(store.is_done(&format!("k{i}")).await.unwrap(), "k{i}");
+    }
+    assert!(!store.is_done("k0").await.unwrap());
+}
