@@ -150,61 +150,31 @@ impl<'a> Envelope<'a> {
 pub fn typed<O: DeserializeOwned, I: DeserializeOwned>(
     decoded: Box<Decoded>,
 ) -> Result<Prediction<O, I>, serde_json::Error> {
-    // Destructured in full, so a field added to `Prediction` cannot be forgotten here.
+    // Rust has no type-changing struct update: every field is moved by name, in full, so a
+    // field added to `Prediction` cannot be forgotten here.
+    #[rustfmt::skip]
     let Prediction {
-        id,
-        model,
-        version,
-        status,
-        input,
-        output,
-        error,
-        logs,
-        metrics,
-        urls,
-        created_at,
-        started_at,
-        completed_at,
-        deadline,
-        data_removed,
-        source,
-        deployment,
-        webhook,
+        id, model, version, status, input, output, error, logs, metrics, urls, created_at,
+        started_at, completed_at, deadline, data_removed, source, deployment, webhook,
         webhook_events_filter,
     } = *decoded;
-    Ok(Prediction {
-        input: serde_json::from_str(input.get())?,
-        output: output
-            .map(|raw| serde_json::from_str(raw.get()))
-            .transpose()?,
-        id,
-        model,
-        version,
-        status,
-        error,
-        logs,
-        metrics,
-        urls,
-        created_at,
-        started_at,
-        completed_at,
-        deadline,
-        data_removed,
-        source,
-        deployment,
-        webhook,
+    let input = serde_json::from_str(input.get())?;
+    let output = output
+        .map(|raw| serde_json::from_str(raw.get()))
+        .transpose()?;
+    #[rustfmt::skip]
+    let typed = Prediction {
+        id, model, version, status, input, output, error, logs, metrics, urls, created_at,
+        started_at, completed_at, deadline, data_removed, source, deployment, webhook,
         webhook_events_filter,
-    })
+    };
+    Ok(typed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../fixtures/payloads/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::fixtures::payload as fixture;
 
     #[test]
     fn real_payloads_decode_in_full() {

@@ -68,6 +68,8 @@ mod envelope;
 mod error;
 #[cfg(feature = "files")]
 pub mod files;
+#[cfg(test)]
+mod fixtures;
 mod glue;
 mod handler;
 pub mod inbox;

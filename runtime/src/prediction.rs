@@ -142,10 +142,7 @@ pub struct Urls {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../fixtures/payloads/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::fixtures::payload as fixture;
 
     #[test]
     fn every_fixture_payload_decodes() {
