@@ -150,7 +150,8 @@ pub(crate) async fn read(
         .take(declared.unwrap_or(0))
         .ok_or(BodyError::Busy)?;
     // The declared length is unverified: trust it for the limit, not for an allocation.
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(64 * 1024));
+    let capacity = declared.unwrap_or(8 * 1024).min(64 * 1024);
+    let mut body = Collected::Empty;
     let deadline = Instant::now() + limits.read_timeout;
     loop {
         let idle = (Instant::now() + limits.idle_timeout).min(deadline);
@@ -167,14 +168,74 @@ pub(crate) async fn read(
         if len > reservation.bytes && !reservation.grow(&limits.budget, len - reservation.bytes) {
             return Err(BodyError::Busy);
         }
-        body.extend_from_slice(&chunk);
+        body.push(chunk, capacity);
     }
-    Ok((body.freeze(), reservation))
+    Ok((body.into_bytes(), reservation))
+}
+
+/// A body as it arrives. Most arrive in one chunk, which is kept as it is: it is copied only
+/// when a second chunk follows.
+enum Collected {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Collected {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(bytes) => bytes.len(),
+            Self::Many(bytes) => bytes.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes, capacity: usize) {
+        *self = match std::mem::replace(self, Self::Empty) {
+            Self::Empty => Self::One(chunk),
+            Self::One(first) => {
+                let mut all = BytesMut::with_capacity(capacity.max(first.len() + chunk.len()));
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&chunk);
+                Self::Many(all)
+            }
+            Self::Many(mut all) => {
+                all.extend_from_slice(&chunk);
+                Self::Many(all)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Empty => Bytes::new(),
+            Self::One(bytes) => bytes,
+            Self::Many(bytes) => bytes.freeze(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_joined_in_order_and_one_chunk_is_not_copied() {
+        let one = Bytes::from_static(b"{\"id\":1}");
+        let mut body = Collected::Empty;
+        body.push(one.clone(), 4);
+        assert_eq!(body.len(), one.len());
+        let kept = body.into_bytes();
+        assert_eq!(kept.as_ptr(), one.as_ptr(), "the chunk itself, not a copy");
+
+        let mut body = Collected::Empty;
+        for chunk in [&b"ab"[..], b"", b"cde", b"f"] {
+            body.push(Bytes::copy_from_slice(chunk), 2);
+        }
+        assert_eq!(body.len(), 6);
+        assert_eq!(&body.into_bytes()[..], b"abcdef");
+        assert!(Collected::Empty.into_bytes().is_empty());
+    }
 
     #[test]
     fn the_budget_is_shared_and_returned() {

@@ -126,7 +126,7 @@ async fn receive(
         "delivery",
         prediction = envelope.id(),
         model = envelope.model(),
-        status = %envelope.status()
+        status = envelope.status().as_str()
     );
     deliver(req, body.clone(), &endpoint, envelope)
         .instrument(span)
