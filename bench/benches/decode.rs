@@ -1,7 +1,7 @@
 //! Decoding a delivery: the envelope the receiver routes on, and the envelope plus the handler's
 //! typed decode (which starts from the envelope), against `serde_json::from_slice::<Value>` of
 //! the same bytes; and a typed decode of the whole body by `from_slice` against `from_str` after
-//! one UTF-8 check.
+//! one UTF-8 check, and against `sonic-rs`, a SIMD parser, decoding the same types.
 
 use std::hint::black_box;
 
@@ -67,6 +67,14 @@ fn group<O: DeserializeOwned + 'static>(c: &mut Criterion, name: &str, body: &[u
             Box::new(|| {
                 drop(black_box(
                     serde_json::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"),
+                ));
+            }),
+        ),
+        (
+            "sonic-rs",
+            Box::new(|| {
+                drop(black_box(
+                    sonic_rs::from_slice::<Prediction<O>>(black_box(body)).expect("JSON"),
                 ));
             }),
         ),

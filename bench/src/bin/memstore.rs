@@ -1,5 +1,5 @@
 //! Resident memory of the default memory store holding one million done markers, with the keys a
-//! terminal delivery leaves (`webhook:msg_…`, `prediction:<id>:succeeded`, `prediction:<id>:finished`).
+//! terminal delivery leaves (`webhook:msg_…` and `prediction:<id>:terminal`).
 //! Prints one JSON line.
 
 use std::time::Duration;
@@ -18,12 +18,12 @@ fn main() {
     let ttl = Duration::from_secs(24 * 3600);
     runtime.block_on(async {
         for i in 0..MARKERS {
-            // A Replicate-sized id (26 characters), a third of the markers per key kind.
+            // A Replicate-sized id (26 characters), half the markers per key kind.
             let id = format!("{i:0>26}");
-            let key = match i % 3 {
-                0 => format!("webhook:msg_{id}"),
-                1 => format!("prediction:{id}:succeeded"),
-                _ => format!("prediction:{id}:finished"),
+            let key = if i % 2 == 0 {
+                format!("webhook:msg_{id}")
+            } else {
+                format!("prediction:{id}:terminal")
             };
             store
                 .mark_done(&key, ttl)

@@ -227,6 +227,16 @@ fn micro(env: &Env, table: &mut Table) {
             "(keep the faster)",
             None,
         );
+        let sonic = paired(env, &id, "sonic-rs");
+        let ratio = sonic.zip(from_str).map(|(s, f)| s.1 / f.1);
+        table.row(
+            &format!("decode {payload}: typed, sonic-rs (SIMD) / serde_json from_str"),
+            opt_time(sonic.map(|s| s.0)),
+            opt_time(from_str.map(|s| s.0)),
+            ratio.map_or("n/a".into(), |r| format!("{r:.2}×")),
+            "(keep the faster)",
+            None,
+        );
     }
 }
 
@@ -246,7 +256,7 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
             format!("{rps:.0} req/s ({refused} not 200)")
         }
     };
-    // The default memory store holds one million keys, three per delivery, and keeps done
+    // The default memory store holds one million keys, two per delivery, and keeps done
     // markers for 300 s whatever the load: a run must stay under that or measure 503s.
     let stored = ["--max-requests", "150000"];
     let rps = |v: &Value| v["rps"].as_f64().unwrap_or(0.0);
