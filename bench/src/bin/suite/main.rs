@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use replicate_webhook_bench::{SECRET, cpu_ticks, rss_kib, sha256_backend};
 use serde_json::Value;
 
+mod table;
+
+use table::{Table, opt_time};
+
 struct Env {
     bin: PathBuf,
     repo: PathBuf,
@@ -121,55 +125,6 @@ fn paired(env: &Env, id: &str, name: &str) -> Option<(f64, f64)> {
     let json: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let c = json.as_array()?.iter().find(|c| c["name"] == name)?;
     Some((c["median_ns"].as_f64()?, c["ratio_to_first"].as_f64()?))
-}
-
-struct Table {
-    rows: Vec<[String; 6]>,
-}
-
-impl Table {
-    fn row(
-        &mut self,
-        what: &str,
-        ours: String,
-        peer: String,
-        ratio: String,
-        target: &str,
-        met: Option<bool>,
-    ) {
-        let met = match met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "",
-        };
-        self.rows
-            .push([what.into(), ours, peer, ratio, target.into(), met.into()]);
-    }
-
-    fn print(&self) {
-        println!("| benchmark | ours | peer | ratio | target | |");
-        println!("|---|---|---|---|---|---|");
-        for r in &self.rows {
-            println!(
-                "| {} | {} | {} | {} | {} | {} |",
-                r[0], r[1], r[2], r[3], r[4], r[5]
-            );
-        }
-    }
-}
-
-fn time_text(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
-
-fn opt_time(ns: Option<f64>) -> String {
-    ns.map_or_else(|| "n/a".into(), time_text)
 }
 
 fn micro(env: &Env, table: &mut Table) {
@@ -583,7 +538,7 @@ fn main() {
             && Command::new("taskset").arg("-V").output().is_ok(),
         work: work.clone(),
     };
-    let mut table = Table { rows: Vec::new() };
+    let mut table = Table::default();
     micro(&env, &mut table);
     let notes = http(&env, &mut table);
     memory(&env, &mut table);
