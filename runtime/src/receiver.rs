@@ -173,7 +173,13 @@ impl Receiver {
 }
 
 fn log_route(path: &str, route: &Route) {
-    for module in route.by_model.values().chain(route.any.values()) {
+    for module in route
+        .by_model
+        .values()
+        .flatten()
+        .map(|(_, m)| m)
+        .chain(route.any.values())
+    {
         let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();
         let events: Vec<_> = module.events.iter().map(|e| e.as_str()).collect();
         tracing::info!(

@@ -306,7 +306,8 @@ pub enum SetupError {
 /// The modules of one path, routed by the body's kind and `model`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Route {
-    pub(crate) by_model: BTreeMap<(Kind, String), Module>,
+    /// By kind, then model: a lookup by `&str` needs no owned key.
+    pub(crate) by_model: BTreeMap<Kind, BTreeMap<String, Module>>,
     pub(crate) any: BTreeMap<Kind, Module>,
 }
 
@@ -315,7 +316,8 @@ impl Route {
     /// training, nor the other way round.
     pub(crate) fn module_for(&self, kind: Kind, model: &str) -> Option<&Module> {
         self.by_model
-            .get(&(kind, model.to_owned()))
+            .get(&kind)
+            .and_then(|models| models.get(model))
             .or_else(|| self.any.get(&kind))
     }
 }
@@ -337,7 +339,10 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
         let existing = if module.model == ANY_MODEL {
             route.any.get(&module.kind)
         } else {
-            route.by_model.get(&(module.kind, module.model.clone()))
+            route
+                .by_model
+                .get(&module.kind)
+                .and_then(|models| models.get(&module.model))
         };
         if let Some(existing) = existing {
             return Err(duplicate(existing, &module));
@@ -347,7 +352,9 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
         } else {
             route
                 .by_model
-                .insert((module.kind, module.model.clone()), module);
+                .entry(module.kind)
+                .or_default()
+                .insert(module.model.clone(), module);
         }
     }
     Ok(routes)

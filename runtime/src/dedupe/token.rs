@@ -10,8 +10,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A token is a random prefix drawn once per process plus a counter: unique across processes
 /// sharing a store without a system call per claim (which cost ~4 % of a delivery under load).
 /// Tokens guard against stale workers, not attackers: they never leave the receiver and its store.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ClaimToken(String);
+#[derive(Clone)]
+pub struct ClaimToken(Repr);
+
+/// A token this process made is held inline (no allocation per claim); one read back from a
+/// store keeps the text it was given.
+#[derive(Clone)]
+enum Repr {
+    Made([u8; 32]),
+    Read(Box<str>),
+}
+
+impl PartialEq for ClaimToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ClaimToken {}
+
+impl std::hash::Hash for ClaimToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl ClaimToken {
     /// A token no other claim in any process has.
@@ -26,22 +48,30 @@ impl ClaimToken {
         });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         // By hand: `format!` was a visible share of a claim under load.
-        let mut text = String::with_capacity(32);
-        for byte in prefix.to_be_bytes().into_iter().chain(n.to_be_bytes()) {
-            text.push(char::from(HEX[usize::from(byte >> 4)]));
-            text.push(char::from(HEX[usize::from(byte & 0xf)]));
+        let mut text = [0u8; 32];
+        for (i, byte) in prefix
+            .to_be_bytes()
+            .into_iter()
+            .chain(n.to_be_bytes())
+            .enumerate()
+        {
+            text[2 * i] = HEX[usize::from(byte >> 4)];
+            text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
         }
-        Self(text)
+        Self(Repr::Made(text))
     }
 
     /// The token's text, for stores that persist it.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Made(text) => std::str::from_utf8(text).expect("hex digits are ASCII"),
+            Repr::Read(text) => text,
+        }
     }
 
     /// Rebuilds a token read back from a store.
     pub fn from_string(text: String) -> Self {
-        Self(text)
+        Self(Repr::Read(text.into_boxed_str()))
     }
 }
 
@@ -70,5 +100,18 @@ mod tests {
         assert_eq!(a.as_str()[..16], b.as_str()[..16]);
         let count = |t: &ClaimToken| u64::from_str_radix(&t.as_str()[16..], 16).unwrap();
         assert!(count(&b) > count(&a));
+    }
+
+    #[test]
+    fn a_token_read_back_equals_the_one_made() {
+        let made = ClaimToken::new();
+        let read = ClaimToken::from_string(made.as_str().to_owned());
+        assert_eq!(made, read);
+        let state = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&state, &made),
+            std::hash::BuildHasher::hash_one(&state, &read)
+        );
+        assert_ne!(read, ClaimToken::new());
     }
 }
