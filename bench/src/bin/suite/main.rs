@@ -436,6 +436,43 @@ fn memory(env: &Env, table: &mut Table) {
     );
 }
 
+/// The median time of one criterion benchmark, in nanoseconds.
+fn criterion_median(env: &Env, group: &str, function: &str) -> Option<f64> {
+    let path = env
+        .criterion
+        .join(group)
+        .join(function)
+        .join("new/estimates.json");
+    let json: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+/// Claim + complete (what a handled delivery asks of its store per key), from the `stores`
+/// criterion bench of the runtime crate, each store beside the memory store.
+fn stores(env: &Env, table: &mut Table) {
+    let x64 = "claim+complete x64";
+    let rate = |group: &str| criterion_median(env, group, x64).map(|ns| 64e9 / ns);
+    let memory = rate("store_memory");
+    for (group, name) in [
+        ("store_sqlite", "SQLite (file, WAL)"),
+        ("store_redis", "Redis"),
+        ("store_postgres", "PostgreSQL"),
+    ] {
+        let Some(ours) = rate(group) else {
+            continue;
+        };
+        let one = criterion_median(env, group, "claim+complete");
+        table.row(
+            &format!("dedupe store {name}: claim+complete, 64 at once / memory store"),
+            format!("{:.1} k/s ({} one at a time)", ours / 1e3, opt_time(one)),
+            memory.map_or("n/a".into(), |m| format!("{:.0} k/s", m / 1e3)),
+            memory.map_or("n/a".into(), |m| format!("{:.2}×", ours / m)),
+            "(measured)",
+            None,
+        );
+    }
+}
+
 fn latency(env: &Env, table: &mut Table) {
     eprintln!("delivery latency");
     let sim = Server::start(
@@ -542,6 +579,7 @@ fn main() {
     micro(&env, &mut table);
     let notes = http(&env, &mut table);
     memory(&env, &mut table);
+    stores(&env, &mut table);
     latency(&env, &mut table);
     let _ = std::fs::remove_dir_all(&work);
 
