@@ -57,7 +57,14 @@ impl<'a> Envelope<'a> {
         let Ok(text) = std::str::from_utf8(body) else {
             return serde_json::from_slice(body).map(Envelope::Lenient);
         };
-        if let Ok(decoded) = serde_json::from_str::<Decoded>(text) {
+        // Only an object: serde also decodes a struct from an array, by field order, and
+        // `Prediction`'s order is not the routing fields' (a `version` sits before `status`), so
+        // an array would route on other elements than the old envelope read.
+        if text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+            && let Ok(decoded) = serde_json::from_str::<Decoded>(text)
+        {
             return Ok(Self::Decoded(Box::new(decoded)));
         }
         serde_json::from_str(text).map(Envelope::Lenient)
@@ -158,6 +165,18 @@ pub fn typed<O: DeserializeOwned, I: DeserializeOwned>(
         started_at, completed_at, deadline, data_removed, source, deployment, webhook,
         webhook_events_filter,
     } = *decoded;
+    // A decode of the whole body meets `input` and `output` one level down, so it hits serde's
+    // recursion limit one level sooner than a decode of their text alone: text that deep is
+    // left to the whole-body decode, which accepts or rejects it as before.
+    if nests(input.get(), SHALLOWER_IN_BODY)
+        || output
+            .as_deref()
+            .is_some_and(|o| nests(o.get(), SHALLOWER_IN_BODY))
+    {
+        return Err(serde::de::Error::custom(
+            "nested as deep as the body's recursion limit",
+        ));
+    }
     let input = serde_json::from_str(input.get())?;
     let output = output
         .map(|raw| serde_json::from_str(raw.get()))
@@ -169,6 +188,42 @@ pub fn typed<O: DeserializeOwned, I: DeserializeOwned>(
         webhook_events_filter,
     };
     Ok(typed)
+}
+
+/// The nesting (arrays and objects) at which `input` or `output` would reach serde_json's
+/// recursion limit of 128 inside the body's own object.
+const SHALLOWER_IN_BODY: usize = 127;
+
+/// Whether `json`, valid JSON text, nests arrays and objects at least `depth` deep.
+fn nests(json: &str, depth: usize) -> bool {
+    // Each level is an opening and a closing byte.
+    if json.len() < 2 * depth {
+        return false;
+    }
+    let (mut level, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                level += 1;
+                if level >= depth {
+                    return true;
+                }
+            }
+            b']' | b'}' => level = level.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -275,5 +330,242 @@ mod tests {
             (&*id, &Status::Succeeded)
         );
         assert!(envelope.take_decoded().is_none());
+    }
+
+    /// The routing envelope of f803b35, before the body was decoded once: routing must read
+    /// every body as it did.
+    #[derive(Debug, Deserialize)]
+    struct OldEnvelope<'a> {
+        id: String,
+        #[serde(default)]
+        model: String,
+        status: Status,
+        #[serde(default, borrow)]
+        output: Option<&'a RawValue>,
+        // Read for its place in an array's order; its length is measured differently now.
+        #[allow(dead_code)]
+        #[serde(default, borrow)]
+        logs: Option<&'a RawValue>,
+        #[serde(default)]
+        webhook: Option<String>,
+        #[serde(default)]
+        urls: Option<OldUrls>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct OldUrls {
+        #[serde(default)]
+        get: Option<String>,
+    }
+
+    /// Bodies at the edges of what a prediction is: each must route, or fail to, as before.
+    const EDGES: &[&str] = &[
+        r#"{"id":"p","status":"succeeded","input":{},"output":[1]}"#,
+        r#"{"\u0069d":"p","st\u0061tus":"succeeded","\u0069nput":{},"outpu\u0074":"o"}"#,
+        r#"{"id":"p\u00e9","model":"a\/b","status":"succ\u0065eded","input":{}}"#,
+        r#"{"id":"p","status":"succeeded","status":"failed","input":{}}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"output":1,"output":2}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"input":{}}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"version":"a","version":"b"}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"x":1,"x":2}"#,
+        r#"{"id":"p","status":"succeeded"}"#,
+        r#"{"id":"p","status":"succeeded","input":null,"output":null,"logs":null}"#,
+        r#"{"id":"p","status":"processing","input":{},"logs":5,"urls":null,"metrics":null}"#,
+        r#"{"id":"p","status":"processing","input":{},"logs":["a"],"metrics":[]}"#,
+        r#"{"id":"p","status":"paused","input":{},"webhook":null}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"webhook":3}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"model":null}"#,
+        r#"{"id":1,"status":"succeeded","input":{}}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"urls":{"get":"https://api.replicate.com/v1/trainings/t"}}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"urls":{"get":"https:\/\/api.replicate.com\/v1\/trainings\/t"}}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"urls":{"get":"https://api.replicate.com/v1/trainings/t","cancel":1}}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"urls":["https://api.replicate.com/v1/trainings/t"]}"#,
+        r#"{"id":"p","status":"succeeded","input":{},"urls":{"get":5}}"#,
+        r#"["p","a/b","succeeded"]"#,
+        r#"["p","a/b","v","succeeded",{}]"#,
+        r#" ["p","a/b","v","succeeded",{},[1],null,"logs"]"#,
+        r#"[]"#,
+        r#"null"#,
+        r#"{"id":"p","status":"succeeded","input":{}} trailing"#,
+    ];
+
+    #[test]
+    fn every_body_routes_as_the_old_envelope_read_it() {
+        for body in EDGES {
+            let old = serde_json::from_str::<OldEnvelope<'_>>(body);
+            let new = Envelope::parse(body.as_bytes());
+            let (old, new) = match (old, new) {
+                (Ok(old), Ok(new)) => (old, new),
+                (Err(_), Err(_)) => continue,
+                (old, new) => panic!("{body}: was {old:?}, now {new:?}"),
+            };
+            assert_eq!(
+                (
+                    new.id(),
+                    new.model(),
+                    new.status(),
+                    new.output(),
+                    new.webhook()
+                ),
+                (
+                    &*old.id,
+                    &*old.model,
+                    &old.status,
+                    old.output.map(RawValue::get),
+                    old.webhook.as_deref()
+                ),
+                "{body}"
+            );
+            let get = old.urls.and_then(|u| u.get);
+            assert_eq!(new.kind(), Kind::of_get_url(get.as_deref()), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_array_is_never_read_by_the_predictions_field_order() {
+        // As a `Prediction` this would be version "v" and status succeeded; the old envelope
+        // read its third element as the status.
+        let envelope = Envelope::parse(br#"["p","a/b","v","succeeded",{}]"#).unwrap();
+        assert!(matches!(envelope, Envelope::Lenient(_)));
+        assert_eq!(*envelope.status(), Status::Unknown("v".into()));
+    }
+
+    /// What the handler is given for `body`: the typed decode from the envelope, else a decode
+    /// of the whole body, as `HandlerInput for Prediction` does.
+    fn handed<O: DeserializeOwned, I: DeserializeOwned>(
+        body: &str,
+    ) -> Result<Prediction<O, I>, String> {
+        if let Ok(Envelope::Decoded(decoded)) = Envelope::parse(body.as_bytes())
+            && let Ok(typed) = typed(decoded)
+        {
+            return Ok(typed);
+        }
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    }
+
+    fn same_as_whole_body<O, I>(body: &str)
+    where
+        O: DeserializeOwned + PartialEq + std::fmt::Debug,
+        I: DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let whole = serde_json::from_str::<Prediction<O, I>>(body).map_err(|e| e.to_string());
+        assert_eq!(
+            handed::<O, I>(body),
+            whole,
+            "{body:.80} as {}",
+            std::any::type_name::<O>()
+        );
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    enum Shape {
+        Url(String),
+        Many(Vec<String>),
+        Empty,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Newtype(Vec<u8>);
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        a: u8,
+    }
+
+    #[test]
+    fn the_handler_gets_the_whole_body_decode_for_any_output_type() {
+        let outputs = [
+            "absent",
+            "null",
+            r#""s""#,
+            "[1,2]",
+            r#"["a","b"]"#,
+            r#"{"a":1}"#,
+            r#"{"a":1,"b":2}"#,
+            r#"{"Url":"u"}"#,
+            r#"{"Many":["x"]}"#,
+            r#""Empty""#,
+            r#"{"a":300}"#,
+            "1e400",
+            "-0",
+            r#""\ud83d\ude00""#,
+            r#"{"a":1,"a":2}"#,
+        ];
+        let inputs = ["{}", "null", r#"{"a":1}"#, "[1]", r#""\u0000""#];
+        for output in outputs {
+            for input in inputs {
+                let output = if output == "absent" {
+                    String::new()
+                } else {
+                    format!(r#","output":{output}"#)
+                };
+                let body = format!(
+                    r#"{{"id":"p","status":"succeeded","input":{input}{output},"logs":"l"}}"#
+                );
+                same_as_whole_body::<serde_json::Value, serde_json::Value>(&body);
+                same_as_whole_body::<String, Option<serde_json::Value>>(&body);
+                same_as_whole_body::<Option<String>, serde_json::Map<String, serde_json::Value>>(
+                    &body,
+                );
+                same_as_whole_body::<Vec<u8>, ()>(&body);
+                same_as_whole_body::<Shape, serde_json::Value>(&body);
+                same_as_whole_body::<Either, serde_json::Value>(&body);
+                same_as_whole_body::<Newtype, serde_json::Value>(&body);
+                same_as_whole_body::<Strict, Option<Strict>>(&body);
+                same_as_whole_body::<std::collections::BTreeMap<String, u8>, serde_json::Value>(
+                    &body,
+                );
+                let raw = handed::<Box<RawValue>, Box<RawValue>>(&body);
+                let whole = serde_json::from_str::<Prediction<Box<RawValue>, Box<RawValue>>>(&body);
+                assert_eq!(
+                    raw.map(|p| (
+                        p.input.get().to_owned(),
+                        p.output.map(|o| o.get().to_owned())
+                    )),
+                    whole
+                        .map(|p| (
+                            p.input.get().to_owned(),
+                            p.output.map(|o| o.get().to_owned())
+                        ))
+                        .map_err(|e| e.to_string()),
+                    "{body}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_at_the_recursion_limit_is_decided_by_the_whole_body() {
+        // The body's object takes one of serde_json's 128 levels: an output 127 deep fails a
+        // decode of the whole body but not a decode of the output's text alone.
+        for depth in 120..=135 {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let output =
+                format!(r#"{{"id":"p","status":"succeeded","input":{{}},"output":{deep}}}"#);
+            let input = format!(r#"{{"id":"p","status":"succeeded","input":{deep}}}"#);
+            let in_string =
+                format!(r#"{{"id":"p","status":"succeeded","input":{{}},"output":"{deep}"}}"#);
+            for body in [&output, &input, &in_string] {
+                same_as_whole_body::<serde_json::Value, serde_json::Value>(body);
+            }
+            same_as_whole_body::<String, serde_json::Value>(&in_string);
+        }
+        assert!(
+            serde_json::from_str::<Prediction>(&format!(
+                r#"{{"id":"p","status":"succeeded","input":{{}},"output":{}{}}}"#,
+                "[".repeat(127),
+                "]".repeat(127)
+            ))
+            .is_err()
+        );
+        assert!(nests(r#"[[["]]]"]]]"#, 3) && !nests(r#"[["\"[[[[[["]]"#, 3));
     }
 }
