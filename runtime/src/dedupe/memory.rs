@@ -267,13 +267,36 @@ impl MemoryStore {
         }
         if !self.take_slot() {
             inner.make_room(self, now)?;
-            if !self.take_slot() {
+            if !self.take_slot() && !self.room_elsewhere(now) {
                 inner.no_sweep_before = after(now, self.sweep_pause());
                 return Err(full());
             }
         }
         inner.entries.insert(key, entry);
         Ok(())
+    }
+
+    /// Sweeps the other shards for a slot, as one map would have found an evictable key
+    /// anywhere: a shard of protected keys must not refuse while another holds markers. Only
+    /// shards free at once are swept (the caller's own is held, so it is skipped), which keeps
+    /// two inserts from waiting on each other's shard.
+    fn room_elsewhere(&self, now: u64) -> bool {
+        for shard in &self.shards {
+            let mut other = match shard.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => continue,
+            };
+            let before = other.entries.len();
+            if other.make_room(self, now).is_ok() && self.take_slot() {
+                return true;
+            }
+            if other.entries.len() == before {
+                // Nothing to evict there either: it is not walked again until keys have aged.
+                other.no_sweep_before = after(now, self.sweep_pause());
+            }
+        }
+        false
     }
 
     /// Counts one more key against the bound, unless the store is at it.

@@ -179,3 +179,113 @@ async fn a_sharded_store_stays_within_its_bound_and_keeps_recent_keys() {
     }
     assert!(!store.is_done("k0").await.unwrap());
 }
+
+/// The keys the shards hold, counted one by one: `held` must always be their sum.
+fn counted(store: &MemoryStore) -> usize {
+    store.shards.iter().map(|s| lock(s).entries.len()).sum()
+}
+
+#[tokio::test]
+async fn a_sharded_store_never_evicts_claims_and_counts_every_key_once() {
+    let bound = MIN_KEYS_PER_SHARD * 2;
+    let store = MemoryStore::with_capacity(bound);
+    assert_eq!(store.shards.len(), 2);
+    let mut tokens = Vec::new();
+    for i in 0..bound {
+        let Claim::Acquired(token) = store.claim(&format!("c{i}"), TTL).await.unwrap() else {
+            panic!("c{i}")
+        };
+        tokens.push(token);
+    }
+    assert_eq!((store.len(), counted(&store)), (bound, bound));
+    // Full of in-flight claims: every further key is refused, none of the claims goes.
+    for i in 0..100 {
+        assert!(
+            store.mark_done(&format!("d{i}"), TTL).await.is_err(),
+            "d{i}"
+        );
+        assert!(
+            store.swap_marker(&format!("m{i}"), 1, TTL).await.is_err(),
+            "m{i}"
+        );
+    }
+    for i in (0..bound).step_by(97) {
+        assert!(matches!(
+            store.claim(&format!("c{i}"), TTL).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
+    }
+    assert_eq!((store.len(), counted(&store)), (bound, bound));
+    // Releasing and completing keep the count exact.
+    for (i, token) in tokens.iter().enumerate().take(1000) {
+        store.release(&format!("c{i}"), token).await.unwrap();
+    }
+    for (i, token) in tokens.iter().enumerate().skip(1000).take(1000) {
+        store.complete(&format!("c{i}"), token, TTL).await.unwrap();
+    }
+    assert_eq!((store.len(), counted(&store)), (bound - 1000, bound - 1000));
+    for i in 0..1000 {
+        store.mark_done(&format!("d{i}"), TTL).await.unwrap();
+    }
+    assert_eq!((store.len(), counted(&store)), (bound, bound));
+    assert!(store.mark_done("one more", TTL).await.is_err());
+    for i in 1000..2000 {
+        assert!(store.is_done(&format!("c{i}")).await.unwrap(), "c{i}");
+    }
+}
+
+#[tokio::test]
+async fn a_store_below_the_shard_minimum_evicts_as_one_map() {
+    // One map: the oldest eighth of the whole store goes at once, whichever keys they are.
+    let bound = MIN_KEYS_PER_SHARD * 2 - 1;
+    let store = unprotected(bound);
+    assert_eq!(store.shards.len(), 1);
+    for i in 0..bound {
+        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
+    }
+    store.mark_done("next", TTL).await.unwrap();
+    let swept = bound / 8;
+    assert_eq!(store.len(), bound - swept + 1);
+    assert_eq!(counted(&store), store.len());
+    for i in 0..swept {
+        assert!(!store.is_done(&format!("k{i}")).await.unwrap(), "k{i}");
+    }
+    for i in swept..bound {
+        assert!(store.is_done(&format!("k{i}")).await.unwrap(), "k{i}");
+    }
+}
+
+/// `n` keys (from `prefix`) that land in shard `shard` of `store`.
+fn keys_in_shard(store: &MemoryStore, shard: usize, prefix: &str, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|k| {
+            usize::try_from(store.fingerprint(k).1).unwrap() & (store.shards.len() - 1) == shard
+        })
+        .take(n)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_sharded_store_with_evictable_keys_in_another_shard_makes_room() {
+    // As one map, a store at its bound evicts a progress marker wherever it is rather than
+    // refuse: a shard full of protected keys must not refuse while another holds markers.
+    let bound = MIN_KEYS_PER_SHARD * 2;
+    let store = MemoryStore::with_capacity(bound);
+    assert_eq!(store.shards.len(), 2);
+    for key in keys_in_shard(&store, 0, "done", bound / 2) {
+        store.mark_done(&key, TTL).await.unwrap();
+    }
+    for key in keys_in_shard(&store, 1, "marker", bound / 2) {
+        store.swap_marker(&key, 1, TTL).await.unwrap();
+    }
+    assert_eq!(store.len(), bound);
+    let next = keys_in_shard(&store, 0, "next", 1).remove(0);
+    store.mark_done(&next, TTL).await.unwrap();
+    assert!(store.is_done(&next).await.unwrap());
+    assert!(store.len() <= bound);
+    assert_eq!(counted(&store), store.len());
+    for key in keys_in_shard(&store, 0, "done", bound / 2) {
+        assert!(store.is_done(&key).await.unwrap(), "{key}");
+    }
+}
