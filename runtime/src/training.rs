@@ -100,6 +100,45 @@ mod tests {
         }
     }
 
+    /// The kind as the parser alone tells it, before the fast path.
+    fn parsed(get: &str) -> Kind {
+        match url::Url::parse(get) {
+            Ok(u) if u.path().starts_with("/v1/trainings/") => Kind::Training,
+            _ => Kind::Prediction,
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_urls_the_parser_calls_predictions() {
+        let base = "https://api.replicate.com/v1/predictions/";
+        for get in [
+            "https://api.replicate.com/v1/predictions/../trainings/x",
+            "https://api.replicate.com/v1/predictions/%2e%2e/trainings/x",
+            "https://api.replicate.com/v1/predictions/.%2E/trainings/x",
+            "https://api.replicate.com/v1/predictions/..%2ftrainings/x",
+            "https://api.replicate.com/v1/predictions/..\\trainings\\x",
+            "https://api.replicate.com/v1/predictions/\t../trainings/x",
+            "https://API.REPLICATE.COM/v1/predictions/../trainings/x",
+            "HTTPS://api.replicate.com/v1/trainings/x",
+            "https://api.replicate.com:443/v1/trainings/x",
+            "https://api.replicate.com/v1/trainings/x#/v1/predictions/",
+            "https://api.replicate.com/v1//trainings/x",
+            "https://api.replicate.com/v1/predictions/abc/../../trainings/x",
+            "https://api.replicate.com/v1/predictions/",
+            "https://api.replicate.com/v1/predictions/abc",
+            "https://api.replicate.com/v1/predictions/ABC123",
+            "https://api.replicate.com/v1/predictions/abc?x=/v1/trainings/",
+            "https://api.replicate.com/v1/predictions/abc\u{e9}",
+            " https://api.replicate.com/v1/trainings/x",
+        ] {
+            assert_eq!(Kind::of_get_url(Some(get)), parsed(get), "{get}");
+        }
+        assert_eq!(
+            Kind::of_get_url(Some(&format!("{base}../trainings/x"))),
+            Kind::Training
+        );
+    }
+
     #[test]
     fn a_training_body_decodes() {
         let t: Training = serde_json::from_str(
