@@ -338,6 +338,25 @@ fn table(secret: &Secret) -> Table {
             RawRequest::post(&t.signed_body(body)),
         );
     }
+    // serde decodes a struct from an array by field order; the envelope's order is id, model,
+    // status, so these route on their third element, whatever a `Prediction` reads there.
+    let by_order = format!(
+        r#"["{}","{MODEL}","v","succeeded",{{}}]"#,
+        new_prediction_id()
+    );
+    t.push(
+        "array read as a prediction by field order",
+        Ack("not subscribed"),
+        "the status is the third element, \"v\": unknown, though as a Prediction it is complete",
+        RawRequest::post(&t.signed_body(by_order)),
+    );
+    let short = format!(r#"["{}","{MODEL}","succeeded"]"#, new_prediction_id());
+    t.push(
+        "array with the envelope's three fields",
+        Decode,
+        "routes as succeeded; as a Prediction the third element is version, status is missing",
+        RawRequest::post(&t.signed_body(short)),
+    );
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     t.push(
         "10,000 nested arrays",

@@ -8,7 +8,8 @@ use std::time::Duration;
 use replicate_webhook::signature::unix_now;
 use replicate_webhook::testkit::{Signed, TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{
-    Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig, configure,
+    DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
+    configure,
 };
 use replicate_webhook_tests::raw::{self, RawRequest};
 use replicate_webhook_tests::{TestServer, fails_once_then_succeeds, within};
@@ -624,4 +625,87 @@ async fn output_and_logs_are_told_apart_whichever_worker_answers() {
     .map(|s| (*s).to_owned())
     .collect();
     assert_eq!(*seen.lock().unwrap(), expected);
+}
+
+/// What a handler was given: the prediction, or the decode error's message.
+type Given = Arc<std::sync::Mutex<Vec<Result<Prediction, String>>>>;
+
+#[actix_web::test]
+async fn the_handler_gets_exactly_what_a_decode_of_the_whole_body_gives() {
+    let secret = Secret::generate();
+    let given: Given = Arc::default();
+    let (ok, failed) = (given.clone(), given.clone());
+    let module = Module::new(MODEL)
+        .on(HandlerKind::Succeeded, move |p: Prediction| {
+            ok.lock().unwrap().push(Ok(p));
+            async { Ok::<(), HandlerError>(()) }
+        })
+        .on(HandlerKind::DecodeError, move |e: DecodeError| {
+            failed.lock().unwrap().push(Err(e.message().to_owned()));
+            async { Ok::<(), HandlerError>(()) }
+        });
+    let srv = TestServer::start({
+        let config = config(&secret, module);
+        move || configure(config.clone())
+    });
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let bodies = [
+        // Escaped keys, a duplicate unknown key, nulls where fields may be absent.
+        format!(
+            r#"{{"\u0069d":"{}","model":"{MODEL}","st\u0061tus":"succeeded","input":{{"a":1}},
+            "output":null,"logs":null,"urls":null,"metrics":null,"x":1,"x":[2]}}"#,
+            new_prediction_id()
+        ),
+        // The body's object is one of serde_json's 128 levels: 126 fit in output, 127 do not.
+        format!(
+            r#"{{"id":"{}","model":"{MODEL}","status":"succeeded","input":{{}},"output":{}}}"#,
+            new_prediction_id(),
+            nested(126)
+        ),
+        format!(
+            r#"{{"id":"{}","model":"{MODEL}","status":"succeeded","input":{{}},"output":{}}}"#,
+            new_prediction_id(),
+            nested(127)
+        ),
+        format!(
+            r#"{{"id":"{}","model":"{MODEL}","status":"succeeded","input":{},"output":1}}"#,
+            new_prediction_id(),
+            nested(127)
+        ),
+        // Routes leniently: the handler's error is serde's, positioned in the whole body.
+        format!(
+            r#"{{"id":"{}","model":"{MODEL}","status":"succeeded","input":{{}},
+            "created_at":"yesterday","output":"o"}}"#,
+            new_prediction_id()
+        ),
+        format!(
+            r#"{{"id":"{}","model":"{MODEL}","status":"succeeded","input":{{}},"logs":5}}"#,
+            new_prediction_id()
+        ),
+    ];
+    for body in &bodies {
+        let whole = serde_json::from_str::<Prediction>(body).map_err(|e| e.to_string());
+        let signed = TestDelivery::new(body.clone()).sign(&secret);
+        let (status, text) = srv.deliver(&signed).await;
+        // `on_decode_error` answered Ok: "done" either way, told apart by what was given.
+        assert_eq!((status, &*text), (200, "done"), "{body:.120}");
+        let got = given.lock().unwrap().pop();
+        assert_eq!(got, Some(whole), "{body:.120}");
+    }
+    // In many chunks, through the same path as a body that came in one.
+    let body = sample_prediction(
+        &new_prediction_id(),
+        MODEL,
+        "succeeded",
+        json!({"é": [1, "\n"]}),
+    )
+    .to_string();
+    let request = RawRequest::post(&TestDelivery::new(body.clone()).sign(&secret)).chunked(7);
+    let answer = raw::exchange(&srv.base, &request.to_bytes(), false).await;
+    assert_eq!((answer.status, answer.body()), (Some(200), "done"));
+    let got = given.lock().unwrap().pop();
+    assert_eq!(
+        got,
+        Some(Ok(serde_json::from_str::<Prediction>(&body).unwrap()))
+    );
 }
