@@ -198,7 +198,7 @@ pub fn typed<O: DeserializeOwned, I: DeserializeOwned>(
     Ok(typed)
 }
 
-/// The nesting (arrays and objects) at which `input` or `output` would reach serde_json's
+/// The nesting (arrays and objects) at which `input` or `output` would reach `serde_json`'s
 /// recursion limit of 128 inside the body's own object.
 const SHALLOWER_IN_BODY: usize = 127;
 
@@ -396,8 +396,8 @@ mod tests {
         r#"["p","a/b","succeeded"]"#,
         r#"["p","a/b","v","succeeded",{}]"#,
         r#" ["p","a/b","v","succeeded",{},[1],null,"logs"]"#,
-        r#"[]"#,
-        r#"null"#,
+        "[]",
+        "null",
         r#"{"id":"p","status":"succeeded","input":{}} trailing"#,
     ];
 
