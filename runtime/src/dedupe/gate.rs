@@ -259,8 +259,8 @@ impl Gate {
     }
 
     /// Records the progress of a `processing` delivery (its output, `None` or `null` when it has
-    /// none yet, and the length of its logs as sent) and classifies it against the last one any
-    /// instance saw for the prediction.
+    /// none yet, and the length of its logs, decoded: what the body decodes to, not its JSON
+    /// escapes) and classifies it against the last one any instance saw for the prediction.
     pub async fn observe(
         &self,
         prediction_id: &str,
