@@ -173,22 +173,8 @@ pub fn typed<O: DeserializeOwned, I: DeserializeOwned>(
         started_at, completed_at, deadline, data_removed, source, deployment, webhook,
         webhook_events_filter,
     } = *decoded;
-    // A decode of the whole body meets `input` and `output` one level down, so it hits serde's
-    // recursion limit one level sooner than a decode of their text alone: text that deep is
-    // left to the whole-body decode, which accepts or rejects it as before.
-    if nests(input.get(), SHALLOWER_IN_BODY)
-        || output
-            .as_deref()
-            .is_some_and(|o| nests(o.get(), SHALLOWER_IN_BODY))
-    {
-        return Err(serde::de::Error::custom(
-            "nested as deep as the body's recursion limit",
-        ));
-    }
-    let input = serde_json::from_str(input.get())?;
-    let output = output
-        .map(|raw| serde_json::from_str(raw.get()))
-        .transpose()?;
+    let input = at_body_depth(&input)?;
+    let output = output.map(|raw| at_body_depth(&raw)).transpose()?;
     #[rustfmt::skip]
     let typed = Prediction {
         id, model, version, status, input, output, error, logs, metrics, urls, created_at,
@@ -198,40 +184,18 @@ pub fn typed<O: DeserializeOwned, I: DeserializeOwned>(
     Ok(typed)
 }
 
-/// The nesting (arrays and objects) at which `input` or `output` would reach `serde_json`'s
-/// recursion limit of 128 inside the body's own object.
-const SHALLOWER_IN_BODY: usize = 127;
-
-/// Whether `json`, valid JSON text, nests arrays and objects at least `depth` deep.
-fn nests(json: &str, depth: usize) -> bool {
-    // Each level is an opening and a closing byte.
-    if json.len() < 2 * depth {
-        return false;
+/// Decodes a field's JSON text as deep in serde_json's recursion limit (128 levels) as the
+/// field sits in the body, one level down inside the body's object; decoded alone it would be
+/// allowed one level more, and a body the whole-body decode rejects would reach a handler.
+/// Only text long enough to nest that deep (two bytes a level) pays for the copy into `[...]`.
+fn at_body_depth<T: DeserializeOwned>(raw: &RawValue) -> Result<T, serde_json::Error> {
+    const LEVELS_LEFT_IN_BODY: usize = 127;
+    let text = raw.get();
+    if text.len() < 2 * LEVELS_LEFT_IN_BODY {
+        return serde_json::from_str(text);
     }
-    let (mut level, mut in_string, mut escaped) = (0usize, false, false);
-    for b in json.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                level += 1;
-                if level >= depth {
-                    return true;
-                }
-            }
-            b']' | b'}' => level = level.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
+    let wrapped = format!("[{text}]");
+    serde_json::from_str::<(T,)>(&wrapped).map(|(value,)| value)
 }
 
 #[cfg(test)]
@@ -582,6 +546,5 @@ mod tests {
             ))
             .is_err()
         );
-        assert!(nests(r#"[[["]]]"]]]"#, 3) && !nests(r#"[["\"[[[[[["]]"#, 3));
     }
 }
