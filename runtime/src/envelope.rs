@@ -184,7 +184,7 @@ pub fn typed<O: DeserializeOwned, I: DeserializeOwned>(
     Ok(typed)
 }
 
-/// Decodes a field's JSON text as deep in serde_json's recursion limit (128 levels) as the
+/// Decodes a field's JSON text as deep in `serde_json`'s recursion limit (128 levels) as the
 /// field sits in the body, one level down inside the body's object; decoded alone it would be
 /// allowed one level more, and a body the whole-body decode rejects would reach a handler.
 /// Only text long enough to nest that deep (two bytes a level) pays for the copy into `[...]`.
