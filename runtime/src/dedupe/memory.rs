@@ -1,6 +1,6 @@
 //! The default store: in process, bounded, with expiry.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,7 +34,7 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Inner>]>,
     /// Keys held across all shards: the bound is the store's, not a share per shard.
     held: AtomicUsize,
-    tracked: Mutex<Tracked>,
+    tracked: Mutex<watch::Tracked>,
     max_keys: usize,
     max_bytes: usize,
     protect: Duration,
@@ -89,34 +89,6 @@ impl Hasher for PassThroughHasher {
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
-    }
-}
-
-/// Predictions the reconciler watches: by id, and ordered by when they are due.
-#[derive(Debug, Default)]
-struct Tracked {
-    by_id: HashMap<String, Watch>,
-    by_due: BTreeSet<(i64, String)>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Watch {
-    due_ms: i64,
-    attempts: u32,
-    forget_after: Instant,
-}
-
-impl Tracked {
-    fn remove(&mut self, id: &str) -> Option<Watch> {
-        let watch = self.by_id.remove(id)?;
-        self.by_due.remove(&(watch.due_ms, id.to_owned()));
-        Some(watch)
-    }
-
-    fn insert(&mut self, id: &str, watch: Watch) {
-        self.remove(id);
-        self.by_due.insert((watch.due_ms, id.to_owned()));
-        self.by_id.insert(id.to_owned(), watch);
     }
 }
 
@@ -202,7 +174,7 @@ impl MemoryStore {
         self.len() * Self::BYTES_PER_KEY
     }
 
-    fn lock_tracked(&self) -> std::sync::MutexGuard<'_, Tracked> {
+    fn lock_tracked(&self) -> std::sync::MutexGuard<'_, watch::Tracked> {
         self.tracked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -525,31 +497,8 @@ impl DedupeStore for MemoryStore {
         due_ms: i64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut tracked = self.lock_tracked();
-        if tracked.by_id.len() >= self.max_keys && !tracked.by_id.contains_key(prediction_id) {
-            let now = Instant::now();
-            let stale: Vec<String> = tracked
-                .by_id
-                .iter()
-                .filter(|(_, w)| w.forget_after <= now)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in stale {
-                tracked.remove(&id);
-            }
-            if tracked.by_id.len() >= self.max_keys {
-                return Err(StoreError::new("memory store full of watched predictions"));
-            }
-        }
-        let watch = Watch {
-            due_ms,
-            attempts: 0,
-            forget_after: Instant::now()
-                .checked_add(ttl)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)),
-        };
-        tracked.insert(prediction_id, watch);
-        Ok(())
+        self.lock_tracked()
+            .track(prediction_id, due_ms, ttl, self.max_keys)
     }
 
     async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
@@ -563,38 +512,11 @@ impl DedupeStore for MemoryStore {
         limit: usize,
         retry: Backoff,
     ) -> Result<Vec<(String, u32)>, StoreError> {
-        let now = Instant::now();
-        let mut tracked = self.lock_tracked();
-        let due: Vec<String> = tracked
-            .by_due
-            .iter()
-            .take_while(|(due, _)| *due <= now_ms)
-            .map(|(_, id)| id.clone())
-            .collect();
-        let mut taken = Vec::new();
-        for id in due {
-            let Some(watch) = tracked.remove(&id) else {
-                continue;
-            };
-            if watch.forget_after <= now {
-                continue;
-            }
-            if taken.len() < limit {
-                taken.push((id.clone(), watch.attempts));
-                let next = Watch {
-                    due_ms: now_ms.saturating_add(retry.after(watch.attempts)),
-                    attempts: watch.attempts + 1,
-                    ..watch
-                };
-                tracked.insert(&id, next);
-            } else {
-                tracked.insert(&id, watch);
-                break;
-            }
-        }
-        Ok(taken)
+        Ok(self.lock_tracked().take_due(now_ms, limit, retry))
     }
 }
+
+mod watch;
 
 #[cfg(test)]
 mod tests;
