@@ -58,6 +58,7 @@
 //! never references is not linked, so its handlers are missing; add `use that_crate as _;` to
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
 
+mod answer;
 mod body;
 mod borrowed;
 #[cfg(feature = "client")]

@@ -6,15 +6,15 @@
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
+use crate::answer;
 use crate::body::{self, BodyError};
 use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
@@ -65,7 +65,6 @@ pub fn try_configure(
 static ID: HeaderName = HeaderName::from_static(HEADER_ID);
 static TIMESTAMP: HeaderName = HeaderName::from_static(HEADER_TIMESTAMP);
 static SIGNATURE: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
-static TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Handles one delivery. Every exit answers with a status Replicate understands.
 async fn receive(
@@ -102,7 +101,7 @@ async fn receive(
     let envelope = match Envelope::parse(&body) {
         Ok(envelope) => envelope,
         Err(e) => {
-            return reply(
+            return answer::text(
                 StatusCode::BAD_REQUEST,
                 format!("malformed prediction JSON: {e}"),
             );
@@ -143,7 +142,7 @@ async fn deliver(
     let gate = &endpoint.checks.gate;
     let Some(module) = endpoint.route.module_for(envelope.kind(), envelope.model()) else {
         tracing::info!("no module handles this model; acknowledged");
-        return reply(StatusCode::OK, "no handler for this model");
+        return answer::text(StatusCode::OK, "no handler for this model");
     };
 
     // Watched before its handler runs: a crash right after must not lose the prediction.
@@ -165,7 +164,7 @@ async fn deliver(
             .await
         {
             Ok(Progress::Regressed) => {
-                return reply(StatusCode::OK, "stale event: older than one already seen");
+                return answer::text(StatusCode::OK, "stale event: older than one already seen");
             }
             Ok(progress) => Some(progress),
             Err(e) => return unavailable(&e),
@@ -194,7 +193,7 @@ async fn deliver(
             }
         }
         tracing::debug!("not subscribed or no handler; acknowledged");
-        reply(StatusCode::OK, "not subscribed")
+        answer::text(StatusCode::OK, "not subscribed")
     };
     if let Some(Progress::Output(undo) | Progress::Logs(undo)) = progress
         && !response.status().is_success()
@@ -247,21 +246,21 @@ async fn admit_and_run(
     let lease = match gate.admit(delivery).await {
         Ok(Admission::Run(lease)) => lease,
         Ok(Admission::Duplicate) => {
-            return reply(StatusCode::OK, "duplicate delivery; already handled");
+            return answer::text(StatusCode::OK, "duplicate delivery; already handled");
         }
         Ok(Admission::AlreadyHandled) => {
-            return reply(
+            return answer::text(
                 StatusCode::OK,
                 "prediction already handled; its first terminal status wins",
             );
         }
         Ok(Admission::Stale) => {
-            return reply(
+            return answer::text(
                 StatusCode::OK,
                 "stale event: the prediction already finished",
             );
         }
-        Ok(Admission::InFlight { retry_after }) => return in_flight(retry_after),
+        Ok(Admission::InFlight { retry_after }) => return answer::in_flight(retry_after),
         Err(e) => return unavailable(&e),
     };
     let call = Call::new(req, body).with_decoded(envelope.take_decoded());
@@ -298,7 +297,7 @@ async fn respond(
         Outcome::Failed(e) if e.is_retryable() => {
             tracing::error!(prediction, error = %e, handler, "handler failed; Replicate will retry");
             gate.release(lease).await;
-            return reply(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry");
+            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry");
         }
         Outcome::Failed(e) => {
             tracing::error!(prediction, error = %e, handler, "handler failed permanently; not retried");
@@ -317,14 +316,14 @@ async fn respond(
                 "handler argument extraction failed"
             );
             gate.release(lease).await;
-            return reply(
+            return answer::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "handler argument extraction failed",
             );
         }
     };
     match gate.complete(lease).await {
-        Ok(()) => reply(StatusCode::OK, done),
+        Ok(()) => answer::text(StatusCode::OK, done),
         Err(e) => {
             // The handler ran but the store did not record it: a retry would run it again,
             // which is what at-least-once delivery means. Say so rather than pretend.
@@ -351,7 +350,7 @@ fn refuse(
     message: impl Into<Cow<'static, str>>,
 ) -> HttpResponse {
     checks.refusals.record(status.as_u16(), reason);
-    reply(status, message)
+    answer::text(status, message)
 }
 
 fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
@@ -376,10 +375,11 @@ fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
         ),
         BodyError::Busy => {
             checks.refusals.record(503, "unverified-budget-spent");
-            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
-                .insert_header((header::RETRY_AFTER, "1"))
-                .content_type(TEXT.clone())
-                .body("too many bodies being received; retry later")
+            answer::retry_after(
+                StatusCode::SERVICE_UNAVAILABLE,
+                1,
+                "too many bodies being received; retry later",
+            )
         }
         BodyError::Broken(e) => refuse(
             checks,
@@ -439,27 +439,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 fn unavailable(e: &StoreError) -> HttpResponse {
     tracing::error!(error = %e, "dedupe store unavailable; delivery refused");
-    HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
-        .insert_header((header::RETRY_AFTER, "5"))
-        .content_type(TEXT.clone())
-        .body("dedupe store unavailable; retry later")
-}
-
-fn in_flight(retry_after: Duration) -> HttpResponse {
-    let secs = retry_after.as_secs().clamp(1, 30);
-    HttpResponse::build(StatusCode::CONFLICT)
-        .insert_header((header::RETRY_AFTER, secs.to_string()))
-        .content_type(TEXT.clone())
-        .body("this delivery is being handled by another worker; retry later")
-}
-
-/// A plain-text answer; the fixed messages most deliveries get cost no allocation.
-fn reply(status: StatusCode, message: impl Into<Cow<'static, str>>) -> HttpResponse {
-    let body = match message.into() {
-        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
-        Cow::Owned(text) => Bytes::from(text),
-    };
-    HttpResponse::build(status)
-        .content_type(TEXT.clone())
-        .body(body)
+    answer::retry_after(
+        StatusCode::SERVICE_UNAVAILABLE,
+        5,
+        "dedupe store unavailable; retry later",
+    )
 }

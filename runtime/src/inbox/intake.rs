@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::{Enqueued, Inbox, Keys, NewJob, module_key};
+use crate::answer;
 use crate::handler::HandlerKind;
 use crate::prediction::Status;
 use crate::registry::Module;
@@ -96,24 +96,21 @@ impl Intake {
                     handler = kind.fn_name(),
                     "delivery stored in the inbox"
                 );
-                reply(StatusCode::OK, "stored; a worker runs the handler")
+                answer::text(StatusCode::OK, "stored; a worker runs the handler")
             }
-            Ok(Ok(Enqueued::Duplicate)) => reply(
+            Ok(Ok(Enqueued::Duplicate)) => answer::text(
                 StatusCode::OK,
                 "duplicate delivery; already stored or handled",
             ),
-            Ok(Ok(Enqueued::AlreadyHandled)) => reply(
+            Ok(Ok(Enqueued::AlreadyHandled)) => answer::text(
                 StatusCode::OK,
                 "prediction already stored or handled for this status",
             ),
-            Ok(Ok(Enqueued::Stale)) => reply(
+            Ok(Ok(Enqueued::Stale)) => answer::text(
                 StatusCode::OK,
                 "stale event: the prediction already finished",
             ),
-            Ok(Ok(Enqueued::InFlight(left))) => HttpResponse::build(StatusCode::CONFLICT)
-                .insert_header((header::RETRY_AFTER, left.as_secs().clamp(1, 30).to_string()))
-                .content_type("text/plain; charset=utf-8")
-                .body("this delivery is being handled by another worker; retry later"),
+            Ok(Ok(Enqueued::InFlight(left))) => answer::in_flight(left),
             Ok(Err(e)) => unavailable(&e.to_string()),
             Err(_) => unavailable(&format!(
                 "inbox: no answer within {} ms",
@@ -125,14 +122,9 @@ impl Intake {
 
 fn unavailable(error: &str) -> HttpResponse {
     tracing::error!(error, "inbox unavailable; delivery refused");
-    HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
-        .insert_header((header::RETRY_AFTER, "5"))
-        .content_type("text/plain; charset=utf-8")
-        .body("inbox unavailable; retry later")
-}
-
-fn reply(status: StatusCode, message: &'static str) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/plain; charset=utf-8")
-        .body(message)
+    answer::retry_after(
+        StatusCode::SERVICE_UNAVAILABLE,
+        5,
+        "inbox unavailable; retry later",
+    )
 }
