@@ -59,6 +59,7 @@
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
 
 mod answer;
+mod auth;
 mod body;
 mod borrowed;
 #[cfg(feature = "client")]
@@ -87,7 +88,10 @@ pub mod signature;
 pub mod testkit;
 mod training;
 
-pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
+pub use auth::Sender;
+pub use config::{
+    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets,
+};
 pub use error::HandlerError;
 pub use handler::{DeadLetter, DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};

@@ -6,15 +6,20 @@ use time::OffsetDateTime;
 
 pub use replicate_webhook_core::{Event, Status};
 
+mod wire;
+
 /// A prediction, exactly the body of a webhook delivery and of `GET /v1/predictions/{id}`.
 ///
 /// `O` is the type of `output` and `I` the type of `input`; both default to
 /// [`serde_json::Value`]. Unknown fields are ignored so new API fields never break decoding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "O: Serialize, I: Serialize",
-    deserialize = "O: Deserialize<'de>, I: Deserialize<'de>"
-))]
+#[serde(
+    bound(
+        serialize = "O: Serialize, I: Serialize",
+        deserialize = "O: Deserialize<'de>, I: serde::de::DeserializeOwned"
+    ),
+    try_from = "wire::Prediction<O, I>"
+)]
 pub struct Prediction<O = serde_json::Value, I = serde_json::Value> {
     /// The prediction id, e.g. `gm3qorzdhgbfurvjtvhg6dckhu`.
     pub id: String,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::auth::cog::CogToken;
 use crate::body::{BodyLimits, Budget};
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
@@ -16,6 +17,8 @@ use crate::signature::Verifier;
 /// What every delivery is checked against, whatever its path.
 pub(crate) struct Checks {
     pub(crate) verifier: Verifier,
+    /// The bearer token Cog containers send, when Cog deliveries are accepted.
+    pub(crate) cog_token: Option<CogToken>,
     pub(crate) body: BodyLimits,
     pub(crate) signed_query: bool,
     pub(crate) gate: Gate,
@@ -31,6 +34,16 @@ pub(crate) struct Checks {
 pub(crate) struct Endpoint {
     pub(crate) checks: Arc<Checks>,
     pub(crate) route: Route,
+}
+
+impl Endpoint {
+    /// The token a Cog delivery to this path must carry: only paths with a Cog module take one.
+    pub(crate) fn cog_token(&self) -> Option<&CogToken> {
+        self.checks
+            .cog_token
+            .as_ref()
+            .filter(|_| self.route.cog.is_some())
+    }
 }
 
 /// Every endpoint of one configuration, and its background work.
@@ -50,7 +63,8 @@ pub(crate) fn modules(config: &WebhookConfig) -> Vec<Module> {
         modules.extend(registry::registrations().map(Module::from_registration));
     }
     if config.inbox_every_module && config.inbox.is_some() {
-        for module in &mut modules {
+        // Cog modules stay inline: a Cog delivery has no `webhook-id` for the inbox to key on.
+        for module in modules.iter_mut().filter(|m| !m.cog) {
             module.inbox = true;
         }
     }
@@ -111,6 +125,7 @@ impl Receiver {
         };
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
+            cog_token: config.cog_token.clone(),
             body: BodyLimits {
                 max: config.body_limit,
                 read_timeout: config.read_timeout,
@@ -179,6 +194,7 @@ fn log_route(path: &str, route: &Route) {
         .flatten()
         .map(|(_, m)| m)
         .chain(route.any.values())
+        .chain(&route.cog)
     {
         let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();
         let events: Vec<_> = module.events.iter().map(|e| e.as_str()).collect();
@@ -186,6 +202,7 @@ fn log_route(path: &str, route: &Route) {
             path,
             model = module.model,
             kind = module.kind.as_str(),
+            cog = module.cog,
             events = events.join(","),
             handlers = handlers.join(","),
             origin = module.origin,
