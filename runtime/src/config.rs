@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use crate::auth::cog::{CogToken, ENV_COG_TOKEN};
+use crate::auth::tenant::Tenants;
 use crate::dedupe::{self, DedupeStore, MemoryStore, Policy, StoreUrl, StoreUrlError};
 use crate::inbox::{ENV_INBOX, Inbox, InboxOptions};
 use crate::receiver::Receiver;
@@ -25,6 +26,8 @@ pub struct WebhookConfig {
     pub(crate) verifier: Verifier,
     /// The bearer token of self-hosted Cog containers, when their deliveries are accepted.
     pub(crate) cog_token: Option<CogToken>,
+    /// The accounts of a multi-account app.
+    pub(crate) tenants: Option<Tenants>,
     pub(crate) body_limit: usize,
     pub(crate) read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
@@ -59,6 +62,7 @@ impl std::fmt::Debug for WebhookConfig {
         f.debug_struct("WebhookConfig")
             .field("verifier", &self.verifier)
             .field("cog_token", &self.cog_token)
+            .field("tenants", &self.tenants)
             .field("body_limit", &self.body_limit)
             .field("read_timeout", &self.read_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -135,6 +139,7 @@ impl WebhookConfig {
         Self {
             verifier: Verifier::new(secrets),
             cog_token: None,
+            tenants: None,
             body_limit: Self::DEFAULT_BODY_LIMIT,
             read_timeout: Self::DEFAULT_READ_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
@@ -279,6 +284,16 @@ impl WebhookConfig {
     #[must_use]
     pub fn cog_token(mut self, token: CogToken) -> Self {
         self.cog_token = Some(token);
+        self
+    }
+
+    /// Receives for many Replicate accounts: a delivery naming a tenant (by path or query, as
+    /// `tenants` says) is verified with that tenant's secrets, and its dedupe keys live in the
+    /// tenant's namespace. An unknown tenant gets 404 before any store or API call; a delivery
+    /// naming none is verified with this configuration's own secrets, as before.
+    #[must_use]
+    pub fn tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = Some(tenants);
         self
     }
 

@@ -82,6 +82,7 @@ mod receiver;
 pub mod reconcile;
 mod refusals;
 mod registry;
+pub mod secrets;
 mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
@@ -89,6 +90,7 @@ pub mod testkit;
 mod training;
 
 pub use auth::Sender;
+pub use auth::tenant::{NoTenant, Tenant, Tenants};
 pub use config::{
     CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets,
 };

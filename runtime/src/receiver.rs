@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::auth::cog::CogToken;
+use crate::auth::tenant::Tenants;
 use crate::body::{BodyLimits, Budget};
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
@@ -19,6 +20,8 @@ pub(crate) struct Checks {
     pub(crate) verifier: Verifier,
     /// The bearer token Cog containers send, when Cog deliveries are accepted.
     pub(crate) cog_token: Option<CogToken>,
+    /// The accounts of a multi-account app, when deliveries may name one.
+    pub(crate) tenants: Option<Tenants>,
     pub(crate) body: BodyLimits,
     pub(crate) signed_query: bool,
     pub(crate) gate: Gate,
@@ -126,6 +129,7 @@ impl Receiver {
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
             cog_token: config.cog_token.clone(),
+            tenants: config.tenants.clone(),
             body: BodyLimits {
                 max: config.body_limit,
                 read_timeout: config.read_timeout,

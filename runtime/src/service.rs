@@ -13,6 +13,7 @@ use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::answer;
+use crate::auth::tenant::Tenants;
 use crate::auth::{self, Authenticated, Sender};
 use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
@@ -47,13 +48,29 @@ pub fn try_configure(
             // receiver's limit, not actix's smaller defaults, or a large valid delivery would
             // fail in every retry.
             let limit = endpoint.checks.body.max;
-            cfg.service(
-                web::resource(path.as_str())
-                    .app_data(endpoint.clone())
-                    .app_data(web::PayloadConfig::new(limit))
-                    .app_data(web::JsonConfig::default().limit(limit))
-                    .route(web::post().to(receive)),
-            );
+            let mut paths = vec![path.clone()];
+            // Tenants named by path: `{path}/{tenant}` beside the path itself.
+            if endpoint
+                .checks
+                .tenants
+                .as_ref()
+                .is_some_and(Tenants::by_path_segment)
+            {
+                paths.push(format!(
+                    "{}/{{{}}}",
+                    path.trim_end_matches('/'),
+                    auth::tenant::PATH_PARAMETER
+                ));
+            }
+            for path in paths {
+                cfg.service(
+                    web::resource(path)
+                        .app_data(endpoint.clone())
+                        .app_data(web::PayloadConfig::new(limit))
+                        .app_data(web::JsonConfig::default().limit(limit))
+                        .route(web::post().to(receive)),
+                );
+            }
         }
     })
 }

@@ -7,6 +7,7 @@
 //! its body costs any memory.
 
 pub(crate) mod cog;
+pub(crate) mod tenant;
 
 use std::borrow::Cow;
 use std::future::{Ready, ready};
@@ -29,6 +30,9 @@ use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyErro
 pub enum Sender {
     /// Replicate, signed with one of the receiver's secrets.
     Replicate,
+    /// One of the Replicate accounts of a multi-account app (see [`tenant::Tenants`]), signed
+    /// with that account's secret.
+    Tenant(tenant::Tenant),
     /// A self-hosted Cog container, authenticated by its bearer token.
     Cog,
 }
@@ -39,6 +43,7 @@ impl Sender {
     pub(crate) fn scope<'a>(&self, prediction: &'a str) -> Cow<'a, str> {
         match self {
             Self::Replicate => Cow::Borrowed(prediction),
+            Self::Tenant(tenant) => Cow::Owned(scoped(tenant, prediction)),
             Self::Cog => Cow::Owned(format!("cog/{prediction}")),
         }
     }
@@ -53,12 +58,8 @@ impl Sender {
                 envelope.output(),
                 envelope.logs_len(),
             )),
-            Self::Replicate => Cow::Borrowed(
-                req.headers()
-                    .get(&ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default(),
-            ),
+            Self::Replicate => Cow::Borrowed(webhook_id(req)),
+            Self::Tenant(tenant) => Cow::Owned(scoped(tenant, webhook_id(req))),
         }
     }
 
@@ -66,6 +67,7 @@ impl Sender {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Replicate => "replicate",
+            Self::Tenant(_) => "tenant",
             Self::Cog => "cog",
         }
     }
@@ -74,9 +76,29 @@ impl Sender {
     pub(crate) fn retryable(&self, response: HttpResponse) -> HttpResponse {
         match self {
             Self::Cog => cog::retryable_for_coglet(response),
-            Self::Replicate => response,
+            Self::Replicate | Self::Tenant(_) => response,
         }
     }
+
+    /// The tenant, for one of a multi-account app's accounts.
+    pub fn tenant(&self) -> Option<&tenant::Tenant> {
+        match self {
+            Self::Tenant(tenant) => Some(tenant),
+            _ => None,
+        }
+    }
+}
+
+/// `id` in `tenant`'s namespace; the name's length first, so no two (tenant, id) pairs meet.
+fn scoped(tenant: &tenant::Tenant, id: &str) -> String {
+    format!("t{}:{}/{id}", tenant.name().len(), tenant.name())
+}
+
+fn webhook_id(req: &HttpRequest) -> &str {
+    req.headers()
+        .get(&ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// No delivery without a sender: the receiver sets it before any handler runs.
@@ -142,18 +164,39 @@ pub(crate) async fn authenticate(
             .map_err(|e| unsigned(checks, &e))?;
         Some(signed)
     };
+    // A tenant's secrets are asked for only once the headers could be a real delivery; an
+    // unknown tenant is refused before its body is read or any store is asked.
+    let tenant = match (&signed, checks.tenants.as_ref().and_then(|t| Some((t, t.named(req)?)))) {
+        (Some(_), Some((tenants, tenant))) => match tenants.source.secrets(tenant.name()).await {
+            Ok(Some(secrets)) => Some((tenants, tenant, secrets)),
+            Ok(None) => {
+                return Err(refuse(
+                    checks,
+                    StatusCode::NOT_FOUND,
+                    "unknown-tenant",
+                    "no such tenant",
+                ));
+            }
+            Err(e) => return Err(source_unavailable(&e)),
+        },
+        _ => None,
+    };
     let (body, reservation) = body::read(payload, declared, &checks.body)
         .await
         .map_err(|e| body_refused(checks, &e))?;
-    let sender = match signed {
-        Some((id, timestamp, signature)) => {
+    let sender = match (signed, tenant) {
+        (Some((id, timestamp, signature)), None) => {
             checks
                 .verifier
                 .verify(id, timestamp, signature, &body)
                 .map_err(|e| unsigned(checks, &e))?;
             Sender::Replicate
         }
-        None => Sender::Cog,
+        (Some(signed), Some((tenants, tenant, secrets))) => {
+            verify_tenant(checks, tenants, &tenant, secrets, signed, &body).await?;
+            Sender::Tenant(tenant)
+        }
+        (None, _) => Sender::Cog,
     };
     // Authenticated: this body is the sender's, so it no longer counts against the budget that
     // bounds what unauthenticated clients can make the receiver hold.
@@ -185,6 +228,41 @@ fn single_header<'a>(
     value
         .to_str()
         .map_err(|_| VerifyError::InvalidHeader(name.as_str()))
+}
+
+/// Verifies a tenant's delivery with its secrets; when they fail, once more with the fresher
+/// ones the source may have (a rotated secret), which the source fetches at a bounded rate.
+async fn verify_tenant(
+    checks: &Checks,
+    tenants: &tenant::Tenants,
+    tenant: &tenant::Tenant,
+    secrets: Vec<crate::signature::Secret>,
+    (id, timestamp, signature): (&str, &str, &str),
+    body: &[u8],
+) -> Result<(), HttpResponse> {
+    let tolerance = checks.verifier.current_tolerance();
+    let verify = |secrets| {
+        crate::signature::Verifier::new(secrets)
+            .tolerance(tolerance)
+            .verify(id, timestamp, signature, body)
+    };
+    let Err(first) = verify(secrets) else {
+        return Ok(());
+    };
+    match tenants.source.refetch(tenant.name()).await {
+        Ok(Some(fresh)) => verify(fresh).map_err(|e| unsigned(checks, &e)),
+        Ok(None) => Err(unsigned(checks, &first)),
+        Err(e) => Err(source_unavailable(&e)),
+    }
+}
+
+fn source_unavailable(e: &crate::secrets::SecretSourceError) -> HttpResponse {
+    tracing::error!(error = %e, "tenant secret unavailable; delivery refused");
+    answer::retry_after(
+        StatusCode::SERVICE_UNAVAILABLE,
+        5,
+        "the tenant's secret is unavailable; retry later",
+    )
 }
 
 fn unsigned(checks: &Checks, e: &VerifyError) -> HttpResponse {
