@@ -49,6 +49,8 @@ pub(super) struct Delivery {
     status: String,
     url: String,
     body: Vec<u8>,
+    /// Whose secret signs it.
+    account: usize,
 }
 
 impl Delivery {
@@ -59,6 +61,7 @@ impl Delivery {
             webhook_id: new_message_id(),
             event,
             status: sim.status().to_owned(),
+            account: sim.account,
             url,
             body: serde_json::to_vec(&sim.body).unwrap_or_default(),
         })
@@ -246,7 +249,7 @@ async fn attempt_once(
     timestamp: i64,
 ) -> bool {
     let headers = signature::sign(
-        &state.config.secret,
+        &state.secret(delivery.account),
         &delivery.webhook_id,
         timestamp,
         &delivery.body,
