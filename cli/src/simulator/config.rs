@@ -105,6 +105,8 @@ pub struct Config {
     /// created with an account's token is delivered signed with that account's secret, and
     /// `GET /v1/webhooks/default/secret` answers the caller's own.
     pub accounts: Vec<Account>,
+    /// Who the deliveries look like they come from: Replicate, or a self-hosted Cog container.
+    pub sender: super::Sender,
 }
 
 /// One more account of the simulated API. `Debug` shows neither the token nor the secret.
@@ -132,6 +134,7 @@ impl Config {
             api_errors: Vec::new(),
             verbose: false,
             accounts: Vec::new(),
+            sender: super::Sender::Replicate,
         }
     }
 }

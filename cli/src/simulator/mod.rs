@@ -37,6 +37,7 @@
 //! `webhook-id` and a fresh timestamp and signature; redirects are not followed.
 
 mod api;
+mod coglet;
 mod config;
 mod deliver;
 mod lifecycle;
@@ -50,6 +51,7 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpServer, web};
 
+pub use coglet::{Sender, USER_AGENT as COGLET_USER_AGENT, body as coglet_body, headers as coglet_headers};
 pub use config::{Account, Config, Faults, Outcome, Script, default_retry_schedule};
 pub use deliver::DeliveryRecord;
 use state::{Inner, Sim, State};
