@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::Receiver;
 use replicate_webhook::client::{Client, CreatePrediction};
-use replicate_webhook::{Event, HandlerError, HandlerKind, Module, Prediction, Secret, Url, WebhookConfig};
+use replicate_webhook::{
+    Event, HandlerError, HandlerKind, Module, Prediction, Secret, Url, WebhookConfig,
+};
 use replicate_webhook_cli::simulator::{self, Config, DeliveryRecord, Script};
 
 const STEPS: u32 = 12;
@@ -56,11 +58,14 @@ async fn an_unthrottled_burst_is_handled_once_each_in_order() {
             .module(module),
     );
     let client = Client::new(&sim.api_base, Some("r8_any".to_owned())).unwrap();
-    let request = CreatePrediction::model("replicate/hello-world", serde_json::json!({"text": "a burst of outputs, each a little longer"}))
-        .webhook(
-            Url::parse(&format!("{}/webhooks/replicate", receiver.root)).unwrap(),
-            [Event::Output, Event::Completed],
-        );
+    let request = CreatePrediction::model(
+        "replicate/hello-world",
+        serde_json::json!({"text": "a burst of outputs, each a little longer"}),
+    )
+    .webhook(
+        Url::parse(&format!("{}/webhooks/replicate", receiver.root)).unwrap(),
+        [Event::Output, Event::Completed],
+    );
     let id = client.create(&request).await.unwrap().id;
     replicate_webhook_tests::within(async {
         while *done.lock().unwrap() == 0 {
@@ -68,22 +73,30 @@ async fn an_unthrottled_burst_is_handled_once_each_in_order() {
         }
     })
     .await;
-    let sent: Vec<DeliveryRecord> =
-        reqwest::get(format!("http://{}/_simulator/deliveries?prediction={id}", sim.addr))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let sent: Vec<DeliveryRecord> = reqwest::get(format!(
+        "http://{}/_simulator/deliveries?prediction={id}",
+        sim.addr
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let sent_outputs = sent.iter().filter(|d| d.event == "output").count();
     let handled = outputs.lock().unwrap().clone();
     // Every output delivery ran its handler once, the output growing each time: nothing
     // doubled, nothing skipped. (Were two to cross on the way, the older would be answered as
     // stale: outputs are cumulative, so the newer one carries it; the count below allows that,
     // the order and the final output do not.)
-    assert_eq!(sent_outputs, STEPS as usize, "every step sent, none throttled: {sent:?}");
+    assert_eq!(
+        sent_outputs, STEPS as usize,
+        "every step sent, none throttled: {sent:?}"
+    );
     assert!(handled.windows(2).all(|w| w[1] > w[0]), "{handled:?}");
-    assert!(handled.len() <= sent_outputs && handled.len() + 1 >= sent_outputs, "{handled:?}");
+    assert!(
+        handled.len() <= sent_outputs && handled.len() + 1 >= sent_outputs,
+        "{handled:?}"
+    );
     assert_eq!(*done.lock().unwrap(), 1);
     receiver.stop().await;
     sim.handle.stop(false).await;

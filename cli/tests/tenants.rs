@@ -70,8 +70,11 @@ async fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 async fn predict(api: &str, token: &str, webhook: &str) -> String {
     let client = Client::new(api, Some(token.to_owned())).unwrap();
-    let request = CreatePrediction::new(Target::Version("replicate/hello-world".into()), serde_json::json!({"text": "x"}))
-        .webhook(Url::parse(webhook).unwrap(), [Event::Completed]);
+    let request = CreatePrediction::new(
+        Target::Version("replicate/hello-world".into()),
+        serde_json::json!({"text": "x"}),
+    )
+    .webhook(Url::parse(webhook).unwrap(), [Event::Completed]);
     client.create(&request).await.unwrap().id
 }
 
@@ -128,8 +131,15 @@ async fn two_accounts_each_with_its_own_fetched_secret() {
         .unwrap();
     assert_eq!(rotated.status(), 200);
     let a2 = predict(&sim.api_base, TOKEN_A, &url("acme")).await;
-    wait_until("handled after the rotation", || handled.lock().unwrap().contains(&a2)).await;
-    assert_eq!(fetches.load(Ordering::SeqCst), 3, "one refetch for the rotation");
+    wait_until("handled after the rotation", || {
+        handled.lock().unwrap().contains(&a2)
+    })
+    .await;
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        3,
+        "one refetch for the rotation"
+    );
 
     // A delivery for A signed with B's secret is refused; A's refetch budget is spent, so it
     // costs no API call.
@@ -147,7 +157,11 @@ async fn two_accounts_each_with_its_own_fetched_secret() {
             .sign_with_wrong_key();
         assert_eq!(post(&receiver.root, &forged).await.0, 401);
     }
-    assert_eq!(fetches.load(Ordering::SeqCst), 4, "B's one refetch, nothing more");
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        4,
+        "B's one refetch, nothing more"
+    );
 
     // An unknown tenant: 404, and no API call (the app said it has no token).
     let unknown = TestDelivery::succeeded("acme/x", serde_json::json!("x"))
@@ -155,7 +169,10 @@ async fn two_accounts_each_with_its_own_fetched_secret() {
         .sign(&secret_a);
     assert_eq!(post(&receiver.root, &unknown).await.0, 404);
     assert_eq!(fetches.load(Ordering::SeqCst), 4);
-    assert_eq!(asked.lock().unwrap().last().map(String::as_str), Some("nobody"));
+    assert_eq!(
+        asked.lock().unwrap().last().map(String::as_str),
+        Some("nobody")
+    );
 
     // A delivery naming no tenant is checked against the app's own secrets: it has none here.
     let own = TestDelivery::succeeded("acme/x", serde_json::json!("x")).sign(&secret_a);
@@ -186,9 +203,15 @@ async fn dedupe_keys_are_per_tenant_and_the_query_can_name_the_tenant() {
         "succeeded",
         serde_json::json!("x"),
     );
-    for (tenant, secret) in [("acme", &secret_a), ("bolt", &secret_b), ("acme", &secret_a)] {
+    for (tenant, secret) in [
+        ("acme", &secret_a),
+        ("bolt", &secret_b),
+        ("acme", &secret_a),
+    ] {
         let mut body = body.clone();
-        body["webhook"] = serde_json::json!(format!("https://app.example/webhooks/replicate?account={tenant}"));
+        body["webhook"] = serde_json::json!(format!(
+            "https://app.example/webhooks/replicate?account={tenant}"
+        ));
         let delivery = TestDelivery::new(body.to_string())
             .id("msg_shared")
             .path(format!("/webhooks/replicate?account={tenant}"))

@@ -32,12 +32,15 @@ fn simulator(token: &str) -> simulator::Running {
 }
 
 async fn deliveries(sim: &simulator::Running, id: &str) -> Vec<DeliveryRecord> {
-    reqwest::get(format!("http://{}/_simulator/deliveries?prediction={id}", sim.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    reqwest::get(format!(
+        "http://{}/_simulator/deliveries?prediction={id}",
+        sim.addr
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
 }
 
 async fn create(sim: &simulator::Running, webhook: &str) -> String {
@@ -79,7 +82,10 @@ async fn the_quickstart_takes_a_cog_burst_once_each() {
         .count();
     let sent = deliveries(&sim, &id).await;
     let sent_outputs = sent.iter().filter(|d| d.event == "output").count();
-    assert_eq!(sent_outputs, 5, "every output sent, none throttled: {sent:?}");
+    assert_eq!(
+        sent_outputs, 5,
+        "every output sent, none throttled: {sent:?}"
+    );
     assert_eq!(outputs, 5, "every output handled once: {lines:?}");
     assert_eq!(
         lines
@@ -89,9 +95,20 @@ async fn the_quickstart_takes_a_cog_burst_once_each() {
         1
     );
     // Cog's shape on the wire: no webhook-id, no signature; the model is not in the body.
-    assert!(sent.iter().all(|d| d.webhook_id.is_empty() && d.signature.is_empty()));
-    assert!(sent.iter().all(|d| d.response_status == Some(200)), "{sent:?}");
-    assert!(lines.iter().any(|l| l.contains("model= ") || l.contains("model=\"\"")), "{lines:?}");
+    assert!(
+        sent.iter()
+            .all(|d| d.webhook_id.is_empty() && d.signature.is_empty())
+    );
+    assert!(
+        sent.iter().all(|d| d.response_status == Some(200)),
+        "{sent:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("model= ") || l.contains("model=\"\"")),
+        "{lines:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -112,5 +129,10 @@ async fn a_wrong_token_is_refused() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(completed.response_status, Some(401));
-    assert!(quickstart.drain(Duration::from_millis(100)).iter().all(|l| !l.contains(&id)));
+    assert!(
+        quickstart
+            .drain(Duration::from_millis(100))
+            .iter()
+            .all(|l| !l.contains(&id))
+    );
 }

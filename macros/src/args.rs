@@ -5,8 +5,8 @@
 use proc_macro2::{Span, TokenStream};
 use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH, Event};
 use syn::meta::ParseNestedMeta;
-use syn::spanned::Spanned as _;
 use syn::parse::{ParseStream, Parser as _};
+use syn::spanned::Spanned as _;
 use syn::{LitStr, Token};
 
 const ARGUMENTS: &str =
@@ -268,7 +268,11 @@ impl Raw {
     fn finish(mut self) -> Parsed {
         if let Some(cog) = self.cog {
             if let Some(model) = &self.model {
-                let key = if self.training.is_some() { "training" } else { "model" };
+                let key = if self.training.is_some() {
+                    "training"
+                } else {
+                    "model"
+                };
                 self.errors.push(syn::Error::new(
                     model.span(),
                     format!(

@@ -124,7 +124,14 @@ fn webhook_const(args: &Args, krate: &syn::Path) -> TokenStream {
 /// The handler wrappers and the registration, submitted to `inventory`.
 fn glue(module: &Module, args: &args::Args, parsed: &args::Parsed) -> TokenStream {
     let krate = &parsed.krate;
-    let kind = format_ident!("{}", if args.training { "Training" } else { "Prediction" });
+    let kind = format_ident!(
+        "{}",
+        if args.training {
+            "Training"
+        } else {
+            "Prediction"
+        }
+    );
     let cog = args.cog;
     let inbox = parsed.inbox;
     let concurrency = parsed.concurrency;

@@ -220,6 +220,13 @@ mod tests {
         }
     }
 
+    /// An input type with a required field, which `null` is not.
+    #[derive(Debug, Deserialize)]
+    struct Input {
+        #[allow(dead_code)]
+        steps: u32,
+    }
+
     #[test]
     fn a_cog_body_decodes_without_the_fields_cog_omits() {
         let p: Prediction<Vec<String>> =
@@ -233,11 +240,6 @@ mod tests {
         assert_eq!(p.metrics.predict_time, Some(0.008_889_621));
         assert_eq!(p.metrics.total_time, None);
         // An input type that has no `null` says so, rather than decoding something made up.
-        #[derive(Debug, Deserialize)]
-        struct Input {
-            #[allow(dead_code)]
-            steps: u32,
-        }
         let err = serde_json::from_slice::<Prediction<serde_json::Value, Input>>(&fixture(
             "coglet-0.23.1-succeeded.json",
         ))

@@ -483,11 +483,17 @@ mod tests {
         let routes = build_routes(vec![Module::new("*"), Module::new("acme/x")]).unwrap();
         let route = &routes[DEFAULT_PATH];
         assert_eq!(
-            route.module_for(&Sender::Replicate, Kind::Prediction, "acme/x").unwrap().model,
+            route
+                .module_for(&Sender::Replicate, Kind::Prediction, "acme/x")
+                .unwrap()
+                .model,
             "acme/x"
         );
         assert_eq!(
-            route.module_for(&Sender::Replicate, Kind::Prediction, "acme/y").unwrap().model,
+            route
+                .module_for(&Sender::Replicate, Kind::Prediction, "acme/y")
+                .unwrap()
+                .model,
             "*"
         );
     }
@@ -501,7 +507,9 @@ mod tests {
         ])
         .unwrap();
         let route = &routes[DEFAULT_PATH];
-        let training = route.module_for(&Sender::Replicate, Kind::Training, "acme/trainer").unwrap();
+        let training = route
+            .module_for(&Sender::Replicate, Kind::Training, "acme/trainer")
+            .unwrap();
         assert_eq!(training.kind, Kind::Training);
         assert_eq!(
             route
@@ -511,7 +519,11 @@ mod tests {
             Kind::Prediction
         );
         // The prediction catch-all takes no trainings.
-        assert!(route.module_for(&Sender::Replicate, Kind::Training, "acme/other").is_none());
+        assert!(
+            route
+                .module_for(&Sender::Replicate, Kind::Training, "acme/other")
+                .is_none()
+        );
         let err = build_routes(vec![Module::training("*"), Module::training("*")]).unwrap_err();
         assert!(matches!(err, SetupError::Duplicate { .. }), "{err}");
     }

@@ -120,7 +120,11 @@ async fn receive(
     );
     // The W3C trace context of the prediction request, which Cog passes on: kept in the span
     // so the handler's work can be found beside the request that started it.
-    if let Some(traceparent) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+    if let Some(traceparent) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
         span.record("traceparent", traceparent);
     }
     let response = deliver(req, body.clone(), &endpoint, &sender, envelope)
@@ -142,7 +146,10 @@ async fn deliver(
     // Owned: the handler takes the decoded body out of `envelope` while the keys are in use.
     let prediction = sender.scope(envelope.id()).into_owned();
     let prediction = prediction.as_str();
-    let Some(module) = endpoint.route.module_for(sender, envelope.kind(), envelope.model()) else {
+    let Some(module) = endpoint
+        .route
+        .module_for(sender, envelope.kind(), envelope.model())
+    else {
         tracing::info!("no module handles this model; acknowledged");
         return answer::text(StatusCode::OK, "no handler for this model");
     };
@@ -178,21 +185,22 @@ async fn deliver(
     let new_output = matches!(progress, Some(Progress::Output(_)));
 
     let response = if let Some(kind) = handler_for(module, envelope.status(), new_output) {
+        // What identifies this delivery across retries, in the sender's namespace.
+        let webhook_id = sender.delivery_id(&req, &envelope);
+        let status = envelope.status().clone();
+        let delivery = Delivery {
+            webhook_id: &webhook_id,
+            prediction_id: prediction,
+            status: &status,
+        };
         match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => {
                 inbox
-                    .accept(&req, &body, module, kind, prediction, envelope.status())
+                    .accept(&req, &body, module, kind, prediction, &status)
                     .await
             }
             None => {
-                let webhook_id = sender.delivery_id(&req, &envelope);
-                let status = envelope.status().clone();
-                let delivery = Delivery {
-                    webhook_id: &webhook_id,
-                    prediction_id: prediction,
-                    status: &status,
-                };
                 admit_and_run(&req, &body, endpoint, module, kind, delivery, &mut envelope).await
             }
         }

@@ -108,14 +108,20 @@ impl Container {
     pub async fn ready(&self) {
         let client = reqwest::Client::new();
         for _ in 0..600 {
-            if let Ok(resp) = client.get(format!("{}/health-check", self.base)).send().await
+            if let Ok(resp) = client
+                .get(format!("{}/health-check", self.base))
+                .send()
+                .await
                 && resp.text().await.is_ok_and(|t| t.contains("\"READY\""))
             {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("coglet at {} did not become ready within a minute", self.base);
+        panic!(
+            "coglet at {} did not become ready within a minute",
+            self.base
+        );
     }
 
     /// Starts a prediction with `input` whose webhooks go to `webhook` (`Prefer: respond-async`).

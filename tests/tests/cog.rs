@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use replicate_webhook::dedupe::{DedupeStore as _, MemoryStore};
 use replicate_webhook::{
-    CogToken, Event, HandlerError, HandlerKind, Module, Prediction, Secret, SetupError, WebhookConfig,
-    replicate_webhook,
+    CogToken, Event, HandlerError, HandlerKind, Module, Prediction, Secret, SetupError,
+    WebhookConfig, replicate_webhook,
 };
 use replicate_webhook_tests::{TestServer, cog, retry_after, within};
 use serde_json::json;
@@ -64,10 +64,16 @@ fn module(seen: &Seen) -> Module {
             async move {
                 // Inside the handler: this line carries the delivery span, `traceparent` included.
                 tracing::warn!(handler = kind.fn_name(), "cog handler ran");
-                let output = p.output.as_ref().map(ToString::to_string).unwrap_or_default();
+                let output = p
+                    .output
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 let first = {
                     let mut seen = seen.lock().unwrap();
-                    let first = !seen.iter().any(|(k, id, _)| k == kind.fn_name() && *id == p.id);
+                    let first = !seen
+                        .iter()
+                        .any(|(k, id, _)| k == kind.fn_name() && *id == p.id);
                     seen.push((kind.fn_name().to_owned(), p.id.clone(), output));
                     first
                 };
@@ -81,9 +87,10 @@ fn module(seen: &Seen) -> Module {
             }
         }
     };
-    let mut module = Module::cog()
-        .path(PATH)
-        .events([Event::Output, Event::Logs, Event::Completed]);
+    let mut module =
+        Module::cog()
+            .path(PATH)
+            .events([Event::Output, Event::Logs, Event::Completed]);
     for kind in [
         HandlerKind::Output,
         HandlerKind::Logs,
@@ -123,7 +130,7 @@ async fn ran(seen: &Seen, handler: &str, id: &str, n: usize) {
 
 fn body(id: &str, status: &str, outputs: usize) -> serde_json::Value {
     let output: Vec<String> = (0..outputs).map(|i| format!("out-{i}")).collect();
-    let logs: String = (0..outputs).map(|i| format!("step {i}\n")).collect();
+    let logs = "step\n".repeat(outputs);
     let mut body = json!({"id": id, "status": status, "logs": logs, "metrics": {}});
     if outputs > 0 {
         body["output"] = json!(output);
@@ -179,7 +186,12 @@ async fn without_a_configured_token_or_a_cog_module_a_bearer_request_stays_401()
             .collect_registered(false)
             .module(module(&seen)),
     );
-    let resp = cog::post(&no_token.url(PATH), Some(TOKEN), &body("nt", "succeeded", 1)).await;
+    let resp = cog::post(
+        &no_token.url(PATH),
+        Some(TOKEN),
+        &body("nt", "succeeded", 1),
+    )
+    .await;
     assert_eq!(resp.status(), 401);
 
     // A token, but the path's modules are Replicate's: the token opens Cog paths only.
@@ -187,12 +199,20 @@ async fn without_a_configured_token_or_a_cog_module_a_bearer_request_stays_401()
         WebhookConfig::new(Secret::generate())
             .collect_registered(false)
             .cog_token(CogToken::new(TOKEN).unwrap())
-            .module(Module::new("*").path(PATH).on(
-                HandlerKind::Succeeded,
-                |_: Prediction| async { Ok::<(), HandlerError>(()) },
-            )),
+            .module(
+                Module::new("*")
+                    .path(PATH)
+                    .on(HandlerKind::Succeeded, |_: Prediction| async {
+                        Ok::<(), HandlerError>(())
+                    }),
+            ),
     );
-    let resp = cog::post(&replicate_only.url(PATH), Some(TOKEN), &body("nt", "succeeded", 1)).await;
+    let resp = cog::post(
+        &replicate_only.url(PATH),
+        Some(TOKEN),
+        &body("nt", "succeeded", 1),
+    )
+    .await;
     assert_eq!(resp.status(), 401);
     assert!(seen.lock().unwrap().is_empty());
 }
@@ -291,7 +311,11 @@ fn two_cog_modules_on_one_path_are_a_start_up_error() {
     let two = config(&seen).module(Module::cog().path(PATH));
     let err = replicate_webhook::try_configure(two).err().unwrap();
     assert!(matches!(err, SetupError::DuplicateCog { .. }), "{err}");
-    assert!(err.to_string().contains("two Cog modules on path `/webhooks/cog`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("two Cog modules on path `/webhooks/cog`"),
+        "{err}"
+    );
     // On two paths they are fine.
     let apart = config(&seen).module(Module::cog().path("/webhooks/cog-2"));
     assert!(replicate_webhook::try_configure(apart).is_ok());
@@ -347,16 +371,32 @@ async fn a_real_coglet_delivers_every_event_once() {
 
     // Good token: each output once, in order, then the terminal status once.
     container
-        .predict("real-1", json!({"steps": 3}), &webhook, &events, Some(traceparent))
+        .predict(
+            "real-1",
+            json!({"steps": 3}),
+            &webhook,
+            &events,
+            Some(traceparent),
+        )
         .await;
-    tokio::time::timeout(Duration::from_secs(30), ran(&seen, "on_succeeded", "real-1", 1))
-        .await
-        .expect("on_succeeded");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        ran(&seen, "on_succeeded", "real-1", 1),
+    )
+    .await
+    .expect("on_succeeded");
     assert_eq!(
         runs(&seen, "on_output", "real-1"),
-        [r#"["out-0"]"#, r#"["out-0","out-1"]"#, r#"["out-0","out-1","out-2"]"#]
+        [
+            r#"["out-0"]"#,
+            r#"["out-0","out-1"]"#,
+            r#"["out-0","out-1","out-2"]"#
+        ]
     );
-    assert_eq!(runs(&seen, "on_succeeded", "real-1"), [r#"["out-0","out-1","out-2"]"#]);
+    assert_eq!(
+        runs(&seen, "on_succeeded", "real-1"),
+        [r#"["out-0","out-1","out-2"]"#]
+    );
     let log = logs::text();
     assert!(
         log.lines()
@@ -366,11 +406,20 @@ async fn a_real_coglet_delivers_every_event_once() {
 
     // A handler failure is a 500, which coglet retries: the second attempt runs it.
     container
-        .predict("fail-once-1", json!({"steps": 1}), &webhook, &["completed"], None)
+        .predict(
+            "fail-once-1",
+            json!({"steps": 1}),
+            &webhook,
+            &["completed"],
+            None,
+        )
         .await;
-    tokio::time::timeout(Duration::from_secs(30), ran(&seen, "on_succeeded", "fail-once-1", 2))
-        .await
-        .expect("coglet retried the 500");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        ran(&seen, "on_succeeded", "fail-once-1", 2),
+    )
+    .await
+    .expect("coglet retried the 500");
 
     // In flight elsewhere (another instance holds the prediction's terminal claim for 1 s):
     // answered 503 with Retry-After, which coglet retries until the claim is gone.
@@ -378,13 +427,25 @@ async fn a_real_coglet_delivers_every_event_once() {
         .claim("prediction:cog/inflight-1:terminal", Duration::from_secs(1))
         .await
         .unwrap();
-    assert!(matches!(held, replicate_webhook::dedupe::Claim::Acquired(_)));
+    assert!(matches!(
+        held,
+        replicate_webhook::dedupe::Claim::Acquired(_)
+    ));
     container
-        .predict("inflight-1", json!({"steps": 1}), &webhook, &["completed"], None)
+        .predict(
+            "inflight-1",
+            json!({"steps": 1}),
+            &webhook,
+            &["completed"],
+            None,
+        )
         .await;
-    tokio::time::timeout(Duration::from_secs(30), ran(&seen, "on_succeeded", "inflight-1", 1))
-        .await
-        .expect("coglet retried the 503");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        ran(&seen, "on_succeeded", "inflight-1", 1),
+    )
+    .await
+    .expect("coglet retried the 503");
     assert_eq!(runs(&seen, "on_succeeded", "inflight-1").len(), 1);
     assert!(!logs::text().contains(TOKEN), "the token was logged");
 }
@@ -397,7 +458,11 @@ async fn a_real_coglet_with_the_wrong_token_or_none_is_refused() {
     logs::captured();
     let seen = Seen::default();
     for (token, id, reason) in [
-        (Some("not-the-token"), "wrong-1", "reason=\"bearer-token-mismatch\""),
+        (
+            Some("not-the-token"),
+            "wrong-1",
+            "reason=\"bearer-token-mismatch\"",
+        ),
         (None, "none-1", "reason=\"missing-header\""),
     ] {
         let server = TestServer::serve(config(&seen));
@@ -407,7 +472,13 @@ async fn a_real_coglet_with_the_wrong_token_or_none_is_refused() {
             .expect("coglet ready");
         let before = logs::text().matches(reason).count();
         container
-            .predict(id, json!({"steps": 1}), &server.url(PATH), &["completed"], None)
+            .predict(
+                id,
+                json!({"steps": 1}),
+                &server.url(PATH),
+                &["completed"],
+                None,
+            )
             .await;
         tokio::time::timeout(Duration::from_secs(30), async {
             while logs::text().matches(reason).count() == before {

@@ -46,7 +46,10 @@ pub fn body(full: &Value, event: Event) -> Value {
     body.insert("status".into(), full["status"].clone());
     body.insert(
         "logs".into(),
-        full.get("logs").filter(|l| !l.is_null()).cloned().unwrap_or(json!("")),
+        full.get("logs")
+            .filter(|l| !l.is_null())
+            .cloned()
+            .unwrap_or(json!("")),
     );
     for field in ["output", "error"] {
         if let Some(value) = full.get(field).filter(|v| !v.is_null()) {
@@ -90,13 +93,19 @@ mod tests {
     #[test]
     fn retries_only_what_coglet_retries() {
         for status in [429, 500, 502, 503, 504] {
-            assert_eq!(retry_delay(1, Some(status)), Some(Duration::from_millis(200)));
+            assert_eq!(
+                retry_delay(1, Some(status)),
+                Some(Duration::from_millis(200))
+            );
         }
         assert_eq!(retry_delay(3, None), Some(Duration::from_millis(800)));
         for status in [400, 401, 404, 409, 413, 501] {
             assert_eq!(retry_delay(1, Some(status)), None, "{status}");
         }
-        assert_eq!(retry_delay(12, Some(503)), Some(Duration::from_millis(102_400)));
+        assert_eq!(
+            retry_delay(12, Some(503)),
+            Some(Duration::from_millis(102_400))
+        );
         assert_eq!(retry_delay(13, Some(503)), None);
     }
 

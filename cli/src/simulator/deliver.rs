@@ -236,7 +236,11 @@ async fn send(state: &Arc<State>, delivery: Delivery) {
             break;
         }
         let delay = match &state.config.sender {
-            Sender::Replicate => state.config.retry_schedule.get(attempt as usize - 1).copied(),
+            Sender::Replicate => state
+                .config
+                .retry_schedule
+                .get(attempt as usize - 1)
+                .copied(),
             Sender::Coglet { .. } => coglet::retry_delay(attempt, answer),
         };
         let delay = match delay {
@@ -310,6 +314,7 @@ async fn attempt_once(
 }
 
 /// How an attempt went out: signed (Replicate) or not (coglet). Not sent at all is `None`.
+#[derive(Clone, Copy)]
 struct Sent<'a>(Option<&'a signature::SignedHeaders>);
 
 fn record(

@@ -51,7 +51,9 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpServer, web};
 
-pub use coglet::{Sender, USER_AGENT as COGLET_USER_AGENT, body as coglet_body, headers as coglet_headers};
+pub use coglet::{
+    Sender, USER_AGENT as COGLET_USER_AGENT, body as coglet_body, headers as coglet_headers,
+};
 pub use config::{Account, Config, Faults, Outcome, Script, default_retry_schedule};
 pub use deliver::DeliveryRecord;
 use state::{Inner, Sim, State};

@@ -27,8 +27,8 @@ use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
-    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, HandlerError, Prediction, Secret, TrainingOutput,
-    WebhookConfig, parse_secrets, replicate_webhook,
+    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, HandlerError, Prediction, Secret,
+    TrainingOutput, WebhookConfig, parse_secrets, replicate_webhook,
 };
 
 /// Any model, every event.

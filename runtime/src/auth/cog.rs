@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn conflicts_become_service_unavailable() {
-        let answer = retryable_for_coglet(crate::answer::in_flight(std::time::Duration::from_secs(7)));
+        let answer =
+            retryable_for_coglet(crate::answer::in_flight(std::time::Duration::from_secs(7)));
         assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(answer.headers().get(header::RETRY_AFTER).unwrap(), "7");
         let ok = retryable_for_coglet(HttpResponse::Ok().finish());

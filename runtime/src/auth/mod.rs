@@ -50,7 +50,11 @@ impl Sender {
 
     /// What identifies one delivery across its retries: Replicate's `webhook-id`, or for Cog,
     /// which sends none, one derived from the prediction's id, status and progress.
-    pub(crate) fn delivery_id<'a>(&self, req: &'a HttpRequest, envelope: &Envelope<'_>) -> Cow<'a, str> {
+    pub(crate) fn delivery_id<'a>(
+        &self,
+        req: &'a HttpRequest,
+        envelope: &Envelope<'_>,
+    ) -> Cow<'a, str> {
         match self {
             Self::Cog => Cow::Owned(cog::delivery_id(
                 envelope.id(),
@@ -166,7 +170,13 @@ pub(crate) async fn authenticate(
     };
     // A tenant's secrets are asked for only once the headers could be a real delivery; an
     // unknown tenant is refused before its body is read or any store is asked.
-    let tenant = match (&signed, checks.tenants.as_ref().and_then(|t| Some((t, t.named(req)?)))) {
+    let tenant = match (
+        &signed,
+        checks
+            .tenants
+            .as_ref()
+            .and_then(|t| Some((t, t.named(req)?))),
+    ) {
         (Some(_), Some((tenants, tenant))) => match tenants.source.secrets(tenant.name()).await {
             Ok(Some(secrets)) => Some((tenants, tenant, secrets)),
             Ok(None) => {

@@ -113,11 +113,9 @@ impl Tenants {
     pub(crate) fn named(&self, req: &HttpRequest) -> Option<Tenant> {
         match &self.named {
             Named::Path => req.match_info().get(PATH_PARAMETER).map(Tenant::new),
-            Named::Query(parameter) => {
-                url::form_urlencoded::parse(req.query_string().as_bytes())
-                    .find(|(key, _)| key == parameter)
-                    .map(|(_, value)| Tenant::new(&value))
-            }
+            Named::Query(parameter) => url::form_urlencoded::parse(req.query_string().as_bytes())
+                .find(|(key, _)| key == parameter)
+                .map(|(_, value)| Tenant::new(&value)),
         }
         .filter(|t| !t.name().is_empty())
     }

@@ -55,8 +55,9 @@ impl<O, I: DeserializeOwned> TryFrom<Prediction<O, I>> for super::Prediction<O, 
     fn try_from(wire: Prediction<O, I>) -> Result<Self, String> {
         let input = match wire.input {
             Some(input) => input,
-            None => serde_json::from_str("null")
-                .map_err(|e| format!("`input` is missing or null, and null is not an input: {e}"))?,
+            None => serde_json::from_str("null").map_err(|e| {
+                format!("`input` is missing or null, and null is not an input: {e}")
+            })?,
         };
         // Every field moved by name: a field added to one struct and not the other fails here.
         #[rustfmt::skip]

@@ -15,9 +15,8 @@ use super::{SecretSource, SecretSourceError};
 use crate::client::Client;
 use crate::signature::Secret;
 
-type Tokens = dyn Fn(String) -> BoxFuture<'static, Result<Option<String>, SecretSourceError>>
-    + Send
-    + Sync;
+type Tokens =
+    dyn Fn(String) -> BoxFuture<'static, Result<Option<String>, SecretSourceError>> + Send + Sync;
 
 /// Why a fetch gave no secret.
 enum Miss {
