@@ -118,3 +118,40 @@ impl SecretSource for FnSecrets {
 mod fetched;
 #[cfg(feature = "tenants")]
 pub use fetched::FetchedSecrets;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn static_and_function_sources_answer_by_tenant() {
+        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let map = StaticSecrets::new().tenant("acme", secret.clone());
+        assert_eq!(map.secrets("acme").await.unwrap().unwrap().len(), 1);
+        assert!(map.secrets("other").await.unwrap().is_none());
+        assert!(
+            map.refetch("acme").await.unwrap().is_none(),
+            "nothing fresher"
+        );
+        let shown = format!("{map:?}");
+        assert!(
+            shown.contains("acme") && !shown.contains("MfKQ9r8"),
+            "{shown}"
+        );
+
+        let function = FnSecrets::new(move |tenant: String| {
+            let secret = secret.clone();
+            async move {
+                match tenant.as_str() {
+                    "acme" => Ok(Some(vec![secret])),
+                    "down" => Err(SecretSourceError::new("database unreachable")),
+                    _ => Ok(None),
+                }
+            }
+        });
+        assert!(function.secrets("acme").await.unwrap().is_some());
+        assert!(function.secrets("other").await.unwrap().is_none());
+        let err = function.secrets("down").await.unwrap_err();
+        assert!(err.to_string().contains("database unreachable"), "{err}");
+    }
+}

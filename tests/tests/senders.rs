@@ -84,3 +84,19 @@ fn from_env_takes_the_cog_token_in_place_of_a_secret() {
     );
     assert!(!stderr.contains("cog-only-token"));
 }
+
+#[actix_rt::test]
+async fn a_source_that_cannot_answer_gets_a_retry_not_a_refusal() {
+    use replicate_webhook::secrets::{FnSecrets, SecretSourceError};
+    let source = FnSecrets::new(|_tenant: String| async {
+        Err::<Option<Vec<Secret>>, _>(SecretSourceError::new("database unreachable"))
+    });
+    let server =
+        TestServer::serve(WebhookConfig::new(Secret::generate()).tenants(Tenants::by_path(source)));
+    let delivery = TestDelivery::succeeded("acme/x", serde_json::json!("x"))
+        .path("/webhooks/accounts/acme")
+        .sign(&Secret::generate());
+    let response = server.deliver_response(&delivery).await;
+    assert_eq!(response.status(), 503, "Replicate retries a 503");
+    assert!(replicate_webhook_tests::retry_after(&response) > 0);
+}
