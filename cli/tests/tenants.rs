@@ -28,6 +28,12 @@ fn simulator(secret_a: &Secret, secret_b: &Secret) -> simulator::Running {
     let mut config = Config::new(Secret::generate());
     config.token = Some(SecretString::from("r8_main_token"));
     config.throttle = Duration::ZERO;
+    config.script = simulator::Script {
+        start_delay: Duration::from_millis(10),
+        steps: 1,
+        step: Duration::from_millis(10),
+        ..simulator::Script::default()
+    };
     config.retry_schedule = vec![Duration::from_millis(50); 3];
     config.accounts = vec![
         Account {
@@ -107,7 +113,7 @@ async fn two_accounts_each_with_its_own_fetched_secret() {
     let receiver = Receiver::start(
         WebhookConfig::with_secrets(Vec::new())
             .collect_registered(false)
-            .tenants(Tenants::by_path(source))
+            .tenants(Tenants::by_path(source.clone()))
             .module(module(&handled)),
     );
     let url = |tenant: &str| format!("{}/webhooks/replicate/{tenant}", receiver.root);
@@ -173,6 +179,22 @@ async fn two_accounts_each_with_its_own_fetched_secret() {
         asked.lock().unwrap().last().map(String::as_str),
         Some("nobody")
     );
+
+    // The client the source scopes to a tenant creates in that tenant's account: its
+    // prediction comes back signed with that account's (rotated) secret, and is handled.
+    let client = source
+        .client("acme")
+        .await
+        .unwrap()
+        .expect("a known tenant");
+    assert!(source.client("nobody").await.unwrap().is_none());
+    let request = CreatePrediction::new(
+        Target::Version("replicate/hello-world".into()),
+        serde_json::json!({"text": "x"}),
+    )
+    .webhook(Url::parse(&url("acme")).unwrap(), [Event::Completed]);
+    let a3 = client.create(&request).await.unwrap().id;
+    wait_until("handled", || handled.lock().unwrap().contains(&a3)).await;
 
     // A delivery naming no tenant is checked against the app's own secrets: it has none here.
     let own = TestDelivery::succeeded("acme/x", serde_json::json!("x")).sign(&secret_a);

@@ -82,6 +82,18 @@ impl FetchedSecrets {
         self
     }
 
+    /// A Replicate client acting as `tenant`: its own token, this source's base URL (so its
+    /// predictions are created, read and cancelled in that account); `None` for an unknown
+    /// tenant.
+    pub async fn client(&self, tenant: &str) -> Result<Option<Client>, SecretSourceError> {
+        let Some(token) = (self.tokens)(tenant.to_owned()).await? else {
+            return Ok(None);
+        };
+        Client::new(&self.base, Some(token))
+            .map(Some)
+            .map_err(SecretSourceError::new)
+    }
+
     /// Fetches `tenant`'s secret with its token.
     async fn fetch(&self, tenant: &str) -> Result<Vec<Secret>, Miss> {
         let token = (self.tokens)(tenant.to_owned())
