@@ -72,8 +72,14 @@ pub mod files;
 #[cfg(test)]
 mod fixtures;
 mod glue;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod handler;
 pub mod inbox;
+pub mod journal;
+pub mod monitor;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod prediction;
 mod query;
 mod receiver;
@@ -87,7 +93,9 @@ pub mod signature;
 pub mod testkit;
 mod training;
 
-pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
+pub use config::{
+    ConfigError, ENV_DASHBOARD_TOKEN, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets,
+};
 pub use error::HandlerError;
 pub use handler::{DeadLetter, DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};

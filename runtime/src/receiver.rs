@@ -25,6 +25,8 @@ pub(crate) struct Checks {
     pub(crate) watcher: Option<crate::reconcile::Watcher>,
     /// Where deliveries of inbox modules go, when any module is in inbox mode.
     pub(crate) inbox: Option<Intake>,
+    /// Where answers are journaled, when the journal is on.
+    pub(crate) journal: Option<crate::journal::Journal>,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -41,6 +43,11 @@ pub(crate) struct Receiver {
     reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
     /// The in-process inbox worker; stops (without waiting) when the receiver is dropped.
     _worker: Option<WorkerHandle>,
+    /// The journal's writer starts with the background work.
+    pub(crate) journal: Option<crate::journal::Journal>,
+    /// The dashboard, mounted beside the endpoints.
+    #[cfg(feature = "dashboard")]
+    pub(crate) dashboard: Option<crate::dashboard::Mount>,
 }
 
 /// Every module of `config`, with inbox mode applied to all when the config says so.
@@ -109,6 +116,25 @@ impl Receiver {
             }
             _ => None,
         };
+        let journal = config
+            .journal_options()
+            .map(|options| crate::journal::Journal::open(options, &config.journal_fallback()))
+            .transpose()
+            .map_err(|e| SetupError::Journal {
+                reason: e.to_string(),
+            })?;
+        if let Some(journal) = &journal {
+            tracing::info!(store = journal.name(), "replicate webhook delivery journal");
+        }
+        #[cfg(feature = "dashboard")]
+        let dashboard = config.dashboard.clone().map(|dashboard| {
+            crate::dashboard::Mount::new(
+                dashboard,
+                journal.clone(),
+                config.inbox.clone(),
+                config.monitor.clone(),
+            )
+        });
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
             body: BodyLimits {
@@ -125,6 +151,7 @@ impl Receiver {
             #[cfg(feature = "client")]
             watcher: config.watcher(),
             inbox: intake,
+            journal: journal.clone(),
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes
@@ -154,11 +181,17 @@ impl Receiver {
             #[cfg(feature = "client")]
             reconciler: std::sync::Mutex::new(reconciler),
             _worker: worker,
+            journal,
+            #[cfg(feature = "dashboard")]
+            dashboard,
         })
     }
 
     /// Starts the background work once, on the runtime of the first worker that mounts it.
     pub(crate) fn start_background(&self) {
+        if let Some(journal) = &self.journal {
+            journal.start();
+        }
         #[cfg(feature = "client")]
         if tokio::runtime::Handle::try_current().is_ok()
             && let Some(task) = self

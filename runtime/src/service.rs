@@ -20,6 +20,7 @@ use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::envelope::Envelope;
 use crate::handler::{Call, HandlerKind, Outcome};
+use crate::journal::{self, Facts, Noted as _, Outcome as Journaled};
 use crate::prediction::{Event, Status};
 use crate::query;
 use crate::receiver::{Checks, Endpoint, Receiver};
@@ -66,11 +67,26 @@ static ID: HeaderName = HeaderName::from_static(HEADER_ID);
 static TIMESTAMP: HeaderName = HeaderName::from_static(HEADER_TIMESTAMP);
 static SIGNATURE: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
 
-/// Handles one delivery. Every exit answers with a status Replicate understands.
+/// Handles one delivery, and journals the answer when the journal is on.
 async fn receive(
     req: HttpRequest,
     payload: web::Payload,
     endpoint: web::Data<Endpoint>,
+) -> HttpResponse {
+    let mut facts = Facts::arrived();
+    let response = answer(req, payload, &endpoint, &mut facts).await;
+    if let Some(journal) = &endpoint.checks.journal {
+        journal.record(facts, &response);
+    }
+    response
+}
+
+/// Answers one delivery. Every exit answers with a status Replicate understands.
+async fn answer(
+    req: HttpRequest,
+    payload: web::Payload,
+    endpoint: &Endpoint,
+    facts: &mut Facts,
 ) -> HttpResponse {
     let checks = &*endpoint.checks;
 
@@ -97,6 +113,7 @@ async fn receive(
     // Verified: this body is Replicate's, so it no longer counts against the budget that bounds
     // what unauthenticated clients can make the receiver hold.
     drop(reservation);
+    facts.verified(signed.0, &body);
 
     let envelope = match Envelope::parse(&body) {
         Ok(envelope) => envelope,
@@ -104,9 +121,11 @@ async fn receive(
             return answer::text(
                 StatusCode::BAD_REQUEST,
                 format!("malformed prediction JSON: {e}"),
-            );
+            )
+            .noted(Journaled::DecodeError);
         }
     };
+    facts.envelope(&envelope);
     if checks.signed_query
         && let Some(webhook) = envelope.webhook()
     {
@@ -125,11 +144,17 @@ async fn receive(
         "delivery",
         prediction = envelope.id(),
         model = envelope.model(),
-        status = envelope.status().as_str()
+        status = envelope.status().as_str(),
+        event = tracing::field::Empty,
+        outcome = tracing::field::Empty,
     );
-    deliver(req, body.clone(), &endpoint, envelope)
-        .instrument(span)
-        .await
+    #[cfg(feature = "otel")]
+    crate::otel::continue_trace(&span, req.headers());
+    let response = deliver(req, body.clone(), endpoint, envelope)
+        .instrument(span.clone())
+        .await;
+    journal::annotate(&span, &response);
+    response
 }
 
 /// Routes, classifies, claims and runs a verified delivery.
@@ -142,7 +167,7 @@ async fn deliver(
     let gate = &endpoint.checks.gate;
     let Some(module) = endpoint.route.module_for(envelope.kind(), envelope.model()) else {
         tracing::info!("no module handles this model; acknowledged");
-        return answer::text(StatusCode::OK, "no handler for this model");
+        return answer::text(StatusCode::OK, "no handler for this model").noted(Journaled::Ignored);
     };
 
     // Watched before its handler runs: a crash right after must not lose the prediction.
@@ -152,6 +177,12 @@ async fn deliver(
     {
         watcher.heard(envelope.id()).await;
     }
+    // What the expected-delivery monitor needs once a terminal delivery is handled.
+    #[cfg(feature = "client")]
+    let arrival = (endpoint.checks.watcher.is_some() && envelope.status().is_terminal()).then(|| {
+        let id = req.headers().get(&ID).and_then(|v| v.to_str().ok());
+        (id.unwrap_or_default().to_owned(), body.clone())
+    });
 
     // The body carries no event name: a `processing` delivery is an output when its output
     // differs from the last one any instance saw for the prediction, else logs; one with less
@@ -164,7 +195,8 @@ async fn deliver(
             .await
         {
             Ok(Progress::Regressed) => {
-                return answer::text(StatusCode::OK, "stale event: older than one already seen");
+                return answer::text(StatusCode::OK, "stale event: older than one already seen")
+                    .noted(Journaled::Stale);
             }
             Ok(progress) => Some(progress),
             Err(e) => return unavailable(&e),
@@ -173,8 +205,14 @@ async fn deliver(
         None
     };
     let new_output = matches!(progress, Some(Progress::Output(_)));
+    let handler = handler_for(module, envelope.status(), new_output);
+    let event = match progress {
+        Some(Progress::Output(_)) => Some(Event::Output),
+        Some(Progress::Logs(_)) => Some(Event::Logs),
+        _ => handler.and_then(HandlerKind::event),
+    };
 
-    let response = if let Some(kind) = handler_for(module, envelope.status(), new_output) {
+    let mut response = if let Some(kind) = handler {
         match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => {
@@ -193,8 +231,9 @@ async fn deliver(
             }
         }
         tracing::debug!("not subscribed or no handler; acknowledged");
-        answer::text(StatusCode::OK, "not subscribed")
+        answer::text(StatusCode::OK, "not subscribed").noted(Journaled::Ignored)
     };
+    response = response.event(event);
     if let Some(Progress::Output(undo) | Progress::Logs(undo)) = progress
         && !response.status().is_success()
     {
@@ -207,6 +246,11 @@ async fn deliver(
         && response.status().is_success()
     {
         watcher.done(envelope.id()).await;
+        if let Some((webhook_id, body)) = &arrival {
+            watcher
+                .monitor
+                .arrived(envelope.id(), envelope.model(), webhook_id, body);
+        }
     }
     response
 }
@@ -246,24 +290,30 @@ async fn admit_and_run(
     let lease = match gate.admit(delivery).await {
         Ok(Admission::Run(lease)) => lease,
         Ok(Admission::Duplicate) => {
-            return answer::text(StatusCode::OK, "duplicate delivery; already handled");
+            return answer::text(StatusCode::OK, "duplicate delivery; already handled")
+                .noted(Journaled::Duplicate);
         }
         Ok(Admission::AlreadyHandled) => {
             return answer::text(
                 StatusCode::OK,
                 "prediction already handled; its first terminal status wins",
-            );
+            )
+            .noted(Journaled::Duplicate);
         }
         Ok(Admission::Stale) => {
             return answer::text(
                 StatusCode::OK,
                 "stale event: the prediction already finished",
-            );
+            )
+            .noted(Journaled::Stale);
         }
-        Ok(Admission::InFlight { retry_after }) => return answer::in_flight(retry_after),
+        Ok(Admission::InFlight { retry_after }) => {
+            return answer::in_flight(retry_after).noted(Journaled::InFlight);
+        }
         Err(e) => return unavailable(&e),
     };
     let call = Call::new(req, body).with_decoded(envelope.take_decoded());
+    let started = std::time::Instant::now();
     let outcome = match tokio::time::timeout(
         endpoint.checks.handler_timeout,
         run(module, kind, call),
@@ -278,7 +328,7 @@ async fn admit_and_run(
             endpoint.checks.handler_timeout.as_millis()
         ))),
     };
-    respond(outcome, kind, &lease, gate, envelope.id()).await
+    respond(outcome, kind, &lease, gate, envelope.id(), started).await
 }
 
 /// Records what the handler's outcome means for the lease, and answers Replicate.
@@ -290,22 +340,36 @@ async fn respond(
     lease: &Lease,
     gate: &Gate,
     prediction: &str,
+    started: std::time::Instant,
 ) -> HttpResponse {
     let handler = kind.fn_name();
-    let done = match outcome {
-        Outcome::Done => "done",
+    let ran = started.elapsed();
+    let (done, journaled, detail) = match outcome {
+        Outcome::Done => ("done", Journaled::Ran, None),
         Outcome::Failed(e) if e.is_retryable() => {
             tracing::error!(prediction, error = %e, handler, "handler failed; Replicate will retry");
             gate.release(lease).await;
-            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry");
+            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry").ran(
+                Journaled::HandlerError,
+                ran,
+                Some(e.to_string()),
+            );
         }
         Outcome::Failed(e) => {
             tracing::error!(prediction, error = %e, handler, "handler failed permanently; not retried");
-            "handler failed permanently"
+            (
+                "handler failed permanently",
+                Journaled::HandlerError,
+                Some(e.to_string()),
+            )
         }
         Outcome::Decode(e) => {
             tracing::error!(prediction, error = %e, handler, "body does not decode into the handler's types");
-            "decode error handled"
+            (
+                "decode error handled",
+                Journaled::DecodeError,
+                Some(e.to_string()),
+            )
         }
         Outcome::Extract { position, message } => {
             tracing::error!(
@@ -319,16 +383,17 @@ async fn respond(
             return answer::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "handler argument extraction failed",
-            );
+            )
+            .ran(Journaled::HandlerError, ran, Some(message));
         }
     };
     match gate.complete(lease).await {
-        Ok(()) => answer::text(StatusCode::OK, done),
+        Ok(()) => answer::text(StatusCode::OK, done).ran(journaled, ran, detail),
         Err(e) => {
             // The handler ran but the store did not record it: a retry would run it again,
             // which is what at-least-once delivery means. Say so rather than pretend.
             tracing::error!(prediction, error = %e, "handler ran but its completion was not recorded");
-            unavailable(&e)
+            unavailable(&e).ran(Journaled::Unavailable, ran, detail)
         }
     }
 }
@@ -350,7 +415,10 @@ fn refuse(
     message: impl Into<Cow<'static, str>>,
 ) -> HttpResponse {
     checks.refusals.record(status.as_u16(), reason);
-    answer::text(status, message)
+    if let Some(journal) = &checks.journal {
+        journal.refused(status.as_u16(), reason);
+    }
+    answer::text(status, message).noted(Journaled::Refused)
 }
 
 fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
@@ -375,6 +443,9 @@ fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
         ),
         BodyError::Busy => {
             checks.refusals.record(503, "unverified-budget-spent");
+            if let Some(journal) = &checks.journal {
+                journal.refused(503, "unverified-budget-spent");
+            }
             answer::retry_after(
                 StatusCode::SERVICE_UNAVAILABLE,
                 1,
@@ -444,4 +515,5 @@ fn unavailable(e: &StoreError) -> HttpResponse {
         5,
         "dedupe store unavailable; retry later",
     )
+    .noted(Journaled::Unavailable)
 }
