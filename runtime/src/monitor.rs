@@ -184,9 +184,9 @@ impl Monitor {
         let recovered = webhook_id.starts_with(RECOVERED_PREFIX);
         let lag = completed_at_ms(body).map(|at| (now - at).max(0));
         let alert = {
-            let mut state = self.state();
-            state.watched.remove(prediction_id);
-            let stats = state.models.entry(model.to_owned()).or_default();
+            let mut guard = self.state();
+            guard.watched.remove(prediction_id);
+            let stats = guard.models.entry(model.to_owned()).or_default();
             if recovered {
                 stats.recovered += 1;
             } else {
@@ -213,10 +213,10 @@ impl Monitor {
                 recovered_share: share,
             };
             if recovered {
-                if state.recovered.len() == RECOVERED_MAX {
-                    state.recovered.pop_back();
+                if guard.recovered.len() == RECOVERED_MAX {
+                    guard.recovered.pop_back();
                 }
-                state.recovered.push_front(Recovered {
+                guard.recovered.push_front(Recovered {
                     prediction_id: prediction_id.to_owned(),
                     model: model.to_owned(),
                     at_ms: now,

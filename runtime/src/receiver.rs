@@ -116,18 +116,10 @@ impl Receiver {
             }
             _ => None,
         };
-        let journal = config
-            .journal_options()
-            .map(|options| crate::journal::Journal::open(options, &config.journal_fallback()))
-            .transpose()
-            .map_err(|e| SetupError::Journal {
-                reason: e.to_string(),
-            })?;
-        if let Some(journal) = &journal {
-            tracing::info!(store = journal.name(), "replicate webhook delivery journal");
-        }
+        let journal = open_journal(config)?;
         #[cfg(feature = "dashboard")]
         let dashboard = config.dashboard.clone().map(|dashboard| {
+            tracing::info!(prefix = dashboard.prefix, "replicate webhook dashboard");
             crate::dashboard::Mount::new(
                 dashboard,
                 journal.clone(),
@@ -203,6 +195,20 @@ impl Receiver {
             tokio::spawn(task.run());
         }
     }
+}
+
+/// The journal, when the config turns it on.
+fn open_journal(config: &WebhookConfig) -> Result<Option<crate::journal::Journal>, SetupError> {
+    let Some(options) = config.journal_options() else {
+        return Ok(None);
+    };
+    let journal = crate::journal::Journal::open(options, &config.journal_fallback()).map_err(
+        |e| SetupError::Journal {
+            reason: e.to_string(),
+        },
+    )?;
+    tracing::info!(store = journal.name(), "replicate webhook delivery journal");
+    Ok(Some(journal))
 }
 
 fn log_route(path: &str, route: &Route) {

@@ -59,6 +59,10 @@ pub fn try_configure(
                     .route(web::post().to(receive)),
             );
         }
+        #[cfg(feature = "dashboard")]
+        if let Some(dashboard) = &receiver.dashboard {
+            dashboard.mount(cfg);
+        }
     })
 }
 

@@ -8,6 +8,9 @@ use super::store::JournalStore;
 use super::{Record, Search};
 use crate::dedupe::StoreError;
 
+/// Rows read per round trip when searching.
+const PAGE: isize = 1000;
+
 /// The key prefix when the URL names none (the dedupe store's default).
 const DEFAULT_PREFIX: &str = "replicate-webhook:";
 
@@ -110,7 +113,6 @@ impl JournalStore for RedisJournal {
         let mut found = Vec::new();
         let mut start = 0isize;
         // Newest first, a page at a time; the set is bounded by `trim`.
-        const PAGE: isize = 1000;
         while found.len() < search.limit() {
             let page: Vec<String> = redis::cmd("ZREVRANGE")
                 .arg(&self.rows)
