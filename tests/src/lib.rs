@@ -184,6 +184,7 @@ pub mod browser;
 pub mod hygiene;
 pub mod inbox;
 pub mod logs;
+pub mod operator;
 pub mod process;
 pub mod proxy;
 pub mod raw;

@@ -207,6 +207,8 @@ pub(crate) struct Overview {
     #[serde(serialize_with = "backlog")]
     pub(crate) backlog: Option<Backlog>,
     pub(crate) monitor: MonitorSnapshot,
+    /// Why the journal's rows or the inbox could not be read: the counters above still are.
+    pub(crate) problems: Vec<String>,
 }
 
 #[allow(clippy::ref_option)] // serde's `serialize_with` signature
@@ -225,12 +227,23 @@ fn backlog<S: serde::Serializer>(backlog: &Option<Backlog>, s: S) -> Result<S::O
 
 pub(crate) async fn overview(mount: &Mount) -> Result<Overview, QueryError> {
     let journal = mount.journal.as_ref().ok_or(QueryError::NoJournal)?;
+    let mut problems = Vec::new();
     let backlog = match &mount.inbox {
-        Some(inbox) => Some(inbox.backlog().await?),
+        Some(inbox) => inbox
+            .backlog()
+            .await
+            .map_err(|e| problems.push(format!("inbox: {e}")))
+            .ok(),
         None => None,
     };
+    let summary = journal
+        .summary()
+        .await
+        .map_err(|e| problems.push(format!("journal: {e}")))
+        .unwrap_or_default();
     Ok(Overview {
-        summary: journal.summary().await?,
+        summary,
+        problems,
         refusals: journal.refusals(),
         journal: journal.stats(),
         backlog,

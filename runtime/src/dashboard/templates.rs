@@ -102,6 +102,9 @@ pub(crate) fn overview(page: &Page, o: &Overview, inbox_on: bool) -> Markup {
         .unwrap_or(1)
         .max(1);
     let body = html! {
+        @for problem in &o.problems {
+            p class="error" role="alert" { (problem) }
+        }
         section class="cards" {
             div class="card" { span class="label" { "Deliveries, last hour" } span class="value" data-live="deliveries" { (s.deliveries) } }
             div class="card" { span class="label" { "Handler p50" } span class="value" data-live="handler_p50" { (ms(s.handler_p50_ms)) } }
