@@ -194,3 +194,34 @@ fn rusqlite_free_read(path: &std::path::Path) -> String {
     }
     text
 }
+
+#[actix_rt::test]
+async fn every_store_forgets_rows_older_than_max_age() {
+    let mut servers = Vec::new();
+    for store in Store::all().await {
+        let model = inbox::model(&format!("journal-age-{}", store.name()));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let options = JournalOptions {
+            max_age: Duration::from_secs(1),
+            ..JournalOptions::default()
+        };
+        let server = TestServer::serve(config(&store.url(), module(&model, &runs), options));
+        for _ in 0..3 {
+            let d = TestDelivery::succeeded(&model, serde_json::json!("old"));
+            assert_eq!(post(&server.base, &d.sign(&secret())).await.0, 200);
+        }
+        operator::until_journal(&server, |j| j["written"] == 3).await;
+        servers.push((store, model, server));
+    }
+    // Past the age bound of the rows above; the next write trims them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (store, model, server) in &servers {
+        let d = TestDelivery::succeeded(model, serde_json::json!("new"));
+        assert_eq!(post(&server.base, &d.sign(&secret())).await.0, 200);
+        operator::until_journal(server, |j| j["written"] == 4).await;
+        let (_, body) = operator::api(server, "/api/deliveries").await;
+        let rows = body["deliveries"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{}: {body}", store.name());
+        assert_eq!(rows[0]["prediction_id"], inbox::id_of(&d).as_str());
+    }
+}
