@@ -109,7 +109,9 @@ pub enum ConfigError {
     #[error("{ENV_INBOX}: {0}")]
     Inbox(StoreUrlError),
     /// `REPLICATE_WEBHOOK_DASHBOARD_TOKEN` is set but this build has no dashboard.
-    #[error("{ENV_DASHBOARD_TOKEN} is set, but the dashboard needs the `dashboard` feature of replicate-webhook")]
+    #[error(
+        "{ENV_DASHBOARD_TOKEN} is set, but the dashboard needs the `dashboard` feature of replicate-webhook"
+    )]
     DashboardFeatureMissing,
 }
 

@@ -64,6 +64,8 @@ mod borrowed;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod dedupe;
 mod envelope;
 mod error;
@@ -72,8 +74,6 @@ pub mod files;
 #[cfg(test)]
 mod fixtures;
 mod glue;
-#[cfg(feature = "dashboard")]
-pub mod dashboard;
 mod handler;
 pub mod inbox;
 pub mod journal;

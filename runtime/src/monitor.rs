@@ -292,7 +292,10 @@ mod tests {
         monitor.arrived("p0", "a/b", "msg_1", body);
         monitor.arrived("p1", "a/b", "msg_reconcile_p1_succeeded", body);
         monitor.arrived("p2", "a/b", "msg_reconcile_p2_succeeded", body);
-        assert!(alerts.lock().unwrap().is_empty(), "3 results is below min_results");
+        assert!(
+            alerts.lock().unwrap().is_empty(),
+            "3 results is below min_results"
+        );
         monitor.arrived("p3", "a/b", "msg_reconcile_p3_succeeded", body);
         monitor.arrived("p4", "a/b", "msg_reconcile_p4_succeeded", body);
         let alerts = alerts.lock().unwrap();
@@ -301,7 +304,10 @@ mod tests {
         let snapshot = monitor.snapshot();
         let stats = &snapshot.models["a/b"];
         assert_eq!((stats.expected, stats.received, stats.recovered), (4, 1, 4));
-        assert_eq!(stats.lag_buckets[7], 1, "a lag of months is in the last bucket");
+        assert_eq!(
+            stats.lag_buckets[7], 1,
+            "a lag of months is in the last bucket"
+        );
         assert!(snapshot.watched.is_empty());
         assert_eq!(snapshot.recovered[0].prediction_id, "p4");
     }

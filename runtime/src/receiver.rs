@@ -202,11 +202,12 @@ fn open_journal(config: &WebhookConfig) -> Result<Option<crate::journal::Journal
     let Some(options) = config.journal_options() else {
         return Ok(None);
     };
-    let journal = crate::journal::Journal::open(options, &config.journal_fallback()).map_err(
-        |e| SetupError::Journal {
-            reason: e.to_string(),
-        },
-    )?;
+    let journal =
+        crate::journal::Journal::open(options, &config.journal_fallback()).map_err(|e| {
+            SetupError::Journal {
+                reason: e.to_string(),
+            }
+        })?;
     tracing::info!(store = journal.name(), "replicate webhook delivery journal");
     Ok(Some(journal))
 }

@@ -183,10 +183,11 @@ async fn deliver(
     }
     // What the expected-delivery monitor needs once a terminal delivery is handled.
     #[cfg(feature = "client")]
-    let arrival = (endpoint.checks.watcher.is_some() && envelope.status().is_terminal()).then(|| {
-        let id = req.headers().get(&ID).and_then(|v| v.to_str().ok());
-        (id.unwrap_or_default().to_owned(), body.clone())
-    });
+    let arrival =
+        (endpoint.checks.watcher.is_some() && envelope.status().is_terminal()).then(|| {
+            let id = req.headers().get(&ID).and_then(|v| v.to_str().ok());
+            (id.unwrap_or_default().to_owned(), body.clone())
+        });
 
     // The body carries no event name: a `processing` delivery is an output when its output
     // differs from the last one any instance saw for the prediction, else logs; one with less

@@ -59,7 +59,10 @@ impl Event {
             let _ = writeln!(out, "id: {id}");
         }
         if let Some(event) = &self.event {
-            let event: String = event.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+            let event: String = event
+                .chars()
+                .filter(|c| !matches!(c, '\r' | '\n'))
+                .collect();
             let _ = writeln!(out, "event: {event}");
         }
         // CRLF, CR and LF each end a line in the stream; each line of data gets its own field.

@@ -69,38 +69,56 @@ async fn every_store_journals_answers_within_bounds_and_never_stores_forgeries()
         assert_eq!(post(&server.base, &retry).await.0, 200, "{name}");
         assert_eq!(post(&server.base, &retry).await.0, 200, "{name}");
 
-        let (status, body) = operator::api(
-            &server,
-            &format!("/api/deliveries?prediction={prediction}"),
-        )
-        .await;
+        let (status, body) =
+            operator::api(&server, &format!("/api/deliveries?prediction={prediction}")).await;
         assert_eq!(status, 200, "{name}: {body}");
         // Written off the request path: wait for the rows rather than assume them.
         let rows = loop {
-            let (_, body) = operator::api(
-                &server,
-                &format!("/api/deliveries?prediction={prediction}"),
-            )
-            .await;
+            let (_, body) =
+                operator::api(&server, &format!("/api/deliveries?prediction={prediction}")).await;
             let rows = body["deliveries"].as_array().unwrap().clone();
             if rows.len() == 3 {
                 break rows;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let outcomes: Vec<&str> = rows.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
-        assert_eq!(outcomes, ["duplicate", "ran", "handler_error"], "{name}: newest first");
-        let statuses: Vec<u64> = rows.iter().map(|r| r["http_status"].as_u64().unwrap()).collect();
+        let outcomes: Vec<&str> = rows
+            .iter()
+            .map(|r| r["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            outcomes,
+            ["duplicate", "ran", "handler_error"],
+            "{name}: newest first"
+        );
+        let statuses: Vec<u64> = rows
+            .iter()
+            .map(|r| r["http_status"].as_u64().unwrap())
+            .collect();
         assert_eq!(statuses, [200, 200, 500], "{name}");
         for row in &rows {
-            for field in ["webhook_id", "prediction_id", "event", "http_status", "outcome", "received_at", "duration_ms"] {
+            for field in [
+                "webhook_id",
+                "prediction_id",
+                "event",
+                "http_status",
+                "outcome",
+                "received_at",
+                "duration_ms",
+            ] {
                 assert!(row.get(field).is_some(), "{name}: {field} missing in {row}");
             }
             assert_eq!(row["prediction_id"], prediction.as_str(), "{name}");
             assert_eq!(row["event"], "completed", "{name}");
         }
-        assert!(rows[1]["duration_ms"].as_f64().is_some(), "{name}: the handler ran");
-        assert!(rows[0]["duration_ms"].is_null(), "{name}: a duplicate runs nothing");
+        assert!(
+            rows[1]["duration_ms"].as_f64().is_some(),
+            "{name}: the handler ran"
+        );
+        assert!(
+            rows[0]["duration_ms"].is_null(),
+            "{name}: a duplicate runs nothing"
+        );
         let detail = rows[2]["detail"].as_str().unwrap();
         assert!(detail.contains("the database is down"), "{name}: {detail}");
         assert_eq!(runs.load(Ordering::SeqCst), 2, "{name}");
@@ -108,22 +126,37 @@ async fn every_store_journals_answers_within_bounds_and_never_stores_forgeries()
         // A flood of forged requests: counted and sampled, never a row.
         let forged = TestDelivery::succeeded(&model, serde_json::json!("x"));
         for _ in 0..200 {
-            assert_eq!(post(&server.base, &forged.sign_with_wrong_key()).await.0, 401);
+            assert_eq!(
+                post(&server.base, &forged.sign_with_wrong_key()).await.0,
+                401
+            );
         }
         // Real deliveries beyond the bound: the journal keeps the newest `max_rows`.
         for i in 0..30 {
             let d = TestDelivery::succeeded(&model, serde_json::json!(format!("out-{i}")));
-            assert_eq!(post(&server.base, &d.sign(&secret())).await.0, 200, "{name}");
+            assert_eq!(
+                post(&server.base, &d.sign(&secret())).await.0,
+                200,
+                "{name}"
+            );
         }
         let overview = operator::until_journal(&server, |j| j["written"] == 33).await;
-        assert_eq!(overview["refusals"]["by_reason"]["signature"], 200, "{name}");
-        assert_eq!(overview["refusals"]["sample"].as_array().unwrap().len(), 20, "{name}");
+        assert_eq!(
+            overview["refusals"]["by_reason"]["signature"], 200,
+            "{name}"
+        );
+        assert_eq!(
+            overview["refusals"]["sample"].as_array().unwrap().len(),
+            20,
+            "{name}"
+        );
         assert_eq!(overview["journal"]["dropped"], 0, "{name}");
         let (_, body) = operator::api(&server, "/api/deliveries?limit=1000").await;
         let rows = body["deliveries"].as_array().unwrap();
         assert_eq!(rows.len(), 20, "{name}: bounded by count");
         assert!(
-            rows.iter().all(|r| r["outcome"] == "ran" && r["http_status"] == 200),
+            rows.iter()
+                .all(|r| r["outcome"] == "ran" && r["http_status"] == 200),
             "{name}: real history survived the flood: {body}"
         );
         assert_eq!(overview["summary"]["deliveries"], 20, "{name}");
@@ -154,7 +187,10 @@ async fn a_failing_journal_store_never_fails_or_delays_a_delivery() {
     .await;
     assert_eq!(overview["journal"]["written"], 0);
     assert!(
-        overview["problems"][0].as_str().unwrap().starts_with("journal: "),
+        overview["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("journal: "),
         "{overview}"
     );
     // The pages answer too, and say the journal store is down.
@@ -180,9 +216,15 @@ async fn bodies_are_kept_only_on_opt_in() {
         assert_eq!(post(&server.base, &d.sign(&secret())).await.0, 200);
         operator::until_journal(&server, |j| j["written"] == 1).await;
         // Read the store's own table: what is kept is what is on disk.
-        let StoreUrl::Sqlite(path) = journal_url else { unreachable!() };
+        let StoreUrl::Sqlite(path) = journal_url else {
+            unreachable!()
+        };
         let conn = rusqlite_free_read(&path);
-        assert_eq!(conn.contains("secret-output"), keep_bodies, "keep_bodies = {keep_bodies}");
+        assert_eq!(
+            conn.contains("secret-output"),
+            keep_bodies,
+            "keep_bodies = {keep_bodies}"
+        );
     }
 }
 

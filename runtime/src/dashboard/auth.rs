@@ -194,7 +194,10 @@ mod tests {
         assert!(!auth.session_ok(&forged, 1001), "the expiry is signed");
         let csrf = auth.csrf(&session);
         assert!(auth.csrf_ok(&session, &csrf));
-        assert!(!auth.csrf_ok(&auth.new_session(1000), &csrf), "bound to its session");
+        assert!(
+            !auth.csrf_ok(&auth.new_session(1000), &csrf),
+            "bound to its session"
+        );
         assert!(!auth.csrf_ok(&session, ""));
         assert!(auth.token_ok("s3cret-token"));
         assert!(!auth.token_ok("s3cret-token "));

@@ -12,8 +12,8 @@ use super::{Mount, auth};
 const EVERY: Duration = Duration::from_secs(2);
 
 pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
-    let logged_in = auth::session_of(&req)
-        .is_some_and(|s| mount.auth.session_ok(&s, auth::now_secs()));
+    let logged_in =
+        auth::session_of(&req).is_some_and(|s| mount.auth.session_ok(&s, auth::now_secs()));
     if !logged_in {
         return HttpResponse::Unauthorized().finish();
     }

@@ -91,16 +91,25 @@ pub(crate) async fn login(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
+
+/// A form is read only after the session is checked, so an anonymous request learns nothing
+/// from how its body is refused.
+type FormOf<T> = Result<web::Form<T>, actix_web::Error>;
 
 pub(crate) async fn logout(
     req: HttpRequest,
     mount: web::Data<Mount>,
-    form: web::Form<CsrfForm>,
+    form: FormOf<CsrfForm>,
 ) -> HttpResponse {
-    if let Err(login) = checked(&req, &mount, &form.csrf) {
+    if let Err(login) = session(&req, &mount) {
         return login;
+    }
+    let csrf = form.map(|f| f.into_inner().csrf).unwrap_or_default();
+    if let Err(refused) = checked(&req, &mount, &csrf) {
+        return refused;
     }
     see_other(&format!("{}/login", mount.prefix))
         .cookie(auth::logout_cookie(&mount.prefix, auth::is_https(&req)))
@@ -118,7 +127,10 @@ fn checked(req: &HttpRequest, mount: &Mount, csrf: &str) -> Result<Page, HttpRes
     } else {
         Err(html(
             StatusCode::FORBIDDEN,
-            templates::problem(&page, "This form is stale or was not sent by this dashboard; reload the page and try again."),
+            templates::problem(
+                &page,
+                "This form is stale or was not sent by this dashboard; reload the page and try again.",
+            ),
         ))
     }
 }
@@ -167,11 +179,9 @@ pub(crate) async fn timeline(
     }
 }
 
+/// What the last action did, shown once.
 #[derive(Debug, Deserialize)]
-pub(crate) struct InboxQuery {
-    #[serde(flatten)]
-    jobs: JobQuery,
-    /// What the last action did, shown once.
+pub(crate) struct Done {
     #[serde(default)]
     done: Option<String>,
 }
@@ -179,49 +189,59 @@ pub(crate) struct InboxQuery {
 pub(crate) async fn inbox(
     req: HttpRequest,
     mount: web::Data<Mount>,
-    query: web::Query<InboxQuery>,
+    query: web::Query<JobQuery>,
+    done: web::Query<Done>,
 ) -> HttpResponse {
     let page = match session(&req, &mount) {
         Ok(page) => page,
         Err(login) => return login,
     };
-    match queries::jobs(&mount, &query.jobs).await {
+    match queries::jobs(&mount, &query).await {
         Ok(jobs) => html(
             StatusCode::OK,
-            templates::inbox(&page, &query.jobs, &jobs, query.done.as_deref()),
+            templates::inbox(&page, &query, &jobs, done.done.as_deref()),
         ),
         Err(e) => failed(&page, &e),
     }
 }
 
 /// An inbox action: `replay` or `discard` of job `id`, or `replay-all` / `discard-all` of every
-/// job the filter selects.
+/// job the filter selects; posted with the form's `csrf`. (No `serde(flatten)`: it reads every
+/// value of a form as a string, which an integer field refuses.)
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Action {
     #[serde(rename = "action")]
     kind: String,
     #[serde(default)]
     id: Option<i64>,
-    #[serde(flatten)]
-    filter: JobQuery,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct ActionForm {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    prediction: Option<String>,
+    #[serde(default)]
     csrf: String,
-    #[serde(flatten)]
-    action: Action,
 }
 
 impl Action {
+    fn filter(&self) -> JobQuery {
+        JobQuery {
+            state: self.state.clone(),
+            model: self.model.clone(),
+            prediction: self.prediction.clone(),
+            limit: None,
+        }
+    }
+
     /// What the confirmation asks, or `None` for an unknown action.
     fn describe(&self) -> Option<String> {
-        let filter = describe_filter(&self.filter);
+        let filter = describe_filter(&self.filter());
         Some(match (self.kind.as_str(), self.id) {
             ("replay", Some(id)) => format!("Replay job {id}? Its handler runs again."),
-            ("discard", Some(id)) => format!(
-                "Discard job {id}? It never runs again; its deliveries stay deduplicated."
-            ),
+            ("discard", Some(id)) => {
+                format!("Discard job {id}? It never runs again; its deliveries stay deduplicated.")
+            }
             ("replay-all", _) => format!("Replay every dead job{filter}?"),
             ("discard-all", _) => format!("Discard every pending or dead job{filter}?"),
             _ => return None,
@@ -259,7 +279,7 @@ pub(crate) async fn confirm(
     match action.describe() {
         Some(question) => html(
             StatusCode::OK,
-            templates::confirm(&page, &question, &action.kind, action.id, &action.filter),
+            templates::confirm(&page, &question, &action.kind, action.id, &action.filter()),
         ),
         None => html(
             StatusCode::BAD_REQUEST,
@@ -271,13 +291,25 @@ pub(crate) async fn confirm(
 pub(crate) async fn act(
     req: HttpRequest,
     mount: web::Data<Mount>,
-    form: web::Form<ActionForm>,
+    form: FormOf<Action>,
 ) -> HttpResponse {
-    let page = match checked(&req, &mount, &form.csrf) {
+    let page = match session(&req, &mount) {
         Ok(page) => page,
-        Err(refused) => return refused,
+        Err(login) => return login,
     };
-    let action = &form.action;
+    let form = match form {
+        Ok(form) => form.into_inner(),
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                templates::problem(&page, &format!("Unreadable form: {e}")),
+            );
+        }
+    };
+    if let Err(refused) = checked(&req, &mount, &form.csrf) {
+        return refused;
+    }
+    let action = &form;
     let done = match (action.kind.as_str(), action.id) {
         ("replay", Some(id)) => queries::replay(&mount, id).await.map(|ok| {
             if ok {
@@ -293,10 +325,10 @@ pub(crate) async fn act(
                 format!("Job {id} is not pending or dead; nothing discarded.")
             }
         }),
-        ("replay-all", _) => queries::replay_matching(&mount, &action.filter)
+        ("replay-all", _) => queries::replay_matching(&mount, &action.filter())
             .await
             .map(|n| format!("{n} dead jobs replayed.")),
-        ("discard-all", _) => queries::discard_matching(&mount, &action.filter)
+        ("discard-all", _) => queries::discard_matching(&mount, &action.filter())
             .await
             .map(|n| format!("{n} jobs discarded.")),
         _ => Err(QueryError::Invalid("unknown action".to_owned())),

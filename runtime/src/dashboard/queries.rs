@@ -38,7 +38,10 @@ pub(crate) struct DeliveryQuery {
 }
 
 fn non_empty(value: Option<&String>) -> Option<String> {
-    value.map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
+    value
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// Journal rows matching `query`, newest first.

@@ -321,7 +321,11 @@ const SHOWN_STATES: [&str; 6] = ["queued", "running", "retrying", "dead", "done"
 
 fn filter_query(q: &JobQuery) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (name, value) in [("state", &q.state), ("model", &q.model), ("prediction", &q.prediction)] {
+    for (name, value) in [
+        ("state", &q.state),
+        ("model", &q.model),
+        ("prediction", &q.prediction),
+    ] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
             s.append_pair(name, value);
         }

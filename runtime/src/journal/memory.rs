@@ -22,7 +22,10 @@ struct Rows {
 #[async_trait::async_trait]
 impl JournalStore for MemoryJournal {
     async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
-        let mut state = self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for mut row in rows {
             state.next_id += 1;
             row.id = state.next_id;
@@ -32,7 +35,10 @@ impl JournalStore for MemoryJournal {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
-        let state = self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(state
             .rows
             .iter()
@@ -44,7 +50,10 @@ impl JournalStore for MemoryJournal {
     }
 
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
-        let mut state = self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
         while state
             .rows

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{
+    Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
+};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
@@ -159,10 +161,8 @@ impl JournalStore for PostgresJournal {
             format!(" WHERE {}", parts.join(" AND "))
         };
         let limit = i64::try_from(search.limit()).unwrap_or(i64::MAX);
-        let params: Vec<&(dyn ToSql + Sync)> = values
-            .iter()
-            .map(|v| &**v as &(dyn ToSql + Sync))
-            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
         let rows = client
             .query(
                 &format!(

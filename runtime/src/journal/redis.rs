@@ -126,7 +126,10 @@ impl JournalStore for RedisJournal {
                 let Ok(row) = serde_json::from_str::<Record>(&json) else {
                     continue;
                 };
-                if search.since_ms.is_some_and(|t| row.received_ms < t - 60_000) {
+                if search
+                    .since_ms
+                    .is_some_and(|t| row.received_ms < t - 60_000)
+                {
                     // Rows arrive in id order within a minute of their time: nothing older follows.
                     return Ok(found);
                 }

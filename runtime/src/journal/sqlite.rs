@@ -42,7 +42,8 @@ fn db_error(e: rusqlite::Error) -> StoreError {
 impl SqliteJournal {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(db_error)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_error)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(db_error)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL")

@@ -23,9 +23,9 @@ pub(crate) fn open(url: &StoreUrl) -> Result<Arc<dyn JournalStore>, StoreUrlErro
     let opened: Arc<dyn JournalStore> = match url {
         StoreUrl::Memory => Arc::new(super::memory::MemoryJournal::default()),
         #[cfg(feature = "sqlite")]
-        StoreUrl::Sqlite(path) => Arc::new(
-            super::sqlite::SqliteJournal::open(path).map_err(|e| open_error(url, &e))?,
-        ),
+        StoreUrl::Sqlite(path) => {
+            Arc::new(super::sqlite::SqliteJournal::open(path).map_err(|e| open_error(url, &e))?)
+        }
         #[cfg(feature = "redis")]
         StoreUrl::Redis(text) => {
             Arc::new(super::redis::RedisJournal::new(text).map_err(|e| open_error(url, &e))?)

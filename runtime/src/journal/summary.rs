@@ -47,8 +47,14 @@ impl Summary {
                 .or_default()
                 .entry(row.outcome.as_str())
                 .or_default() += 1;
-            *by_outcome.entry(row.outcome.as_str().to_owned()).or_default() += 1;
-            let event = if row.event.is_empty() { "-" } else { &row.event };
+            *by_outcome
+                .entry(row.outcome.as_str().to_owned())
+                .or_default() += 1;
+            let event = if row.event.is_empty() {
+                "-"
+            } else {
+                &row.event
+            };
             *by_model_event
                 .entry(format!("{} {event}", row.model))
                 .or_default() += 1;

@@ -40,7 +40,9 @@ pub(super) async fn run(journal: Journal, mut receiver: tokio::sync::mpsc::Recei
             let max_age = i64::try_from(inner.options.max_age.as_millis()).unwrap_or(i64::MAX);
             let trimmed = tokio::time::timeout(
                 TIMEOUT,
-                inner.store.trim(inner.options.max_rows, now_ms().saturating_sub(max_age)),
+                inner
+                    .store
+                    .trim(inner.options.max_rows, now_ms().saturating_sub(max_age)),
             )
             .await;
             if let Ok(Err(e)) = trimmed {
