@@ -89,7 +89,6 @@ mod refusals;
 mod registry;
 mod service;
 pub mod signature;
-#[cfg(feature = "dashboard")]
 pub mod sse;
 #[cfg(feature = "testkit")]
 pub mod testkit;
