@@ -88,6 +88,8 @@ async fn without_the_token_or_a_session_every_path_is_401_with_no_data() {
         "/api/deliveries",
         "/api/jobs?state=dead",
         "/api/overview",
+        "/deliveries?since=&limit=x",
+        "/api/jobs?limit=x",
         "/no-such-page",
     ] {
         for bearer in [None, Some("wrong-token"), Some("")] {

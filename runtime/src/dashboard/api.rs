@@ -129,12 +129,15 @@ pub(crate) async fn jobs(
 pub(crate) async fn replay(
     req: HttpRequest,
     mount: web::Data<Mount>,
-    id: web::Path<i64>,
+    id: web::Path<String>,
 ) -> HttpResponse {
     if !mount.auth.bearer_ok(&req) {
         return unauthorized();
     }
-    match queries::replay(&mount, *id).await {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(&QueryError::Invalid(format!("{id:?} is not a job id")));
+    };
+    match queries::replay(&mount, id).await {
         Ok(true) => HttpResponse::Ok().json(serde_json::json!({ "replayed": true })),
         Ok(false) => HttpResponse::NotFound()
             .json(serde_json::json!({ "error": format!("no dead job {id}") })),
@@ -145,12 +148,15 @@ pub(crate) async fn replay(
 pub(crate) async fn discard(
     req: HttpRequest,
     mount: web::Data<Mount>,
-    id: web::Path<i64>,
+    id: web::Path<String>,
 ) -> HttpResponse {
     if !mount.auth.bearer_ok(&req) {
         return unauthorized();
     }
-    match queries::discard(&mount, *id).await {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(&QueryError::Invalid(format!("{id:?} is not a job id")));
+    };
+    match queries::discard(&mount, id).await {
         Ok(true) => HttpResponse::Ok().json(serde_json::json!({ "discarded": true })),
         Ok(false) => HttpResponse::NotFound()
             .json(serde_json::json!({ "error": format!("no pending or dead job {id}") })),

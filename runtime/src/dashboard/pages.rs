@@ -213,7 +213,7 @@ pub(crate) struct Action {
     #[serde(rename = "action")]
     kind: String,
     #[serde(default)]
-    id: Option<i64>,
+    id: Option<String>,
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
@@ -234,10 +234,15 @@ impl Action {
         }
     }
 
+    /// The job id, when the action names one that is a number.
+    fn id(&self) -> Option<i64> {
+        self.id.as_deref().and_then(|id| id.trim().parse().ok())
+    }
+
     /// What the confirmation asks, or `None` for an unknown action.
     fn describe(&self) -> Option<String> {
         let filter = describe_filter(&self.filter());
-        Some(match (self.kind.as_str(), self.id) {
+        Some(match (self.kind.as_str(), self.id()) {
             ("replay", Some(id)) => format!("Replay job {id}? Its handler runs again."),
             ("discard", Some(id)) => {
                 format!("Discard job {id}? It never runs again; its deliveries stay deduplicated.")
@@ -279,7 +284,13 @@ pub(crate) async fn confirm(
     match action.describe() {
         Some(question) => html(
             StatusCode::OK,
-            templates::confirm(&page, &question, &action.kind, action.id, &action.filter()),
+            templates::confirm(
+                &page,
+                &question,
+                &action.kind,
+                action.id(),
+                &action.filter(),
+            ),
         ),
         None => html(
             StatusCode::BAD_REQUEST,
@@ -310,7 +321,7 @@ pub(crate) async fn act(
         return refused;
     }
     let action = &form;
-    let done = match (action.kind.as_str(), action.id) {
+    let done = match (action.kind.as_str(), action.id()) {
         ("replay", Some(id)) => queries::replay(&mount, id).await.map(|ok| {
             if ok {
                 format!("Job {id} replayed.")

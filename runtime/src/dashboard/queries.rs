@@ -22,6 +22,7 @@ pub(crate) enum QueryError {
 }
 
 /// The deliveries search, as a query string (`?prediction=…&model=…&outcome=…&since=…`).
+/// Every field is text, so no query string fails to parse before the caller is authenticated.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct DeliveryQuery {
     #[serde(default)]
@@ -32,9 +33,22 @@ pub(crate) struct DeliveryQuery {
     pub(crate) outcome: Option<String>,
     /// Only the last this many minutes.
     #[serde(default)]
-    pub(crate) since: Option<i64>,
+    pub(crate) since: Option<String>,
     #[serde(default)]
-    pub(crate) limit: Option<usize>,
+    pub(crate) limit: Option<String>,
+}
+
+/// A number a form field holds, if any.
+pub(crate) fn number<T: std::str::FromStr>(
+    name: &str,
+    value: Option<&String>,
+) -> Result<Option<T>, QueryError> {
+    non_empty(value)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| QueryError::Invalid(format!("{name} must be a number, not {v:?}")))
+        })
+        .transpose()
 }
 
 fn non_empty(value: Option<&String>) -> Option<String> {
@@ -57,16 +71,17 @@ pub(crate) async fn deliveries(
         ),
         None => None,
     };
+    let since: Option<i64> = number("since", query.since.as_ref())?;
+    let limit: Option<usize> = number("limit", query.limit.as_ref())?;
     let search = Search {
         prediction_id: non_empty(query.prediction.as_ref()),
         model: non_empty(query.model.as_ref()),
         outcome,
-        since_ms: query
-            .since
+        since_ms: since
             .filter(|m| *m > 0)
             .map(|minutes| crate::journal::now_ms() - minutes.saturating_mul(60_000)),
         until_ms: None,
-        limit: query.limit.unwrap_or(100).clamp(1, 1000),
+        limit: limit.unwrap_or(100).clamp(1, 1000),
     };
     Ok(journal.search(&search).await?)
 }
@@ -85,7 +100,7 @@ pub(crate) async fn timeline(mount: &Mount, prediction: &str) -> Result<Timeline
         mount,
         &DeliveryQuery {
             prediction: Some(prediction.to_owned()),
-            limit: Some(1000),
+            limit: Some("1000".to_owned()),
             ..DeliveryQuery::default()
         },
     )
@@ -117,7 +132,7 @@ pub(crate) struct JobQuery {
     #[serde(default)]
     pub(crate) prediction: Option<String>,
     #[serde(default)]
-    pub(crate) limit: Option<usize>,
+    pub(crate) limit: Option<String>,
 }
 
 /// The state a job is shown in: `pending` splits into `queued` (never run) and `retrying`.
@@ -150,7 +165,9 @@ pub(crate) async fn jobs(mount: &Mount, query: &JobQuery) -> Result<Vec<Job>, Qu
             state,
             model: non_empty(query.model.as_ref()),
             prediction_id: non_empty(query.prediction.as_ref()),
-            limit: query.limit.unwrap_or(100).clamp(1, 1000),
+            limit: number::<usize>("limit", query.limit.as_ref())?
+                .unwrap_or(100)
+                .clamp(1, 1000),
         })
         .await?;
     Ok(match wanted.as_deref() {
@@ -176,7 +193,7 @@ pub(crate) async fn discard(mount: &Mount, id: i64) -> Result<bool, QueryError> 
 pub(crate) async fn replay_matching(mount: &Mount, query: &JobQuery) -> Result<u64, QueryError> {
     let query = JobQuery {
         state: Some("dead".to_owned()),
-        limit: Some(1000),
+        limit: Some("1000".to_owned()),
         ..query.clone()
     };
     let mut n = 0;
@@ -189,7 +206,7 @@ pub(crate) async fn replay_matching(mount: &Mount, query: &JobQuery) -> Result<u
 /// Discards every pending or dead job `query` selects; returns how many.
 pub(crate) async fn discard_matching(mount: &Mount, query: &JobQuery) -> Result<u64, QueryError> {
     let query = JobQuery {
-        limit: Some(1000),
+        limit: Some("1000".to_owned()),
         ..query.clone()
     };
     let mut n = 0;

@@ -262,7 +262,7 @@ pub(crate) fn deliveries(page: &Page, q: &DeliveryQuery, rows: &[Record]) -> Mar
             label for="prediction" { "Prediction" } input id="prediction" name="prediction" value=(q.prediction.as_deref().unwrap_or(""));
             label for="model" { "Model" } input id="model" name="model" value=(q.model.as_deref().unwrap_or("")) placeholder="owner/name";
             label for="outcome" { "Outcome" } (outcome_select(q.outcome.as_deref()))
-            label for="since" { "Last minutes" } input id="since" name="since" type="number" min="1" value=[q.since];
+            label for="since" { "Last minutes" } input id="since" name="since" type="number" min="1" value=(q.since.as_deref().unwrap_or(""));
             button type="submit" { "Search" }
         }
         @if rows.is_empty() { p { "No deliveries match." } } @else { (delivery_rows(p, rows, true)) }
