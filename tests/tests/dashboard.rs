@@ -388,3 +388,67 @@ async fn page_state_changes_need_the_csrf_token_and_go_through_a_confirmation() 
         .unwrap();
     assert!(notice.contains(&format!("Job {id} replayed.")), "{notice}");
 }
+
+const FROM_ENV_CHILD: &str = "REPLICATE_WEBHOOK_DASHBOARD_CHILD";
+
+/// `REPLICATE_WEBHOOK_DASHBOARD_TOKEN` makes `WebhookConfig::from_env` mount the dashboard at
+/// `/replicate/dashboard`. The environment is the process's, so a child run of this binary
+/// (`from_env_child`) reads it.
+#[actix_rt::test]
+async fn from_env_mounts_the_dashboard_at_its_default_prefix() {
+    let output = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["from_env_child", "--exact", "--nocapture"])
+            .env(FROM_ENV_CHILD, "1")
+            .env("REPLICATE_WEBHOOK_SECRET", ib::SECRET)
+            .env("REPLICATE_WEBHOOK_DASHBOARD_TOKEN", TOKEN)
+            .env_remove("REPLICATE_WEBHOOK_STORE")
+            .env_remove("REPLICATE_WEBHOOK_INBOX")
+            .env_remove("REPLICATE_API_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("dashboard answered 401 then 200"),
+        "{stdout}"
+    );
+}
+
+/// Serves `WebhookConfig::from_env()`; a no-op unless run by the test above.
+#[actix_rt::test]
+async fn from_env_child() {
+    if std::env::var(FROM_ENV_CHILD).is_err() {
+        return;
+    }
+    let module = Module::new("acme/from-env").on(HandlerKind::Succeeded, |_: Prediction| async {
+        Ok::<(), HandlerError>(())
+    });
+    let config = WebhookConfig::from_env()
+        .unwrap()
+        .collect_registered(false)
+        .module(module);
+    let server = TestServer::serve(config);
+    let url = server.url(&format!(
+        "{}/api/overview",
+        replicate_webhook::dashboard::DEFAULT_PREFIX
+    ));
+    let anonymous = reqwest::get(&url).await.unwrap().status().as_u16();
+    let with_token = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!((anonymous, with_token), (401, 200));
+    println!("dashboard answered {anonymous} then {with_token}");
+}
