@@ -66,6 +66,20 @@ impl std::fmt::Debug for MonitorOptions {
 }
 
 impl MonitorOptions {
+    /// Alerts when this share (0 to 1) of a model's results were recovered (default 0.5).
+    #[must_use]
+    pub fn threshold(mut self, share: f64) -> Self {
+        self.threshold = share;
+        self
+    }
+
+    /// Alerts only once a model has this many results (default 10).
+    #[must_use]
+    pub fn min_results(mut self, n: u64) -> Self {
+        self.min_results = n;
+        self
+    }
+
     /// Calls `hook` when a model's recovered share crosses the threshold (once, until it falls
     /// below again).
     #[must_use]
