@@ -77,7 +77,7 @@ async fn receive(
     payload: web::Payload,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
-    let mut facts = Facts::arrived();
+    let mut facts = Facts::arrived(endpoint.checks.journal.is_some());
     let response = answer(req, payload, &endpoint, &mut facts).await;
     if let Some(journal) = &endpoint.checks.journal {
         journal.record(facts, &response);

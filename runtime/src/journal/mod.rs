@@ -239,6 +239,8 @@ impl Journal {
 /// What the request path learned about a request before answering it.
 #[derive(Debug)]
 pub(crate) struct Facts {
+    /// Whether anything is journaled: when not, nothing is copied.
+    enabled: bool,
     received_ms: i64,
     /// Set once the signature is verified: only verified requests are rows.
     verified: bool,
@@ -250,10 +252,11 @@ pub(crate) struct Facts {
 }
 
 impl Facts {
-    /// A request that just arrived.
-    pub(crate) fn arrived() -> Self {
+    /// A request that just arrived, to be journaled when `enabled`.
+    pub(crate) fn arrived(enabled: bool) -> Self {
         Self {
-            received_ms: now_ms(),
+            enabled,
+            received_ms: if enabled { now_ms() } else { 0 },
             verified: false,
             webhook_id: String::new(),
             prediction_id: String::new(),
@@ -265,6 +268,9 @@ impl Facts {
 
     /// Its signature is verified: its `webhook-id`, and its body (kept only on opt-in).
     pub(crate) fn verified(&mut self, webhook_id: &str, body: &Bytes) {
+        if !self.enabled {
+            return;
+        }
         self.verified = true;
         webhook_id.clone_into(&mut self.webhook_id);
         self.body = Some(body.clone());
@@ -272,6 +278,9 @@ impl Facts {
 
     /// Adds what the envelope says.
     pub(crate) fn envelope(&mut self, envelope: &Envelope<'_>) {
+        if !self.enabled {
+            return;
+        }
         envelope.id().clone_into(&mut self.prediction_id);
         envelope.model().clone_into(&mut self.model);
         envelope.status().as_str().clone_into(&mut self.status);
