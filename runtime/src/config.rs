@@ -7,6 +7,8 @@ pub use crate::auth::cog::{CogToken, ENV_COG_TOKEN};
 use crate::auth::tenant::Tenants;
 use crate::dedupe::{self, DedupeStore, MemoryStore, Policy, StoreUrl, StoreUrlError};
 use crate::inbox::{ENV_INBOX, Inbox, InboxOptions};
+use crate::journal::JournalOptions;
+use crate::monitor::{Monitor, MonitorOptions};
 use crate::receiver::Receiver;
 use crate::registry::Module;
 use crate::signature::{DEFAULT_TOLERANCE, Secret, SecretError, Verifier};
@@ -16,6 +18,9 @@ pub const ENV_SECRET: &str = "REPLICATE_WEBHOOK_SECRET";
 /// The environment variable choosing the dedupe store: `memory`, `sqlite://PATH`,
 /// `redis://HOST:PORT/DB`, `rediss://…` or `postgres://USER:PASSWORD@HOST/DB`.
 pub const ENV_STORE: &str = "REPLICATE_WEBHOOK_STORE";
+/// The environment variable holding the dashboard's token: when set, `from_env` mounts the
+/// dashboard at [`crate::dashboard::DEFAULT_PREFIX`].
+pub const ENV_DASHBOARD_TOKEN: &str = "REPLICATE_WEBHOOK_DASHBOARD_TOKEN";
 
 /// The receiver's settings: secrets, limits, timing, the dedupe store and the handler modules.
 ///
@@ -36,6 +41,12 @@ pub struct WebhookConfig {
     pub(crate) store: Arc<dyn DedupeStore>,
     /// How the store is shown in logs: its URL with the password hidden.
     pub(crate) store_name: String,
+    /// The store's URL, for the journal to open its own connection (`None`: a custom store).
+    pub(crate) store_url: Option<StoreUrl>,
+    pub(crate) journal: Option<JournalOptions>,
+    #[cfg(feature = "dashboard")]
+    pub(crate) dashboard: Option<crate::dashboard::Dashboard>,
+    pub(crate) monitor: Monitor,
     pub(crate) policy: Policy,
     pub(crate) signed_query: bool,
     pub(crate) modules: Vec<Module>,
@@ -69,6 +80,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("unverified_limit", &self.unverified_limit)
             .field("handler_timeout", &self.handler_timeout)
             .field("store", &self.store_name)
+            .field("journal", &self.journal)
             .field("policy", &self.policy)
             .field("signed_query", &self.signed_query)
             .field("modules", &self.modules)
@@ -104,6 +116,11 @@ pub enum ConfigError {
     /// `REPLICATE_WEBHOOK_INBOX` names an inbox this build cannot open.
     #[error("{ENV_INBOX}: {0}")]
     Inbox(StoreUrlError),
+    /// `REPLICATE_WEBHOOK_DASHBOARD_TOKEN` is set but this build has no dashboard.
+    #[error(
+        "{ENV_DASHBOARD_TOKEN} is set, but the dashboard needs the `dashboard` feature of replicate-webhook"
+    )]
+    DashboardFeatureMissing,
 }
 
 impl WebhookConfig {
@@ -147,6 +164,11 @@ impl WebhookConfig {
             handler_timeout: None,
             store: Arc::new(MemoryStore::new()),
             store_name: "memory".to_owned(),
+            store_url: Some(StoreUrl::Memory),
+            journal: None,
+            #[cfg(feature = "dashboard")]
+            dashboard: None,
+            monitor: Monitor::default(),
             policy: Policy {
                 lease: Self::DEFAULT_LEASE,
                 webhook_ttl: Self::DEFAULT_WEBHOOK_TTL,
@@ -206,6 +228,17 @@ impl WebhookConfig {
         if let Some(reconcile) = crate::reconcile::Reconcile::from_env()? {
             config = config.reconcile(reconcile);
         }
+        if let Some(token) = setting(ENV_DASHBOARD_TOKEN) {
+            #[cfg(feature = "dashboard")]
+            {
+                config = config.dashboard(crate::dashboard::Dashboard::new(token));
+            }
+            #[cfg(not(feature = "dashboard"))]
+            {
+                drop(token);
+                return Err(ConfigError::DashboardFeatureMissing);
+            }
+        }
         Ok(config)
     }
 
@@ -237,7 +270,47 @@ impl WebhookConfig {
             after: r.after,
             watch_for: r.watch_for,
             timeout: self.policy.timeout,
+            monitor: self.monitor.clone(),
         })
+    }
+
+    /// Journals every verified request the receiver answers (see [`crate::journal`]): in the
+    /// dedupe store's database unless `options.store` names another.
+    #[must_use]
+    pub fn journal(mut self, options: JournalOptions) -> Self {
+        self.journal = Some(options);
+        self
+    }
+
+    /// Mounts the operator's dashboard and its JSON API (see [`crate::dashboard`]); turns the
+    /// journal on with its defaults unless [`WebhookConfig::journal`] set it.
+    #[cfg(feature = "dashboard")]
+    #[must_use]
+    pub fn dashboard(mut self, dashboard: crate::dashboard::Dashboard) -> Self {
+        self.dashboard = Some(dashboard);
+        self
+    }
+
+    /// When the expected-delivery monitor alerts (see [`crate::monitor`]).
+    #[must_use]
+    pub fn monitor(mut self, options: MonitorOptions) -> Self {
+        self.monitor = Monitor::new(options);
+        self
+    }
+
+    /// The journal's options, when the journal is on.
+    pub(crate) fn journal_options(&self) -> Option<JournalOptions> {
+        #[cfg(feature = "dashboard")]
+        if self.dashboard.is_some() && self.journal.is_none() {
+            return Some(JournalOptions::default());
+        }
+        self.journal.clone()
+    }
+
+    /// Where the journal lives unless its options say: the dedupe store's database, or memory
+    /// beside a custom store.
+    pub(crate) fn journal_fallback(&self) -> StoreUrl {
+        self.store_url.clone().unwrap_or(StoreUrl::Memory)
     }
 
     /// The inbox for modules in inbox mode (`#[replicate_webhook(inbox = true)]`,
@@ -301,6 +374,7 @@ impl WebhookConfig {
     pub fn store_url(mut self, url: &StoreUrl) -> Result<Self, StoreUrlError> {
         self.store = dedupe::open(url)?;
         self.store_name = url.redacted();
+        self.store_url = Some(url.clone());
         Ok(self)
     }
 
@@ -365,6 +439,7 @@ impl WebhookConfig {
     pub fn shared_store(mut self, store: Arc<dyn DedupeStore>) -> Self {
         self.store = store;
         "custom".clone_into(&mut self.store_name);
+        self.store_url = None;
         self
     }
 

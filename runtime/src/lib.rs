@@ -68,6 +68,8 @@ mod borrowed;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod dedupe;
 mod envelope;
 mod error;
@@ -78,6 +80,10 @@ mod fixtures;
 mod glue;
 mod handler;
 pub mod inbox;
+pub mod journal;
+pub mod monitor;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod prediction;
 mod query;
 mod receiver;
@@ -88,6 +94,7 @@ mod registry;
 pub mod secrets;
 mod service;
 pub mod signature;
+pub mod sse;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod training;
@@ -95,7 +102,8 @@ mod training;
 pub use auth::Sender;
 pub use auth::tenant::{NoTenant, Tenant, Tenants};
 pub use config::{
-    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets,
+    CogToken, ConfigError, ENV_COG_TOKEN, ENV_DASHBOARD_TOKEN, ENV_SECRET, ENV_STORE,
+    WebhookConfig, parse_secrets,
 };
 pub use error::HandlerError;
 pub use handler::{DeadLetter, DecodeError, HandlerKind};

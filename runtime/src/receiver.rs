@@ -31,6 +31,8 @@ pub(crate) struct Checks {
     pub(crate) watcher: Option<crate::reconcile::Watcher>,
     /// Where deliveries of inbox modules go, when any module is in inbox mode.
     pub(crate) inbox: Option<Intake>,
+    /// Where answers are journaled, when the journal is on.
+    pub(crate) journal: Option<crate::journal::Journal>,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -57,6 +59,11 @@ pub(crate) struct Receiver {
     reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
     /// The in-process inbox worker; stops (without waiting) when the receiver is dropped.
     _worker: Option<WorkerHandle>,
+    /// The journal's writer starts with the background work.
+    pub(crate) journal: Option<crate::journal::Journal>,
+    /// The dashboard, mounted beside the endpoints.
+    #[cfg(feature = "dashboard")]
+    pub(crate) dashboard: Option<crate::dashboard::Mount>,
 }
 
 /// Every module of `config`, with inbox mode applied to all when the config says so.
@@ -127,6 +134,17 @@ impl Receiver {
             }
             _ => None,
         };
+        let journal = open_journal(config)?;
+        #[cfg(feature = "dashboard")]
+        let dashboard = config.dashboard.clone().map(|dashboard| {
+            tracing::info!(prefix = dashboard.prefix, "replicate webhook dashboard");
+            crate::dashboard::Mount::new(
+                dashboard,
+                journal.clone(),
+                config.inbox.clone(),
+                config.monitor.clone(),
+            )
+        });
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
             cog_token: config.cog_token.clone(),
@@ -145,6 +163,7 @@ impl Receiver {
             #[cfg(feature = "client")]
             watcher: config.watcher(),
             inbox: intake,
+            journal: journal.clone(),
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes
@@ -174,11 +193,17 @@ impl Receiver {
             #[cfg(feature = "client")]
             reconciler: std::sync::Mutex::new(reconciler),
             _worker: worker,
+            journal,
+            #[cfg(feature = "dashboard")]
+            dashboard,
         })
     }
 
     /// Starts the background work once, on the runtime of the first worker that mounts it.
     pub(crate) fn start_background(&self) {
+        if let Some(journal) = &self.journal {
+            journal.start();
+        }
         #[cfg(feature = "client")]
         if tokio::runtime::Handle::try_current().is_ok()
             && let Some(task) = self
@@ -190,6 +215,21 @@ impl Receiver {
             tokio::spawn(task.run());
         }
     }
+}
+
+/// The journal, when the config turns it on.
+fn open_journal(config: &WebhookConfig) -> Result<Option<crate::journal::Journal>, SetupError> {
+    let Some(options) = config.journal_options() else {
+        return Ok(None);
+    };
+    let journal =
+        crate::journal::Journal::open(options, &config.journal_fallback()).map_err(|e| {
+            SetupError::Journal {
+                reason: e.to_string(),
+            }
+        })?;
+    tracing::info!(store = journal.name(), "replicate webhook delivery journal");
+    Ok(Some(journal))
 }
 
 fn log_route(path: &str, route: &Route) {

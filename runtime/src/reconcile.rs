@@ -117,6 +117,8 @@ pub(crate) struct Watcher {
     pub(crate) after: Duration,
     pub(crate) watch_for: Duration,
     pub(crate) timeout: Duration,
+    /// Counts what was expected against what arrived.
+    pub(crate) monitor: crate::monitor::Monitor,
 }
 
 impl Watcher {

@@ -303,6 +303,12 @@ pub enum SetupError {
          Module::inbox(true), or WebhookConfig::inbox_every_module(true)"
     )]
     NoInboxModules,
+    /// The delivery journal could not be opened.
+    #[error("the delivery journal could not be opened: {reason}")]
+    Journal {
+        /// Why, without credentials.
+        reason: String,
+    },
     /// The in-process inbox worker could not start.
     #[error("the inbox worker could not start: {reason}")]
     Worker {

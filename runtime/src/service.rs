@@ -19,6 +19,7 @@ use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::envelope::Envelope;
 use crate::handler::{Call, HandlerKind, Outcome};
+use crate::journal::{self, Facts, Noted as _, Outcome as Journaled};
 use crate::prediction::{Event, Status};
 use crate::query;
 use crate::receiver::{Endpoint, Receiver};
@@ -72,20 +73,46 @@ pub fn try_configure(
                 );
             }
         }
+        #[cfg(feature = "dashboard")]
+        if let Some(dashboard) = &receiver.dashboard {
+            dashboard.mount(cfg);
+        }
     })
 }
 
-/// Handles one delivery. Every exit answers with a status Replicate understands.
+/// Handles one delivery, and journals the answer when the journal is on.
 async fn receive(
     req: HttpRequest,
     payload: web::Payload,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
+    let mut facts = Facts::arrived(endpoint.checks.journal.is_some());
+    let response = answer(req, payload, &endpoint, &mut facts).await;
+    if let Some(journal) = &endpoint.checks.journal {
+        journal.record(facts, &response);
+    }
+    response
+}
+
+/// Answers one delivery. Every exit answers with a status Replicate understands.
+async fn answer(
+    req: HttpRequest,
+    payload: web::Payload,
+    endpoint: &Endpoint,
+    facts: &mut Facts,
+) -> HttpResponse {
     let checks = &*endpoint.checks;
-    let Authenticated { sender, body } = match auth::authenticate(&req, payload, &endpoint).await {
+    let Authenticated { sender, body } = match auth::authenticate(&req, payload, endpoint).await {
         Ok(authenticated) => authenticated,
         Err(refused) => return refused,
     };
+    facts.verified(
+        req.headers()
+            .get(crate::signature::HEADER_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        &body,
+    );
 
     let envelope = match Envelope::parse(&body) {
         Ok(envelope) => envelope,
@@ -93,9 +120,11 @@ async fn receive(
             return answer::text(
                 StatusCode::BAD_REQUEST,
                 format!("malformed prediction JSON: {e}"),
-            );
+            )
+            .noted(Journaled::DecodeError);
         }
     };
+    facts.envelope(&envelope);
     if checks.signed_query
         && let Some(webhook) = envelope.webhook()
     {
@@ -117,6 +146,8 @@ async fn receive(
         status = envelope.status().as_str(),
         sender = sender.as_str(),
         traceparent = tracing::field::Empty,
+        event = tracing::field::Empty,
+        outcome = tracing::field::Empty,
     );
     // The W3C trace context of the prediction request, which Cog passes on: kept in the span
     // so the handler's work can be found beside the request that started it.
@@ -127,9 +158,12 @@ async fn receive(
     {
         span.record("traceparent", traceparent);
     }
-    let response = deliver(req, body.clone(), &endpoint, &sender, envelope)
-        .instrument(span)
+    #[cfg(feature = "otel")]
+    crate::otel::continue_trace(&span, req.headers());
+    let response = deliver(req, body.clone(), endpoint, &sender, envelope)
+        .instrument(span.clone())
         .await;
+    journal::annotate(&span, &response);
     sender.retryable(response)
 }
 
@@ -151,7 +185,7 @@ async fn deliver(
         .module_for(sender, envelope.kind(), envelope.model())
     else {
         tracing::info!("no module handles this model; acknowledged");
-        return answer::text(StatusCode::OK, "no handler for this model");
+        return answer::text(StatusCode::OK, "no handler for this model").noted(Journaled::Ignored);
     };
 
     // Watched before its handler runs: a crash right after must not lose the prediction.
@@ -162,6 +196,16 @@ async fn deliver(
     {
         watcher.heard(envelope.id()).await;
     }
+    // What the expected-delivery monitor needs once a terminal delivery is handled.
+    #[cfg(feature = "client")]
+    let arrival =
+        (endpoint.checks.watcher.is_some() && envelope.status().is_terminal()).then(|| {
+            let id = req
+                .headers()
+                .get(crate::signature::HEADER_ID)
+                .and_then(|v| v.to_str().ok());
+            (id.unwrap_or_default().to_owned(), body.clone())
+        });
 
     // The body carries no event name: a `processing` delivery is an output when its output
     // differs from the last one any instance saw for the prediction, else logs; one with less
@@ -174,7 +218,8 @@ async fn deliver(
             .await
         {
             Ok(Progress::Regressed) => {
-                return answer::text(StatusCode::OK, "stale event: older than one already seen");
+                return answer::text(StatusCode::OK, "stale event: older than one already seen")
+                    .noted(Journaled::Stale);
             }
             Ok(progress) => Some(progress),
             Err(e) => return unavailable(&e),
@@ -183,8 +228,14 @@ async fn deliver(
         None
     };
     let new_output = matches!(progress, Some(Progress::Output(_)));
+    let handler = handler_for(module, envelope.status(), new_output);
+    let event = match progress {
+        Some(Progress::Output(_)) => Some(Event::Output),
+        Some(Progress::Logs(_)) => Some(Event::Logs),
+        _ => handler.and_then(HandlerKind::event),
+    };
 
-    let response = if let Some(kind) = handler_for(module, envelope.status(), new_output) {
+    let mut response = if let Some(kind) = handler {
         // What identifies this delivery across retries, in the sender's namespace.
         let webhook_id = sender.delivery_id(&req, &envelope);
         let status = envelope.status().clone();
@@ -213,8 +264,9 @@ async fn deliver(
             }
         }
         tracing::debug!("not subscribed or no handler; acknowledged");
-        answer::text(StatusCode::OK, "not subscribed")
+        answer::text(StatusCode::OK, "not subscribed").noted(Journaled::Ignored)
     };
+    response = response.event(event);
     if let Some(Progress::Output(undo) | Progress::Logs(undo)) = progress
         && !response.status().is_success()
     {
@@ -228,6 +280,11 @@ async fn deliver(
         && response.status().is_success()
     {
         watcher.done(envelope.id()).await;
+        if let Some((webhook_id, body)) = &arrival {
+            watcher
+                .monitor
+                .arrived(envelope.id(), envelope.model(), webhook_id, body);
+        }
     }
     response
 }
@@ -259,24 +316,30 @@ async fn admit_and_run(
     let lease = match gate.admit(delivery).await {
         Ok(Admission::Run(lease)) => lease,
         Ok(Admission::Duplicate) => {
-            return answer::text(StatusCode::OK, "duplicate delivery; already handled");
+            return answer::text(StatusCode::OK, "duplicate delivery; already handled")
+                .noted(Journaled::Duplicate);
         }
         Ok(Admission::AlreadyHandled) => {
             return answer::text(
                 StatusCode::OK,
                 "prediction already handled; its first terminal status wins",
-            );
+            )
+            .noted(Journaled::Duplicate);
         }
         Ok(Admission::Stale) => {
             return answer::text(
                 StatusCode::OK,
                 "stale event: the prediction already finished",
-            );
+            )
+            .noted(Journaled::Stale);
         }
-        Ok(Admission::InFlight { retry_after }) => return answer::in_flight(retry_after),
+        Ok(Admission::InFlight { retry_after }) => {
+            return answer::in_flight(retry_after).noted(Journaled::InFlight);
+        }
         Err(e) => return unavailable(&e),
     };
     let call = Call::new(req.clone(), body.clone()).with_decoded(envelope.take_decoded());
+    let started = std::time::Instant::now();
     let outcome = match tokio::time::timeout(
         endpoint.checks.handler_timeout,
         run(module, kind, call),
@@ -291,7 +354,7 @@ async fn admit_and_run(
             endpoint.checks.handler_timeout.as_millis()
         ))),
     };
-    respond(outcome, kind, &lease, gate, envelope.id()).await
+    respond(outcome, kind, &lease, gate, envelope.id(), started).await
 }
 
 /// Records what the handler's outcome means for the lease, and answers Replicate.
@@ -303,22 +366,36 @@ async fn respond(
     lease: &Lease,
     gate: &Gate,
     prediction: &str,
+    started: std::time::Instant,
 ) -> HttpResponse {
     let handler = kind.fn_name();
-    let done = match outcome {
-        Outcome::Done => "done",
+    let ran = started.elapsed();
+    let (done, journaled, detail) = match outcome {
+        Outcome::Done => ("done", Journaled::Ran, None),
         Outcome::Failed(e) if e.is_retryable() => {
             tracing::error!(prediction, error = %e, handler, "handler failed; Replicate will retry");
             gate.release(lease).await;
-            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry");
+            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry").ran(
+                Journaled::HandlerError,
+                ran,
+                Some(e.to_string()),
+            );
         }
         Outcome::Failed(e) => {
             tracing::error!(prediction, error = %e, handler, "handler failed permanently; not retried");
-            "handler failed permanently"
+            (
+                "handler failed permanently",
+                Journaled::HandlerError,
+                Some(e.to_string()),
+            )
         }
         Outcome::Decode(e) => {
             tracing::error!(prediction, error = %e, handler, "body does not decode into the handler's types");
-            "decode error handled"
+            (
+                "decode error handled",
+                Journaled::DecodeError,
+                Some(e.to_string()),
+            )
         }
         Outcome::Extract { position, message } => {
             tracing::error!(
@@ -332,16 +409,17 @@ async fn respond(
             return answer::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "handler argument extraction failed",
-            );
+            )
+            .ran(Journaled::HandlerError, ran, Some(message));
         }
     };
     match gate.complete(lease).await {
-        Ok(()) => answer::text(StatusCode::OK, done),
+        Ok(()) => answer::text(StatusCode::OK, done).ran(journaled, ran, detail),
         Err(e) => {
             // The handler ran but the store did not record it: a retry would run it again,
             // which is what at-least-once delivery means. Say so rather than pretend.
             tracing::error!(prediction, error = %e, "handler ran but its completion was not recorded");
-            unavailable(&e)
+            unavailable(&e).ran(Journaled::Unavailable, ran, detail)
         }
     }
 }
@@ -384,4 +462,5 @@ fn unavailable(e: &StoreError) -> HttpResponse {
         5,
         "dedupe store unavailable; retry later",
     )
+    .noted(Journaled::Unavailable)
 }

@@ -13,6 +13,9 @@ mod runtime_readme {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/senders.md")]
 mod senders {}
+#[doc = include_str!("../../docs/dashboard.md")]
+#[allow(clippy::doc_markdown)]
+mod dashboard_doc {}
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -184,10 +187,12 @@ impl Drop for TestServer {
     }
 }
 
+pub mod browser;
 pub mod cog;
 pub mod hygiene;
 pub mod inbox;
 pub mod logs;
+pub mod operator;
 pub mod process;
 pub mod proxy;
 pub mod raw;

@@ -5,12 +5,19 @@
 //! REPLICATE_WEBHOOK_SECRET=whsec_… receiver 127.0.0.1:8082
 //! ```
 //!
+//! `BENCH_JOURNAL=memory` or `sqlite://PATH` turns the delivery journal on there, and
+//! `BENCH_DASHBOARD_TOKEN` mounts the dashboard at `/replicate/dashboard`, for the journal's
+//! figures.
+//!
 //! It also takes `replicate/hello-world` deliveries from the simulator, recording how long after
 //! `completed_at` each handler started; `GET /_bench/latency` returns those delays in µs.
 
 use std::sync::Mutex;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use replicate_webhook::dashboard::Dashboard;
+use replicate_webhook::dedupe::StoreUrl;
+use replicate_webhook::journal::JournalOptions;
 use replicate_webhook::{WebhookConfig, parse_secrets, replicate_webhook};
 
 static DELAYS_US: Mutex<Vec<i64>> = Mutex::new(Vec::new());
@@ -58,7 +65,18 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:8082".into());
     let secrets = parse_secrets(&std::env::var(replicate_webhook::ENV_SECRET).unwrap_or_default())
         .expect("REPLICATE_WEBHOOK_SECRET");
-    let config = WebhookConfig::with_secrets(secrets);
+    let mut config = WebhookConfig::with_secrets(secrets);
+    if let Ok(url) = std::env::var("BENCH_JOURNAL") {
+        let store = StoreUrl::parse(&url).expect("BENCH_JOURNAL is a store URL");
+        config = config.journal(JournalOptions {
+            store: Some(store),
+            max_rows: 200_000,
+            ..JournalOptions::default()
+        });
+    }
+    if let Ok(token) = std::env::var("BENCH_DASHBOARD_TOKEN") {
+        config = config.dashboard(Dashboard::new(token));
+    }
     actix_web::rt::System::new().block_on(
         HttpServer::new(move || {
             App::new()

@@ -8,7 +8,9 @@
 //! Reads `REPLICATE_WEBHOOK_SECRET` (one or more `whsec_…` secrets; when unset, a development
 //! secret is generated and printed on stderr), `REPLICATE_WEBHOOK_STORE` (default
 //! `sqlite://replicate-webhook.db` in the working directory, so a restart remembers what it
-//! handled) and `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`.
+//! handled) and `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`;
+//! with `REPLICATE_WEBHOOK_DASHBOARD_TOKEN` the dashboard too, at `/replicate/dashboard`, and with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` one OpenTelemetry span per delivery, exported over OTLP.
 //!
 //! With `REPLICATE_WEBHOOK_COG_TOKEN` set, it also takes the webhooks of self-hosted Cog
 //! containers started with `WEBHOOK_AUTH_TOKEN` set to the same token, on `POST /webhooks/cog`.
@@ -23,12 +25,13 @@ use std::process::ExitCode;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer};
+use replicate_webhook::dashboard::{DEFAULT_PREFIX, Dashboard};
 use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
-    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, HandlerError, Prediction, Secret,
-    TrainingOutput, WebhookConfig, parse_secrets, replicate_webhook,
+    CogToken, ConfigError, ENV_COG_TOKEN, ENV_DASHBOARD_TOKEN, ENV_SECRET, ENV_STORE, HandlerError,
+    Prediction, Secret, TrainingOutput, WebhookConfig, parse_secrets, replicate_webhook,
 };
 
 /// Any model, every event.
@@ -286,11 +289,30 @@ fn config() -> Result<WebhookConfig, ConfigError> {
         eprintln!("quickstart: reconciler on");
         config = config.reconcile(reconcile);
     }
+    // With REPLICATE_WEBHOOK_DASHBOARD_TOKEN set, the dashboard is at /replicate/dashboard.
+    if let Some(token) = std::env::var(ENV_DASHBOARD_TOKEN)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        eprintln!("quickstart: dashboard on at {DEFAULT_PREFIX}");
+        config = config.dashboard(Dashboard::new(token));
+    }
     Ok(config)
 }
 
 fn main() -> ExitCode {
-    replicate_webhook_examples::init_logging();
+    let otel = replicate_webhook_examples::init_logging();
+    if otel.is_some() {
+        eprintln!("quickstart: OpenTelemetry on (OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
+    let code = run();
+    if let Some(otel) = otel {
+        otel.shutdown();
+    }
+    code
+}
+
+fn run() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let config = match (config(), mode.as_str()) {
         (Ok(config), "" | "worker") => config,

@@ -21,6 +21,7 @@ use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse};
 use crate::answer;
 use crate::body::{self, BodyError};
 use crate::envelope::Envelope;
+use crate::journal::{Noted as _, Outcome as Journaled};
 use crate::receiver::{Checks, Endpoint};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
 
@@ -287,7 +288,10 @@ pub(crate) fn refuse(
     message: impl Into<Cow<'static, str>>,
 ) -> HttpResponse {
     checks.refusals.record(status.as_u16(), reason);
-    answer::text(status, message)
+    if let Some(journal) = &checks.journal {
+        journal.refused(status.as_u16(), reason);
+    }
+    answer::text(status, message).noted(Journaled::Refused)
 }
 
 fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
@@ -312,6 +316,9 @@ fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
         ),
         BodyError::Busy => {
             checks.refusals.record(503, "unverified-budget-spent");
+            if let Some(journal) = &checks.journal {
+                journal.refused(503, "unverified-budget-spent");
+            }
             answer::retry_after(
                 StatusCode::SERVICE_UNAVAILABLE,
                 1,

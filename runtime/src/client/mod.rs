@@ -207,6 +207,7 @@ impl Client {
             .await?;
         if let Some(watcher) = &self.watcher {
             watcher.heard(&created.id).await;
+            watcher.monitor.expect(&created.id, &created.model);
         }
         Ok(created)
     }

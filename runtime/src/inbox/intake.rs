@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::{BacklogLimit, Enqueued, Inbox, Keys, NewJob, module_key};
 use crate::answer;
 use crate::handler::HandlerKind;
+use crate::journal::{Noted as _, Outcome};
 use crate::prediction::Status;
 use crate::registry::Module;
 
@@ -110,20 +111,24 @@ impl Intake {
                     "delivery stored in the inbox"
                 );
                 answer::text(StatusCode::OK, "stored; a worker runs the handler")
+                    .noted(Outcome::Queued)
             }
             Ok(Ok(Enqueued::Duplicate)) => answer::text(
                 StatusCode::OK,
                 "duplicate delivery; already stored or handled",
-            ),
+            )
+            .noted(Outcome::Duplicate),
             Ok(Ok(Enqueued::AlreadyHandled)) => answer::text(
                 StatusCode::OK,
                 "prediction already stored or handled for this status",
-            ),
+            )
+            .noted(Outcome::Duplicate),
             Ok(Ok(Enqueued::Stale)) => answer::text(
                 StatusCode::OK,
                 "stale event: the prediction already finished",
-            ),
-            Ok(Ok(Enqueued::InFlight(left))) => answer::in_flight(left),
+            )
+            .noted(Outcome::Stale),
+            Ok(Ok(Enqueued::InFlight(left))) => answer::in_flight(left).noted(Outcome::InFlight),
             Ok(Err(e)) => unavailable(&e.to_string()),
             Err(_) => unavailable(&format!(
                 "inbox: no answer within {} ms",
@@ -140,4 +145,5 @@ fn unavailable(error: &str) -> HttpResponse {
         5,
         "inbox unavailable; retry later",
     )
+    .noted(Outcome::Unavailable)
 }

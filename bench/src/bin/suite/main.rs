@@ -20,6 +20,8 @@ mod table;
 
 use table::{Table, opt_time};
 
+mod operator;
+
 struct Env {
     bin: PathBuf,
     repo: PathBuf,
@@ -576,8 +578,16 @@ fn main() {
         work: work.clone(),
     };
     let mut table = Table::default();
+    // `suite TARGET REPO operator` runs only the journal's figures.
+    if argv.next().as_deref() == Some("operator") {
+        operator::figures(&env, &mut table);
+        let _ = std::fs::remove_dir_all(&work);
+        table.print();
+        return;
+    }
     micro(&env, &mut table);
     let notes = http(&env, &mut table);
+    operator::figures(&env, &mut table);
     memory(&env, &mut table);
     stores(&env, &mut table);
     latency(&env, &mut table);

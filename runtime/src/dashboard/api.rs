@@ -1,0 +1,186 @@
+//! The JSON API under `{prefix}/api`: the pages' data for scripts and the CLI, behind
+//! `Authorization: Bearer <token>`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use super::Mount;
+use super::queries::{self, DeliveryQuery, JobQuery, QueryError};
+use crate::inbox::Job;
+use crate::journal::Record;
+
+/// 401 with no data, and how to authenticate.
+fn unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .insert_header(("www-authenticate", "Bearer realm=\"replicate-webhook\""))
+        .json(serde_json::json!({ "error": "missing or wrong bearer token" }))
+}
+
+fn error(e: &QueryError) -> HttpResponse {
+    let status = match e {
+        QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        QueryError::NoInbox | QueryError::NoJournal => StatusCode::NOT_FOUND,
+        QueryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    if let QueryError::Store(e) = e {
+        tracing::warn!(error = %e, "dashboard query failed");
+    }
+    HttpResponse::build(status).json(serde_json::json!({ "error": e.to_string() }))
+}
+
+/// A journal row as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeliveryJson<'a> {
+    webhook_id: &'a str,
+    prediction_id: &'a str,
+    model: &'a str,
+    event: Option<&'a str>,
+    status: &'a str,
+    http_status: u16,
+    outcome: &'static str,
+    detail: Option<&'a str>,
+    received_at: String,
+    duration_ms: Option<f64>,
+}
+
+impl<'a> From<&'a Record> for DeliveryJson<'a> {
+    fn from(row: &'a Record) -> Self {
+        Self {
+            webhook_id: &row.webhook_id,
+            prediction_id: &row.prediction_id,
+            model: &row.model,
+            event: Some(row.event.as_str()).filter(|e| !e.is_empty()),
+            status: &row.status,
+            http_status: row.http_status,
+            outcome: row.outcome.as_str(),
+            detail: row.detail.as_deref(),
+            received_at: queries::rfc3339(row.received_ms),
+            duration_ms: row.duration_ms(),
+        }
+    }
+}
+
+/// A job as the API shows it (never its body).
+#[derive(Debug, Serialize)]
+pub(crate) struct JobJson<'a> {
+    id: i64,
+    prediction_id: &'a str,
+    model: &'a str,
+    handler: &'a str,
+    state: &'static str,
+    attempts: u32,
+    last_error: Option<&'a str>,
+    received_at: String,
+    next_run_at: Option<String>,
+}
+
+impl<'a> From<&'a Job> for JobJson<'a> {
+    fn from(job: &'a Job) -> Self {
+        Self {
+            id: job.id,
+            prediction_id: &job.prediction_id,
+            model: &job.model,
+            handler: &job.handler,
+            state: queries::shown_state(job),
+            attempts: job.attempts,
+            last_error: job.last_error.as_deref(),
+            received_at: queries::rfc3339(job.received_ms),
+            next_run_at: matches!(job.state, crate::inbox::JobState::Pending)
+                .then(|| queries::rfc3339(job.run_at_ms)),
+        }
+    }
+}
+
+pub(crate) async fn deliveries(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    query: web::Query<DeliveryQuery>,
+) -> HttpResponse {
+    if !mount.auth.bearer_ok(&req) {
+        return unauthorized();
+    }
+    match queries::deliveries(&mount, &query).await {
+        Ok(rows) => {
+            let rows: Vec<DeliveryJson<'_>> = rows.iter().map(DeliveryJson::from).collect();
+            HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows }))
+        }
+        Err(e) => error(&e),
+    }
+}
+
+pub(crate) async fn jobs(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    query: web::Query<JobQuery>,
+) -> HttpResponse {
+    if !mount.auth.bearer_ok(&req) {
+        return unauthorized();
+    }
+    match queries::jobs(&mount, &query).await {
+        Ok(jobs) => {
+            let jobs: Vec<JobJson<'_>> = jobs.iter().map(JobJson::from).collect();
+            HttpResponse::Ok().json(serde_json::json!({ "jobs": jobs }))
+        }
+        Err(e) => error(&e),
+    }
+}
+
+pub(crate) async fn replay(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    if !mount.auth.bearer_ok(&req) {
+        return unauthorized();
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return error(&QueryError::Invalid(format!("{id:?} is not a job id")));
+    };
+    match queries::replay(&mount, id).await {
+        Ok(true) => HttpResponse::Ok().json(serde_json::json!({ "replayed": true })),
+        Ok(false) => HttpResponse::NotFound()
+            .json(serde_json::json!({ "error": format!("no dead job {id}") })),
+        Err(e) => error(&e),
+    }
+}
+
+pub(crate) async fn discard(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    if !mount.auth.bearer_ok(&req) {
+        return unauthorized();
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return error(&QueryError::Invalid(format!("{id:?} is not a job id")));
+    };
+    match queries::discard(&mount, id).await {
+        Ok(true) => HttpResponse::Ok().json(serde_json::json!({ "discarded": true })),
+        Ok(false) => HttpResponse::NotFound()
+            .json(serde_json::json!({ "error": format!("no pending or dead job {id}") })),
+        Err(e) => error(&e),
+    }
+}
+
+pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
+    if !mount.auth.bearer_ok(&req) {
+        return unauthorized();
+    }
+    match queries::overview(&mount).await {
+        Ok(overview) => HttpResponse::Ok().json(overview),
+        Err(e) => error(&e),
+    }
+}
+
+/// Unknown paths: 401 unless authenticated, so nothing is learned without the token.
+pub(crate) async fn not_found(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
+    let session = super::auth::session_of(&req)
+        .is_some_and(|s| mount.auth.session_ok(&s, super::auth::now_secs()));
+    if session || mount.auth.bearer_ok(&req) {
+        HttpResponse::NotFound().finish()
+    } else {
+        unauthorized()
+    }
+}

@@ -1,0 +1,367 @@
+//! The HTML pages: each checks the session, runs the shared query and renders its template.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::queries::{self, DeliveryQuery, JobQuery, QueryError};
+use super::templates::{self, Page};
+use super::{Mount, auth};
+
+/// A logged-in page view: what its forms need.
+#[allow(clippy::result_large_err)] // the error is the answer, returned at once
+fn session(req: &HttpRequest, mount: &Mount) -> Result<Page, HttpResponse> {
+    match auth::session_of(req) {
+        Some(session) if mount.auth.session_ok(&session, auth::now_secs()) => Ok(Page {
+            prefix: mount.prefix.clone(),
+            csrf: mount.auth.csrf(&session),
+        }),
+        _ => Err(login_page(mount, StatusCode::UNAUTHORIZED, None)),
+    }
+}
+
+/// The login form, as the body of a 401 (or 429): never a redirect to a 200 page.
+fn login_page(mount: &Mount, status: StatusCode, error: Option<&str>) -> HttpResponse {
+    html(status, templates::login(&mount.prefix, error))
+}
+
+fn html(status: StatusCode, markup: maud::Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .body(markup.into_string())
+}
+
+fn failed(page: &Page, e: &QueryError) -> HttpResponse {
+    let status = match e {
+        QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        QueryError::NoInbox | QueryError::NoJournal => StatusCode::NOT_FOUND,
+        QueryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    if let QueryError::Store(e) = e {
+        tracing::warn!(error = %e, "dashboard query failed");
+    }
+    html(status, templates::problem(page, &e.to_string()))
+}
+
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut builder = HttpResponse::SeeOther();
+    builder.insert_header((header::LOCATION, location.to_owned()));
+    builder
+}
+
+pub(crate) async fn login_form(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
+    match session(&req, &mount) {
+        Ok(_) => see_other(&format!("{}/", mount.prefix)).finish(),
+        Err(login) => login,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Login {
+    token: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login").finish_non_exhaustive()
+    }
+}
+
+pub(crate) async fn login(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    form: web::Form<Login>,
+) -> HttpResponse {
+    if !mount.auth.login_allowed(&req) {
+        return login_page(
+            &mount,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many login attempts from this address; wait a minute."),
+        );
+    }
+    if !mount.auth.token_ok(&form.token) {
+        tracing::warn!("dashboard login refused");
+        return login_page(&mount, StatusCode::UNAUTHORIZED, Some("Wrong token."));
+    }
+    let session = mount.auth.new_session(auth::now_secs());
+    see_other(&format!("{}/", mount.prefix))
+        .cookie(auth::cookie(session, &mount.prefix, auth::is_https(&req)))
+        .finish()
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A form is read only after the session is checked, so an anonymous request learns nothing
+/// from how its body is refused.
+type FormOf<T> = Result<web::Form<T>, actix_web::Error>;
+
+pub(crate) async fn logout(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    form: FormOf<CsrfForm>,
+) -> HttpResponse {
+    if let Err(login) = session(&req, &mount) {
+        return login;
+    }
+    let csrf = form.map(|f| f.into_inner().csrf).unwrap_or_default();
+    if let Err(refused) = checked(&req, &mount, &csrf) {
+        return refused;
+    }
+    see_other(&format!("{}/login", mount.prefix))
+        .cookie(auth::logout_cookie(&mount.prefix, auth::is_https(&req)))
+        .finish()
+}
+
+/// The session of a state change, with its CSRF token checked: 401 without a session, 403
+/// with a wrong token.
+#[allow(clippy::result_large_err)] // the error is the answer, returned at once
+fn checked(req: &HttpRequest, mount: &Mount, csrf: &str) -> Result<Page, HttpResponse> {
+    let page = session(req, mount)?;
+    let session = auth::session_of(req).unwrap_or_default();
+    if mount.auth.csrf_ok(&session, csrf) {
+        Ok(page)
+    } else {
+        Err(html(
+            StatusCode::FORBIDDEN,
+            templates::problem(
+                &page,
+                "This form is stale or was not sent by this dashboard; reload the page and try again.",
+            ),
+        ))
+    }
+}
+
+pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
+    let page = match session(&req, &mount) {
+        Ok(page) => page,
+        Err(login) => return login,
+    };
+    match queries::overview(&mount).await {
+        Ok(overview) => html(
+            StatusCode::OK,
+            templates::overview(&page, &overview, mount.inbox.is_some()),
+        ),
+        Err(e) => failed(&page, &e),
+    }
+}
+
+pub(crate) async fn deliveries(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    query: web::Query<DeliveryQuery>,
+) -> HttpResponse {
+    let page = match session(&req, &mount) {
+        Ok(page) => page,
+        Err(login) => return login,
+    };
+    match queries::deliveries(&mount, &query).await {
+        Ok(rows) => html(StatusCode::OK, templates::deliveries(&page, &query, &rows)),
+        Err(e) => failed(&page, &e),
+    }
+}
+
+pub(crate) async fn timeline(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let page = match session(&req, &mount) {
+        Ok(page) => page,
+        Err(login) => return login,
+    };
+    match queries::timeline(&mount, &id).await {
+        Ok(timeline) => html(StatusCode::OK, templates::timeline(&page, &id, &timeline)),
+        Err(e) => failed(&page, &e),
+    }
+}
+
+/// What the last action did, shown once.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Done {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub(crate) async fn inbox(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    query: web::Query<JobQuery>,
+    done: web::Query<Done>,
+) -> HttpResponse {
+    let page = match session(&req, &mount) {
+        Ok(page) => page,
+        Err(login) => return login,
+    };
+    match queries::jobs(&mount, &query).await {
+        Ok(jobs) => html(
+            StatusCode::OK,
+            templates::inbox(&page, &query, &jobs, done.done.as_deref()),
+        ),
+        Err(e) => failed(&page, &e),
+    }
+}
+
+/// An inbox action: `replay` or `discard` of job `id`, or `replay-all` / `discard-all` of every
+/// job the filter selects; posted with the form's `csrf`. (No `serde(flatten)`: it reads every
+/// value of a form as a string, which an integer field refuses.)
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Action {
+    #[serde(rename = "action")]
+    kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    prediction: Option<String>,
+    #[serde(default)]
+    csrf: String,
+}
+
+impl Action {
+    fn filter(&self) -> JobQuery {
+        JobQuery {
+            state: self.state.clone(),
+            model: self.model.clone(),
+            prediction: self.prediction.clone(),
+            limit: None,
+        }
+    }
+
+    /// The job id, when the action names one that is a number.
+    fn id(&self) -> Option<i64> {
+        self.id.as_deref().and_then(|id| id.trim().parse().ok())
+    }
+
+    /// What the confirmation asks, or `None` for an unknown action.
+    fn describe(&self) -> Option<String> {
+        let filter = describe_filter(&self.filter());
+        Some(match (self.kind.as_str(), self.id()) {
+            ("replay", Some(id)) => format!("Replay job {id}? Its handler runs again."),
+            ("discard", Some(id)) => {
+                format!("Discard job {id}? It never runs again; its deliveries stay deduplicated.")
+            }
+            ("replay-all", _) => format!("Replay every dead job{filter}?"),
+            ("discard-all", _) => format!("Discard every pending or dead job{filter}?"),
+            _ => return None,
+        })
+    }
+}
+
+fn describe_filter(filter: &JobQuery) -> String {
+    let mut parts = Vec::new();
+    for (name, value) in [
+        ("state", &filter.state),
+        ("model", &filter.model),
+        ("prediction", &filter.prediction),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{name} {value}"));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", parts.join(", "))
+    }
+}
+
+pub(crate) async fn confirm(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    action: web::Query<Action>,
+) -> HttpResponse {
+    let page = match session(&req, &mount) {
+        Ok(page) => page,
+        Err(login) => return login,
+    };
+    match action.describe() {
+        Some(question) => html(
+            StatusCode::OK,
+            templates::confirm(
+                &page,
+                &question,
+                &action.kind,
+                action.id(),
+                &action.filter(),
+            ),
+        ),
+        None => html(
+            StatusCode::BAD_REQUEST,
+            templates::problem(&page, "Unknown action."),
+        ),
+    }
+}
+
+pub(crate) async fn act(
+    req: HttpRequest,
+    mount: web::Data<Mount>,
+    form: FormOf<Action>,
+) -> HttpResponse {
+    let page = match session(&req, &mount) {
+        Ok(page) => page,
+        Err(login) => return login,
+    };
+    let form = match form {
+        Ok(form) => form.into_inner(),
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                templates::problem(&page, &format!("Unreadable form: {e}")),
+            );
+        }
+    };
+    if let Err(refused) = checked(&req, &mount, &form.csrf) {
+        return refused;
+    }
+    let action = &form;
+    let done = match (action.kind.as_str(), action.id()) {
+        ("replay", Some(id)) => queries::replay(&mount, id).await.map(|ok| {
+            if ok {
+                format!("Job {id} replayed.")
+            } else {
+                format!("Job {id} is not dead; nothing replayed.")
+            }
+        }),
+        ("discard", Some(id)) => queries::discard(&mount, id).await.map(|ok| {
+            if ok {
+                format!("Job {id} discarded.")
+            } else {
+                format!("Job {id} is not pending or dead; nothing discarded.")
+            }
+        }),
+        ("replay-all", _) => queries::replay_matching(&mount, &action.filter())
+            .await
+            .map(|n| format!("{n} dead jobs replayed.")),
+        ("discard-all", _) => queries::discard_matching(&mount, &action.filter())
+            .await
+            .map(|n| format!("{n} jobs discarded.")),
+        _ => Err(QueryError::Invalid("unknown action".to_owned())),
+    };
+    match done {
+        Ok(done) => {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("done", &done)
+                .finish();
+            see_other(&format!("{}/inbox?{query}", mount.prefix)).finish()
+        }
+        Err(e) => failed(&page, &e),
+    }
+}
+
+pub(crate) async fn reconciler(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
+    let page = match session(&req, &mount) {
+        Ok(page) => page,
+        Err(login) => return login,
+    };
+    html(
+        StatusCode::OK,
+        templates::reconciler(&page, &mount.monitor.snapshot()),
+    )
+}

@@ -1,0 +1,285 @@
+//! The queries the pages and the JSON API share, and the inbox operations the CLI uses.
+
+use serde::{Deserialize, Serialize};
+
+use super::Mount;
+use crate::dedupe::StoreError;
+use crate::inbox::{Backlog, Filter, Inbox, Job, JobState};
+use crate::journal::{JournalStats, Outcome, Record, RefusalStats, Search, Summary};
+use crate::monitor::MonitorSnapshot;
+
+/// What a query can fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum QueryError {
+    #[error("the journal is off")]
+    NoJournal,
+    #[error("inbox mode is off")]
+    NoInbox,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The deliveries search, as a query string (`?prediction=…&model=…&outcome=…&since=…`).
+/// Every field is text, so no query string fails to parse before the caller is authenticated.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct DeliveryQuery {
+    #[serde(default)]
+    pub(crate) prediction: Option<String>,
+    #[serde(default)]
+    pub(crate) model: Option<String>,
+    #[serde(default)]
+    pub(crate) outcome: Option<String>,
+    /// Only the last this many minutes.
+    #[serde(default)]
+    pub(crate) since: Option<String>,
+    #[serde(default)]
+    pub(crate) limit: Option<String>,
+}
+
+/// A number a form field holds, if any.
+pub(crate) fn number<T: std::str::FromStr>(
+    name: &str,
+    value: Option<&String>,
+) -> Result<Option<T>, QueryError> {
+    non_empty(value)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| QueryError::Invalid(format!("{name} must be a number, not {v:?}")))
+        })
+        .transpose()
+}
+
+fn non_empty(value: Option<&String>) -> Option<String> {
+    value
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// Journal rows matching `query`, newest first.
+pub(crate) async fn deliveries(
+    mount: &Mount,
+    query: &DeliveryQuery,
+) -> Result<Vec<Record>, QueryError> {
+    let journal = mount.journal.as_ref().ok_or(QueryError::NoJournal)?;
+    let outcome = match non_empty(query.outcome.as_ref()) {
+        Some(name) => Some(
+            Outcome::parse(&name)
+                .ok_or_else(|| QueryError::Invalid(format!("unknown outcome {name:?}")))?,
+        ),
+        None => None,
+    };
+    let since: Option<i64> = number("since", query.since.as_ref())?;
+    let limit: Option<usize> = number("limit", query.limit.as_ref())?;
+    let search = Search {
+        prediction_id: non_empty(query.prediction.as_ref()),
+        model: non_empty(query.model.as_ref()),
+        outcome,
+        since_ms: since
+            .filter(|m| *m > 0)
+            .map(|minutes| crate::journal::now_ms() - minutes.saturating_mul(60_000)),
+        until_ms: None,
+        limit: limit.unwrap_or(100).clamp(1, 1000),
+    };
+    Ok(journal.search(&search).await?)
+}
+
+/// Everything known about one prediction, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Timeline {
+    /// Its deliveries, oldest first.
+    pub(crate) deliveries: Vec<Record>,
+    /// Its inbox jobs (each a handler run or runs), oldest first.
+    pub(crate) jobs: Vec<Job>,
+}
+
+pub(crate) async fn timeline(mount: &Mount, prediction: &str) -> Result<Timeline, QueryError> {
+    let mut deliveries = deliveries(
+        mount,
+        &DeliveryQuery {
+            prediction: Some(prediction.to_owned()),
+            limit: Some("1000".to_owned()),
+            ..DeliveryQuery::default()
+        },
+    )
+    .await?;
+    deliveries.reverse();
+    let mut jobs = match &mount.inbox {
+        Some(inbox) => {
+            inbox
+                .list(&Filter {
+                    prediction_id: Some(prediction.to_owned()),
+                    limit: 1000,
+                    ..Filter::default()
+                })
+                .await?
+        }
+        None => Vec::new(),
+    };
+    jobs.reverse();
+    Ok(Timeline { deliveries, jobs })
+}
+
+/// The jobs search: `?state=queued|retrying|pending|running|dead|done|discarded&model=…&prediction=…`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct JobQuery {
+    #[serde(default)]
+    pub(crate) state: Option<String>,
+    #[serde(default)]
+    pub(crate) model: Option<String>,
+    #[serde(default)]
+    pub(crate) prediction: Option<String>,
+    #[serde(default)]
+    pub(crate) limit: Option<String>,
+}
+
+/// The state a job is shown in: `pending` splits into `queued` (never run) and `retrying`.
+pub(crate) fn shown_state(job: &Job) -> &'static str {
+    match job.state {
+        JobState::Pending if job.attempts > 0 => "retrying",
+        JobState::Pending => "queued",
+        state => state.as_str(),
+    }
+}
+
+pub(crate) fn inbox(mount: &Mount) -> Result<&Inbox, QueryError> {
+    mount.inbox.as_ref().ok_or(QueryError::NoInbox)
+}
+
+/// Jobs matching `query`, newest first.
+pub(crate) async fn jobs(mount: &Mount, query: &JobQuery) -> Result<Vec<Job>, QueryError> {
+    let inbox = inbox(mount)?;
+    let wanted = non_empty(query.state.as_ref());
+    let state = match wanted.as_deref() {
+        None => None,
+        Some("queued" | "retrying") => Some(JobState::Pending),
+        Some(name) => Some(
+            JobState::parse(name)
+                .ok_or_else(|| QueryError::Invalid(format!("unknown job state {name:?}")))?,
+        ),
+    };
+    let jobs = inbox
+        .list(&Filter {
+            state,
+            model: non_empty(query.model.as_ref()),
+            prediction_id: non_empty(query.prediction.as_ref()),
+            limit: number::<usize>("limit", query.limit.as_ref())?
+                .unwrap_or(100)
+                .clamp(1, 1000),
+        })
+        .await?;
+    Ok(match wanted.as_deref() {
+        Some(shown @ ("queued" | "retrying")) => jobs
+            .into_iter()
+            .filter(|job| shown_state(job) == shown)
+            .collect(),
+        _ => jobs,
+    })
+}
+
+/// Replays dead job `id` (the CLI's `inbox replay ID`): `false` when it is not dead.
+pub(crate) async fn replay(mount: &Mount, id: i64) -> Result<bool, QueryError> {
+    Ok(inbox(mount)?.replay(Some(id)).await? > 0)
+}
+
+/// Discards pending or dead job `id` (the CLI's `inbox discard ID`).
+pub(crate) async fn discard(mount: &Mount, id: i64) -> Result<bool, QueryError> {
+    Ok(inbox(mount)?.discard(id).await?)
+}
+
+/// Replays every dead job `query` selects; returns how many.
+pub(crate) async fn replay_matching(mount: &Mount, query: &JobQuery) -> Result<u64, QueryError> {
+    let query = JobQuery {
+        state: Some("dead".to_owned()),
+        limit: Some("1000".to_owned()),
+        ..query.clone()
+    };
+    let mut n = 0;
+    for job in jobs(mount, &query).await? {
+        n += u64::from(replay(mount, job.id).await?);
+    }
+    Ok(n)
+}
+
+/// Discards every pending or dead job `query` selects; returns how many.
+pub(crate) async fn discard_matching(mount: &Mount, query: &JobQuery) -> Result<u64, QueryError> {
+    let query = JobQuery {
+        limit: Some("1000".to_owned()),
+        ..query.clone()
+    };
+    let mut n = 0;
+    for job in jobs(mount, &query).await? {
+        if matches!(job.state, JobState::Pending | JobState::Dead) {
+            n += u64::from(discard(mount, job.id).await?);
+        }
+    }
+    Ok(n)
+}
+
+/// The overview's figures.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Overview {
+    pub(crate) summary: Summary,
+    pub(crate) refusals: RefusalStats,
+    pub(crate) journal: JournalStats,
+    #[serde(serialize_with = "backlog")]
+    pub(crate) backlog: Option<Backlog>,
+    pub(crate) monitor: MonitorSnapshot,
+    /// Why the journal's rows or the inbox could not be read: the counters above still are.
+    pub(crate) problems: Vec<String>,
+}
+
+#[allow(clippy::ref_option)] // serde's `serialize_with` signature
+fn backlog<S: serde::Serializer>(backlog: &Option<Backlog>, s: S) -> Result<S::Ok, S::Error> {
+    match backlog {
+        None => s.serialize_none(),
+        Some(b) => serde_json::json!({
+            "pending": b.pending,
+            "running": b.running,
+            "dead": b.dead,
+            "oldest_pending_s": b.oldest_pending.map(|d| d.as_secs()),
+        })
+        .serialize(s),
+    }
+}
+
+pub(crate) async fn overview(mount: &Mount) -> Result<Overview, QueryError> {
+    let journal = mount.journal.as_ref().ok_or(QueryError::NoJournal)?;
+    let mut problems = Vec::new();
+    let backlog = match &mount.inbox {
+        Some(inbox) => inbox
+            .backlog()
+            .await
+            .map_err(|e| problems.push(format!("inbox: {e}")))
+            .ok(),
+        None => None,
+    };
+    let summary = journal
+        .summary()
+        .await
+        .map_err(|e| problems.push(format!("journal: {e}")))
+        .unwrap_or_default();
+    Ok(Overview {
+        summary,
+        problems,
+        refusals: journal.refusals(),
+        journal: journal.stats(),
+        backlog,
+        monitor: mount.monitor.snapshot(),
+    })
+}
+
+/// A time for people and scripts: RFC 3339, UTC, milliseconds.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}

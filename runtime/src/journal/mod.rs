@@ -1,0 +1,318 @@
+//! The delivery journal: one row for every verified request the receiver answered, with what it
+//! answered and why (design.md §9).
+//!
+//! The request path hands a finished [`Record`] to a bounded channel and goes on; a task writes
+//! rows in batches to the configured store. When the channel is full the row is dropped and
+//! counted: a delivery never waits for, or fails because of, its journal. Requests refused before
+//! verification are not rows: they are counted by reason and the latest few are sampled
+//! ([`Journal::refusals`]), so a flood of forged requests cannot evict real history. Rows are
+//! bounded by count and age ([`JournalOptions`]); bodies are kept only when the app opts in, and
+//! only verified ones.
+//!
+//! | store | where rows live |
+//! |---|---|
+//! | `memory` | a ring in the process |
+//! | `sqlite://PATH` | table `replicate_webhook_journal` in the same file, its own connection |
+//! | `redis://…` | sorted set `{prefix}journal`, its own connection |
+//! | `postgres://…` | table `replicate_webhook_journal`, its own pool |
+
+mod memory;
+mod note;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod record;
+#[cfg(feature = "redis")]
+mod redis;
+mod refused;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+mod summary;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::HttpResponse;
+use actix_web::web::Bytes;
+
+pub use record::{Outcome, Record, Search};
+pub use refused::{Refusal, RefusalStats};
+pub use summary::{Minute, Summary};
+
+pub(crate) use note::Noted;
+
+use crate::dedupe::{StoreError, StoreUrl, StoreUrlError};
+use crate::envelope::Envelope;
+use crate::prediction::{Event, Status};
+use store::JournalStore;
+
+/// How the journal keeps rows. The defaults suit a small app.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// Where rows live (default: the dedupe store's URL; a custom store journals in memory).
+    pub store: Option<StoreUrl>,
+    /// Rows kept at most (default 10 000); older ones are deleted first.
+    pub max_rows: u64,
+    /// Rows older than this are deleted (default 7 days).
+    pub max_age: Duration,
+    /// Rows waiting to be written at most (default 4096); past it new rows are dropped and
+    /// counted.
+    pub capacity: usize,
+    /// Whether verified bodies are kept with their rows (default false: they hold the
+    /// prediction's input, which may carry the user's secrets).
+    pub keep_bodies: bool,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            store: None,
+            max_rows: 10_000,
+            max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            capacity: 4096,
+            keep_bodies: false,
+        }
+    }
+}
+
+/// Counters of the journal itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JournalStats {
+    /// Rows written to the store.
+    pub written: u64,
+    /// Rows dropped because the channel was full.
+    pub dropped: u64,
+    /// Rows lost because the store failed to take them.
+    pub failed: u64,
+}
+
+/// The journal of one receiver. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn JournalStore>,
+    name: String,
+    options: JournalOptions,
+    sender: tokio::sync::mpsc::Sender<Record>,
+    /// Taken by the first runtime that starts the writer.
+    receiver: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Record>>>,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    refused: refused::Refused,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("store", &self.inner.name)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Opens the journal `options.store` names, or `fallback` (the dedupe store's URL).
+    pub fn open(options: JournalOptions, fallback: &StoreUrl) -> Result<Self, StoreUrlError> {
+        let url = options.store.clone().unwrap_or_else(|| fallback.clone());
+        let store = store::open(&url)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(options.capacity.max(1));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                name: url.redacted(),
+                options,
+                sender,
+                receiver: std::sync::Mutex::new(Some(receiver)),
+                written: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                refused: refused::Refused::default(),
+            }),
+        })
+    }
+
+    /// Where rows live, with any password hidden.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Starts the writer on the current runtime, once; later calls do nothing.
+    pub(crate) fn start(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let receiver = self
+            .inner
+            .receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(receiver) = receiver {
+            tokio::spawn(writer::run(self.clone(), receiver));
+        }
+    }
+
+    /// Rows matching `search`, newest first.
+    pub async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
+        self.inner.store.search(search).await
+    }
+
+    /// The last hour, summarized (at most `max_rows` rows are looked at).
+    pub async fn summary(&self) -> Result<Summary, StoreError> {
+        let rows = self
+            .search(&Search {
+                since_ms: Some(now_ms() - 60 * 60 * 1000),
+                limit: usize::try_from(self.inner.options.max_rows).unwrap_or(usize::MAX),
+                ..Search::default()
+            })
+            .await?;
+        Ok(Summary::of(&rows))
+    }
+
+    /// Requests refused before verification: counts by reason, and the latest few.
+    pub fn refusals(&self) -> RefusalStats {
+        self.inner.refused.stats()
+    }
+
+    /// The journal's own counters.
+    pub fn stats(&self) -> JournalStats {
+        JournalStats {
+            written: self.inner.written.load(Ordering::Relaxed),
+            dropped: self.inner.dropped.load(Ordering::Relaxed),
+            failed: self.inner.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a request refused before verification (no row).
+    pub(crate) fn refused(&self, http_status: u16, reason: &str) {
+        self.inner.refused.record(http_status, reason, now_ms());
+    }
+
+    /// Queues the row for `response`; never waits. A full channel drops the row and counts it.
+    pub(crate) fn record(&self, facts: Facts, response: &HttpResponse) {
+        if !facts.verified {
+            return;
+        }
+        let note = note::of(response);
+        let status = response.status();
+        let outcome = note.outcome.unwrap_or(if status.is_server_error() {
+            Outcome::Unavailable
+        } else {
+            Outcome::Ignored
+        });
+        let event = note
+            .event
+            .or_else(|| inferred_event(&facts.status))
+            .map_or("", Event::as_str);
+        let row = Record {
+            id: 0,
+            received_ms: facts.received_ms,
+            webhook_id: facts.webhook_id,
+            prediction_id: facts.prediction_id,
+            model: facts.model,
+            event: event.to_owned(),
+            status: facts.status,
+            http_status: status.as_u16(),
+            outcome,
+            detail: note.detail,
+            duration_us: note
+                .handler
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            body: facts
+                .body
+                .filter(|_| self.inner.options.keep_bodies)
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        };
+        if self.inner.sender.try_send(row).is_err() {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            ::metrics::counter!("replicate_webhook_journal_dropped_total").increment(1);
+        }
+    }
+}
+
+/// What the request path learned about a request before answering it.
+#[derive(Debug)]
+pub(crate) struct Facts {
+    /// Whether anything is journaled: when not, nothing is copied.
+    enabled: bool,
+    received_ms: i64,
+    /// Set once the signature is verified: only verified requests are rows.
+    verified: bool,
+    webhook_id: String,
+    prediction_id: String,
+    model: String,
+    status: String,
+    body: Option<Bytes>,
+}
+
+impl Facts {
+    /// A request that just arrived, to be journaled when `enabled`.
+    pub(crate) fn arrived(enabled: bool) -> Self {
+        Self {
+            enabled,
+            received_ms: if enabled { now_ms() } else { 0 },
+            verified: false,
+            webhook_id: String::new(),
+            prediction_id: String::new(),
+            model: String::new(),
+            status: String::new(),
+            body: None,
+        }
+    }
+
+    /// Its signature is verified: its `webhook-id`, and its body (kept only on opt-in).
+    pub(crate) fn verified(&mut self, webhook_id: &str, body: &Bytes) {
+        if !self.enabled {
+            return;
+        }
+        self.verified = true;
+        webhook_id.clone_into(&mut self.webhook_id);
+        self.body = Some(body.clone());
+    }
+
+    /// Adds what the envelope says.
+    pub(crate) fn envelope(&mut self, envelope: &Envelope<'_>) {
+        if !self.enabled {
+            return;
+        }
+        envelope.id().clone_into(&mut self.prediction_id);
+        envelope.model().clone_into(&mut self.model);
+        envelope.status().as_str().clone_into(&mut self.status);
+    }
+}
+
+/// Records the outcome and event of `response` on the delivery's span (and so on its
+/// OpenTelemetry span).
+pub(crate) fn annotate(span: &tracing::Span, response: &HttpResponse) {
+    let note = note::of(response);
+    if let Some(outcome) = note.outcome {
+        span.record("outcome", outcome.as_str());
+    }
+    if let Some(event) = note.event {
+        span.record("event", event.as_str());
+    }
+}
+
+/// The event a status implies when no exit said (a `processing` one is output or logs, which
+/// only the progress check can tell).
+fn inferred_event(status: &str) -> Option<Event> {
+    match Status::parse(status) {
+        Status::Starting => Some(Event::Start),
+        s if s.is_terminal() => Some(Event::Completed),
+        _ => None,
+    }
+}
+
+/// Milliseconds since the epoch, by this machine's clock.
+pub(crate) fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

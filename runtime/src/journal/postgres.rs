@@ -1,0 +1,215 @@
+//! The journal in `PostgreSQL`: its own small pool, the table created on first use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::store::{COLUMNS, JournalStore};
+use super::{Outcome, Record, Search};
+use crate::dedupe::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
+    id BIGSERIAL PRIMARY KEY,
+    received_ms BIGINT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    prediction_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    event TEXT NOT NULL,
+    status TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT,
+    duration_us BIGINT,
+    body TEXT
+);
+CREATE INDEX IF NOT EXISTS replicate_webhook_journal_received ON replicate_webhook_journal (received_ms);
+CREATE INDEX IF NOT EXISTS replicate_webhook_journal_prediction ON replicate_webhook_journal (prediction_id, id);
+";
+
+pub(crate) struct PostgresJournal {
+    pool: Pool,
+    migrated: Arc<tokio::sync::OnceCell<()>>,
+}
+
+impl std::fmt::Debug for PostgresJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresJournal").finish_non_exhaustive()
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(pg_error)`
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    // `Display` of a tokio-postgres error never includes the connection string.
+    StoreError::new(format_args!("journal postgres: {e}"))
+}
+
+impl PostgresJournal {
+    /// A journal for `url`, connecting lazily; every wait is bounded.
+    pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
+        let mut config = Config::new();
+        config.url = Some(url.to_owned());
+        config.manager = Some(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        let timeout = Some(Duration::from_secs(2));
+        config.pool = Some(PoolConfig {
+            timeouts: Timeouts {
+                wait: timeout,
+                create: timeout,
+                recycle: timeout,
+            },
+            // The writer uses one; the dashboard's queries the others.
+            ..PoolConfig::new(4)
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError::new(format_args!("journal postgres: {e}")))?;
+        Ok(Self {
+            pool,
+            migrated: Arc::default(),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::new(format_args!("journal postgres: {e}")))?;
+        self.migrated
+            .get_or_try_init(|| async {
+                // Instances starting together must not race on CREATE TABLE.
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock(7262811); {SCHEMA} COMMIT;"
+                    ))
+                    .await
+                    .map_err(pg_error)
+            })
+            .await?;
+        Ok(client)
+    }
+}
+
+#[async_trait::async_trait]
+impl JournalStore for PostgresJournal {
+    async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO replicate_webhook_journal ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ))
+            .await
+            .map_err(pg_error)?;
+        for row in &rows {
+            tx.execute(
+                &insert,
+                &[
+                    &row.received_ms,
+                    &row.webhook_id,
+                    &row.prediction_id,
+                    &row.model,
+                    &row.event,
+                    &row.status,
+                    &i32::from(row.http_status),
+                    &row.outcome.as_str(),
+                    &row.detail,
+                    &row.duration_us,
+                    &row.body,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
+        let client = self.client().await?;
+        let mut parts = Vec::new();
+        let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut add = |column: &str, op: &str, value: Box<dyn ToSql + Sync + Send>| {
+            values.push(value);
+            parts.push(format!("{column} {op} ${}", values.len()));
+        };
+        if let Some(p) = &search.prediction_id {
+            add("prediction_id", "=", Box::new(p.clone()));
+        }
+        if let Some(m) = &search.model {
+            add("model", "=", Box::new(m.clone()));
+        }
+        if let Some(o) = search.outcome {
+            add("outcome", "=", Box::new(o.as_str()));
+        }
+        if let Some(t) = search.since_ms {
+            add("received_ms", ">=", Box::new(t));
+        }
+        if let Some(t) = search.until_ms {
+            add("received_ms", "<", Box::new(t));
+        }
+        let clause = if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", parts.join(" AND "))
+        };
+        let limit = i64::try_from(search.limit()).unwrap_or(i64::MAX);
+        let params: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT id, {COLUMNS} FROM replicate_webhook_journal{clause} \
+                     ORDER BY id DESC LIMIT {limit}"
+                ),
+                &params,
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| Record {
+                id: row.get(0),
+                received_ms: row.get(1),
+                webhook_id: row.get(2),
+                prediction_id: row.get(3),
+                model: row.get(4),
+                event: row.get(5),
+                status: row.get(6),
+                http_status: u16::try_from(row.get::<_, i32>(7)).unwrap_or(0),
+                outcome: Outcome::parse(row.get(8)).unwrap_or(Outcome::Ignored),
+                detail: row.get(9),
+                duration_us: row.get(10),
+                body: row.get(11),
+            })
+            .collect())
+    }
+
+    async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        client
+            .execute(
+                "DELETE FROM replicate_webhook_journal WHERE received_ms < $1",
+                &[&before_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(
+                "DELETE FROM replicate_webhook_journal WHERE id <= \
+                 (SELECT id FROM replicate_webhook_journal ORDER BY id DESC LIMIT 1 OFFSET $1)",
+                &[&keep],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+}

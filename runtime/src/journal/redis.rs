@@ -1,0 +1,191 @@
+//! The journal in Redis: one sorted set of JSON rows scored by arrival, its own connection.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::store::JournalStore;
+use super::{Record, Search};
+use crate::dedupe::StoreError;
+
+/// Rows read per round trip when searching.
+const PAGE: isize = 1000;
+
+/// The key prefix when the URL names none (the dedupe store's default).
+const DEFAULT_PREFIX: &str = "replicate-webhook:";
+
+pub(crate) struct RedisJournal {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    conn: tokio::sync::OnceCell<ConnectionManager>,
+    rows: String,
+    seq: String,
+}
+
+impl std::fmt::Debug for RedisJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisJournal")
+            .field("key", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redis_error(e: &redis::RedisError) -> StoreError {
+    // Its `Display` names the failing command or I/O error, never the URL's password.
+    StoreError::new(format_args!("journal redis: {e}"))
+}
+
+impl RedisJournal {
+    /// A journal for `url`, connecting on first use. A `prefix` query parameter namespaces the
+    /// keys as it does the dedupe store's.
+    pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
+        let mut parsed = ::url::Url::parse(url)
+            .map_err(|e| StoreError::new(format_args!("invalid redis URL: {e}")))?;
+        let mut prefix = DEFAULT_PREFIX.to_owned();
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter_map(|(k, v)| {
+                if k == "prefix" {
+                    prefix = v.into_owned();
+                    None
+                } else {
+                    Some((k.into_owned(), v.into_owned()))
+                }
+            })
+            .collect();
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        let client = redis::Client::open(parsed.as_str()).map_err(|e| redis_error(&e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Self {
+            client,
+            config,
+            conn: tokio::sync::OnceCell::new(),
+            rows: format!("{prefix}journal"),
+            seq: format!("{prefix}journal:seq"),
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        self.conn
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            })
+            .await
+            .cloned()
+            .map_err(|e| redis_error(&e))
+    }
+}
+
+#[async_trait::async_trait]
+impl JournalStore for RedisJournal {
+    async fn insert(&self, mut rows: Vec<Record>) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        let last: i64 = redis::cmd("INCRBY")
+            .arg(&self.seq)
+            .arg(n)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        let mut pipe = redis::pipe();
+        for (row, id) in rows.iter_mut().zip(last - n + 1..) {
+            row.id = id;
+            let json = serde_json::to_string(row)
+                .map_err(|e| StoreError::new(format_args!("journal row: {e}")))?;
+            // Scored by id, so order is write order and members never collide.
+            pipe.zadd(&self.rows, json, id).ignore();
+        }
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| redis_error(&e))
+    }
+
+    async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut found = Vec::new();
+        let mut start = 0isize;
+        // Newest first, a page at a time; the set is bounded by `trim`.
+        while found.len() < search.limit() {
+            let page: Vec<String> = redis::cmd("ZREVRANGE")
+                .arg(&self.rows)
+                .arg(start)
+                .arg(start + PAGE - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(&e))?;
+            let done = page.len() < usize::try_from(PAGE).unwrap_or(0);
+            for json in page {
+                let Ok(row) = serde_json::from_str::<Record>(&json) else {
+                    continue;
+                };
+                if search
+                    .since_ms
+                    .is_some_and(|t| row.received_ms < t - 60_000)
+                {
+                    // Rows arrive in id order within a minute of their time: nothing older follows.
+                    return Ok(found);
+                }
+                if search.matches(&row) {
+                    found.push(row);
+                    if found.len() == search.limit() {
+                        break;
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+            start += PAGE;
+        }
+        Ok(found)
+    }
+
+    async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let keep = isize::try_from(keep).unwrap_or(isize::MAX);
+        let _: i64 = redis::cmd("ZREMRANGEBYRANK")
+            .arg(&self.rows)
+            .arg(0)
+            .arg(-keep - 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        // The age bound: drop from the oldest while the oldest is too old.
+        loop {
+            let oldest: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&self.rows)
+                .arg(0)
+                .arg(99)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(&e))?;
+            let old = oldest
+                .iter()
+                .take_while(|json| {
+                    serde_json::from_str::<Record>(json).is_ok_and(|r| r.received_ms < before_ms)
+                })
+                .count();
+            if old == 0 {
+                return Ok(());
+            }
+            let _: i64 = redis::cmd("ZREMRANGEBYRANK")
+                .arg(&self.rows)
+                .arg(0)
+                .arg(old - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(&e))?;
+            if old < oldest.len() {
+                return Ok(());
+            }
+        }
+    }
+}
