@@ -261,6 +261,10 @@ async fn admit_and_run(
             );
         }
         Ok(Admission::InFlight { retry_after }) => return answer::in_flight(retry_after),
+        // Only a queue stores; the gate admits to run here.
+        Ok(Admission::Stored(_)) => {
+            return answer::text(StatusCode::OK, "stored; a worker runs the handler");
+        }
         Err(e) => return unavailable(&e),
     };
     let call = Call::new(req, body).with_decoded(envelope.take_decoded());

@@ -29,17 +29,24 @@ use std::fmt;
 use std::time::Duration;
 
 pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
+pub(crate) use gate::{Keys, Ttls, bounded};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use gate::{Claims, admit};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
-pub(crate) use postgres::{migrate as postgres_migrate, pg_error, pool as postgres_pool};
+pub(crate) use postgres::{
+    keys as postgres_keys, migrate as postgres_migrate, pg_error, pool as postgres_pool,
+};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
-pub(crate) use sqlite::{blocking as sqlite_blocking, prepare as sqlite_prepare};
+pub(crate) use sqlite::{
+    blocking as sqlite_blocking, keys as sqlite_keys, prepare as sqlite_prepare,
+};
 pub use token::ClaimToken;
 pub use url::{StoreUrl, StoreUrlError, open};
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::HandlerKind;
-use crate::dedupe::StoreError;
+use crate::dedupe::{ClaimToken, Delivery, Keys, Lease, StoreError};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,44 +88,6 @@ impl NewJob {
     }
 }
 
-/// The dedupe keys a job holds until its handler is done (the same keys and tables the
-/// inline path's [`crate::dedupe::Gate`] uses).
-#[derive(Debug, Clone)]
-pub(crate) struct Keys {
-    pub(crate) webhook: String,
-    /// For terminal events: the prediction's terminal key, claimed, and the same key as its
-    /// end (the first terminal status handled wins, and ends the prediction).
-    pub(crate) terminal: Option<(String, String)>,
-    /// For intermediate events: the prediction's terminal key, to refuse stale ones.
-    pub(crate) finished: String,
-}
-
-impl Keys {
-    pub(crate) fn new(webhook_id: &str, prediction_id: &str, terminal: bool) -> Self {
-        let finished = format!("prediction:{prediction_id}:terminal");
-        Self {
-            webhook: format!("webhook:{webhook_id}"),
-            terminal: terminal.then(|| (finished.clone(), finished.clone())),
-            finished,
-        }
-    }
-}
-
-/// What [`Queue::enqueue`](super::Queue::enqueue) did with a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Enqueued {
-    /// Stored as job `id`: acknowledge.
-    Stored(i64),
-    /// This `webhook-id` is done or already stored as a job.
-    Duplicate,
-    /// This prediction's terminal status is done or already stored.
-    AlreadyHandled,
-    /// An intermediate event of a prediction that already finished.
-    Stale,
-    /// An inline handler holds the key right now.
-    InFlight(Duration),
-}
-
 /// One job as the queue holds it.
 #[derive(Clone)]
 pub struct Job {
@@ -182,9 +144,14 @@ impl fmt::Debug for Job {
 }
 
 impl Job {
-    pub(crate) fn keys(&self) -> Keys {
-        let terminal = crate::Status::parse(&self.status).is_terminal();
-        Keys::new(&self.webhook_id, &self.prediction_id, terminal)
+    /// The dedupe claims the job holds until its handler is done.
+    pub(crate) fn lease(&self) -> Lease {
+        let keys = Keys::of(Delivery {
+            webhook_id: &self.webhook_id,
+            prediction_id: &self.prediction_id,
+            status: &crate::Status::parse(&self.status),
+        });
+        Lease::of_job(keys, &ClaimToken::from_string(self.claim.clone()))
     }
 }
 
@@ -231,26 +198,19 @@ pub(crate) fn module_key(module: &crate::registry::Module) -> String {
     }
 }
 
-/// A worker's hold on the jobs it took: lost to another worker once `visibility` passes
-/// without a heartbeat.
+/// A worker's visibility hold on the jobs it took: lost to another worker once `visibility`
+/// passes without a heartbeat. (Not a dedupe [`Lease`]: it hides a job, it claims no key.)
 #[derive(Debug, Clone)]
-pub(crate) struct Lease {
+pub(crate) struct Hold {
     pub(crate) token: String,
     pub(crate) visibility: Duration,
-}
-
-/// How long a handled job's dedupe keys stay done.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ttls {
-    pub(crate) webhook_ttl: Duration,
-    pub(crate) terminal_ttl: Duration,
 }
 
 /// What a worker reports for a job it took.
 #[derive(Debug, Clone)]
 pub(crate) enum Settle {
     /// Done: mark the dedupe keys done for these lives.
-    Done(Ttls),
+    Done(crate::dedupe::Ttls),
     /// Run again after `delay`.
     Retry { delay: Duration, error: String },
     /// Give up.

@@ -46,9 +46,9 @@ pub use job::{Backlog, Filter, Job, JobState};
 pub use worker::{Worker, WorkerHandle};
 
 pub(crate) use intake::Intake;
-pub(crate) use job::{Enqueued, Keys, Lease, NewJob, Settle, Ttls, module_key};
+pub(crate) use job::{Hold, NewJob, Settle, module_key};
 
-use crate::dedupe::{StoreError, StoreUrl, StoreUrlError};
+use crate::dedupe::{Admission, Policy, StoreError, StoreUrl, StoreUrlError, Ttls};
 
 /// The environment variable that turns inbox mode on for every module: `sqlite://PATH` or
 /// `postgres://USER:PASSWORD@HOST/DB`.
@@ -57,18 +57,19 @@ pub const ENV_INBOX: &str = "REPLICATE_WEBHOOK_INBOX";
 /// A durable job queue with the dedupe keys beside it, in one database.
 #[async_trait::async_trait]
 pub(crate) trait Queue: Send + Sync + 'static {
-    /// Claims the delivery's dedupe keys and stores it as a job, in one transaction.
-    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Enqueued, StoreError>;
+    /// Admits the delivery inside one transaction, then stores it as a job in the same one:
+    /// [`Admission::Stored`], or the refusal admission gave.
+    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Admission, StoreError>;
 
     /// Takes up to `n` jobs of `module` that may run now, in arrival order, none of a
-    /// prediction that has an earlier job pending or running; each held by `lease`.
-    async fn take(&self, module: &str, lease: &Lease, n: usize) -> Result<Vec<Job>, StoreError>;
+    /// prediction that has an earlier job pending or running; each under `hold`.
+    async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError>;
 
-    /// Extends a running job's lease; `false` when the lease was lost (taken over).
-    async fn heartbeat(&self, id: i64, lease: &Lease) -> Result<bool, StoreError>;
+    /// Extends a running job's hold; `false` when the hold was lost (taken over).
+    async fn heartbeat(&self, id: i64, hold: &Hold) -> Result<bool, StoreError>;
 
-    /// Records what became of a job; `false` when the lease was lost and nothing changed.
-    async fn settle(&self, job: &Job, lease: &Lease, settle: Settle) -> Result<bool, StoreError>;
+    /// Records what became of a job; `false` when the hold was lost and nothing changed.
+    async fn settle(&self, job: &Job, hold: &Hold, settle: Settle) -> Result<bool, StoreError>;
 
     /// Jobs matching `filter`, newest first.
     async fn list(&self, filter: &Filter) -> Result<Vec<Job>, StoreError>;
@@ -164,11 +165,7 @@ impl Inbox {
     /// Drops a pending or dead job for good; its deliveries stay deduplicated for the default
     /// lives (24 h for the webhook id, 7 days for the status). `false` when there is no such job.
     pub async fn discard(&self, id: i64) -> Result<bool, StoreError> {
-        let ttls = Ttls {
-            webhook_ttl: crate::WebhookConfig::DEFAULT_WEBHOOK_TTL,
-            terminal_ttl: crate::WebhookConfig::DEFAULT_TERMINAL_TTL,
-        };
-        self.queue.discard(id, ttls).await
+        self.queue.discard(id, Ttls::from(&Policy::DEFAULT)).await
     }
 
     /// How far behind the workers are. [`InboxOptions::metrics_every`] publishes it through the
@@ -239,12 +236,4 @@ impl InboxOptions {
             .unwrap_or(self.visibility / 3)
             .max(Duration::from_millis(10))
     }
-}
-
-/// Milliseconds since the epoch, by this machine's clock.
-pub(crate) fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

@@ -14,9 +14,9 @@ use actix_web::web::Bytes;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument as _;
 
-use super::{Inbox, InboxOptions, Job, Lease, Settle, Ttls, module_key, now_ms};
+use super::{Hold, Inbox, InboxOptions, Job, Settle, module_key};
 use crate::config::{DataFn, WebhookConfig};
-use crate::dedupe::ClaimToken;
+use crate::dedupe::{ClaimToken, Ttls, now_ms};
 use crate::handler::{Call, DeadLetter, HandlerKind, Outcome};
 use crate::registry::{Module, SetupError};
 
@@ -100,10 +100,7 @@ impl Worker {
             modules,
             options: config.inbox_options.clone(),
             data: config.worker_data.clone(),
-            ttls: Ttls {
-                webhook_ttl: config.policy.webhook_ttl,
-                terminal_ttl: config.policy.terminal_ttl,
-            },
+            ttls: Ttls::from(&config.policy),
             wake: None,
         })
     }
@@ -173,11 +170,11 @@ impl Worker {
                 }
                 continue;
             }
-            let lease = Lease {
+            let hold = Hold {
                 token: ClaimToken::new().as_str().to_owned(),
                 visibility: self.options.visibility,
             };
-            match self.inbox.queue.take(&key, &lease, available).await {
+            match self.inbox.queue.take(&key, &hold, available).await {
                 Ok(jobs) if !jobs.is_empty() => {
                     store_errors = 0;
                     for job in jobs {
@@ -185,9 +182,9 @@ impl Worker {
                             break;
                         };
                         let worker = self.clone();
-                        let lease = lease.clone();
+                        let hold = hold.clone();
                         tokio::task::spawn_local(async move {
-                            worker.run_job(job, &lease).await;
+                            worker.run_job(job, &hold).await;
                             drop(permit);
                         });
                     }
@@ -245,7 +242,7 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, job: Job, lease: &Lease) {
+    async fn run_job(&self, job: Job, hold: &Hold) {
         let span = tracing::info_span!(
             "inbox_job",
             job = job.id,
@@ -254,10 +251,10 @@ impl Worker {
             handler = job.handler,
             attempt = job.attempts
         );
-        self.run_job_inner(job, lease).instrument(span).await;
+        self.run_job_inner(job, hold).instrument(span).await;
     }
 
-    async fn run_job_inner(&self, job: Job, lease: &Lease) {
+    async fn run_job_inner(&self, job: Job, hold: &Hold) {
         let started = Instant::now();
         let (Some(module), Some(kind)) = (
             self.modules.get(&job.module),
@@ -269,7 +266,7 @@ impl Worker {
                 "no handler `{}` in module `{}` in this worker",
                 job.handler, job.module
             );
-            self.settle(&job, lease, Settle::Dead { error }, "unknown", started)
+            self.settle(&job, hold, Settle::Dead { error }, "unknown", started)
                 .await;
             return;
         };
@@ -280,12 +277,12 @@ impl Worker {
                 crate::service::run(module, kind, call),
             );
             tokio::pin!(handler);
-            let heartbeat = self.heartbeat(&job, lease);
+            let heartbeat = self.heartbeat(&job, hold);
             tokio::pin!(heartbeat);
             tokio::select! {
                 outcome = &mut handler => outcome,
                 () = &mut heartbeat => {
-                    tracing::warn!("job lease lost to another worker; this run stops");
+                    tracing::warn!("job hold lost to another worker; this run stops");
                     super::metrics::run(kind.fn_name(), "lost", started.elapsed());
                     return;
                 }
@@ -296,7 +293,7 @@ impl Worker {
             Ok(Outcome::Failed(e)) if !e.is_retryable() => {
                 let error = e.to_string();
                 tracing::error!(error, "handler failed permanently; job is dead");
-                self.die(&job, lease, module, kind, error, started).await;
+                self.die(&job, hold, module, kind, error, started).await;
                 return;
             }
             Ok(Outcome::Failed(e)) => Some(e.to_string()),
@@ -309,14 +306,8 @@ impl Worker {
             )),
         };
         let Some(error) = failure else {
-            self.settle(
-                &job,
-                lease,
-                Settle::Done(self.ttls),
-                kind.fn_name(),
-                started,
-            )
-            .await;
+            self.settle(&job, hold, Settle::Done(self.ttls), kind.fn_name(), started)
+                .await;
             return;
         };
         let delay = self.options.backoff.delay(job.attempts);
@@ -330,7 +321,7 @@ impl Worker {
                 attempts = job.attempts,
                 "handler failed; out of retries, job is dead"
             );
-            self.die(&job, lease, module, kind, error, started).await;
+            self.die(&job, hold, module, kind, error, started).await;
         } else {
             tracing::warn!(
                 error,
@@ -339,7 +330,7 @@ impl Worker {
             );
             self.settle(
                 &job,
-                lease,
+                hold,
                 Settle::Retry { delay, error },
                 kind.fn_name(),
                 started,
@@ -352,7 +343,7 @@ impl Worker {
     async fn die(
         &self,
         job: &Job,
-        lease: &Lease,
+        hold: &Hold,
         module: &Module,
         kind: HandlerKind,
         error: String,
@@ -361,7 +352,7 @@ impl Worker {
         let settled = self
             .settle(
                 job,
-                lease,
+                hold,
                 Settle::Dead {
                     error: error.clone(),
                 },
@@ -396,7 +387,7 @@ impl Worker {
     async fn settle(
         &self,
         job: &Job,
-        lease: &Lease,
+        hold: &Hold,
         settle: Settle,
         handler: &'static str,
         started: Instant,
@@ -407,7 +398,7 @@ impl Worker {
             Settle::Dead { .. } => "dead",
         };
         for attempt in 0..5u32 {
-            match self.inbox.queue.settle(job, lease, settle.clone()).await {
+            match self.inbox.queue.settle(job, hold, settle.clone()).await {
                 Ok(true) => {
                     super::metrics::run(handler, result, started.elapsed());
                     return true;
@@ -427,12 +418,12 @@ impl Worker {
         false
     }
 
-    /// Extends the job's visibility while the handler runs; returns only if the lease is lost.
-    async fn heartbeat(&self, job: &Job, lease: &Lease) {
+    /// Extends the job's visibility while the handler runs; returns only if the hold is lost.
+    async fn heartbeat(&self, job: &Job, hold: &Hold) {
         let every = self.options.heartbeat_every();
         loop {
             tokio::time::sleep(every).await;
-            match self.inbox.queue.heartbeat(job.id, lease).await {
+            match self.inbox.queue.heartbeat(job.id, hold).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),
