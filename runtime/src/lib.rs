@@ -59,10 +59,12 @@
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
 
 mod answer;
+mod backoff;
 mod body;
 mod borrowed;
 #[cfg(feature = "client")]
 pub mod client;
+mod clock;
 mod config;
 pub mod dedupe;
 mod envelope;

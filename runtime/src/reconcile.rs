@@ -48,10 +48,7 @@ impl Reconcile {
             after: Self::DEFAULT_AFTER,
             every: Duration::from_secs(5),
             concurrency: 4,
-            backoff: Backoff {
-                base_ms: 30_000,
-                cap_ms: 30 * 60 * 1000,
-            },
+            backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(30 * 60)),
             // Replicate deletes a prediction's data after an hour and keeps it listed for
             // longer; a week covers any receiver outage worth recovering from.
             watch_for: Duration::from_secs(7 * 24 * 60 * 60),
@@ -122,8 +119,7 @@ pub(crate) struct Watcher {
 impl Watcher {
     /// Heard of `prediction_id` now: poll it if nothing more is heard within `after`.
     pub(crate) async fn heard(&self, prediction_id: &str) {
-        let after = i64::try_from(self.after.as_millis()).unwrap_or(i64::MAX);
-        let due = now_ms().saturating_add(after);
+        let due = now_ms().saturating_add(crate::dedupe::millis(self.after));
         let tracked = self.store.track(prediction_id, due, self.watch_for);
         if let Err(e) = self.bounded(tracked).await {
             tracing::warn!(prediction = prediction_id, error = %e, "could not watch the prediction");
@@ -141,9 +137,7 @@ impl Watcher {
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::new("no answer in time")))
+        crate::dedupe::bounded(self.timeout, call).await
     }
 }
 

@@ -87,6 +87,7 @@ pub struct Lease {
 }
 
 impl Lease {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     /// The claims a stored job holds: its keys, under the token it was stored with.
     pub(crate) fn of_job(keys: Keys, token: &ClaimToken) -> Self {
         Self {

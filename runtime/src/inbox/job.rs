@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::HandlerKind;
-use crate::dedupe::{ClaimToken, Delivery, Keys, Lease, StoreError};
+use crate::dedupe::Keys;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::dedupe::{ClaimToken, Delivery, Lease, StoreError};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,15 +56,21 @@ impl fmt::Display for JobState {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The columns a job is read back with, in the order both engines' `job_from_row` read them.
 pub(super) const COLUMNS: &str = "id, module, model, prediction_id, status, handler, webhook_id, \
     uri, headers, body, state, attempts, last_error, received_ms, run_at_ms, claim, budget_from_ms";
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
 pub(super) const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// A verified delivery on its way into the queue.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    expect(dead_code, reason = "only the SQL engines read it")
+)]
 pub(crate) struct NewJob {
     /// The module's key: its path and model (see [`module_key`]).
     pub(crate) module: String,
@@ -80,6 +88,7 @@ pub(crate) struct NewJob {
     pub(crate) keys: Keys,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl NewJob {
     /// The headers as they are stored, in a text column of either engine.
     pub(crate) fn headers_json(&self) -> Result<String, StoreError> {
@@ -122,6 +131,10 @@ pub struct Job {
     /// When it may run next, in milliseconds since the epoch.
     pub run_at_ms: i64,
     /// The token its dedupe keys are held with.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        expect(dead_code, reason = "only the SQL engines read it")
+    )]
     pub(crate) claim: String,
     /// Where the retry budget (max age) counts from: received, or the last replay.
     pub(crate) budget_from_ms: i64,
@@ -143,6 +156,7 @@ impl fmt::Debug for Job {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Job {
     /// The dedupe claims the job holds until its handler is done.
     pub(crate) fn lease(&self) -> Lease {
@@ -168,6 +182,7 @@ pub struct Filter {
     pub limit: usize,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Filter {
     pub(crate) fn limit(&self) -> i64 {
         i64::try_from(if self.limit == 0 { 100 } else { self.limit }).unwrap_or(i64::MAX)
@@ -201,6 +216,10 @@ pub(crate) fn module_key(module: &crate::registry::Module) -> String {
 /// A worker's visibility hold on the jobs it took: lost to another worker once `visibility`
 /// passes without a heartbeat. (Not a dedupe [`Lease`]: it hides a job, it claims no key.)
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    expect(dead_code, reason = "only the SQL engines read it")
+)]
 pub(crate) struct Hold {
     pub(crate) token: String,
     pub(crate) visibility: Duration,
@@ -208,6 +227,10 @@ pub(crate) struct Hold {
 
 /// What a worker reports for a job it took.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    expect(dead_code, reason = "only the SQL engines read it")
+)]
 pub(crate) enum Settle {
     /// Done: mark the dedupe keys done for these lives.
     Done(crate::dedupe::Ttls),

@@ -22,13 +22,6 @@
 //! and it pairs with `apalis-core` 0.7 while `apalis` is at 1.0; neither it nor pgmq (a
 //! PostgreSQL extension that Debian does not package, and no `SQLite`) orders jobs per key.
 
-// Without an engine the types stay (configs name them), but nothing can store a job.
-#![cfg_attr(
-    not(any(feature = "sqlite", feature = "postgres")),
-    allow(dead_code, unreachable_code, unused_variables)
-)]
-
-mod backoff;
 mod intake;
 mod job;
 mod metrics;
@@ -41,7 +34,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use job::{Backlog, Filter, Job, JobState};
 pub use worker::{Worker, WorkerHandle};
 
@@ -106,32 +99,8 @@ impl Inbox {
     /// Opens the inbox `url` names (`sqlite://PATH` or `postgres://…`). `PostgreSQL` connects
     /// lazily: a database that is down at start makes deliveries 503 until it is back.
     pub fn open(url: &StoreUrl) -> Result<Self, StoreUrlError> {
-        let queue: Arc<dyn Queue> = match url {
-            #[cfg(feature = "sqlite")]
-            StoreUrl::Sqlite(path) => {
-                Arc::new(sqlite::SqliteQueue::open(path).map_err(|e| open_error(url, &e))?)
-            }
-            #[cfg(feature = "postgres")]
-            StoreUrl::Postgres(text) => {
-                Arc::new(postgres::PostgresQueue::new(text).map_err(|e| open_error(url, &e))?)
-            }
-            #[allow(unreachable_patterns)]
-            other => {
-                return Err(match other {
-                    StoreUrl::Sqlite(_) => StoreUrlError::FeatureMissing {
-                        url: url.redacted(),
-                        feature: "sqlite",
-                    },
-                    StoreUrl::Postgres(_) => StoreUrlError::FeatureMissing {
-                        url: url.redacted(),
-                        feature: "postgres",
-                    },
-                    _ => StoreUrlError::Unsupported(url.redacted()),
-                });
-            }
-        };
         Ok(Self {
-            queue,
+            queue: queue(url)?,
             name: url.redacted(),
         })
     }
@@ -175,7 +144,32 @@ impl Inbox {
     }
 }
 
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+/// The queue `url` names, in an engine this build has.
+fn queue(url: &StoreUrl) -> Result<Arc<dyn Queue>, StoreUrlError> {
+    match url {
+        #[cfg(feature = "sqlite")]
+        StoreUrl::Sqlite(path) => sqlite::SqliteQueue::open(path)
+            .map(|q| Arc::new(q) as Arc<dyn Queue>)
+            .map_err(|e| open_error(url, &e)),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(text) => postgres::PostgresQueue::new(text)
+            .map(|q| Arc::new(q) as Arc<dyn Queue>)
+            .map_err(|e| open_error(url, &e)),
+        #[cfg(not(feature = "sqlite"))]
+        StoreUrl::Sqlite(_) => Err(StoreUrlError::FeatureMissing {
+            url: url.redacted(),
+            feature: "sqlite",
+        }),
+        #[cfg(not(feature = "postgres"))]
+        StoreUrl::Postgres(_) => Err(StoreUrlError::FeatureMissing {
+            url: url.redacted(),
+            feature: "postgres",
+        }),
+        _ => Err(StoreUrlError::Unsupported(url.redacted())),
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn open_error(url: &StoreUrl, e: &StoreError) -> StoreUrlError {
     StoreUrlError::Open {
         url: url.redacted(),
@@ -197,7 +191,8 @@ pub struct InboxOptions {
     pub max_attempts: u32,
     /// ...and no retry this long after the delivery arrived (default 24 h), whichever first.
     pub max_age: Duration,
-    /// The delay before each retry.
+    /// The delay before each retry, with jitter (default 5 s doubling up to 1 h: with 20
+    /// attempts, retries spread over about a day).
     pub backoff: Backoff,
     /// How often an idle worker looks for jobs stored by other processes (default 250 ms);
     /// jobs stored by this process wake it at once.
@@ -220,7 +215,7 @@ impl Default for InboxOptions {
             handler_timeout: Duration::from_secs(5 * 60),
             max_attempts: 20,
             max_age: Duration::from_secs(24 * 60 * 60),
-            backoff: Backoff::default(),
+            backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(60 * 60)),
             poll: Duration::from_millis(250),
             concurrency: 4 * std::thread::available_parallelism().map_or(1, usize::from),
             metrics_every: Some(Duration::from_secs(10)),

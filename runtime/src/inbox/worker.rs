@@ -15,10 +15,17 @@ use tokio::sync::{Semaphore, watch};
 use tracing::Instrument as _;
 
 use super::{Hold, Inbox, InboxOptions, Job, Settle, module_key};
+use crate::backoff::Backoff;
 use crate::config::{DataFn, WebhookConfig};
 use crate::dedupe::{ClaimToken, Ttls, now_ms};
 use crate::handler::{Call, DeadLetter, HandlerKind, Outcome};
 use crate::registry::{Module, SetupError};
+
+/// How a worker retries recording a job's result: 100 ms doubling, five tries in about 3 s.
+const SETTLE_RETRY: Backoff = Backoff {
+    base_ms: 100,
+    cap_ms: 1_600,
+};
 
 /// Runs the handlers of inbox jobs. Build one from the receiver's configuration, in the
 /// receiver's process (the default) or in a process of its own:
@@ -310,7 +317,10 @@ impl Worker {
                 .await;
             return;
         };
-        let delay = self.options.backoff.delay(job.attempts);
+        let delay = self
+            .options
+            .backoff
+            .jittered(job.attempts.saturating_sub(1));
         let budget_end = job
             .budget_from_ms
             .saturating_add(crate::dedupe::millis(self.options.max_age));
@@ -410,7 +420,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "could not record the job's result");
-                    tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+                    tokio::time::sleep(SETTLE_RETRY.delay(attempt)).await;
                 }
             }
         }
