@@ -451,8 +451,37 @@ impl Gate {
 }
 
 impl Claims for Gate {
+    /// Claims `key` within the store timeout.
+    ///
+    /// A claim whose answer comes too late may still have been taken by the store. Dropping it
+    /// would leave the key held, for a whole lease, by a delivery that never ran, and the
+    /// sender's retries would be answered 409 until then. So the late claim is left to finish,
+    /// and released as soon as the store answers.
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        self.call(self.store.claim(key, lease)).await
+        if self.store.answers_at_once() {
+            return self.store.claim(key, lease).await;
+        }
+        let (store, key) = (Arc::clone(&self.store), key.to_owned());
+        let mut claim = Box::pin(async move {
+            let claim = store.claim(&key, lease).await;
+            (store, key, claim)
+        });
+        if let Ok((_, _, claim)) = tokio::time::timeout(self.policy.timeout, &mut claim).await {
+            return claim;
+        }
+        tokio::spawn(async move {
+            let (store, key, claim) = claim.await;
+            if let Ok(Claim::Acquired(token)) = claim {
+                if let Ok(Ok(())) = tokio::time::timeout(lease, store.release(&key, &token)).await {
+                    tracing::info!("released a claim the store granted too late");
+                } else {
+                    tracing::warn!(
+                        "could not release a claim the store granted too late; it expires with its lease"
+                    );
+                }
+            }
+        });
+        Err(timed_out(self.policy.timeout))
     }
 
     async fn complete(
@@ -481,11 +510,12 @@ pub(crate) async fn bounded<T>(
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(timeout, future).await {
         Ok(result) => result,
-        Err(_) => Err(StoreError::new(format_args!(
-            "no answer within {} ms",
-            timeout.as_millis()
-        ))),
+        Err(_) => Err(timed_out(timeout)),
     }
+}
+
+fn timed_out(timeout: Duration) -> StoreError {
+    StoreError::new(format_args!("no answer within {} ms", timeout.as_millis()))
 }
 
 /// The key of a prediction's last seen progress (a marker, in its own namespace).

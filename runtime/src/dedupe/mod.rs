@@ -45,7 +45,8 @@ pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite::{
-    blocking as sqlite_blocking, keys as sqlite_keys, prepare as sqlite_prepare,
+    blocking as sqlite_blocking, keys as sqlite_keys, open_private as sqlite_open,
+    prepare as sqlite_prepare,
 };
 pub use token::ClaimToken;
 pub use url::{StoreUrl, StoreUrlError, open};
