@@ -151,6 +151,21 @@ impl WebhookConfig {
         }
     }
 
+    /// Every module: those added and, unless turned off, those registered, with inbox mode
+    /// applied to all when the config says so.
+    pub(crate) fn every_module(&self) -> Vec<Module> {
+        let mut modules = self.modules.clone();
+        if self.collect_registered {
+            modules.extend(crate::registry::registrations().map(Module::from_registration));
+        }
+        if self.inbox_every_module && self.inbox.is_some() {
+            for module in &mut modules {
+                module.inbox = true;
+            }
+        }
+        modules
+    }
+
     /// Reads [`ENV_SECRET`], [`ENV_STORE`] (default `memory`) and [`ENV_INBOX`]: when set,
     /// every module runs in inbox mode there, and the dedupe store defaults to the same database.
     /// With the `client` feature it also reads the reconciler's settings (on when

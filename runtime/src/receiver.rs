@@ -10,7 +10,7 @@ use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
 use crate::inbox::{Intake, Worker, WorkerHandle};
 use crate::refusals::Refusals;
-use crate::registry::{self, Module, Route, SetupError};
+use crate::registry::{self, Route, SetupError};
 use crate::signature::Verifier;
 
 /// What every delivery is checked against, whatever its path.
@@ -43,20 +43,6 @@ pub(crate) struct Receiver {
     _worker: Option<WorkerHandle>,
 }
 
-/// Every module of `config`, with inbox mode applied to all when the config says so.
-pub(crate) fn modules(config: &WebhookConfig) -> Vec<Module> {
-    let mut modules = config.modules.clone();
-    if config.collect_registered {
-        modules.extend(registry::registrations().map(Module::from_registration));
-    }
-    if config.inbox_every_module && config.inbox.is_some() {
-        for module in &mut modules {
-            module.inbox = true;
-        }
-    }
-    modules
-}
-
 impl Receiver {
     /// The receiver of `config`, built by the first call for it or any of its clones.
     ///
@@ -76,7 +62,7 @@ impl Receiver {
     }
 
     fn build(config: &WebhookConfig) -> Result<Self, SetupError> {
-        let modules = modules(config);
+        let modules = config.every_module();
         let inbox_modules = modules.iter().filter(|m| m.inbox).count();
         if let Some(module) = modules.iter().find(|m| m.inbox)
             && config.inbox.is_none()

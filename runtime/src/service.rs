@@ -5,13 +5,11 @@
 //! [`crate::body`]; this file only maps their answers to status codes.
 
 use std::borrow::Cow;
-use std::panic::AssertUnwindSafe;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::answer;
@@ -19,7 +17,7 @@ use crate::body::{self, BodyError};
 use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::envelope::Envelope;
-use crate::handler::{Call, HandlerKind, Outcome};
+use crate::handler::{Call, HandlerKind, Outcome, Verdict};
 use crate::prediction::{Event, Status};
 use crate::query;
 use crate::receiver::{Checks, Endpoint, Receiver};
@@ -268,26 +266,13 @@ async fn admit_and_run(
         Err(e) => return unavailable(&e),
     };
     let call = Call::new(req, body).with_decoded(envelope.take_decoded());
-    let outcome = match tokio::time::timeout(
-        endpoint.checks.handler_timeout,
-        run(module, kind, call),
-    )
-    .await
-    {
-        Ok(outcome) => outcome,
-        // Dropping the handler's future cancels it at its next await; the claim is released so
-        // Replicate's retry can run it again.
-        Err(_) => Outcome::Failed(crate::HandlerError::retry(format!(
-            "handler did not finish within {} ms",
-            endpoint.checks.handler_timeout.as_millis()
-        ))),
-    };
+    let outcome = module
+        .run(kind, call, endpoint.checks.handler_timeout)
+        .await;
     respond(outcome, kind, &lease, gate, envelope.id()).await
 }
 
-/// Records what the handler's outcome means for the lease, and answers Replicate.
-/// Its log lines name the prediction themselves: the `delivery` span is INFO and is not
-/// recorded where only warnings and errors are logged.
+/// Records what the handler's verdict means for the lease, and answers Replicate.
 async fn respond(
     outcome: Outcome,
     kind: HandlerKind,
@@ -295,35 +280,12 @@ async fn respond(
     gate: &Gate,
     prediction: &str,
 ) -> HttpResponse {
-    let handler = kind.fn_name();
-    let done = match outcome {
-        Outcome::Done => "done",
-        Outcome::Failed(e) if e.is_retryable() => {
-            tracing::error!(prediction, error = %e, handler, "handler failed; Replicate will retry");
+    let done = match outcome.verdict(kind.fn_name(), prediction) {
+        Verdict::Done(how) => how,
+        Verdict::GiveUp(_) => "handler failed permanently",
+        Verdict::Retry { answer, .. } => {
             gate.release(lease).await;
-            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry");
-        }
-        Outcome::Failed(e) => {
-            tracing::error!(prediction, error = %e, handler, "handler failed permanently; not retried");
-            "handler failed permanently"
-        }
-        Outcome::Decode(e) => {
-            tracing::error!(prediction, error = %e, handler, "body does not decode into the handler's types");
-            "decode error handled"
-        }
-        Outcome::Extract { position, message } => {
-            tracing::error!(
-                prediction,
-                position,
-                error = message,
-                handler,
-                "handler argument extraction failed"
-            );
-            gate.release(lease).await;
-            return answer::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "handler argument extraction failed",
-            );
+            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, answer);
         }
     };
     match gate.complete(lease).await {
@@ -408,37 +370,6 @@ fn single_header<'a>(
     value
         .to_str()
         .map_err(|_| VerifyError::InvalidHeader(name.as_str()))
-}
-
-/// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.
-pub(crate) async fn run(module: &Module, kind: HandlerKind, call: Call) -> Outcome {
-    let Some(handler) = module.handler(kind) else {
-        return Outcome::Done;
-    };
-    let decode_fallback = module.handler(HandlerKind::DecodeError).cloned();
-    let outcome = match AssertUnwindSafe(handler(call.clone())).catch_unwind().await {
-        Ok(outcome) => outcome,
-        Err(panic) => Outcome::Failed(crate::HandlerError::retry(panic_message(&*panic))),
-    };
-    match (outcome, decode_fallback) {
-        (Outcome::Decode(e), Some(hook)) if kind != HandlerKind::DecodeError => {
-            let call = call.with_decode_error(e.message().to_owned());
-            match AssertUnwindSafe(hook(call)).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(panic) => Outcome::Failed(crate::HandlerError::retry(panic_message(&*panic))),
-            }
-        }
-        (outcome, _) => outcome,
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("handler panicked: {text}")
 }
 
 fn unavailable(e: &StoreError) -> HttpResponse {

@@ -18,7 +18,7 @@ use super::{Hold, Inbox, InboxOptions, Job, Settle, module_key};
 use crate::backoff::Backoff;
 use crate::config::{DataFn, WebhookConfig};
 use crate::dedupe::{ClaimToken, Ttls, now_ms};
-use crate::handler::{Call, DeadLetter, HandlerKind, Outcome};
+use crate::handler::{Call, DeadLetter, HandlerKind, Outcome, Verdict};
 use crate::registry::{Module, SetupError};
 
 /// How a worker retries recording a job's result: 100 ms doubling, five tries in about 3 s.
@@ -94,7 +94,8 @@ impl Worker {
                 origin: "replicate_webhook::inbox::Worker".to_owned(),
             });
         };
-        let modules: BTreeMap<String, Module> = crate::receiver::modules(config)
+        let modules: BTreeMap<String, Module> = config
+            .every_module()
             .into_iter()
             .filter(|m| m.inbox)
             .map(|m| (module_key(&m), m))
@@ -279,10 +280,7 @@ impl Worker {
         };
         let call = self.call(&job);
         let outcome = {
-            let handler = tokio::time::timeout(
-                self.options.handler_timeout,
-                crate::service::run(module, kind, call),
-            );
+            let handler = module.run(kind, call, self.options.handler_timeout);
             tokio::pin!(handler);
             let heartbeat = self.heartbeat(&job, hold);
             tokio::pin!(heartbeat);
@@ -295,27 +293,17 @@ impl Worker {
                 }
             }
         };
-        let failure = match outcome {
-            Ok(Outcome::Done | Outcome::Decode(_)) => None,
-            Ok(Outcome::Failed(e)) if !e.is_retryable() => {
-                let error = e.to_string();
-                tracing::error!(error, "handler failed permanently; job is dead");
+        let error = match outcome.verdict(kind.fn_name(), &job.prediction_id) {
+            Verdict::Done(_) => {
+                self.settle(&job, hold, Settle::Done(self.ttls), kind.fn_name(), started)
+                    .await;
+                return;
+            }
+            Verdict::GiveUp(error) => {
                 self.die(&job, hold, module, kind, error, started).await;
                 return;
             }
-            Ok(Outcome::Failed(e)) => Some(e.to_string()),
-            Ok(Outcome::Extract { position, message }) => Some(format!(
-                "handler argument {position} extraction failed: {message}"
-            )),
-            Err(_) => Some(format!(
-                "handler timed out after {} ms",
-                self.options.handler_timeout.as_millis()
-            )),
-        };
-        let Some(error) = failure else {
-            self.settle(&job, hold, Settle::Done(self.ttls), kind.fn_name(), started)
-                .await;
-            return;
+            Verdict::Retry { error, .. } => error,
         };
         let delay = self
             .options
@@ -381,14 +369,11 @@ impl Worker {
             body: Bytes::from(job.body.clone()),
         };
         let call = self.call(job).with_dead_letter(dead);
-        let hook = tokio::time::timeout(
-            self.options.handler_timeout,
-            crate::service::run(module, HandlerKind::Dead, call),
-        );
-        match hook.await {
-            Ok(Outcome::Done) => {}
-            Ok(other) => tracing::error!(outcome = ?other, "on_dead failed"),
-            Err(_) => tracing::error!("on_dead timed out"),
+        let outcome = module
+            .run(HandlerKind::Dead, call, self.options.handler_timeout)
+            .await;
+        if !matches!(outcome, Outcome::Done) {
+            tracing::error!(prediction = job.prediction_id, outcome = ?outcome, "on_dead failed");
         }
     }
 
