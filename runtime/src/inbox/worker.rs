@@ -264,10 +264,10 @@ impl Worker {
 
     async fn run_job_inner(&self, job: Job, hold: &Hold) {
         let started = Instant::now();
-        let (Some(module), Some(kind)) = (
-            self.modules.get(&job.module),
-            HandlerKind::from_fn_name(&job.handler),
-        ) else {
+        let module = self.modules.get(&job.module);
+        let kind = HandlerKind::from_fn_name(&job.handler)
+            .filter(|kind| module.is_some_and(|m| m.handler(*kind).is_some()));
+        let (Some(module), Some(kind)) = (module, kind) else {
             // A job stored by another version of the application, for a module or handler
             // this binary does not have: keep it for `replay` once one that has it runs.
             let error = format!(
