@@ -222,8 +222,8 @@ impl WebhookConfig {
     }
 
     #[cfg(feature = "client")]
-    pub(crate) fn watcher(&self) -> Option<crate::reconcile::Watcher> {
-        self.reconcile.as_ref().map(|r| crate::reconcile::Watcher {
+    pub(crate) fn watcher(&self) -> Option<crate::watcher::Watcher> {
+        self.reconcile.as_ref().map(|r| crate::watcher::Watcher {
             store: self.store.clone(),
             after: r.after,
             watch_for: r.watch_for,

@@ -91,6 +91,8 @@ pub mod signature;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod training;
+#[cfg(feature = "client")]
+mod watcher;
 
 pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
 pub use error::HandlerError;

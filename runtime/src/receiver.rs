@@ -22,7 +22,7 @@ pub(crate) struct Checks {
     pub(crate) handler_timeout: std::time::Duration,
     pub(crate) refusals: Refusals,
     #[cfg(feature = "client")]
-    pub(crate) watcher: Option<crate::reconcile::Watcher>,
+    pub(crate) watcher: Option<crate::watcher::Watcher>,
     /// Where deliveries of inbox modules go, when any module is in inbox mode.
     pub(crate) inbox: Option<Intake>,
 }
