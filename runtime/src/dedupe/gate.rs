@@ -352,7 +352,9 @@ impl Gate {
         &self.policy
     }
 
-    /// Claims what a delivery needs to run (see [`admit`] for the rules).
+    /// Claims what a delivery needs to run: its `webhook-id`, and for a terminal status the
+    /// prediction's terminal key too; an intermediate event of a finished prediction is stale.
+    /// Claims taken before a refusal or an error are undone.
     pub async fn admit(&self, delivery: Delivery<'_>) -> Result<Admission, StoreError> {
         admit(
             self,
