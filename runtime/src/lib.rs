@@ -62,6 +62,7 @@
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
 
 mod answer;
+mod auth;
 mod backoff;
 mod body;
 mod borrowed;
@@ -86,6 +87,7 @@ mod receiver;
 pub mod reconcile;
 mod refusals;
 mod registry;
+pub mod secrets;
 mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
@@ -94,7 +96,11 @@ mod training;
 #[cfg(feature = "client")]
 mod watcher;
 
-pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
+pub use auth::Sender;
+pub use auth::tenant::{NoTenant, Tenant, Tenants};
+pub use config::{
+    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets,
+};
 pub use error::HandlerError;
 pub use handler::{DeadLetter, DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::auth::cog::CogToken;
+use crate::auth::tenant::Tenants;
 use crate::body::{BodyLimits, Budget};
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
@@ -16,6 +18,10 @@ use crate::signature::Verifier;
 /// What every delivery is checked against, whatever its path.
 pub(crate) struct Checks {
     pub(crate) verifier: Verifier,
+    /// The bearer token Cog containers send, when Cog deliveries are accepted.
+    pub(crate) cog_token: Option<CogToken>,
+    /// The accounts of a multi-account app, when deliveries may name one.
+    pub(crate) tenants: Option<Tenants>,
     pub(crate) body: BodyLimits,
     pub(crate) signed_query: bool,
     pub(crate) gate: Gate,
@@ -31,6 +37,16 @@ pub(crate) struct Checks {
 pub(crate) struct Endpoint {
     pub(crate) checks: Arc<Checks>,
     pub(crate) route: Route,
+}
+
+impl Endpoint {
+    /// The token a Cog delivery to this path must carry: only paths with a Cog module take one.
+    pub(crate) fn cog_token(&self) -> Option<&CogToken> {
+        self.checks
+            .cog_token
+            .as_ref()
+            .filter(|_| self.route.cog.is_some())
+    }
 }
 
 /// Every endpoint of one configuration, and its background work.
@@ -98,6 +114,8 @@ impl Receiver {
         };
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
+            cog_token: config.cog_token.clone(),
+            tenants: config.tenants.clone(),
             body: BodyLimits {
                 max: config.body_limit,
                 read_timeout: config.read_timeout,
@@ -166,6 +184,7 @@ fn log_route(path: &str, route: &Route) {
         .flatten()
         .map(|(_, m)| m)
         .chain(route.any.values())
+        .chain(&route.cog)
     {
         let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();
         let events: Vec<_> = module.events.iter().map(|e| e.as_str()).collect();
@@ -173,6 +192,7 @@ fn log_route(path: &str, route: &Route) {
             path,
             model = module.model,
             kind = module.kind.as_str(),
+            cog = module.cog,
             events = events.join(","),
             handlers = handlers.join(","),
             origin = module.origin,

@@ -10,6 +10,10 @@ mod readme {}
 #[allow(clippy::doc_markdown)]
 mod runtime_readme {}
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/senders.md")]
+mod senders {}
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -180,6 +184,7 @@ impl Drop for TestServer {
     }
 }
 
+pub mod cog;
 pub mod hygiene;
 pub mod inbox;
 pub mod logs;
