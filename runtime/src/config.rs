@@ -127,17 +127,17 @@ impl WebhookConfig {
     /// The default body limit: 8 MiB (bodies carry the whole input and cumulative logs).
     pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
     /// How long a `webhook-id` is remembered.
-    pub const DEFAULT_WEBHOOK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+    pub const DEFAULT_WEBHOOK_TTL: Duration = Policy::DEFAULT.webhook_ttl;
     /// How long a prediction's terminal status is remembered.
-    pub const DEFAULT_TERMINAL_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+    pub const DEFAULT_TERMINAL_TTL: Duration = Policy::DEFAULT.terminal_ttl;
     /// How long a claim protects a running handler before another worker may take over.
     ///
     /// Well inside Replicate's retry window (about a minute after completion), so a claim left by
     /// a worker that died mid-handler expires while retries still arrive.
-    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+    pub const DEFAULT_LEASE: Duration = Policy::DEFAULT.lease;
     /// The longest one store call may take before the delivery gets 503: well under Replicate's
     /// request timeout, so Replicate hears "retry" rather than nothing.
-    pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_STORE_TIMEOUT: Duration = Policy::DEFAULT.timeout;
     /// The longest a body may take to arrive, from the end of the headers.
     pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
     /// The longest a body may pause between two chunks.
@@ -169,13 +169,7 @@ impl WebhookConfig {
             #[cfg(feature = "dashboard")]
             dashboard: None,
             monitor: Monitor::default(),
-            policy: Policy {
-                lease: Self::DEFAULT_LEASE,
-                webhook_ttl: Self::DEFAULT_WEBHOOK_TTL,
-                terminal_ttl: Self::DEFAULT_TERMINAL_TTL,
-                progress_ttl: Self::DEFAULT_WEBHOOK_TTL,
-                timeout: Self::DEFAULT_STORE_TIMEOUT,
-            },
+            policy: Policy::DEFAULT,
             signed_query: true,
             modules: Vec::new(),
             collect_registered: true,
@@ -187,6 +181,22 @@ impl WebhookConfig {
             inbox_options: InboxOptions::default(),
             worker_data: Vec::new(),
         }
+    }
+
+    /// Every module: those added and, unless turned off, those registered, with inbox mode
+    /// applied to all when the config says so.
+    pub(crate) fn every_module(&self) -> Vec<Module> {
+        let mut modules = self.modules.clone();
+        if self.collect_registered {
+            modules.extend(crate::registry::registrations().map(Module::from_registration));
+        }
+        if self.inbox_every_module && self.inbox.is_some() {
+            // Cog modules stay inline: a Cog delivery has no `webhook-id` for the inbox to key on.
+            for module in modules.iter_mut().filter(|m| !m.cog) {
+                module.inbox = true;
+            }
+        }
+        modules
     }
 
     /// Reads [`ENV_SECRET`], [`ENV_COG_TOKEN`] (when set, self-hosted Cog containers sending
@@ -264,8 +274,8 @@ impl WebhookConfig {
     }
 
     #[cfg(feature = "client")]
-    pub(crate) fn watcher(&self) -> Option<crate::reconcile::Watcher> {
-        self.reconcile.as_ref().map(|r| crate::reconcile::Watcher {
+    pub(crate) fn watcher(&self) -> Option<crate::watcher::Watcher> {
+        self.reconcile.as_ref().map(|r| crate::watcher::Watcher {
             store: self.store.clone(),
             after: r.after,
             watch_for: r.watch_for,

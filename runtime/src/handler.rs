@@ -3,11 +3,15 @@
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest};
+use futures_util::FutureExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::envelope::Decoded;
@@ -17,6 +21,9 @@ pub use replicate_webhook_core::HandlerKind;
 
 /// The future a handler call returns. Local: actix extractors and handlers need not be `Send`.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Outcome> + 'static>>;
+
+/// A registered handler, however it was registered.
+pub(crate) type DynHandler = Arc<dyn Fn(Call) -> HandlerFuture + Send + Sync>;
 
 /// One verified delivery on its way into a handler: the request (for extractors) and the raw body.
 #[derive(Clone)]
@@ -246,6 +253,101 @@ pub enum Outcome {
         /// The extractor's error message.
         message: String,
     },
+}
+
+/// What an [`Outcome`] means for its delivery: the one reading of it, inline and in the inbox.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Handled (or failed for good): record it so it never runs again; the text says how.
+    Done(&'static str),
+    /// Failed for now: run it again later (Replicate's retry, or the inbox's). `answer` is what
+    /// the sender is told, `error` what is logged and kept.
+    Retry { answer: &'static str, error: String },
+    /// Failed for good: inline it is recorded as handled, in the inbox the job dies.
+    GiveUp(String),
+}
+
+impl Outcome {
+    /// The verdict on this outcome, logged once here for both ways of running a handler. The
+    /// lines name the prediction themselves: the spans around them are INFO, and are not
+    /// recorded where only warnings and errors are logged.
+    pub(crate) fn verdict(self, handler: &'static str, prediction: &str) -> Verdict {
+        match self {
+            Self::Done => Verdict::Done("done"),
+            Self::Decode(e) => {
+                tracing::error!(prediction, error = %e, handler, "body does not decode into the handler's types");
+                Verdict::Done("decode error handled")
+            }
+            Self::Failed(e) if e.is_retryable() => {
+                tracing::error!(prediction, error = %e, handler, "handler failed; it will be retried");
+                Verdict::Retry {
+                    answer: "handler failed; retry",
+                    error: e.to_string(),
+                }
+            }
+            Self::Failed(e) => {
+                tracing::error!(prediction, error = %e, handler, "handler failed permanently; not retried");
+                Verdict::GiveUp(e.to_string())
+            }
+            Self::Extract { position, message } => {
+                tracing::error!(
+                    prediction,
+                    position,
+                    error = message,
+                    handler,
+                    "handler argument extraction failed"
+                );
+                Verdict::Retry {
+                    answer: "handler argument extraction failed",
+                    error: format!("handler argument {position} extraction failed: {message}"),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `handler` within `timeout`: a panic is caught, so the server or worker survives, and
+/// like a timeout it is a retryable failure (dropping the handler's future cancels it at its
+/// next await). A body that does not decode goes to `on_decode_error` when there is one.
+pub(crate) async fn run(
+    handler: &DynHandler,
+    on_decode_error: Option<&DynHandler>,
+    call: Call,
+    timeout: Duration,
+) -> Outcome {
+    let attempt = async {
+        match catch(handler, call.clone()).await {
+            Outcome::Decode(e) if on_decode_error.is_some() => {
+                let hook = on_decode_error.expect("checked above");
+                catch(hook, call.with_decode_error(e.message().to_owned())).await
+            }
+            outcome => outcome,
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Outcome::Failed(HandlerError::retry(format!(
+                "handler did not finish within {} ms",
+                timeout.as_millis()
+            )))
+        })
+}
+
+async fn catch(handler: &DynHandler, call: Call) -> Outcome {
+    match AssertUnwindSafe(handler(call)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => Outcome::Failed(HandlerError::retry(panic_message(&*panic))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    format!("handler panicked: {text}")
 }
 
 /// Return types a handler may have: `Result<(), E>` with `E: Into<HandlerError>`, or `()`.

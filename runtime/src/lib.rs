@@ -63,10 +63,12 @@
 
 mod answer;
 mod auth;
+mod backoff;
 mod body;
 mod borrowed;
 #[cfg(feature = "client")]
 pub mod client;
+mod clock;
 mod config;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
@@ -98,6 +100,8 @@ pub mod sse;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod training;
+#[cfg(feature = "client")]
+mod watcher;
 
 pub use auth::Sender;
 pub use auth::tenant::{NoTenant, Tenant, Tenants};

@@ -12,7 +12,7 @@ use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
 use crate::inbox::{Intake, Worker, WorkerHandle};
 use crate::refusals::Refusals;
-use crate::registry::{self, Module, Route, SetupError};
+use crate::registry::{self, Route, SetupError};
 use crate::signature::Verifier;
 
 /// What every delivery is checked against, whatever its path.
@@ -28,7 +28,7 @@ pub(crate) struct Checks {
     pub(crate) handler_timeout: std::time::Duration,
     pub(crate) refusals: Refusals,
     #[cfg(feature = "client")]
-    pub(crate) watcher: Option<crate::reconcile::Watcher>,
+    pub(crate) watcher: Option<crate::watcher::Watcher>,
     /// Where deliveries of inbox modules go, when any module is in inbox mode.
     pub(crate) inbox: Option<Intake>,
     /// Where answers are journaled, when the journal is on.
@@ -66,21 +66,6 @@ pub(crate) struct Receiver {
     pub(crate) dashboard: Option<crate::dashboard::Mount>,
 }
 
-/// Every module of `config`, with inbox mode applied to all when the config says so.
-pub(crate) fn modules(config: &WebhookConfig) -> Vec<Module> {
-    let mut modules = config.modules.clone();
-    if config.collect_registered {
-        modules.extend(registry::registrations().map(Module::from_registration));
-    }
-    if config.inbox_every_module && config.inbox.is_some() {
-        // Cog modules stay inline: a Cog delivery has no `webhook-id` for the inbox to key on.
-        for module in modules.iter_mut().filter(|m| !m.cog) {
-            module.inbox = true;
-        }
-    }
-    modules
-}
-
 impl Receiver {
     /// The receiver of `config`, built by the first call for it or any of its clones.
     ///
@@ -100,7 +85,7 @@ impl Receiver {
     }
 
     fn build(config: &WebhookConfig) -> Result<Self, SetupError> {
-        let modules = modules(config);
+        let modules = config.every_module();
         let inbox_modules = modules.iter().filter(|m| m.inbox).count();
         if let Some(module) = modules.iter().find(|m| m.inbox)
             && config.inbox.is_none()

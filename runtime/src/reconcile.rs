@@ -9,15 +9,15 @@
 //! as Replicate would have. It goes through the same pipeline and the same terminal dedupe key,
 //! so the handler runs exactly once whether the webhook or the poll arrives first.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
 use crate::client::{Client, ClientError};
-use crate::dedupe::{Backoff, DedupeStore, StoreError, now_ms};
+use crate::dedupe::{Backoff, now_ms};
 use crate::prediction::Prediction;
 use crate::signature::{Secret, sign, unix_now};
+use crate::watcher::Watcher;
 
 /// `REPLICATE_WEBHOOK_RECONCILE_AFTER`: how long after it was last heard of a watched
 /// prediction is polled (a duration such as `90s` or `10m`).
@@ -48,10 +48,7 @@ impl Reconcile {
             after: Self::DEFAULT_AFTER,
             every: Duration::from_secs(5),
             concurrency: 4,
-            backoff: Backoff {
-                base_ms: 30_000,
-                cap_ms: 30 * 60 * 1000,
-            },
+            backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(30 * 60)),
             // Replicate deletes a prediction's data after an hour and keeps it listed for
             // longer; a week covers any receiver outage worth recovering from.
             watch_for: Duration::from_secs(7 * 24 * 60 * 60),
@@ -108,53 +105,6 @@ pub enum ReconcileError {
     /// The API client could not be built (a bad `REPLICATE_API_BASE_URL`).
     #[error("the reconciler's API client: {0}")]
     Client(String),
-}
-
-/// Watches predictions in a store: what the receiver and a watching [`Client`] call.
-#[derive(Clone)]
-pub(crate) struct Watcher {
-    pub(crate) store: Arc<dyn DedupeStore>,
-    pub(crate) after: Duration,
-    pub(crate) watch_for: Duration,
-    pub(crate) timeout: Duration,
-    /// Counts what was expected against what arrived.
-    pub(crate) monitor: crate::monitor::Monitor,
-}
-
-impl Watcher {
-    /// Heard of `prediction_id` now: poll it if nothing more is heard within `after`.
-    pub(crate) async fn heard(&self, prediction_id: &str) {
-        let after = i64::try_from(self.after.as_millis()).unwrap_or(i64::MAX);
-        let due = now_ms().saturating_add(after);
-        let tracked = self.store.track(prediction_id, due, self.watch_for);
-        if let Err(e) = self.bounded(tracked).await {
-            tracing::warn!(prediction = prediction_id, error = %e, "could not watch the prediction");
-        }
-    }
-
-    /// Its terminal status was handled: stop watching.
-    pub(crate) async fn done(&self, prediction_id: &str) {
-        if let Err(e) = self.bounded(self.store.untrack(prediction_id)).await {
-            tracing::warn!(prediction = prediction_id, error = %e, "could not stop watching the prediction");
-        }
-    }
-
-    async fn bounded<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::new("no answer in time")))
-    }
-}
-
-impl std::fmt::Debug for Watcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watcher")
-            .field("after", &self.after)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The background task: polls what is due, delivers what finished.

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Counts refusals and logs them at most once per interval.
 #[derive(Debug, Clone)]
@@ -70,10 +70,7 @@ impl Refusals {
 }
 
 fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(crate::clock::now_ms()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::Sender;
-use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn};
+use crate::handler::{
+    Call, DynHandler, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn, Outcome,
+};
 use crate::prediction::Event;
 use crate::training::Kind;
 
@@ -89,8 +92,6 @@ inventory::collect!(Registration);
 pub(crate) fn registrations() -> impl Iterator<Item = &'static Registration> {
     inventory::iter::<Registration>.into_iter()
 }
-
-pub(crate) type DynHandler = Arc<dyn Fn(Call) -> HandlerFuture + Send + Sync>;
 
 /// A handler module built in code: the same thing the attribute generates, for code that cannot
 /// use the attribute (or targets where `inventory` collects nothing).
@@ -262,6 +263,18 @@ impl Module {
 
     pub(crate) fn handler(&self, kind: HandlerKind) -> Option<&DynHandler> {
         self.handlers.get(&kind)
+    }
+
+    /// Runs this module's handler for `kind` (see [`crate::handler::run`]); a module without
+    /// one has nothing to do, which is done.
+    pub(crate) async fn run(&self, kind: HandlerKind, call: Call, timeout: Duration) -> Outcome {
+        let Some(handler) = self.handler(kind) else {
+            return Outcome::Done;
+        };
+        let on_decode_error = self
+            .handler(HandlerKind::DecodeError)
+            .filter(|_| kind != HandlerKind::DecodeError);
+        crate::handler::run(handler, on_decode_error, call, timeout).await
     }
 }
 

@@ -4,12 +4,9 @@
 //! → respond. The dedupe protocol itself lives in [`crate::dedupe::Gate`] and body reading in
 //! [`crate::body`]; this file only maps their answers to status codes.
 
-use std::panic::AssertUnwindSafe;
-
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::answer;
@@ -18,7 +15,7 @@ use crate::auth::{self, Authenticated, Sender};
 use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::envelope::Envelope;
-use crate::handler::{Call, HandlerKind, Outcome};
+use crate::handler::{Call, HandlerKind, Outcome, Verdict};
 use crate::journal::{self, Facts, Noted as _, Outcome as Journaled};
 use crate::prediction::{Event, Status};
 use crate::query;
@@ -336,30 +333,22 @@ async fn admit_and_run(
         Ok(Admission::InFlight { retry_after }) => {
             return answer::in_flight(retry_after).noted(Journaled::InFlight);
         }
+        // Only a queue stores; the gate admits to run here.
+        Ok(Admission::Stored(_)) => {
+            return answer::text(StatusCode::OK, "stored; a worker runs the handler")
+                .noted(Journaled::Queued);
+        }
         Err(e) => return unavailable(&e),
     };
     let call = Call::new(req.clone(), body.clone()).with_decoded(envelope.take_decoded());
     let started = std::time::Instant::now();
-    let outcome = match tokio::time::timeout(
-        endpoint.checks.handler_timeout,
-        run(module, kind, call),
-    )
-    .await
-    {
-        Ok(outcome) => outcome,
-        // Dropping the handler's future cancels it at its next await; the claim is released so
-        // Replicate's retry can run it again.
-        Err(_) => Outcome::Failed(crate::HandlerError::retry(format!(
-            "handler did not finish within {} ms",
-            endpoint.checks.handler_timeout.as_millis()
-        ))),
-    };
+    let outcome = module
+        .run(kind, call, endpoint.checks.handler_timeout)
+        .await;
     respond(outcome, kind, &lease, gate, envelope.id(), started).await
 }
 
-/// Records what the handler's outcome means for the lease, and answers Replicate.
-/// Its log lines name the prediction themselves: the `delivery` span is INFO and is not
-/// recorded where only warnings and errors are logged.
+/// Records what the handler's verdict means for the lease, and answers Replicate.
 async fn respond(
     outcome: Outcome,
     kind: HandlerKind,
@@ -368,49 +357,23 @@ async fn respond(
     prediction: &str,
     started: std::time::Instant,
 ) -> HttpResponse {
-    let handler = kind.fn_name();
     let ran = started.elapsed();
-    let (done, journaled, detail) = match outcome {
-        Outcome::Done => ("done", Journaled::Ran, None),
-        Outcome::Failed(e) if e.is_retryable() => {
-            tracing::error!(prediction, error = %e, handler, "handler failed; Replicate will retry");
+    let decode_error = matches!(outcome, Outcome::Decode(_));
+    let (done, journaled, detail) = match outcome.verdict(kind.fn_name(), prediction) {
+        Verdict::Done(how) if decode_error => (how, Journaled::DecodeError, None),
+        Verdict::Done(how) => (how, Journaled::Ran, None),
+        Verdict::GiveUp(error) => (
+            "handler failed permanently",
+            Journaled::HandlerError,
+            Some(error),
+        ),
+        Verdict::Retry { answer, error } => {
             gate.release(lease).await;
-            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, "handler failed; retry").ran(
+            return answer::text(StatusCode::INTERNAL_SERVER_ERROR, answer).ran(
                 Journaled::HandlerError,
                 ran,
-                Some(e.to_string()),
+                Some(error),
             );
-        }
-        Outcome::Failed(e) => {
-            tracing::error!(prediction, error = %e, handler, "handler failed permanently; not retried");
-            (
-                "handler failed permanently",
-                Journaled::HandlerError,
-                Some(e.to_string()),
-            )
-        }
-        Outcome::Decode(e) => {
-            tracing::error!(prediction, error = %e, handler, "body does not decode into the handler's types");
-            (
-                "decode error handled",
-                Journaled::DecodeError,
-                Some(e.to_string()),
-            )
-        }
-        Outcome::Extract { position, message } => {
-            tracing::error!(
-                prediction,
-                position,
-                error = message,
-                handler,
-                "handler argument extraction failed"
-            );
-            gate.release(lease).await;
-            return answer::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "handler argument extraction failed",
-            )
-            .ran(Journaled::HandlerError, ran, Some(message));
         }
     };
     match gate.complete(lease).await {
@@ -422,37 +385,6 @@ async fn respond(
             unavailable(&e).ran(Journaled::Unavailable, ran, detail)
         }
     }
-}
-
-/// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.
-pub(crate) async fn run(module: &Module, kind: HandlerKind, call: Call) -> Outcome {
-    let Some(handler) = module.handler(kind) else {
-        return Outcome::Done;
-    };
-    let decode_fallback = module.handler(HandlerKind::DecodeError).cloned();
-    let outcome = match AssertUnwindSafe(handler(call.clone())).catch_unwind().await {
-        Ok(outcome) => outcome,
-        Err(panic) => Outcome::Failed(crate::HandlerError::retry(panic_message(&*panic))),
-    };
-    match (outcome, decode_fallback) {
-        (Outcome::Decode(e), Some(hook)) if kind != HandlerKind::DecodeError => {
-            let call = call.with_decode_error(e.message().to_owned());
-            match AssertUnwindSafe(hook(call)).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(panic) => Outcome::Failed(crate::HandlerError::retry(panic_message(&*panic))),
-            }
-        }
-        (outcome, _) => outcome,
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("handler panicked: {text}")
 }
 
 fn unavailable(e: &StoreError) -> HttpResponse {

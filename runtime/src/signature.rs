@@ -4,7 +4,7 @@
 //! verify through this module. See `replicate-protocol.md` §3 for the sources.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -370,9 +370,7 @@ fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
 
 /// Seconds since the Unix epoch, from the system clock.
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    crate::clock::now_ms() / 1000
 }
 
 /// A fresh `msg_…` message id.

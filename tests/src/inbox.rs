@@ -21,10 +21,7 @@ pub fn secret() -> Secret {
 /// Retries in milliseconds, so the tests wait out real backoffs quickly.
 pub fn fast_options() -> InboxOptions {
     InboxOptions {
-        backoff: Backoff {
-            base: Duration::from_millis(10),
-            max: Duration::from_millis(40),
-        },
+        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(40)),
         poll: Duration::from_millis(20),
         max_attempts: 3,
         ..InboxOptions::default()

@@ -642,6 +642,8 @@ struct Faults {
     /// The next claim is taken at once but answered only after `LATE_BY`.
     late_claim: AtomicBool,
     complete: AtomicBool,
+    /// Fails only the completion of a `webhook-id` (which comes after the terminal key's).
+    complete_webhook: AtomicBool,
     release: AtomicBool,
     is_done: AtomicBool,
     mark_done: AtomicBool,
@@ -681,6 +683,9 @@ impl DedupeStore for FlakyStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         fail_if(&self.faults.complete)?;
+        if key.starts_with("webhook:") {
+            fail_if(&self.faults.complete_webhook)?;
+        }
         self.inner.complete(key, token, ttl).await
     }
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
@@ -785,9 +790,16 @@ async fn assert_unavailable(response: reqwest::Response) {
 async fn store_failures_after_the_terminal_handler_ran_give_503_and_a_retry_is_answered() {
     type Switch = fn(&Faults) -> &AtomicBool;
     let secret = Secret::generate();
-    let cases: [(&str, Switch, &str, usize); 1] = [
+    let cases: [(&str, Switch, &str, usize); 2] = [
         // Nothing recorded: at least once, the retry runs the handler again.
         ("complete", |f| &f.complete, "done", 2),
+        // The terminal status recorded, its webhook-id not: the retry runs nothing.
+        (
+            "complete of the webhook-id",
+            |f| &f.complete_webhook,
+            "prediction already handled; its first terminal status wins",
+            1,
+        ),
     ];
     for (name, switch, retry_answer, runs_after_retry) in cases {
         let log = Log::default();

@@ -79,7 +79,7 @@ pub struct Client {
     retry: RetryPolicy,
     /// Set by [`crate::WebhookConfig::watching`]: created predictions are watched for the
     /// reconciler from the moment they exist.
-    watcher: Option<crate::reconcile::Watcher>,
+    watcher: Option<crate::watcher::Watcher>,
 }
 
 impl fmt::Debug for Client {
@@ -213,7 +213,7 @@ impl Client {
     }
 
     /// This client, with its created predictions watched by `watcher`.
-    pub(crate) fn with_watcher(mut self, watcher: crate::reconcile::Watcher) -> Self {
+    pub(crate) fn with_watcher(mut self, watcher: crate::watcher::Watcher) -> Self {
         self.watcher = Some(watcher);
         self
     }

@@ -43,10 +43,7 @@ impl RetryPolicy {
 
     /// The delay before retry number `retry` (0-based), before any `Retry-After`.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry);
-        self.initial_delay
-            .saturating_mul(factor)
-            .min(self.max_delay)
+        crate::backoff::Backoff::new(self.initial_delay, self.max_delay).delay(retry)
     }
 }
 

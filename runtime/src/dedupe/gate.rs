@@ -28,15 +28,21 @@ pub struct Policy {
     pub timeout: Duration,
 }
 
+impl Policy {
+    /// The defaults README documents: a 30 s lease, a `webhook-id` remembered for 24 h, a
+    /// terminal status for 7 days, progress for 24 h, and 2 s for one store call.
+    pub const DEFAULT: Self = Self {
+        lease: Duration::from_secs(30),
+        webhook_ttl: Duration::from_secs(24 * 60 * 60),
+        terminal_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+        progress_ttl: Duration::from_secs(24 * 60 * 60),
+        timeout: Duration::from_secs(2),
+    };
+}
+
 impl Default for Policy {
     fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(30),
-            webhook_ttl: Duration::from_secs(24 * 60 * 60),
-            terminal_ttl: Duration::from_secs(7 * 24 * 60 * 60),
-            progress_ttl: Duration::from_secs(24 * 60 * 60),
-            timeout: Duration::from_secs(2),
-        }
+        Self::DEFAULT
     }
 }
 
@@ -51,12 +57,14 @@ pub struct Delivery<'a> {
     pub status: &'a Status,
 }
 
-/// Whether a delivery may run its handler.
+/// Whether a delivery may run its handler: the one answer of admission, inline and inbox alike.
 #[derive(Debug)]
 pub enum Admission {
     /// Run the handler, then [`Gate::complete`] or [`Gate::release`] the lease.
     Run(Lease),
-    /// This `webhook-id` was already handled.
+    /// Admitted and stored as inbox job `N`, which holds the delivery's keys until it is done.
+    Stored(i64),
+    /// This `webhook-id` was already handled (or is stored as a job).
     Duplicate,
     /// Another delivery already handled a terminal status of this prediction: the first
     /// terminal status handled wins, later ones (the same or another) are not dispatched.
@@ -70,12 +78,198 @@ pub enum Admission {
     },
 }
 
-/// The claims a running handler holds.
-#[derive(Debug)]
+/// The claims a running handler (or a stored job) holds.
+#[derive(Debug, Clone)]
 pub struct Lease {
     webhook: (String, ClaimToken),
     /// For terminal events: the prediction's terminal claim.
     terminal: Option<(String, ClaimToken)>,
+}
+
+impl Lease {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    /// The claims a stored job holds: its keys, under the token it was stored with.
+    pub(crate) fn of_job(keys: Keys, token: &ClaimToken) -> Self {
+        Self {
+            terminal: keys.is_terminal.then(|| (keys.terminal, token.clone())),
+            webhook: (keys.webhook, token.clone()),
+        }
+    }
+
+    /// Each claim with how long it stays done once handled: the terminal status first (it ends
+    /// the prediction), then the `webhook-id`.
+    pub(crate) fn held(&self, ttls: Ttls) -> impl Iterator<Item = (&str, &ClaimToken, Duration)> {
+        let terminal = self
+            .terminal
+            .as_ref()
+            .map(|(k, t)| (k.as_str(), t, ttls.terminal));
+        let (key, token) = &self.webhook;
+        terminal
+            .into_iter()
+            .chain([(key.as_str(), token, ttls.webhook)])
+    }
+}
+
+/// The store keys of one delivery. This is the only place that spells them: a delivery must
+/// find the same keys whether it runs inline or through the inbox, or it could run twice.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    /// `webhook:<id>`: absorbs Replicate's retries of one delivery.
+    webhook: String,
+    /// `prediction:<id>:terminal`: claimed by a terminal status, done once the prediction ended.
+    terminal: String,
+    is_terminal: bool,
+}
+
+impl Keys {
+    pub(crate) fn of(delivery: Delivery<'_>) -> Self {
+        Self {
+            webhook: key(&["webhook:", delivery.webhook_id]),
+            terminal: terminal_key(delivery.prediction_id),
+            is_terminal: delivery.status.is_terminal(),
+        }
+    }
+}
+
+/// The key primitives admission runs on: a [`DedupeStore`] through [`Gate`], or one SQL engine's
+/// transaction when the inbox stores a job beside its claims.
+pub(crate) trait Claims {
+    /// Whether the calls run inside one transaction that the caller rolls back on an error:
+    /// they may then be issued together (pipelined), and a failed admission undoes nothing.
+    fn in_transaction(&self) -> bool {
+        false
+    }
+
+    /// Claims `key` for `lease` (see [`DedupeStore::claim`]).
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError>;
+
+    /// Marks a claimed key done for `ttl` (see [`DedupeStore::complete`]).
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Drops a claim (see [`DedupeStore::release`]).
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError>;
+
+    /// Whether `key` is done (see [`DedupeStore::is_done`]).
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError>;
+}
+
+/// How long handled keys stay done.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ttls {
+    pub(crate) webhook: Duration,
+    pub(crate) terminal: Duration,
+}
+
+impl From<&Policy> for Ttls {
+    fn from(policy: &Policy) -> Self {
+        Self {
+            webhook: policy.webhook_ttl,
+            terminal: policy.terminal_ttl,
+        }
+    }
+}
+
+/// The admission rules: claim the `webhook-id`, and for a terminal status the prediction's
+/// terminal key too; an intermediate event of a finished prediction is stale. A refusal that will
+/// never change (handled elsewhere, stale) settles the `webhook-id` as done; an in-flight one
+/// leaves it retryable. Claims taken before a refusal or an error are undone.
+pub(crate) async fn admit<C: Claims>(
+    claims: &C,
+    keys: &Keys,
+    lease: Duration,
+    webhook_ttl: Duration,
+) -> Result<Admission, StoreError> {
+    // In a transaction both keys are asked at once (one round trip); a store is asked for the
+    // prediction only once the webhook-id is ours, so a duplicate costs one call.
+    let (webhook, early) = if claims.in_transaction() {
+        let (webhook, prediction) = tokio::join!(
+            claims.claim(&keys.webhook, lease),
+            admit_prediction(claims, keys, lease)
+        );
+        (webhook?, Some(prediction?))
+    } else {
+        (claims.claim(&keys.webhook, lease).await?, None)
+    };
+    let token = match webhook {
+        Claim::Acquired(token) => token,
+        refused => {
+            if let Some(Ok(Some(terminal))) = &early {
+                claims.release(&keys.terminal, terminal).await?;
+            }
+            return Ok(match refused {
+                Claim::InFlight { retry_after } => Admission::InFlight { retry_after },
+                _ => Admission::Duplicate,
+            });
+        }
+    };
+    let prediction = match early {
+        Some(prediction) => prediction,
+        None => match admit_prediction(claims, keys, lease).await {
+            Ok(prediction) => prediction,
+            Err(e) => {
+                release_quietly(claims, &keys.webhook, &token).await;
+                return Err(e);
+            }
+        },
+    };
+    match prediction {
+        Ok(terminal) => Ok(Admission::Run(Lease {
+            terminal: terminal.map(|token| (keys.terminal.clone(), token)),
+            webhook: (keys.webhook.clone(), token),
+        })),
+        Err(refusal) => {
+            match refusal {
+                Admission::InFlight { .. } => claims.release(&keys.webhook, &token).await?,
+                _ => claims.complete(&keys.webhook, &token, webhook_ttl).await?,
+            }
+            Ok(refusal)
+        }
+    }
+}
+
+/// The prediction-level half of [`admit`]: the terminal claim, `None` for an intermediate event
+/// that may run, or `Err` for a refusal.
+async fn admit_prediction<C: Claims>(
+    claims: &C,
+    keys: &Keys,
+    lease: Duration,
+) -> Result<Result<Option<ClaimToken>, Admission>, StoreError> {
+    if !keys.is_terminal {
+        return Ok(if claims.is_done(&keys.terminal).await? {
+            Err(Admission::Stale)
+        } else {
+            Ok(None)
+        });
+    }
+    Ok(match claims.claim(&keys.terminal, lease).await? {
+        Claim::Acquired(token) => Ok(Some(token)),
+        Claim::Done => Err(Admission::AlreadyHandled),
+        Claim::InFlight { retry_after } => Err(Admission::InFlight { retry_after }),
+    })
+}
+
+/// Records a handled delivery: its terminal status (which ends the prediction), then its
+/// `webhook-id`. Until this succeeds a retry may run the handler again (at-least-once).
+pub(crate) async fn complete<C: Claims>(
+    claims: &C,
+    lease: &Lease,
+    ttls: Ttls,
+) -> Result<(), StoreError> {
+    for (key, token, ttl) in lease.held(ttls) {
+        claims.complete(key, token, ttl).await?;
+    }
+    Ok(())
+}
+
+async fn release_quietly<C: Claims>(claims: &C, key: &str, token: &ClaimToken) {
+    if let Err(e) = claims.release(key, token).await {
+        tracing::warn!(error = %e, "could not release a dedupe claim; it expires with its lease");
+    }
 }
 
 /// What [`Gate::observe`] found of a `processing` delivery.
@@ -159,122 +353,31 @@ impl Gate {
     }
 
     /// Claims what a delivery needs to run: its `webhook-id`, and for a terminal status the
-    /// `(prediction, status)` key too. Claims taken before a refusal or an error are undone.
+    /// prediction's terminal key too; an intermediate event of a finished prediction is stale.
+    /// Claims taken before a refusal or an error are undone.
     pub async fn admit(&self, delivery: Delivery<'_>) -> Result<Admission, StoreError> {
-        let (webhook_key, claim) = self.claim(key(&["webhook:", delivery.webhook_id])).await?;
-        let token = match claim {
-            Claim::Acquired(token) => token,
-            Claim::Done => return Ok(Admission::Duplicate),
-            Claim::InFlight { retry_after } => return Ok(Admission::InFlight { retry_after }),
-        };
-        let webhook = (webhook_key, token);
-        match self.admit_prediction(delivery).await {
-            Ok(Ok(terminal)) => Ok(Admission::Run(Lease { webhook, terminal })),
-            Ok(Err(refusal)) => {
-                // The webhook-id itself is settled by a refusal that will never change
-                // (handled elsewhere, stale); an in-flight refusal must stay retryable.
-                let settled = match refusal {
-                    Admission::InFlight { .. } => {
-                        self.call(self.store.release(&webhook.0, &webhook.1)).await
-                    }
-                    _ => {
-                        self.call(self.store.complete(
-                            &webhook.0,
-                            &webhook.1,
-                            self.policy.webhook_ttl,
-                        ))
-                        .await
-                    }
-                };
-                settled.map(|()| refusal)
-            }
-            Err(e) => {
-                self.release_one(&webhook).await;
-                Err(e)
-            }
-        }
+        admit(
+            self,
+            &Keys::of(delivery),
+            self.policy.lease,
+            self.policy.webhook_ttl,
+        )
+        .await
     }
 
-    /// The prediction-level half of [`Gate::admit`]: `Ok(Err(..))` is a refusal.
-    async fn admit_prediction(
-        &self,
-        delivery: Delivery<'_>,
-    ) -> Result<Result<Option<(String, ClaimToken)>, Admission>, StoreError> {
-        let terminal = terminal_key(delivery.prediction_id);
-        if !delivery.status.is_terminal() {
-            return Ok(if self.call(self.store.is_done(&terminal)).await? {
-                Err(Admission::Stale)
-            } else {
-                Ok(None)
-            });
-        }
-        Ok(match self.claim(terminal).await? {
-            (terminal, Claim::Acquired(token)) => Ok(Some((terminal, token))),
-            (_, Claim::Done) => Err(Admission::AlreadyHandled),
-            (_, Claim::InFlight { retry_after }) => Err(Admission::InFlight { retry_after }),
-        })
-    }
-
-    /// Claims `key` within the store timeout, and gives the key back with the answer.
-    ///
-    /// A claim whose answer comes too late may still have been taken by the store. Dropping it
-    /// would leave the key held, for a whole lease, by a delivery that never ran, and the
-    /// sender's retries would be answered 409 until then. So the late claim is left to finish,
-    /// and released as soon as the store answers.
-    async fn claim(&self, key: String) -> Result<(String, Claim), StoreError> {
-        let lease = self.policy.lease;
-        if self.store.answers_at_once() {
-            let claim = self.store.claim(&key, lease).await?;
-            return Ok((key, claim));
-        }
-        let store = Arc::clone(&self.store);
-        let mut claim = Box::pin(async move {
-            let claim = store.claim(&key, lease).await;
-            (store, key, claim)
-        });
-        if let Ok((_, key, claim)) = tokio::time::timeout(self.policy.timeout, &mut claim).await {
-            return claim.map(|claim| (key, claim));
-        }
-        tokio::spawn(async move {
-            let (store, key, claim) = claim.await;
-            if let Ok(Claim::Acquired(token)) = claim {
-                if let Ok(Ok(())) = tokio::time::timeout(lease, store.release(&key, &token)).await {
-                    tracing::info!("released a claim the store granted too late");
-                } else {
-                    tracing::warn!(
-                        "could not release a claim the store granted too late; it expires with its lease"
-                    );
-                }
-            }
-        });
-        Err(self.timed_out())
-    }
-
-    /// Records a handled delivery: its terminal status, the prediction's end, its `webhook-id`.
-    /// Until this succeeds a retry may run the handler again (at-least-once, never at-most-once).
+    /// Records a handled delivery. Until this succeeds a retry may run the handler again
+    /// (at-least-once, never at-most-once).
     pub async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
-        if let Some((key, token)) = &lease.terminal {
-            self.call(self.store.complete(key, token, self.policy.terminal_ttl))
-                .await?;
-        }
-        let (key, token) = &lease.webhook;
-        self.call(self.store.complete(key, token, self.policy.webhook_ttl))
-            .await
+        complete(self, lease, Ttls::from(&self.policy)).await
     }
 
     /// Gives the lease up so a retry can run the handler. Failures are logged, not returned:
     /// the lease then expires on its own and the retry waits for it at worst.
     pub async fn release(&self, lease: &Lease) {
-        if let Some(claim) = &lease.terminal {
-            self.release_one(claim).await;
+        if let Some((key, token)) = &lease.terminal {
+            release_quietly(self, key, token).await;
         }
-        self.release_one(&lease.webhook).await;
-    }
-
-    async fn release_one(&self, (key, token): &(String, ClaimToken)) {
-        if let Err(e) = self.call(self.store.release(key, token)).await {
-            tracing::warn!(error = %e, "could not release a dedupe claim; it expires with its lease");
-        }
+        release_quietly(self, &lease.webhook.0, &lease.webhook.1).await;
     }
 
     /// Records that a prediction reached a terminal status no handler takes: it is finished,
@@ -296,7 +399,7 @@ impl Gate {
     ) -> Result<Progress, StoreError> {
         let output = output.filter(|o| *o != "null");
         let current = Mark::new(output.unwrap_or_default(), logs_len);
-        let marker = key(&["prediction:", prediction_id, ":progress"]);
+        let marker = progress_key(prediction_id);
         let previous = self
             .call(
                 self.store
@@ -326,7 +429,7 @@ impl Gate {
     /// Undoes [`Gate::observe`] for a delivery that was not acknowledged, so its retry is
     /// classified as it was; a later delivery's progress is left alone.
     pub async fn undo_output(&self, prediction_id: &str, undo: OutputUndo) {
-        let marker = key(&["prediction:", prediction_id, ":progress"]);
+        let marker = progress_key(prediction_id);
         let restored = self.store.restore_marker(
             &marker,
             undo.current,
@@ -345,18 +448,81 @@ impl Gate {
         if self.store.answers_at_once() {
             return future.await;
         }
-        match tokio::time::timeout(self.policy.timeout, future).await {
-            Ok(result) => result,
-            Err(_) => Err(self.timed_out()),
+        bounded(self.policy.timeout, future).await
+    }
+}
+
+impl Claims for Gate {
+    /// Claims `key` within the store timeout.
+    ///
+    /// A claim whose answer comes too late may still have been taken by the store. Dropping it
+    /// would leave the key held, for a whole lease, by a delivery that never ran, and the
+    /// sender's retries would be answered 409 until then. So the late claim is left to finish,
+    /// and released as soon as the store answers.
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        if self.store.answers_at_once() {
+            return self.store.claim(key, lease).await;
         }
+        let (store, key) = (Arc::clone(&self.store), key.to_owned());
+        let mut claim = Box::pin(async move {
+            let claim = store.claim(&key, lease).await;
+            (store, key, claim)
+        });
+        if let Ok((_, _, claim)) = tokio::time::timeout(self.policy.timeout, &mut claim).await {
+            return claim;
+        }
+        tokio::spawn(async move {
+            let (store, key, claim) = claim.await;
+            if let Ok(Claim::Acquired(token)) = claim {
+                if let Ok(Ok(())) = tokio::time::timeout(lease, store.release(&key, &token)).await {
+                    tracing::info!("released a claim the store granted too late");
+                } else {
+                    tracing::warn!(
+                        "could not release a claim the store granted too late; it expires with its lease"
+                    );
+                }
+            }
+        });
+        Err(timed_out(self.policy.timeout))
     }
 
-    fn timed_out(&self) -> StoreError {
-        StoreError::new(format_args!(
-            "no answer within {} ms",
-            self.policy.timeout.as_millis()
-        ))
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.call(self.store.complete(key, token, ttl)).await
     }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        self.call(self.store.release(key, token)).await
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        self.call(self.store.is_done(key)).await
+    }
+}
+
+/// Bounds a store call by `timeout`: a store that does not answer is a [`StoreError`] (503,
+/// Replicate retries) rather than a delivery that hangs. Every store call goes through this.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    future: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(timeout)),
+    }
+}
+
+fn timed_out(timeout: Duration) -> StoreError {
+    StoreError::new(format_args!("no answer within {} ms", timeout.as_millis()))
+}
+
+/// The key of a prediction's last seen progress (a marker, in its own namespace).
+fn progress_key(prediction_id: &str) -> String {
+    key(&["prediction:", prediction_id, ":progress"])
 }
 
 /// The key every terminal status of a prediction claims: the first one handled wins.

@@ -29,21 +29,31 @@ use std::fmt;
 use std::time::Duration;
 
 pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use gate::{Claims, admit};
+pub(crate) use gate::{Keys, Ttls, bounded};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
-pub(crate) use postgres::{migrate as postgres_migrate, pg_error, pool as postgres_pool};
+pub(crate) use postgres::{
+    keys as postgres_keys, migrate as postgres_migrate, pg_error, pool as postgres_pool,
+};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite::{
-    blocking as sqlite_blocking, open_private as sqlite_open, prepare as sqlite_prepare,
+    blocking as sqlite_blocking, keys as sqlite_keys, open_private as sqlite_open,
+    prepare as sqlite_prepare,
 };
 pub use token::ClaimToken;
 pub use url::{StoreUrl, StoreUrlError, open};
+
+pub use crate::backoff::Backoff;
+pub(crate) use crate::clock::millis;
+pub use crate::clock::now_ms;
 
 /// The answer to a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,37 +163,4 @@ pub trait DedupeStore: Send + Sync + 'static {
     fn answers_at_once(&self) -> bool {
         false
     }
-}
-
-/// How [`DedupeStore::take_due`] spaces the polls of one prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The delay after the first poll, in milliseconds.
-    pub base_ms: i64,
-    /// The longest delay, in milliseconds.
-    pub cap_ms: i64,
-}
-
-impl Backoff {
-    /// The delay after `attempts` earlier polls.
-    pub fn after(self, attempts: u32) -> i64 {
-        self.base_ms
-            .saturating_mul(1i64.checked_shl(attempts.min(40)).unwrap_or(i64::MAX))
-            .min(self.cap_ms)
-    }
-}
-
-/// Milliseconds in `duration`, saturating: `Duration::MAX` ("never expire") must not overflow.
-pub(crate) fn millis(duration: Duration) -> i64 {
-    // A century is "never" for a dedupe key, and keeps `now + ttl` far from i64::MAX.
-    const CENTURY_MS: u128 = 100 * 365 * 24 * 60 * 60 * 1000;
-    i64::try_from(duration.as_millis().min(CENTURY_MS)).unwrap_or(i64::MAX)
-}
-
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

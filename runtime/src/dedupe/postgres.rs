@@ -201,39 +201,32 @@ fn signed(marker: u64) -> i64 {
     i64::from_ne_bytes(marker.to_ne_bytes())
 }
 
-#[async_trait::async_trait]
-impl DedupeStore for PostgresStore {
-    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static CLAIMS: AtomicU64 = AtomicU64::new(0);
+/// The claim primitives, each one statement on a client or inside the caller's transaction: the
+/// store runs each on its own, the inbox in the transaction that stores a job, so several
+/// deliveries' statements can be pipelined into one.
+pub(crate) mod keys {
+    use deadpool_postgres::GenericClient;
+    use tokio_postgres::Error;
 
-        let token = ClaimToken::new();
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(CLAIM)
-            .await
-            .map_err(|e| pg_error(&e))?;
+    use super::{CLAIM, Claim, ClaimToken, Duration};
+
+    /// Claims `key` for `lease_ms`, unless it is in flight or done.
+    pub(crate) async fn claim(
+        client: &impl GenericClient,
+        key: &str,
+        token: &ClaimToken,
+        lease_ms: i64,
+    ) -> Result<Claim, Error> {
+        let statement = client.prepare_cached(CLAIM).await?;
         let row = client
-            .query_one(&statement, &[&key, &token.as_str(), &millis(lease)])
-            .await
-            .map_err(|e| pg_error(&e))?;
-        drop(client);
+            .query_one(&statement, &[&key, &token.as_str(), &lease_ms])
+            .await?;
         let (won, done, retry_ms): (bool, Option<bool>, Option<i64>) =
             (row.get(0), row.get(1), row.get(2));
-        if won {
-            if CLAIMS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-                let store = self.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = store.purge().await {
-                        tracing::warn!(error = %e, "could not purge expired dedupe rows");
-                    }
-                });
-            }
-            return Ok(Claim::Acquired(token));
-        }
-        Ok(match (done, retry_ms) {
-            (Some(true), _) => Claim::Done,
-            (Some(false), Some(ms)) => Claim::InFlight {
+        Ok(match (won, done, retry_ms) {
+            (true, _, _) => Claim::Acquired(token.clone()),
+            (false, Some(true), _) => Claim::Done,
+            (false, Some(false), Some(ms)) => Claim::InFlight {
                 retry_after: Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
             },
             // Taken by a claim committed after this statement's snapshot: in flight, just now.
@@ -243,40 +236,42 @@ impl DedupeStore for PostgresStore {
         })
     }
 
-    async fn complete(
-        &self,
+    /// Marks `key` done for `ttl_ms`, if `token` still holds it.
+    pub(crate) async fn complete(
+        client: &impl GenericClient,
         key: &str,
         token: &ClaimToken,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.client()
-            .await?
+        ttl_ms: i64,
+    ) -> Result<(), Error> {
+        client
             .execute(
                 "UPDATE replicate_webhook_keys \
                  SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
                  WHERE key = $1 AND token = $2",
-                &[&key, &token.as_str(), &millis(ttl)],
+                &[&key, &token.as_str(), &ttl_ms],
             )
             .await
             .map(drop)
-            .map_err(|e| pg_error(&e))
     }
 
-    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
-        self.client()
-            .await?
+    /// Drops `key`'s claim, if `token` still holds it.
+    pub(crate) async fn release(
+        client: &impl GenericClient,
+        key: &str,
+        token: &ClaimToken,
+    ) -> Result<(), Error> {
+        client
             .execute(
                 "DELETE FROM replicate_webhook_keys WHERE key = $1 AND token = $2",
                 &[&key, &token.as_str()],
             )
             .await
             .map(drop)
-            .map_err(|e| pg_error(&e))
     }
 
-    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
-        self.client()
-            .await?
+    /// Whether `key` is done.
+    pub(crate) async fn is_done(client: &impl GenericClient, key: &str) -> Result<bool, Error> {
+        client
             .query_opt(
                 "SELECT 1 FROM replicate_webhook_keys \
                  WHERE key = $1 AND token IS NULL AND expires_at > now()",
@@ -284,20 +279,76 @@ impl DedupeStore for PostgresStore {
             )
             .await
             .map(|row| row.is_some())
-            .map_err(|e| pg_error(&e))
     }
 
-    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.client()
-            .await?
+    /// Marks `key` done for `ttl_ms`, whatever its state.
+    pub(crate) async fn mark_done(
+        client: &impl GenericClient,
+        key: &str,
+        ttl_ms: i64,
+    ) -> Result<(), Error> {
+        client
             .execute(
                 "INSERT INTO replicate_webhook_keys (key, token, expires_at) \
                  VALUES ($1, NULL, now() + $2::bigint * interval '1 millisecond') \
                  ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at",
-                &[&key, &millis(ttl)],
+                &[&key, &ttl_ms],
             )
             .await
             .map(drop)
+    }
+}
+
+#[async_trait::async_trait]
+impl DedupeStore for PostgresStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static CLAIMS: AtomicU64 = AtomicU64::new(0);
+
+        let client = self.client().await?;
+        let claim = keys::claim(&client, key, &ClaimToken::new(), millis(lease))
+            .await
+            .map_err(|e| pg_error(&e))?;
+        drop(client);
+        if matches!(claim, Claim::Acquired(_))
+            && CLAIMS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1
+        {
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.purge().await {
+                    tracing::warn!(error = %e, "could not purge expired dedupe rows");
+                }
+            });
+        }
+        Ok(claim)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        keys::complete(&self.client().await?, key, token, millis(ttl))
+            .await
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        keys::release(&self.client().await?, key, token)
+            .await
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        keys::is_done(&self.client().await?, key)
+            .await
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        keys::mark_done(&self.client().await?, key, millis(ttl))
+            .await
             .map_err(|e| pg_error(&e))
     }
 

@@ -2,11 +2,11 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
+use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis, now_ms};
 
 /// A store in one `SQLite` file, in WAL mode. Survives restarts, so a deploy inside Replicate's
 /// retry window does not run a handler twice.
@@ -49,13 +49,6 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_watched_due ON replicate_webhook_wa
 /// Expired rows are purged every this many writes, a bounded batch at a time.
 const PURGE_EVERY: u64 = 1024;
 const PURGE_BATCH: i64 = 1000;
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// Opens the database at `path`, creating it owner-only (`0600`) when it does not exist. An
 /// existing file keeps the mode its owner gave it; one that others can read is warned about.
@@ -177,44 +170,109 @@ fn maybe_purge(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The claim primitives, each run on a connection inside the caller's transaction: the store
+/// runs each in one of its own, the inbox runs them in the transaction that stores a job, so
+/// several deliveries' claims can share one commit.
+pub(crate) mod keys {
+    use rusqlite::OptionalExtension as _;
+
+    use super::{Claim, ClaimToken, Connection, Duration, params};
+
+    /// Claims `key` until `now + lease_ms`, unless it is in flight or done.
+    pub(crate) fn claim(
+        conn: &Connection,
+        key: &str,
+        token: &ClaimToken,
+        lease_ms: i64,
+        now: i64,
+    ) -> rusqlite::Result<Claim> {
+        let won = conn
+            .prepare_cached(
+                "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_ms = excluded.expires_ms \
+                 WHERE replicate_webhook_keys.expires_ms <= ?4 \
+                 RETURNING 1",
+            )?
+            .query_row(
+                params![key, token.as_str(), now.saturating_add(lease_ms), now],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if won {
+            super::maybe_purge(conn, now)?;
+            return Ok(Claim::Acquired(token.clone()));
+        }
+        let (held, expires): (Option<String>, i64) = conn.query_row(
+            "SELECT token, expires_ms FROM replicate_webhook_keys WHERE key = ?1",
+            params![key],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok(match held {
+            None => Claim::Done,
+            Some(_) => Claim::InFlight {
+                retry_after: Duration::from_millis(u64::try_from(expires - now).unwrap_or(0)),
+            },
+        })
+    }
+
+    /// Marks `key` done until `until`, if `token` still holds it.
+    pub(crate) fn complete(
+        conn: &Connection,
+        key: &str,
+        token: &ClaimToken,
+        until: i64,
+    ) -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "UPDATE replicate_webhook_keys SET token = NULL, expires_ms = ?3 \
+             WHERE key = ?1 AND token = ?2",
+        )?
+        .execute(params![key, token.as_str(), until])
+        .map(drop)
+    }
+
+    /// Drops `key`'s claim, if `token` still holds it.
+    pub(crate) fn release(
+        conn: &Connection,
+        key: &str,
+        token: &ClaimToken,
+    ) -> rusqlite::Result<()> {
+        conn.execute(
+            "DELETE FROM replicate_webhook_keys WHERE key = ?1 AND token = ?2",
+            params![key, token.as_str()],
+        )
+        .map(drop)
+    }
+
+    /// Whether `key` is done at `now`.
+    pub(crate) fn is_done(conn: &Connection, key: &str, now: i64) -> rusqlite::Result<bool> {
+        conn.prepare_cached(
+            "SELECT 1 FROM replicate_webhook_keys \
+             WHERE key = ?1 AND token IS NULL AND expires_ms > ?2",
+        )?
+        .query_row(params![key, now], |_| Ok(()))
+        .optional()
+        .map(|row| row.is_some())
+    }
+
+    /// Marks `key` done until `until`, whatever its state.
+    pub(crate) fn mark_done(conn: &Connection, key: &str, until: i64) -> rusqlite::Result<()> {
+        conn.execute(
+            "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, NULL, ?2) \
+             ON CONFLICT (key) DO UPDATE SET token = NULL, expires_ms = excluded.expires_ms",
+            params![key, until],
+        )
+        .map(drop)
+    }
+}
+
 #[async_trait::async_trait]
 impl DedupeStore for SqliteStore {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let key = key.to_owned();
-        let token = ClaimToken::new();
-        let lease = millis(lease);
+        let (key, token, lease) = (key.to_owned(), ClaimToken::new(), millis(lease));
         self.run(move |conn| {
-            let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let won = tx
-                .query_row(
-                    "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_ms = excluded.expires_ms \
-                     WHERE replicate_webhook_keys.expires_ms <= ?4 \
-                     RETURNING 1",
-                    params![key, token.as_str(), now.saturating_add(lease), now],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            let claim = if won {
-                maybe_purge(&tx, now)?;
-                Claim::Acquired(token)
-            } else {
-                let (held, expires): (Option<String>, i64) = tx.query_row(
-                    "SELECT token, expires_ms FROM replicate_webhook_keys WHERE key = ?1",
-                    params![key],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?;
-                match held {
-                    None => Claim::Done,
-                    Some(_) => Claim::InFlight {
-                        retry_after: Duration::from_millis(
-                            u64::try_from(expires - now).unwrap_or(0),
-                        ),
-                    },
-                }
-            };
+            let claim = keys::claim(&tx, &key, &token, lease, now_ms())?;
             tx.commit()?;
             Ok(claim)
         })
@@ -228,55 +286,26 @@ impl DedupeStore for SqliteStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let (key, token, ttl) = (key.to_owned(), token.clone(), millis(ttl));
-        self.run(move |conn| {
-            conn.execute(
-                "UPDATE replicate_webhook_keys SET token = NULL, expires_ms = ?3 \
-                 WHERE key = ?1 AND token = ?2",
-                params![key, token.as_str(), now_ms().saturating_add(ttl)],
-            )
-            .map(drop)
-        })
-        .await
+        self.run(move |conn| keys::complete(conn, &key, &token, now_ms().saturating_add(ttl)))
+            .await
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let (key, token) = (key.to_owned(), token.clone());
-        self.run(move |conn| {
-            conn.execute(
-                "DELETE FROM replicate_webhook_keys WHERE key = ?1 AND token = ?2",
-                params![key, token.as_str()],
-            )
-            .map(drop)
-        })
-        .await
+        self.run(move |conn| keys::release(conn, &key, &token))
+            .await
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
-        self.run(move |conn| {
-            conn.query_row(
-                "SELECT 1 FROM replicate_webhook_keys \
-                 WHERE key = ?1 AND token IS NULL AND expires_ms > ?2",
-                params![key, now_ms()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|row| row.is_some())
-        })
-        .await
+        self.run(move |conn| keys::is_done(conn, &key, now_ms()))
+            .await
     }
 
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let (key, ttl) = (key.to_owned(), millis(ttl));
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, NULL, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET token = NULL, expires_ms = excluded.expires_ms",
-                params![key, now_ms().saturating_add(ttl)],
-            )
-            .map(drop)
-        })
-        .await
+        self.run(move |conn| keys::mark_done(conn, &key, now_ms().saturating_add(ttl)))
+            .await
     }
 
     async fn swap_marker(

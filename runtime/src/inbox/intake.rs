@@ -6,24 +6,13 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::{BacklogLimit, Enqueued, Inbox, Keys, NewJob, module_key};
+use super::{BacklogLimit, Inbox, NewJob, module_key};
 use crate::answer;
+use crate::dedupe::{Admission, Delivery, Keys, bounded};
 use crate::handler::HandlerKind;
 use crate::journal::{Noted as _, Outcome};
 use crate::prediction::Status;
 use crate::registry::Module;
-
-/// Dedupe tokens of keys held by a stored job start with this: a redelivery that finds it is a
-/// duplicate (200), not a delivery in flight (409).
-pub(crate) const CLAIM_PREFIX: &str = "inbox:";
-
-/// A fresh token for a stored job's dedupe keys.
-pub(crate) fn new_claim() -> String {
-    format!(
-        "{CLAIM_PREFIX}{}",
-        crate::dedupe::ClaimToken::new().as_str()
-    )
-}
 
 /// Headers a worker rebuilds the request with. Nothing that authenticates anyone.
 const KEPT_HEADERS: [&str; 5] = [
@@ -73,7 +62,11 @@ impl Intake {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let keys = Keys::new(&webhook_id, prediction_id, status.is_terminal());
+        let keys = Keys::of(Delivery {
+            webhook_id: &webhook_id,
+            prediction_id,
+            status,
+        });
         let job = NewJob {
             keys,
             module: module_key(module),
@@ -95,13 +88,13 @@ impl Intake {
                 .collect(),
             body: body.to_vec(),
         };
-        let stored = tokio::time::timeout(
+        let stored = bounded(
             self.timeout,
             self.inbox.queue.enqueue(job, self.webhook_ttl),
         )
         .await;
         match stored {
-            Ok(Ok(Enqueued::Stored(id))) => {
+            Ok(Admission::Stored(id)) => {
                 super::metrics::stored();
                 self.limit.stored();
                 self.stored.send_modify(|n| *n = n.wrapping_add(1));
@@ -113,27 +106,27 @@ impl Intake {
                 answer::text(StatusCode::OK, "stored; a worker runs the handler")
                     .noted(Outcome::Queued)
             }
-            Ok(Ok(Enqueued::Duplicate)) => answer::text(
+            Ok(Admission::Duplicate) => answer::text(
                 StatusCode::OK,
                 "duplicate delivery; already stored or handled",
             )
             .noted(Outcome::Duplicate),
-            Ok(Ok(Enqueued::AlreadyHandled)) => answer::text(
+            Ok(Admission::AlreadyHandled) => answer::text(
                 StatusCode::OK,
                 "prediction already stored or handled for this status",
             )
             .noted(Outcome::Duplicate),
-            Ok(Ok(Enqueued::Stale)) => answer::text(
+            Ok(Admission::Stale) => answer::text(
                 StatusCode::OK,
                 "stale event: the prediction already finished",
             )
             .noted(Outcome::Stale),
-            Ok(Ok(Enqueued::InFlight(left))) => answer::in_flight(left).noted(Outcome::InFlight),
-            Ok(Err(e)) => unavailable(&e.to_string()),
-            Err(_) => unavailable(&format!(
-                "inbox: no answer within {} ms",
-                self.timeout.as_millis()
-            )),
+            Ok(Admission::InFlight { retry_after }) => {
+                answer::in_flight(retry_after).noted(Outcome::InFlight)
+            }
+            // A queue admits and stores in one transaction: it never hands a lease out.
+            Ok(Admission::Run(_)) => unavailable("inbox: admitted but not stored"),
+            Err(e) => unavailable(&format!("inbox: {e}")),
         }
     }
 }

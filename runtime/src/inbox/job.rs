@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::HandlerKind;
-use crate::dedupe::StoreError;
+use crate::dedupe::Keys;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::dedupe::{ClaimToken, Delivery, Lease, StoreError};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,15 +56,21 @@ impl fmt::Display for JobState {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The columns a job is read back with, in the order both engines' `job_from_row` read them.
 pub(super) const COLUMNS: &str = "id, module, model, prediction_id, status, handler, webhook_id, \
     uri, headers, body, state, attempts, last_error, received_ms, run_at_ms, claim, budget_from_ms";
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
 pub(super) const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// A verified delivery on its way into the queue.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    expect(dead_code, reason = "only the SQL engines read it")
+)]
 pub(crate) struct NewJob {
     /// The module's key: its path and model (see [`module_key`]).
     pub(crate) module: String,
@@ -80,50 +88,13 @@ pub(crate) struct NewJob {
     pub(crate) keys: Keys,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl NewJob {
     /// The headers as they are stored, in a text column of either engine.
     pub(crate) fn headers_json(&self) -> Result<String, StoreError> {
         serde_json::to_string(&self.headers)
             .map_err(|e| StoreError::new(format_args!("inbox headers: {e}")))
     }
-}
-
-/// The dedupe keys a job holds until its handler is done (the same keys and tables the
-/// inline path's [`crate::dedupe::Gate`] uses).
-#[derive(Debug, Clone)]
-pub(crate) struct Keys {
-    pub(crate) webhook: String,
-    /// For terminal events: the prediction's terminal key, claimed, and the same key as its
-    /// end (the first terminal status handled wins, and ends the prediction).
-    pub(crate) terminal: Option<(String, String)>,
-    /// For intermediate events: the prediction's terminal key, to refuse stale ones.
-    pub(crate) finished: String,
-}
-
-impl Keys {
-    pub(crate) fn new(webhook_id: &str, prediction_id: &str, terminal: bool) -> Self {
-        let finished = format!("prediction:{prediction_id}:terminal");
-        Self {
-            webhook: format!("webhook:{webhook_id}"),
-            terminal: terminal.then(|| (finished.clone(), finished.clone())),
-            finished,
-        }
-    }
-}
-
-/// What [`Queue::enqueue`](super::Queue::enqueue) did with a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Enqueued {
-    /// Stored as job `id`: acknowledge.
-    Stored(i64),
-    /// This `webhook-id` is done or already stored as a job.
-    Duplicate,
-    /// This prediction's terminal status is done or already stored.
-    AlreadyHandled,
-    /// An intermediate event of a prediction that already finished.
-    Stale,
-    /// An inline handler holds the key right now.
-    InFlight(Duration),
 }
 
 /// One job as the queue holds it.
@@ -160,6 +131,10 @@ pub struct Job {
     /// When it may run next, in milliseconds since the epoch.
     pub run_at_ms: i64,
     /// The token its dedupe keys are held with.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        expect(dead_code, reason = "only the SQL engines read it")
+    )]
     pub(crate) claim: String,
     /// Where the retry budget (max age) counts from: received, or the last replay.
     pub(crate) budget_from_ms: i64,
@@ -181,10 +156,16 @@ impl fmt::Debug for Job {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Job {
-    pub(crate) fn keys(&self) -> Keys {
-        let terminal = crate::Status::parse(&self.status).is_terminal();
-        Keys::new(&self.webhook_id, &self.prediction_id, terminal)
+    /// The dedupe claims the job holds until its handler is done.
+    pub(crate) fn lease(&self) -> Lease {
+        let keys = Keys::of(Delivery {
+            webhook_id: &self.webhook_id,
+            prediction_id: &self.prediction_id,
+            status: &crate::Status::parse(&self.status),
+        });
+        Lease::of_job(keys, &ClaimToken::from_string(self.claim.clone()))
     }
 }
 
@@ -201,6 +182,7 @@ pub struct Filter {
     pub limit: usize,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Filter {
     pub(crate) fn limit(&self) -> i64 {
         i64::try_from(if self.limit == 0 { 100 } else { self.limit }).unwrap_or(i64::MAX)
@@ -231,26 +213,27 @@ pub(crate) fn module_key(module: &crate::registry::Module) -> String {
     }
 }
 
-/// A worker's hold on the jobs it took: lost to another worker once `visibility` passes
-/// without a heartbeat.
+/// A worker's visibility hold on the jobs it took: lost to another worker once `visibility`
+/// passes without a heartbeat. (Not a dedupe [`Lease`]: it hides a job, it claims no key.)
 #[derive(Debug, Clone)]
-pub(crate) struct Lease {
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    expect(dead_code, reason = "only the SQL engines read it")
+)]
+pub(crate) struct Hold {
     pub(crate) token: String,
     pub(crate) visibility: Duration,
 }
 
-/// How long a handled job's dedupe keys stay done.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ttls {
-    pub(crate) webhook_ttl: Duration,
-    pub(crate) terminal_ttl: Duration,
-}
-
 /// What a worker reports for a job it took.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    expect(dead_code, reason = "only the SQL engines read it")
+)]
 pub(crate) enum Settle {
     /// Done: mark the dedupe keys done for these lives.
-    Done(Ttls),
+    Done(crate::dedupe::Ttls),
     /// Run again after `delay`.
     Retry { delay: Duration, error: String },
     /// Give up.

@@ -9,7 +9,8 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Queue, now_ms};
+use super::Queue;
+use crate::dedupe::{bounded, now_ms};
 
 /// How stale the count may be.
 const RECOUNT_EVERY_MS: i64 = 1_000;
@@ -43,7 +44,7 @@ impl BacklogLimit {
         if now - self.counted_ms.load(Ordering::Relaxed) >= RECOUNT_EVERY_MS
             && !self.counting.swap(true, Ordering::AcqRel)
         {
-            if let Ok(Ok(backlog)) = tokio::time::timeout(timeout, queue.backlog()).await {
+            if let Ok(backlog) = bounded(timeout, queue.backlog()).await {
                 self.jobs
                     .store(backlog.pending + backlog.running, Ordering::Relaxed);
                 self.counted_ms.store(now, Ordering::Relaxed);

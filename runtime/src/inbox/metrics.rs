@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Backlog;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Adds one `GROUP BY state` row to `backlog`.
 pub(crate) fn add(
     backlog: &mut Backlog,

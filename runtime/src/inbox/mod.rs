@@ -22,13 +22,6 @@
 //! and it pairs with `apalis-core` 0.7 while `apalis` is at 1.0; neither it nor pgmq (a
 //! PostgreSQL extension that Debian does not package, and no `SQLite`) orders jobs per key.
 
-// Without an engine the types stay (configs name them), but nothing can store a job.
-#![cfg_attr(
-    not(any(feature = "sqlite", feature = "postgres")),
-    allow(dead_code, unreachable_code, unused_variables)
-)]
-
-mod backoff;
 mod intake;
 mod job;
 mod limit;
@@ -42,15 +35,15 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use job::{Backlog, Filter, Job, JobState};
 pub use worker::{Worker, WorkerHandle};
 
 pub(crate) use intake::Intake;
-pub(crate) use job::{Enqueued, Keys, Lease, NewJob, Settle, Ttls, module_key};
+pub(crate) use job::{Hold, NewJob, Settle, module_key};
 pub(crate) use limit::BacklogLimit;
 
-use crate::dedupe::{StoreError, StoreUrl, StoreUrlError};
+use crate::dedupe::{Admission, Policy, StoreError, StoreUrl, StoreUrlError, Ttls};
 
 /// The environment variable that turns inbox mode on for every module: `sqlite://PATH` or
 /// `postgres://USER:PASSWORD@HOST/DB`.
@@ -59,18 +52,19 @@ pub const ENV_INBOX: &str = "REPLICATE_WEBHOOK_INBOX";
 /// A durable job queue with the dedupe keys beside it, in one database.
 #[async_trait::async_trait]
 pub(crate) trait Queue: Send + Sync + 'static {
-    /// Claims the delivery's dedupe keys and stores it as a job, in one transaction.
-    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Enqueued, StoreError>;
+    /// Admits the delivery inside one transaction, then stores it as a job in the same one:
+    /// [`Admission::Stored`], or the refusal admission gave.
+    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Admission, StoreError>;
 
     /// Takes up to `n` jobs of `module` that may run now, in arrival order, none of a
-    /// prediction that has an earlier job pending or running; each held by `lease`.
-    async fn take(&self, module: &str, lease: &Lease, n: usize) -> Result<Vec<Job>, StoreError>;
+    /// prediction that has an earlier job pending or running; each under `hold`.
+    async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError>;
 
-    /// Extends a running job's lease; `false` when the lease was lost (taken over).
-    async fn heartbeat(&self, id: i64, lease: &Lease) -> Result<bool, StoreError>;
+    /// Extends a running job's hold; `false` when the hold was lost (taken over).
+    async fn heartbeat(&self, id: i64, hold: &Hold) -> Result<bool, StoreError>;
 
-    /// Records what became of a job; `false` when the lease was lost and nothing changed.
-    async fn settle(&self, job: &Job, lease: &Lease, settle: Settle) -> Result<bool, StoreError>;
+    /// Records what became of a job; `false` when the hold was lost and nothing changed.
+    async fn settle(&self, job: &Job, hold: &Hold, settle: Settle) -> Result<bool, StoreError>;
 
     /// Jobs matching `filter`, newest first.
     async fn list(&self, filter: &Filter) -> Result<Vec<Job>, StoreError>;
@@ -107,32 +101,8 @@ impl Inbox {
     /// Opens the inbox `url` names (`sqlite://PATH` or `postgres://…`). `PostgreSQL` connects
     /// lazily: a database that is down at start makes deliveries 503 until it is back.
     pub fn open(url: &StoreUrl) -> Result<Self, StoreUrlError> {
-        let queue: Arc<dyn Queue> = match url {
-            #[cfg(feature = "sqlite")]
-            StoreUrl::Sqlite(path) => {
-                Arc::new(sqlite::SqliteQueue::open(path).map_err(|e| open_error(url, &e))?)
-            }
-            #[cfg(feature = "postgres")]
-            StoreUrl::Postgres(text) => {
-                Arc::new(postgres::PostgresQueue::new(text).map_err(|e| open_error(url, &e))?)
-            }
-            #[allow(unreachable_patterns)]
-            other => {
-                return Err(match other {
-                    StoreUrl::Sqlite(_) => StoreUrlError::FeatureMissing {
-                        url: url.redacted(),
-                        feature: "sqlite",
-                    },
-                    StoreUrl::Postgres(_) => StoreUrlError::FeatureMissing {
-                        url: url.redacted(),
-                        feature: "postgres",
-                    },
-                    _ => StoreUrlError::Unsupported(url.redacted()),
-                });
-            }
-        };
         Ok(Self {
-            queue,
+            queue: queue(url)?,
             name: url.redacted(),
         })
     }
@@ -166,11 +136,7 @@ impl Inbox {
     /// Drops a pending or dead job for good; its deliveries stay deduplicated for the default
     /// lives (24 h for the webhook id, 7 days for the status). `false` when there is no such job.
     pub async fn discard(&self, id: i64) -> Result<bool, StoreError> {
-        let ttls = Ttls {
-            webhook_ttl: crate::WebhookConfig::DEFAULT_WEBHOOK_TTL,
-            terminal_ttl: crate::WebhookConfig::DEFAULT_TERMINAL_TTL,
-        };
-        self.queue.discard(id, ttls).await
+        self.queue.discard(id, Ttls::from(&Policy::DEFAULT)).await
     }
 
     /// How far behind the workers are. [`InboxOptions::metrics_every`] publishes it through the
@@ -180,7 +146,32 @@ impl Inbox {
     }
 }
 
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+/// The queue `url` names, in an engine this build has.
+fn queue(url: &StoreUrl) -> Result<Arc<dyn Queue>, StoreUrlError> {
+    match url {
+        #[cfg(feature = "sqlite")]
+        StoreUrl::Sqlite(path) => sqlite::SqliteQueue::open(path)
+            .map(|q| Arc::new(q) as Arc<dyn Queue>)
+            .map_err(|e| open_error(url, &e)),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(text) => postgres::PostgresQueue::new(text)
+            .map(|q| Arc::new(q) as Arc<dyn Queue>)
+            .map_err(|e| open_error(url, &e)),
+        #[cfg(not(feature = "sqlite"))]
+        StoreUrl::Sqlite(_) => Err(StoreUrlError::FeatureMissing {
+            url: url.redacted(),
+            feature: "sqlite",
+        }),
+        #[cfg(not(feature = "postgres"))]
+        StoreUrl::Postgres(_) => Err(StoreUrlError::FeatureMissing {
+            url: url.redacted(),
+            feature: "postgres",
+        }),
+        _ => Err(StoreUrlError::Unsupported(url.redacted())),
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn open_error(url: &StoreUrl, e: &StoreError) -> StoreUrlError {
     StoreUrlError::Open {
         url: url.redacted(),
@@ -202,7 +193,8 @@ pub struct InboxOptions {
     pub max_attempts: u32,
     /// ...and no retry this long after the delivery arrived (default 24 h), whichever first.
     pub max_age: Duration,
-    /// The delay before each retry.
+    /// The delay before each retry, with jitter (default 5 s doubling up to 1 h: with 20
+    /// attempts, retries spread over about a day).
     pub backoff: Backoff,
     /// How often an idle worker looks for jobs stored by other processes (default 250 ms);
     /// jobs stored by this process wake it at once.
@@ -230,7 +222,7 @@ impl Default for InboxOptions {
             handler_timeout: Duration::from_secs(5 * 60),
             max_attempts: 20,
             max_age: Duration::from_secs(24 * 60 * 60),
-            backoff: Backoff::default(),
+            backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(60 * 60)),
             poll: Duration::from_millis(250),
             concurrency: 4 * std::thread::available_parallelism().map_or(1, usize::from),
             metrics_every: Some(Duration::from_secs(10)),
@@ -247,12 +239,4 @@ impl InboxOptions {
             .unwrap_or(self.visibility / 3)
             .max(Duration::from_millis(10))
     }
-}
-
-/// Milliseconds since the epoch, by this machine's clock.
-pub(crate) fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

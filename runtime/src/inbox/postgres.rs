@@ -10,11 +10,15 @@ use tokio::sync::OnceCell;
 use tokio_postgres::Row;
 
 use super::job::{COLUMNS, KEEP_FINISHED_MS};
-use super::{Backlog, Enqueued, Filter, Job, JobState, Keys, Lease, NewJob, Queue, Settle, Ttls};
-use crate::dedupe::{StoreError, millis, pg_error};
+use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
+use crate::dedupe::{
+    Admission, Claim, ClaimToken, Claims, Lease, StoreError, Ttls, admit, millis, now_ms, pg_error,
+    postgres_keys as keys,
+};
 
 /// Inbox migrations, each once, after the dedupe store's (whose tables the inbox shares).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE replicate_webhook_jobs (
     id BIGSERIAL PRIMARY KEY,
     module TEXT NOT NULL,
@@ -39,7 +43,11 @@ CREATE TABLE replicate_webhook_jobs (
 );
 CREATE INDEX replicate_webhook_jobs_ready ON replicate_webhook_jobs (module, state, run_at_ms);
 CREATE INDEX replicate_webhook_jobs_prediction ON replicate_webhook_jobs (prediction_id, id);
-"];
+",
+    "
+CREATE INDEX replicate_webhook_jobs_claim ON replicate_webhook_jobs (claim);
+",
+];
 
 /// Not the dedupe store's lock: the inbox migrates after it, in its own transaction.
 const MIGRATION_LOCK: i64 = 0x7277_5f69_6e62_6f78;
@@ -131,89 +139,85 @@ fn job_from_row(row: &Row) -> Job {
     }
 }
 
-enum Holder {
-    Won,
-    Done,
-    Queued,
-    InFlight(Duration),
+/// Admission's key primitives inside the transaction that stores a job. The job holds its keys
+/// under its own token until its handler is done; a key that another stored job holds counts as
+/// done, since that job will run the handler.
+struct JobClaims<'a> {
+    client: &'a deadpool_postgres::Object,
+    token: &'a ClaimToken,
 }
 
-/// Claims a dedupe key for a job, unless it is held or done; says which.
-const CLAIM_KEY: &str = "WITH claimed AS (
-     INSERT INTO replicate_webhook_keys (key, token, expires_at)
-     VALUES ($1, $2, now() + interval '100 years')
-     ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-         WHERE replicate_webhook_keys.expires_at <= now()
-     RETURNING 1
- )
- SELECT EXISTS (SELECT 1 FROM claimed), k.key IS NOT NULL, k.token,
-        greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
- FROM (SELECT 1) AS one
- LEFT JOIN replicate_webhook_keys k ON k.key = $1";
+impl Claims for JobClaims<'_> {
+    fn in_transaction(&self) -> bool {
+        true
+    }
 
-fn holder(row: &Row) -> Holder {
-    let (won, seen, token, left): (bool, bool, Option<String>, Option<i64>) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    match (won, seen, token) {
-        (true, _, _) => Holder::Won,
-        (false, true, None) => Holder::Done,
-        (false, true, Some(t)) if t.starts_with(super::intake::CLAIM_PREFIX) => Holder::Queued,
-        (false, true, Some(_)) => Holder::InFlight(Duration::from_millis(
-            u64::try_from(left.unwrap_or(1000)).unwrap_or(0),
-        )),
-        // Claimed by a transaction that committed after this statement's snapshot.
-        (false, false, _) => Holder::InFlight(Duration::from_secs(1)),
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let claim = keys::claim(self.client, key, self.token, millis(lease))
+            .await
+            .map_err(|e| pg_error(&e))?;
+        if !matches!(claim, Claim::InFlight { .. }) {
+            return Ok(claim);
+        }
+        let stored = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM replicate_webhook_keys k \
+                 JOIN replicate_webhook_jobs j ON j.claim = k.token WHERE k.key = $1 LIMIT 1",
+                &[&key],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        Ok(if stored.is_some() { Claim::Done } else { claim })
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        keys::complete(self.client, key, token, millis(ttl))
+            .await
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        keys::release(self.client, key, token)
+            .await
+            .map_err(|e| pg_error(&e))
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        keys::is_done(self.client, key)
+            .await
+            .map_err(|e| pg_error(&e))
     }
 }
 
-async fn complete_key(
+/// Marks a handled (or discarded) job's keys done.
+async fn complete_keys(
     tx: &deadpool_postgres::Transaction<'_>,
-    key: &str,
-    claim: &str,
-    ttl: Duration,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        "UPDATE replicate_webhook_keys \
-         SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
-         WHERE key = $1 AND token = $2",
-        &[&key, &claim, &millis(ttl)],
-    )
-    .await
-    .map(drop)
-}
-
-async fn settle_keys(
-    tx: &deadpool_postgres::Transaction<'_>,
-    keys: &Keys,
-    claim: &str,
+    lease: &Lease,
     ttls: Ttls,
 ) -> Result<(), tokio_postgres::Error> {
-    if let Some((status_key, finished)) = &keys.terminal {
-        complete_key(tx, status_key, claim, ttls.terminal_ttl).await?;
-        tx.execute(
-            "INSERT INTO replicate_webhook_keys (key, token, expires_at) \
-             VALUES ($1, NULL, now() + $2::bigint * interval '1 millisecond') \
-             ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at",
-            &[finished, &millis(ttls.terminal_ttl)],
-        )
-        .await?;
+    for (key, token, ttl) in lease.held(ttls) {
+        keys::complete(tx, key, token, millis(ttl)).await?;
     }
-    complete_key(tx, &keys.webhook, claim, ttls.webhook_ttl).await
+    Ok(())
 }
 
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 
-/// One transaction in two round trips: the statements of each half are pipelined (sent
-/// together on the connection, answered in order), which keeps the acknowledgement fast.
+/// Admits the delivery inside one transaction, then inserts its job: two round trips, the
+/// statements of each half pipelined (sent together on the connection, answered in order).
 async fn enqueue(
     client: &deadpool_postgres::Object,
     job: &NewJob,
-    claim: &str,
+    token: &ClaimToken,
     headers: &str,
     webhook_ttl: Duration,
-) -> Result<Enqueued, tokio_postgres::Error> {
-    let keys = &job.keys;
-    let claim_key = client.prepare_cached(CLAIM_KEY).await?;
+) -> Result<Admission, StoreError> {
     let insert = client
         .prepare_cached(&format!(
             "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
@@ -221,79 +225,29 @@ async fn enqueue(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, $10) \
              RETURNING id"
         ))
-        .await?;
-    let complete = "UPDATE replicate_webhook_keys \
-         SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
-         WHERE key = $1 AND token = $2";
-    let (status_key, prediction_key) = match &keys.terminal {
-        Some((status_key, _)) => (status_key, None),
-        None => (&keys.finished, Some(())),
-    };
+        .await
+        .map_err(|e| pg_error(&e))?;
     // Jobs of one prediction get ids in the order their transactions commit, so "earlier id"
     // is "arrived earlier" for the ordering rule: the advisory lock serialises them.
     let lock_params: [&Param<'_>; 1] = [&job.prediction_id];
-    let webhook_params: [&Param<'_>; 2] = [&keys.webhook, &claim];
-    let (begun, locked, webhook, second) = tokio::join!(
+    let claims = JobClaims { client, token };
+    let (begun, locked, admitted) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             &lock_params
         ),
-        client.query_one(&claim_key, &webhook_params),
-        async {
-            match prediction_key {
-                // A terminal status: claim `(prediction, status)` too.
-                None => client
-                    .query_one(&claim_key, &[status_key, &claim])
-                    .await
-                    .map(|row| holder(&row)),
-                // An intermediate event: stale once the prediction finished.
-                Some(()) => client
-                    .query_opt(
-                        "SELECT 1 FROM replicate_webhook_keys \
-                         WHERE key = $1 AND token IS NULL AND expires_at > now()",
-                        &[status_key],
-                    )
-                    .await
-                    .map(|row| {
-                        if row.is_some() {
-                            Holder::Done
-                        } else {
-                            Holder::Won
-                        }
-                    }),
-            }
-        }
+        admit(&claims, &job.keys, Duration::MAX, webhook_ttl)
     );
-    begun?;
-    locked?;
-    let (webhook, second) = (holder(&webhook?), second?);
-    let answer = match (webhook, second) {
-        (Holder::Done | Holder::Queued, _) => Some(Enqueued::Duplicate),
-        (Holder::InFlight(left), _) | (Holder::Won, Holder::InFlight(left)) => {
-            Some(Enqueued::InFlight(left))
-        }
-        (Holder::Won, Holder::Done | Holder::Queued) => {
-            // Settled for good by the other delivery: this webhook id is done too.
-            let ttl = millis(webhook_ttl);
-            let complete_params: [&Param<'_>; 3] = [&keys.webhook, &claim, &ttl];
-            let (done, commit) = tokio::join!(
-                client.execute(complete, &complete_params),
-                client.batch_execute("COMMIT")
-            );
-            done?;
-            commit?;
-            return Ok(if prediction_key.is_some() {
-                Enqueued::Stale
-            } else {
-                Enqueued::AlreadyHandled
-            });
-        }
-        (Holder::Won, Holder::Won) => None,
-    };
-    if let Some(refusal) = answer {
-        client.batch_execute("ROLLBACK").await?;
-        return Ok(refusal);
+    begun.map_err(|e| pg_error(&e))?;
+    locked.map_err(|e| pg_error(&e))?;
+    let admission = admitted?;
+    if !matches!(admission, Admission::Run(_)) {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg_error(&e))?;
+        return Ok(admission);
     }
     let handler = job.handler.fn_name();
     let insert_params: [&Param<'_>; 10] = [
@@ -306,37 +260,37 @@ async fn enqueue(
         &job.uri,
         &headers,
         &job.body,
-        &claim,
+        &token.as_str(),
     ];
     let (row, commit) = tokio::join!(
         client.query_one(&insert, &insert_params),
         client.batch_execute("COMMIT")
     );
-    let id = row?.get(0);
-    commit?;
-    Ok(Enqueued::Stored(id))
+    let id = row.map_err(|e| pg_error(&e))?.get(0);
+    commit.map_err(|e| pg_error(&e))?;
+    Ok(Admission::Stored(id))
 }
 
 #[async_trait::async_trait]
 impl Queue for PostgresQueue {
-    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Enqueued, StoreError> {
-        let (claim, headers) = (super::intake::new_claim(), job.headers_json()?);
+    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Admission, StoreError> {
+        let (token, headers) = (ClaimToken::new(), job.headers_json()?);
         let client = self.client().await?;
         // On a task of its own: a caller that gives up (the store timeout) must not leave the
         // connection inside an open transaction. The transaction then still commits or rolls
         // back; a delivery answered 503 but stored is a duplicate when Replicate retries it.
         let work = tokio::spawn(async move {
-            let result = enqueue(&client, &job, &claim, &headers, webhook_ttl).await;
+            let result = enqueue(&client, &job, &token, &headers, webhook_ttl).await;
             if result.is_err() {
                 let _ = client.batch_execute("ROLLBACK").await;
             }
-            result.map_err(|e| pg_error(&e))
+            result
         });
         work.await
             .map_err(|e| StoreError::new(format_args!("postgres inbox task failed: {e}")))?
     }
 
-    async fn take(&self, module: &str, lease: &Lease, n: usize) -> Result<Vec<Job>, StoreError> {
+    async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
@@ -366,9 +320,9 @@ impl Queue for PostgresQueue {
             .await
             .map_err(|e| pg_error(&e))?;
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let visibility = millis(lease.visibility);
+        let visibility = millis(hold.visibility);
         let rows = client
-            .query(&statement, &[&lease.token, &visibility, &module, &limit])
+            .query(&statement, &[&hold.token, &visibility, &module, &limit])
             .await
             .map_err(|e| pg_error(&e))?;
         let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect();
@@ -376,7 +330,7 @@ impl Queue for PostgresQueue {
         Ok(jobs)
     }
 
-    async fn heartbeat(&self, id: i64, lease: &Lease) -> Result<bool, StoreError> {
+    async fn heartbeat(&self, id: i64, hold: &Hold) -> Result<bool, StoreError> {
         self.client()
             .await?
             .execute(
@@ -384,15 +338,15 @@ impl Queue for PostgresQueue {
                     "UPDATE replicate_webhook_jobs SET lease_until_ms = {NOW_MS} + $3 \
                      WHERE id = $1 AND lease = $2 AND state = 'running'"
                 ),
-                &[&id, &lease.token, &millis(lease.visibility)],
+                &[&id, &hold.token, &millis(hold.visibility)],
             )
             .await
             .map(|n| n == 1)
             .map_err(|e| pg_error(&e))
     }
 
-    async fn settle(&self, job: &Job, lease: &Lease, settle: Settle) -> Result<bool, StoreError> {
-        let lease = &lease.token;
+    async fn settle(&self, job: &Job, hold: &Hold, settle: Settle) -> Result<bool, StoreError> {
+        let lease = &hold.token;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
         let run = async {
@@ -409,13 +363,13 @@ impl Queue for PostgresQueue {
                         .await?
                         == 1;
                     if changed {
-                        settle_keys(&tx, &job.keys(), &job.claim, *ttls).await?;
+                        complete_keys(&tx, &job.lease(), *ttls).await?;
                         if job.id % 256 == 0 {
                             tx.execute(
                                 "DELETE FROM replicate_webhook_jobs WHERE id IN (SELECT id FROM \
                                  replicate_webhook_jobs WHERE state IN ('done', 'discarded') \
                                  AND finished_ms < $1 LIMIT 1000)",
-                                &[&(crate::inbox::now_ms() - KEEP_FINISHED_MS)],
+                                &[&(now_ms() - KEEP_FINISHED_MS)],
                             )
                             .await?;
                         }
@@ -525,7 +479,7 @@ impl Queue for PostgresQueue {
                 .await?
                 == 1;
             if changed {
-                settle_keys(&tx, &job.keys(), &job.claim, ttls).await?;
+                complete_keys(&tx, &job.lease(), ttls).await?;
             }
             Ok::<bool, tokio_postgres::Error>(changed)
         };

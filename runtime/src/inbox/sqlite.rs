@@ -8,10 +8,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
 use super::job::{COLUMNS, KEEP_FINISHED_MS};
-use super::{
-    Backlog, Enqueued, Filter, Job, JobState, Keys, Lease, NewJob, Queue, Settle, Ttls, now_ms,
+use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
+use crate::dedupe::{
+    Admission, Claim, ClaimToken, Claims, Lease, StoreError, Ttls, admit, millis, now_ms,
+    sqlite_blocking, sqlite_keys as keys,
 };
-use crate::dedupe::{StoreError, sqlite_blocking};
 
 /// Jobs, one row each; `claim` is the token its dedupe keys are held with.
 const SCHEMA: &str = "
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_jobs (
 );
 CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_ready ON replicate_webhook_jobs (module, state, run_at_ms);
 CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_prediction ON replicate_webhook_jobs (prediction_id, id);
+CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_claim ON replicate_webhook_jobs (claim);
 ";
 
 pub(crate) struct SqliteQueue {
@@ -51,7 +53,7 @@ fn db_error(e: rusqlite::Error) -> StoreError {
 }
 
 fn ms(duration: Duration) -> i64 {
-    crate::dedupe::millis(duration)
+    millis(duration)
 }
 
 impl SqliteQueue {
@@ -65,88 +67,66 @@ impl SqliteQueue {
     }
 }
 
-/// What holds a dedupe key.
-enum Holder {
-    /// We just claimed it.
-    Won,
-    /// Done: handled before.
-    Done,
-    /// Held by a stored job.
-    Queued,
-    /// Held by an inline handler, for this long still.
-    InFlight(Duration),
+/// Admission's key primitives inside the transaction that stores a job. The job holds its keys
+/// under its own token until its handler is done; a key that another stored job holds counts as
+/// done, since that job will run the handler.
+struct JobClaims<'a> {
+    conn: &'a Connection,
+    token: &'a ClaimToken,
+    now: i64,
 }
 
-fn claim_key(tx: &Transaction<'_>, key: &str, claim: &str, now: i64) -> rusqlite::Result<Holder> {
-    let won = tx
-        .query_row(
-            "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_ms = excluded.expires_ms \
-             WHERE replicate_webhook_keys.expires_ms <= ?4 RETURNING 1",
-            params![key, claim, now.saturating_add(ms(Duration::MAX)), now],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if won {
-        return Ok(Holder::Won);
+impl Claims for JobClaims<'_> {
+    fn in_transaction(&self) -> bool {
+        true
     }
-    let (token, expires): (Option<String>, i64) = tx.query_row(
-        "SELECT token, expires_ms FROM replicate_webhook_keys WHERE key = ?1",
-        params![key],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    Ok(match token {
-        None => Holder::Done,
-        Some(t) if t.starts_with(super::intake::CLAIM_PREFIX) => Holder::Queued,
-        Some(_) => Holder::InFlight(Duration::from_millis(
-            u64::try_from(expires - now).unwrap_or(0),
-        )),
-    })
+
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let claim =
+            keys::claim(self.conn, key, self.token, ms(lease), self.now).map_err(db_error)?;
+        if !matches!(claim, Claim::InFlight { .. }) {
+            return Ok(claim);
+        }
+        let stored = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM replicate_webhook_keys k \
+                 JOIN replicate_webhook_jobs j ON j.claim = k.token WHERE k.key = ?1 LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![key], |_| Ok(())).optional())
+            .map_err(db_error)?;
+        Ok(if stored.is_some() { Claim::Done } else { claim })
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        keys::complete(self.conn, key, token, self.now.saturating_add(ms(ttl))).map_err(db_error)
+    }
+
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        keys::release(self.conn, key, token).map_err(db_error)
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
+        keys::is_done(self.conn, key, self.now).map_err(db_error)
+    }
 }
 
-fn complete_key(
+/// Marks a handled (or discarded) job's keys done.
+fn complete_keys(
     tx: &Transaction<'_>,
-    key: &str,
-    claim: &str,
-    expires: i64,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE replicate_webhook_keys SET token = NULL, expires_ms = ?3 WHERE key = ?1 AND token = ?2",
-        params![key, claim, expires],
-    )
-    .map(drop)
-}
-
-fn mark_done(tx: &Transaction<'_>, key: &str, expires: i64) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, NULL, ?2) \
-         ON CONFLICT (key) DO UPDATE SET token = NULL, expires_ms = excluded.expires_ms",
-        params![key, expires],
-    )
-    .map(drop)
-}
-
-/// Marks a job's keys done: the webhook id, and for a terminal event its status and the end
-/// of the prediction.
-fn settle_keys(
-    tx: &Transaction<'_>,
-    keys: &Keys,
-    claim: &str,
+    lease: &Lease,
     now: i64,
     ttls: Ttls,
 ) -> rusqlite::Result<()> {
-    let terminal_until = now.saturating_add(ms(ttls.terminal_ttl));
-    if let Some((status_key, finished)) = &keys.terminal {
-        complete_key(tx, status_key, claim, terminal_until)?;
-        mark_done(tx, finished, terminal_until)?;
+    for (key, token, ttl) in lease.held(ttls) {
+        keys::complete(tx, key, token, now.saturating_add(ms(ttl)))?;
     }
-    complete_key(
-        tx,
-        &keys.webhook,
-        claim,
-        now.saturating_add(ms(ttls.webhook_ttl)),
-    )
+    Ok(())
 }
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
@@ -177,72 +157,47 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 #[async_trait::async_trait]
 impl Queue for SqliteQueue {
-    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Enqueued, StoreError> {
-        let (claim, headers) = (super::intake::new_claim(), job.headers_json()?);
+    async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Admission, StoreError> {
+        let (token, headers) = (ClaimToken::new(), job.headers_json()?);
+        // The primitives never wait, so the protocol runs to its end at once on the blocking
+        // thread: `block_on` only drives it there.
+        let runtime = tokio::runtime::Handle::current();
         sqlite_blocking(&self.conn, db_error, move |conn| {
-            let keys = &job.keys;
             let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            match claim_key(&tx, &keys.webhook, &claim, now)? {
-                Holder::Won => {}
-                Holder::Done | Holder::Queued => return Ok(Enqueued::Duplicate),
-                Holder::InFlight(left) => return Ok(Enqueued::InFlight(left)),
-            }
-            let webhook_until = now.saturating_add(ms(webhook_ttl));
-            if let Some((status_key, _)) = &keys.terminal {
-                match claim_key(&tx, status_key, &claim, now)? {
-                    Holder::Won => {}
-                    Holder::Done | Holder::Queued => {
-                        complete_key(&tx, &keys.webhook, &claim, webhook_until)?;
-                        tx.commit()?;
-                        return Ok(Enqueued::AlreadyHandled);
-                    }
-                    // Dropping the transaction rolls the webhook claim back.
-                    Holder::InFlight(left) => return Ok(Enqueued::InFlight(left)),
-                }
-            } else {
-                let finished = tx
-                    .query_row(
-                        "SELECT 1 FROM replicate_webhook_keys \
-                         WHERE key = ?1 AND token IS NULL AND expires_ms > ?2",
-                        params![keys.finished, now],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some();
-                if finished {
-                    complete_key(&tx, &keys.webhook, &claim, webhook_until)?;
-                    tx.commit()?;
-                    return Ok(Enqueued::Stale);
-                }
-            }
-            let id = tx.query_row(
-                "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
-                 webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?11) RETURNING id",
-                params![
-                    job.module,
-                    job.model,
-                    job.prediction_id,
-                    job.status,
-                    job.handler.fn_name(),
-                    job.webhook_id,
-                    job.uri,
-                    headers,
-                    job.body,
-                    now,
-                    claim
-                ],
-                |row| row.get(0),
-            )?;
+            let claims = JobClaims { conn: &tx, token: &token, now };
+            // Admit inside this transaction, then insert the job; an error rolls both back.
+            let admission = match runtime.block_on(admit(&claims, &job.keys, Duration::MAX, webhook_ttl)) {
+                Ok(Admission::Run(_)) => Admission::Stored(tx.query_row(
+                    "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
+                     webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?11) RETURNING id",
+                    params![
+                        job.module,
+                        job.model,
+                        job.prediction_id,
+                        job.status,
+                        job.handler.fn_name(),
+                        job.webhook_id,
+                        job.uri,
+                        headers,
+                        job.body,
+                        now,
+                        token.as_str()
+                    ],
+                    |row| row.get(0),
+                )?),
+                Ok(refusal) => refusal,
+                Err(e) => return Ok(Err(e)),
+            };
             tx.commit()?;
-            Ok(Enqueued::Stored(id))
+            Ok(Ok(admission))
         })
-        .await
+        .await?
     }
 
-    async fn take(&self, module: &str, lease: &Lease, n: usize) -> Result<Vec<Job>, StoreError> {
-        let (module, Lease { token, visibility }) = (module.to_owned(), lease.clone());
+    async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError> {
+        let (module, Hold { token, visibility }) = (module.to_owned(), hold.clone());
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
@@ -279,8 +234,8 @@ impl Queue for SqliteQueue {
         .await
     }
 
-    async fn heartbeat(&self, id: i64, lease: &Lease) -> Result<bool, StoreError> {
-        let Lease { token, visibility } = lease.clone();
+    async fn heartbeat(&self, id: i64, hold: &Hold) -> Result<bool, StoreError> {
+        let Hold { token, visibility } = hold.clone();
         sqlite_blocking(&self.conn, db_error, move |conn| {
             conn.execute(
                 "UPDATE replicate_webhook_jobs SET lease_until_ms = ?3 \
@@ -292,8 +247,8 @@ impl Queue for SqliteQueue {
         .await
     }
 
-    async fn settle(&self, job: &Job, lease: &Lease, settle: Settle) -> Result<bool, StoreError> {
-        let (id, lease, claim, keys) = (job.id, lease.token.clone(), job.claim.clone(), job.keys());
+    async fn settle(&self, job: &Job, hold: &Hold, settle: Settle) -> Result<bool, StoreError> {
+        let (id, lease, claims) = (job.id, hold.token.clone(), job.lease());
         sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -304,7 +259,7 @@ impl Queue for SqliteQueue {
                     params![id, lease, now],
                 )? == 1
                     && {
-                        settle_keys(&tx, &keys, &claim, now, *ttls)?;
+                        complete_keys(&tx, &claims, now, *ttls)?;
                         true
                     },
                 Settle::Retry { delay, error } => tx.execute(
@@ -385,7 +340,7 @@ impl Queue for SqliteQueue {
         let Some(job) = self.get(id).await? else {
             return Ok(false);
         };
-        let (claim, keys) = (job.claim.clone(), job.keys());
+        let claims = job.lease();
         sqlite_blocking(&self.conn, db_error, move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -395,7 +350,7 @@ impl Queue for SqliteQueue {
                 params![id, now],
             )? == 1;
             if changed {
-                settle_keys(&tx, &keys, &claim, now, ttls)?;
+                complete_keys(&tx, &claims, now, ttls)?;
             }
             tx.commit()?;
             Ok(changed)

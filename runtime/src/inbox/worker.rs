@@ -14,11 +14,18 @@ use actix_web::web::Bytes;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument as _;
 
-use super::{Inbox, InboxOptions, Job, Lease, Settle, Ttls, module_key, now_ms};
+use super::{Hold, Inbox, InboxOptions, Job, Settle, module_key};
+use crate::backoff::Backoff;
 use crate::config::{DataFn, WebhookConfig};
-use crate::dedupe::ClaimToken;
-use crate::handler::{Call, DeadLetter, HandlerKind, Outcome};
+use crate::dedupe::{ClaimToken, Ttls, now_ms};
+use crate::handler::{Call, DeadLetter, HandlerKind, Outcome, Verdict};
 use crate::registry::{Module, SetupError};
+
+/// How a worker retries recording a job's result: 100 ms doubling, five tries in about 3 s.
+const SETTLE_RETRY: Backoff = Backoff {
+    base_ms: 100,
+    cap_ms: 1_600,
+};
 
 /// Runs the handlers of inbox jobs. Build one from the receiver's configuration, in the
 /// receiver's process (the default) or in a process of its own:
@@ -87,7 +94,8 @@ impl Worker {
                 origin: "replicate_webhook::inbox::Worker".to_owned(),
             });
         };
-        let modules: BTreeMap<String, Module> = crate::receiver::modules(config)
+        let modules: BTreeMap<String, Module> = config
+            .every_module()
             .into_iter()
             .filter(|m| m.inbox)
             .map(|m| (module_key(&m), m))
@@ -100,10 +108,7 @@ impl Worker {
             modules,
             options: config.inbox_options.clone(),
             data: config.worker_data.clone(),
-            ttls: Ttls {
-                webhook_ttl: config.policy.webhook_ttl,
-                terminal_ttl: config.policy.terminal_ttl,
-            },
+            ttls: Ttls::from(&config.policy),
             wake: None,
         })
     }
@@ -173,11 +178,11 @@ impl Worker {
                 }
                 continue;
             }
-            let lease = Lease {
+            let hold = Hold {
                 token: ClaimToken::new().as_str().to_owned(),
                 visibility: self.options.visibility,
             };
-            match self.inbox.queue.take(&key, &lease, available).await {
+            match self.inbox.queue.take(&key, &hold, available).await {
                 Ok(jobs) if !jobs.is_empty() => {
                     store_errors = 0;
                     for job in jobs {
@@ -185,9 +190,9 @@ impl Worker {
                             break;
                         };
                         let worker = self.clone();
-                        let lease = lease.clone();
+                        let hold = hold.clone();
                         tokio::task::spawn_local(async move {
-                            worker.run_job(job, &lease).await;
+                            worker.run_job(job, &hold).await;
                             drop(permit);
                         });
                     }
@@ -245,7 +250,7 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, job: Job, lease: &Lease) {
+    async fn run_job(&self, job: Job, hold: &Hold) {
         let span = tracing::info_span!(
             "inbox_job",
             job = job.id,
@@ -254,72 +259,56 @@ impl Worker {
             handler = job.handler,
             attempt = job.attempts
         );
-        self.run_job_inner(job, lease).instrument(span).await;
+        self.run_job_inner(job, hold).instrument(span).await;
     }
 
-    async fn run_job_inner(&self, job: Job, lease: &Lease) {
+    async fn run_job_inner(&self, job: Job, hold: &Hold) {
         let started = Instant::now();
-        let (Some(module), Some(kind)) = (
-            self.modules.get(&job.module),
-            HandlerKind::from_fn_name(&job.handler),
-        ) else {
+        let module = self.modules.get(&job.module);
+        let kind = HandlerKind::from_fn_name(&job.handler)
+            .filter(|kind| module.is_some_and(|m| m.handler(*kind).is_some()));
+        let (Some(module), Some(kind)) = (module, kind) else {
             // A job stored by another version of the application, for a module or handler
             // this binary does not have: keep it for `replay` once one that has it runs.
             let error = format!(
                 "no handler `{}` in module `{}` in this worker",
                 job.handler, job.module
             );
-            self.settle(&job, lease, Settle::Dead { error }, "unknown", started)
+            self.settle(&job, hold, Settle::Dead { error }, "unknown", started)
                 .await;
             return;
         };
         let call = self.call(&job);
         let outcome = {
-            let handler = tokio::time::timeout(
-                self.options.handler_timeout,
-                crate::service::run(module, kind, call),
-            );
+            let handler = module.run(kind, call, self.options.handler_timeout);
             tokio::pin!(handler);
-            let heartbeat = self.heartbeat(&job, lease);
+            let heartbeat = self.heartbeat(&job, hold);
             tokio::pin!(heartbeat);
             tokio::select! {
                 outcome = &mut handler => outcome,
                 () = &mut heartbeat => {
-                    tracing::warn!("job lease lost to another worker; this run stops");
+                    tracing::warn!("job hold lost to another worker; this run stops");
                     super::metrics::run(kind.fn_name(), "lost", started.elapsed());
                     return;
                 }
             }
         };
-        let failure = match outcome {
-            Ok(Outcome::Done | Outcome::Decode(_)) => None,
-            Ok(Outcome::Failed(e)) if !e.is_retryable() => {
-                let error = e.to_string();
-                tracing::error!(error, "handler failed permanently; job is dead");
-                self.die(&job, lease, module, kind, error, started).await;
+        let error = match outcome.verdict(kind.fn_name(), &job.prediction_id) {
+            Verdict::Done(_) => {
+                self.settle(&job, hold, Settle::Done(self.ttls), kind.fn_name(), started)
+                    .await;
                 return;
             }
-            Ok(Outcome::Failed(e)) => Some(e.to_string()),
-            Ok(Outcome::Extract { position, message }) => Some(format!(
-                "handler argument {position} extraction failed: {message}"
-            )),
-            Err(_) => Some(format!(
-                "handler timed out after {} ms",
-                self.options.handler_timeout.as_millis()
-            )),
+            Verdict::GiveUp(error) => {
+                self.die(&job, hold, module, kind, error, started).await;
+                return;
+            }
+            Verdict::Retry { error, .. } => error,
         };
-        let Some(error) = failure else {
-            self.settle(
-                &job,
-                lease,
-                Settle::Done(self.ttls),
-                kind.fn_name(),
-                started,
-            )
-            .await;
-            return;
-        };
-        let delay = self.options.backoff.delay(job.attempts);
+        let delay = self
+            .options
+            .backoff
+            .jittered(job.attempts.saturating_sub(1));
         let budget_end = job
             .budget_from_ms
             .saturating_add(crate::dedupe::millis(self.options.max_age));
@@ -330,7 +319,7 @@ impl Worker {
                 attempts = job.attempts,
                 "handler failed; out of retries, job is dead"
             );
-            self.die(&job, lease, module, kind, error, started).await;
+            self.die(&job, hold, module, kind, error, started).await;
         } else {
             tracing::warn!(
                 error,
@@ -339,7 +328,7 @@ impl Worker {
             );
             self.settle(
                 &job,
-                lease,
+                hold,
                 Settle::Retry { delay, error },
                 kind.fn_name(),
                 started,
@@ -352,7 +341,7 @@ impl Worker {
     async fn die(
         &self,
         job: &Job,
-        lease: &Lease,
+        hold: &Hold,
         module: &Module,
         kind: HandlerKind,
         error: String,
@@ -361,7 +350,7 @@ impl Worker {
         let settled = self
             .settle(
                 job,
-                lease,
+                hold,
                 Settle::Dead {
                     error: error.clone(),
                 },
@@ -380,14 +369,11 @@ impl Worker {
             body: Bytes::from(job.body.clone()),
         };
         let call = self.call(job).with_dead_letter(dead);
-        let hook = tokio::time::timeout(
-            self.options.handler_timeout,
-            crate::service::run(module, HandlerKind::Dead, call),
-        );
-        match hook.await {
-            Ok(Outcome::Done) => {}
-            Ok(other) => tracing::error!(outcome = ?other, "on_dead failed"),
-            Err(_) => tracing::error!("on_dead timed out"),
+        let outcome = module
+            .run(HandlerKind::Dead, call, self.options.handler_timeout)
+            .await;
+        if !matches!(outcome, Outcome::Done) {
+            tracing::error!(prediction = job.prediction_id, outcome = ?outcome, "on_dead failed");
         }
     }
 
@@ -396,7 +382,7 @@ impl Worker {
     async fn settle(
         &self,
         job: &Job,
-        lease: &Lease,
+        hold: &Hold,
         settle: Settle,
         handler: &'static str,
         started: Instant,
@@ -407,7 +393,7 @@ impl Worker {
             Settle::Dead { .. } => "dead",
         };
         for attempt in 0..5u32 {
-            match self.inbox.queue.settle(job, lease, settle.clone()).await {
+            match self.inbox.queue.settle(job, hold, settle.clone()).await {
                 Ok(true) => {
                     super::metrics::run(handler, result, started.elapsed());
                     return true;
@@ -419,7 +405,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "could not record the job's result");
-                    tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+                    tokio::time::sleep(SETTLE_RETRY.delay(attempt)).await;
                 }
             }
         }
@@ -427,12 +413,12 @@ impl Worker {
         false
     }
 
-    /// Extends the job's visibility while the handler runs; returns only if the lease is lost.
-    async fn heartbeat(&self, job: &Job, lease: &Lease) {
+    /// Extends the job's visibility while the handler runs; returns only if the hold is lost.
+    async fn heartbeat(&self, job: &Job, hold: &Hold) {
         let every = self.options.heartbeat_every();
         loop {
             tokio::time::sleep(every).await;
-            match self.inbox.queue.heartbeat(job.id, lease).await {
+            match self.inbox.queue.heartbeat(job.id, hold).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),
