@@ -180,6 +180,7 @@ impl Drop for TestServer {
     }
 }
 
+pub mod browser;
 pub mod hygiene;
 pub mod inbox;
 pub mod logs;
