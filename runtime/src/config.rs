@@ -45,6 +45,8 @@ pub struct WebhookConfig {
     pub(crate) inbox_options: InboxOptions,
     /// What workers add to the requests they rebuild, so `web::Data<T>` extractors work.
     pub(crate) worker_data: Vec<DataFn>,
+    /// The live channel, when on (see [`crate::live`]).
+    pub(crate) live: Option<crate::live::Live>,
 }
 
 /// Adds one piece of app data to a worker's rebuilt request.
@@ -66,6 +68,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("modules", &self.modules)
             .field("inbox", &self.inbox)
             .field("inbox_every_module", &self.inbox_every_module)
+            .field("live", &self.live)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +157,7 @@ impl WebhookConfig {
             inbox_every_module: false,
             inbox_options: InboxOptions::default(),
             worker_data: Vec::new(),
+            live: None,
         }
     }
 
@@ -183,6 +187,9 @@ impl WebhookConfig {
             config = config
                 .inbox(Inbox::open(&inbox).map_err(ConfigError::Inbox)?)
                 .inbox_every_module(true);
+        }
+        if setting(crate::live::ENV_LIVE).is_some_and(|v| v == "1" || v == "true") {
+            config = config.live(crate::live::LiveOptions::default());
         }
         #[cfg(feature = "client")]
         if let Some(reconcile) = crate::reconcile::Reconcile::from_env()? {
@@ -255,6 +262,24 @@ impl WebhookConfig {
                 req.app_data(data.clone())
             }));
         self
+    }
+
+    /// Turns the live channel on (see [`crate::live`]): `configure()` mounts its events route,
+    /// and every delivery the receiver accepts is published on its prediction's channel.
+    /// Tokens are signed with a key derived from the signing secret unless `options` give one,
+    /// so instances sharing a secret accept each other's tokens.
+    #[must_use]
+    pub fn live(mut self, options: crate::live::LiveOptions) -> Self {
+        let live = crate::live::Live::new(options, self.verifier.signing_secret());
+        self.live = Some(live.clone());
+        // Handlers run by inbox workers take `Live` as an argument too.
+        self.worker_data(live)
+    }
+
+    /// The live channel, when [`WebhookConfig::live`] turned it on: to mint tokens, publish the
+    /// app's own events and subscribe from server code.
+    pub fn live_channel(&self) -> Option<crate::live::Live> {
+        self.live.clone()
     }
 
     /// Opens the store `url` names and uses it (see [`dedupe::open`]).

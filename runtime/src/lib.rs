@@ -74,6 +74,7 @@ mod fixtures;
 mod glue;
 mod handler;
 pub mod inbox;
+pub mod live;
 mod prediction;
 mod query;
 mod receiver;
@@ -83,6 +84,7 @@ mod refusals;
 mod registry;
 mod service;
 pub mod signature;
+pub mod sse;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod training;

@@ -25,6 +25,8 @@ pub(crate) struct Checks {
     pub(crate) watcher: Option<crate::reconcile::Watcher>,
     /// Where deliveries of inbox modules go, when any module is in inbox mode.
     pub(crate) inbox: Option<Intake>,
+    /// Where accepted deliveries are published, when the live channel is on.
+    pub(crate) live: Option<crate::live::Live>,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -36,6 +38,8 @@ pub(crate) struct Endpoint {
 /// Every endpoint of one configuration, and its background work.
 pub(crate) struct Receiver {
     pub(crate) endpoints: Vec<(String, web::Data<Endpoint>)>,
+    /// The live channel whose route `configure()` mounts.
+    pub(crate) live: Option<crate::live::Live>,
     /// Started by the first mount inside a runtime (`try_configure` may run outside one).
     #[cfg(feature = "client")]
     reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
@@ -125,6 +129,7 @@ impl Receiver {
             #[cfg(feature = "client")]
             watcher: config.watcher(),
             inbox: intake,
+            live: config.live.clone(),
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes
@@ -151,6 +156,7 @@ impl Receiver {
         });
         Ok(Self {
             endpoints,
+            live: config.live.clone(),
             #[cfg(feature = "client")]
             reconciler: std::sync::Mutex::new(reconciler),
             _worker: worker,

@@ -58,6 +58,9 @@ pub fn try_configure(
                     .route(web::post().to(receive)),
             );
         }
+        if let Some(live) = &receiver.live {
+            crate::live::mount(cfg, live);
+        }
     })
 }
 
@@ -175,15 +178,19 @@ async fn deliver(
     let new_output = matches!(progress, Some(Progress::Output(_)));
 
     let response = if let Some(kind) = handler_for(module, envelope.status(), new_output) {
-        match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
+        let response = match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => {
                 inbox
                     .accept(&req, &body, module, kind, envelope.id(), envelope.status())
                     .await
             }
-            None => admit_and_run(req, body, endpoint, module, kind, &mut envelope).await,
-        }
+            None => admit_and_run(req, body.clone(), endpoint, module, kind, &mut envelope).await,
+        };
+        // Published once acknowledged: the channel's state drops what changes nothing, so a
+        // duplicate, stale or regressing delivery reaches no subscriber.
+        crate::live::publish_delivery(endpoint.checks.live.as_ref(), &body, &response);
+        response
     } else {
         if envelope.status().is_terminal() {
             // Even unhandled, a terminal status ends the prediction: later deliveries of it
