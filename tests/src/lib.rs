@@ -189,4 +189,5 @@ pub mod proxy;
 pub mod raw;
 pub mod receiver;
 pub mod services;
+pub mod sse;
 pub mod strict_models;

@@ -107,26 +107,29 @@ impl Hub {
     /// Applies `update` to its channel; the event it made, if any, is sent to subscribers.
     pub(crate) fn publish(&self, update: &Update) -> Option<LiveEvent> {
         let mut channels = self.lock();
-        channels.sweep(&self.bounds);
         let channel = channels
             .by_id
             .entry(update.id.clone())
             .or_insert_with(|| Channel::new(self.bounds.subscriber_buffer));
-        let event = channel.state.apply(update)?;
-        channel.push(event.clone(), &self.bounds);
-        Some(event)
+        let event = channel.state.apply(update);
+        if let Some(event) = &event {
+            channel.push(event.clone(), &self.bounds);
+        }
+        // After the insert, so the channel just made counts against the bound.
+        channels.sweep(&self.bounds);
+        event
     }
 
     /// Publishes an app's own event on `id`'s channel.
     pub(crate) fn custom(&self, id: &str, event: &str, data: &serde_json::Value) -> LiveEvent {
         let mut channels = self.lock();
-        channels.sweep(&self.bounds);
         let channel = channels
             .by_id
             .entry(id.to_owned())
             .or_insert_with(|| Channel::new(self.bounds.subscriber_buffer));
         let event = channel.state.custom(event, data);
         channel.push(event.clone(), &self.bounds);
+        channels.sweep(&self.bounds);
         event
     }
 
@@ -142,6 +145,7 @@ impl Hub {
         Subscription {
             initial: channel.initial(id, after),
             live: channel.tx.subscribe(),
+            ended: channel.state.is_terminal(),
         }
     }
 

@@ -222,6 +222,8 @@ impl fmt::Debug for Live {
 pub(crate) struct Subscription {
     pub(crate) initial: Vec<LiveEvent>,
     pub(crate) live: broadcast::Receiver<LiveEvent>,
+    /// The prediction had ended when the subscriber joined: nothing follows `initial`.
+    pub(crate) ended: bool,
 }
 
 impl Live {
@@ -369,10 +371,10 @@ fn stream(subscription: Subscription) -> impl Stream<Item = LiveEvent> + Send + 
         done: bool,
     }
     let cursor = Cursor {
+        done: subscription.ended && subscription.initial.is_empty(),
         pending: subscription.initial.into(),
         live: subscription.live,
         last: None,
-        done: false,
     };
     futures_util::stream::unfold(cursor, |mut c| async move {
         if c.done {
