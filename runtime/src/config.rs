@@ -47,6 +47,8 @@ pub struct WebhookConfig {
     pub(crate) worker_data: Vec<DataFn>,
     /// The live channel, when on (see [`crate::live`]).
     pub(crate) live: Option<crate::live::Live>,
+    /// The store's URL, when given as one: where the live channel goes too.
+    pub(crate) store_url: Option<StoreUrl>,
 }
 
 /// Adds one piece of app data to a worker's rebuilt request.
@@ -96,6 +98,9 @@ pub enum ConfigError {
     #[cfg(feature = "client")]
     #[error(transparent)]
     Reconcile(#[from] crate::reconcile::ReconcileError),
+    /// The live channel cannot use the store.
+    #[error("live channel: {0}")]
+    Live(crate::live::LiveError),
     /// `REPLICATE_WEBHOOK_INBOX` names an inbox this build cannot open.
     #[error("{ENV_INBOX}: {0}")]
     Inbox(StoreUrlError),
@@ -158,6 +163,7 @@ impl WebhookConfig {
             inbox_options: InboxOptions::default(),
             worker_data: Vec::new(),
             live: None,
+            store_url: None,
         }
     }
 
@@ -189,7 +195,9 @@ impl WebhookConfig {
                 .inbox_every_module(true);
         }
         if setting(crate::live::ENV_LIVE).is_some_and(|v| v == "1" || v == "true") {
-            config = config.live(crate::live::LiveOptions::default());
+            config = config
+                .live(crate::live::LiveOptions::default())
+                .map_err(ConfigError::Live)?;
         }
         #[cfg(feature = "client")]
         if let Some(reconcile) = crate::reconcile::Reconcile::from_env()? {
@@ -268,12 +276,22 @@ impl WebhookConfig {
     /// and every delivery the receiver accepts is published on its prediction's channel.
     /// Tokens are signed with a key derived from the signing secret unless `options` give one,
     /// so instances sharing a secret accept each other's tokens.
-    #[must_use]
-    pub fn live(mut self, options: crate::live::LiveOptions) -> Self {
-        let live = crate::live::Live::new(options, self.verifier.signing_secret());
+    ///
+    /// Call it after [`WebhookConfig::store_url`]: with a Redis store the channel goes through
+    /// it, so every instance serves every subscriber; with any other store it lives in this
+    /// process. A Redis URL that cannot be used is an error.
+    pub fn live(
+        mut self,
+        options: crate::live::LiveOptions,
+    ) -> Result<Self, crate::live::LiveError> {
+        let live = crate::live::Live::new(
+            options,
+            self.verifier.signing_secret(),
+            self.store_url.as_ref(),
+        )?;
         self.live = Some(live.clone());
         // Handlers run by inbox workers take `Live` as an argument too.
-        self.worker_data(live)
+        Ok(self.worker_data(live))
     }
 
     /// The live channel, when [`WebhookConfig::live`] turned it on: to mint tokens, publish the
@@ -286,6 +304,7 @@ impl WebhookConfig {
     pub fn store_url(mut self, url: &StoreUrl) -> Result<Self, StoreUrlError> {
         self.store = dedupe::open(url)?;
         self.store_name = url.redacted();
+        self.store_url = Some(url.clone());
         Ok(self)
     }
 

@@ -189,7 +189,7 @@ async fn deliver(
         };
         // Published once acknowledged: the channel's state drops what changes nothing, so a
         // duplicate, stale or regressing delivery reaches no subscriber.
-        crate::live::publish_delivery(endpoint.checks.live.as_ref(), &body, &response);
+        crate::live::publish_delivery(endpoint.checks.live.as_ref(), &body, &response).await;
         response
     } else {
         if envelope.status().is_terminal() {

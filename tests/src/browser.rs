@@ -100,7 +100,7 @@ impl Browser {
         })
     }
 
-    /// The WebDriver client, for navigation and element look-ups.
+    /// The `WebDriver` client, for navigation and element look-ups.
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -10,6 +10,11 @@ mod readme {}
 #[allow(clippy::doc_markdown)]
 mod runtime_readme {}
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/live.md")]
+#[allow(clippy::doc_markdown)]
+mod live_doc {}
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

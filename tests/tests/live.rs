@@ -23,7 +23,9 @@ fn secret() -> Secret {
 /// A receiver with the live channel on, handling every event of `MODEL`.
 fn serve(options: LiveOptions) -> (TestServer, Live) {
     let runs = Arc::new(AtomicUsize::new(0));
-    let config = only(&secret(), counting::<Prediction>(MODEL, &LIFECYCLE, &runs)).live(options);
+    let config = only(&secret(), counting::<Prediction>(MODEL, &LIFECYCLE, &runs))
+        .live(options)
+        .unwrap();
     let live = config.live_channel().unwrap();
     (TestServer::serve(config), live)
 }
@@ -190,13 +192,16 @@ async fn past_the_replay_window_a_fresh_state_replaces_the_gap() {
     deliver(&server, &body(id, "starting", &Value::Null, "")).await;
     let mut logs = String::new();
     for n in 0..4 {
-        logs.push_str(&format!("line {n}\n"));
+        logs += &["line ", &n.to_string(), "\n"].concat();
         deliver(&server, &body(id, "processing", &Value::Null, &logs)).await;
     }
     // Events 1..=5 were sent; the ring keeps 4 and 5: resuming after 1 would skip 2 and 3.
     let mut stream = subscribe(&server, &live, id, Some("1")).await;
     let event = within(stream.next()).await.unwrap();
-    assert_eq!(kinds(&[event.clone()]), pairs(&[("5", "state")]));
+    assert_eq!(
+        kinds(std::slice::from_ref(&event)),
+        pairs(&[("5", "state")])
+    );
     assert_eq!(event.json()["logs"], logs);
     // Within the window, a replay.
     let mut stream = subscribe(&server, &live, id, Some("3")).await;
@@ -217,6 +222,7 @@ async fn every_bad_token_is_refused_before_any_event() {
     let other = live.token("p-other");
     let foreign = WebhookConfig::new(Secret::generate())
         .live(LiveOptions::new())
+        .unwrap()
         .live_channel()
         .unwrap()
         .token(id);
@@ -320,9 +326,9 @@ async fn idle_streams_get_heartbeat_comments() {
 async fn a_slow_subscriber_is_told_it_lagged_and_disconnected() {
     let (_server, live) = serve(LiveOptions::new().subscriber_buffer(2));
     let id = "p-slow";
-    let mut slow = Box::pin(live.subscribe(id, None));
+    let mut slow = Box::pin(live.subscribe(id, None).await.unwrap());
     for n in 0..5 {
-        live.publish(id, "tick", &json!({ "n": n })).unwrap();
+        live.publish(id, "tick", &json!({ "n": n })).await.unwrap();
     }
     let event = within(slow.next()).await.unwrap();
     assert_eq!(event.event, "lagged");
@@ -331,8 +337,8 @@ async fn a_slow_subscriber_is_told_it_lagged_and_disconnected() {
         "disconnected after lagged"
     );
     // A subscriber that keeps up is not affected.
-    let mut quick = Box::pin(live.subscribe(id, Some(5)));
-    live.publish(id, "tick", &json!({ "n": 5 })).unwrap();
+    let mut quick = Box::pin(live.subscribe(id, Some(5)).await.unwrap());
+    live.publish(id, "tick", &json!({ "n": 5 })).await.unwrap();
     let event = within(quick.next()).await.unwrap();
     assert_eq!((event.seq, event.event.as_str()), (6, "tick"));
 }
@@ -341,11 +347,13 @@ async fn a_slow_subscriber_is_told_it_lagged_and_disconnected() {
 async fn the_channel_keeps_at_most_max_predictions() {
     let (_server, live) = serve(LiveOptions::new().max_predictions(3));
     for n in 0..10 {
-        live.publish(&format!("p-{n}"), "tick", &json!(n)).unwrap();
+        live.publish(&format!("p-{n}"), "tick", &json!(n))
+            .await
+            .unwrap();
     }
     assert_eq!(live.predictions(), 3);
     // The newest remain.
-    let kept = Box::pin(live.subscribe("p-9", Some(0)))
+    let kept = Box::pin(live.subscribe("p-9", Some(0)).await.unwrap())
         .next()
         .await
         .unwrap();
@@ -353,12 +361,52 @@ async fn the_channel_keeps_at_most_max_predictions() {
 }
 
 #[actix_rt::test]
+async fn unwatched_predictions_are_dropped_after_the_retention() {
+    let (_server, live) = serve(LiveOptions::new().retention(Duration::ZERO));
+    let watched = Box::pin(live.subscribe("p-watched", None).await.unwrap());
+    // Expired channels are swept every 256 publishes: the last one here sweeps.
+    for n in 0..256 {
+        live.publish(&format!("p-{n}"), "tick", &json!(n))
+            .await
+            .unwrap();
+    }
+    assert_eq!(live.predictions(), 1, "only the watched one is kept");
+    drop(watched);
+}
+
+#[actix_rt::test]
+async fn a_delivery_whose_handler_fails_is_published_by_its_successful_retry() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let config = only(
+        &secret(),
+        replicate_webhook_tests::fails_once_then_succeeds(MODEL, &attempts),
+    )
+    .live(LiveOptions::new())
+    .unwrap();
+    let live = config.live_channel().unwrap();
+    let server = TestServer::serve(config);
+    let id = "p-retry";
+    let mut events = Box::pin(live.subscribe(id, None).await.unwrap());
+    let done = body(id, "succeeded", &json!("ok"), "").sign(&secret());
+    assert_eq!(server.deliver(&done).await.0, 500);
+    // Publishing happens before the answer: had the failed attempt published, it would be here.
+    assert!(
+        futures_util::FutureExt::now_or_never(events.next()).is_none(),
+        "a failed handler's delivery was published"
+    );
+    assert_eq!(server.deliver(&done).await.0, 200);
+    let first = within(events.next()).await.unwrap();
+    assert_eq!((first.seq, first.event.as_str()), (1, "completed"));
+    assert!(within(events.next()).await.is_none());
+}
+
+#[actix_rt::test]
 async fn app_event_names_are_checked() {
     let (_server, live) = serve(LiveOptions::new());
-    assert!(live.publish("p", "completed", &json!({})).is_err());
-    assert!(live.publish("p", "two words", &json!({})).is_err());
-    assert!(live.publish("p", "", &json!({})).is_err());
-    assert!(live.publish("p", "saved", &json!({})).is_ok());
+    assert!(live.publish("p", "completed", &json!({})).await.is_err());
+    assert!(live.publish("p", "two words", &json!({})).await.is_err());
+    assert!(live.publish("p", "", &json!({})).await.is_err());
+    assert!(live.publish("p", "saved", &json!({})).await.is_ok());
 }
 
 /// A handler that copies the image out and says where, before the terminal event is published.
@@ -370,6 +418,7 @@ mod saver {
     async fn on_succeeded(p: Prediction, live: Live) -> Result<(), HandlerError> {
         let url = format!("https://app.example/images/{}.png", p.id);
         live.publish(&p.id, "saved", &serde_json::json!({ "url": url }))
+            .await
             .map_err(HandlerError::permanent)?;
         Ok(())
     }
@@ -377,7 +426,9 @@ mod saver {
 
 #[actix_rt::test]
 async fn handlers_publish_their_own_events_in_order_with_the_rest() {
-    let config = WebhookConfig::new(secret()).live(LiveOptions::new());
+    let config = WebhookConfig::new(secret())
+        .live(LiveOptions::new())
+        .unwrap();
     let live = config.live_channel().unwrap();
     let server = TestServer::serve(config);
     let id = "p-saved";
@@ -403,7 +454,7 @@ async fn handlers_publish_their_own_events_in_order_with_the_rest() {
 async fn server_code_subscribes_as_a_stream() {
     let (server, live) = serve(LiveOptions::new());
     let id = "p-stream";
-    let mut events = Box::pin(live.subscribe(id, None));
+    let mut events = Box::pin(live.subscribe(id, None).await.unwrap());
     deliver(&server, &body(id, "starting", &Value::Null, "")).await;
     deliver(&server, &body(id, "canceled", &Value::Null, "")).await;
     let got: Vec<_> = within(async {
@@ -437,7 +488,7 @@ async fn deliveries_of_unhandled_failures_are_not_published() {
 #[test]
 fn debug_output_hides_the_token_key() {
     let options = LiveOptions::new().token_key(b"a very secret key of the app");
-    let config = WebhookConfig::new(secret()).live(options.clone());
+    let config = WebhookConfig::new(secret()).live(options.clone()).unwrap();
     let shown = format!("{options:?} {config:?}");
     assert!(!shown.contains("very secret"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");

@@ -127,7 +127,8 @@ async fn run() -> Result<(), String> {
     let config = WebhookConfig::new(secret)
         .store_url(&store)
         .map_err(|e| format!("{ENV_STORE}: {e}"))?
-        .live(LiveOptions::default());
+        .live(LiveOptions::default())
+        .map_err(|e| e.to_string())?;
     let live = config.live_channel().expect("turned on above");
     let state = web::Data::new(AppState {
         client,

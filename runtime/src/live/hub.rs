@@ -149,6 +149,32 @@ impl Hub {
         }
     }
 
+    // These two serve the store backends only.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// This process's receiver of `id`'s events, for a subscriber whose first events come from
+    /// the store.
+    pub(crate) fn join(&self, id: &str) -> broadcast::Receiver<LiveEvent> {
+        let mut channels = self.lock();
+        let channel = channels
+            .by_id
+            .entry(id.to_owned())
+            .or_insert_with(|| Channel::new(self.bounds.subscriber_buffer));
+        channel.touched = Instant::now();
+        channel.tx.subscribe()
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// Hands an event another instance (or this one) published through the store to this
+    /// process's subscribers of `id`, if any. The store holds state and replay, not the hub.
+    pub(crate) fn relay(&self, id: &str, event: LiveEvent) {
+        let mut channels = self.lock();
+        if let Some(channel) = channels.by_id.get_mut(id) {
+            channel.touched = Instant::now();
+            let _ = channel.tx.send(event);
+        }
+        channels.sweep(&self.bounds);
+    }
+
     /// Channels held, for tests and metrics.
     pub(crate) fn len(&self) -> usize {
         self.lock().by_id.len()

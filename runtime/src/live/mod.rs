@@ -7,11 +7,14 @@
 //! - `hub`: the in-process fan-out and replay ring.
 //! - `routes`: the `GET …/events` endpoint.
 //!
-//! One call on the request path ([`publish_delivery`]) publishes what the receiver accepted.
-//! The channel state lives in this process: with the memory and SQLite stores, one process
-//! serves the channel.
+//! One call on the request path (`publish_delivery`) publishes what the receiver accepted.
+//! With a Redis store (feature `redis`) the state, the replay window and the fan-out go through
+//! Redis, so any instance serves any subscriber; with the memory and SQLite stores (and
+//! PostgreSQL, for now) they live in this process, which then serves its own subscribers only.
 
 mod hub;
+#[cfg(feature = "redis")]
+mod redis;
 mod routes;
 pub mod state;
 pub mod token;
@@ -29,6 +32,7 @@ use tokio::sync::broadcast;
 pub use state::{LiveEvent, RESERVED, State, Update};
 pub use token::{TokenError, TokenKey};
 
+use crate::dedupe::StoreUrl;
 use crate::signature::Secret;
 
 /// The environment variable that turns the live channel on for [`WebhookConfig::from_env`]
@@ -49,6 +53,7 @@ pub struct LiveOptions {
     pub(crate) heartbeat: Duration,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) max_subscribers: usize,
+    pub(crate) store_timeout: Duration,
     pub(crate) bounds: Bounds,
 }
 
@@ -71,6 +76,7 @@ impl fmt::Debug for LiveOptions {
             .field("heartbeat", &self.heartbeat)
             .field("allowed_origins", &self.allowed_origins)
             .field("max_subscribers", &self.max_subscribers)
+            .field("store_timeout", &self.store_timeout)
             .field("bounds", &self.bounds)
             .finish()
     }
@@ -85,6 +91,7 @@ impl Default for LiveOptions {
             heartbeat: crate::sse::DEFAULT_HEARTBEAT,
             allowed_origins: Vec::new(),
             max_subscribers: 20_000,
+            store_timeout: Duration::from_millis(500),
             bounds: Bounds {
                 replay_events: 256,
                 replay_bytes: 1024 * 1024,
@@ -107,7 +114,7 @@ impl LiveOptions {
     /// Mounts the channel at `path` (`{path}/predictions/{id}/events`).
     #[must_use]
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into().trim_end_matches('/').to_owned();
+        path.into().trim_end_matches('/').clone_into(&mut self.path);
         self
     }
 
@@ -168,6 +175,14 @@ impl LiveOptions {
         self
     }
 
+    /// The longest a store call of the channel may take (default 500 ms): a delivery's publish
+    /// that takes longer is logged and counted, never failed or held.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// The most predictions this process keeps state for; the least recently changed
     /// unwatched ones are dropped first.
     #[must_use]
@@ -189,6 +204,47 @@ pub enum LiveError {
     /// The data could not be serialized.
     #[error("event data: {0}")]
     Data(String),
+    /// The store holding the channel did not answer (in time).
+    #[error("live channel store: {0}")]
+    Store(String),
+}
+
+/// A change to publish: an accepted delivery, or an app's own event.
+pub(crate) enum Change<'a> {
+    Delivery(&'a Update),
+    App {
+        id: &'a str,
+        event: &'a str,
+        data: &'a serde_json::Value,
+    },
+}
+
+// Only the store backends read a change before applying it.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Change<'_> {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            Change::Delivery(update) => &update.id,
+            Change::App { id, .. } => id,
+        }
+    }
+
+    /// The event this change makes to `state`, if any (and `state` updated).
+    pub(crate) fn apply(&self, state: &mut State) -> Option<LiveEvent> {
+        match self {
+            Change::Delivery(update) => state.apply(update),
+            Change::App { event, data, .. } => Some(state.custom(event, data)),
+        }
+    }
+}
+
+/// Where the channel's state, replay and fan-out live.
+enum Backend {
+    /// This process (memory and SQLite stores).
+    Local,
+    /// Redis: every instance sharing it serves every subscriber.
+    #[cfg(feature = "redis")]
+    Redis(Box<redis::RedisLive>),
 }
 
 /// The live channel of one configuration: publish, subscribe, mint tokens.
@@ -205,7 +261,8 @@ pub struct Live {
 struct Inner {
     options: LiveOptions,
     key: TokenKey,
-    hub: hub::Hub,
+    hub: Arc<hub::Hub>,
+    backend: Backend,
     subscribers: AtomicUsize,
 }
 
@@ -229,19 +286,51 @@ pub(crate) struct Subscription {
 impl Live {
     /// A channel with `options`, its token key derived from `secret` unless the options give one
     /// (with no secret at all, a random key: tokens then work in this process only).
-    pub(crate) fn new(options: LiveOptions, secret: Option<&Secret>) -> Self {
+    ///
+    /// With a Redis `store` (and the `redis` feature) the channel goes through Redis; with any
+    /// other store it lives in this process.
+    pub(crate) fn new(
+        options: LiveOptions,
+        secret: Option<&Secret>,
+        store: Option<&StoreUrl>,
+    ) -> Result<Self, LiveError> {
         let key = match (&options.token_key, secret) {
             (Some(key), _) => key.clone(),
             (None, Some(secret)) => TokenKey::derive(secret),
             (None, None) => TokenKey::derive(&Secret::generate()),
         };
-        Self {
+        let backend = match store {
+            #[cfg(feature = "redis")]
+            Some(StoreUrl::Redis(url)) => {
+                Backend::Redis(Box::new(redis::RedisLive::open(url, options.bounds)?))
+            }
+            _ => Backend::Local,
+        };
+        Ok(Self {
             inner: Arc::new(Inner {
-                hub: hub::Hub::new(options.bounds),
+                hub: Arc::new(hub::Hub::new(options.bounds)),
                 key,
+                backend,
                 options,
                 subscribers: AtomicUsize::new(0),
             }),
+        })
+    }
+
+    /// Applies `change` where the channel lives, within the publish timeout.
+    async fn apply(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
+        match &self.inner.backend {
+            Backend::Local => Ok(match change {
+                Change::Delivery(update) => self.inner.hub.publish(update),
+                Change::App { id, event, data } => Some(self.inner.hub.custom(id, event, data)),
+            }),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => {
+                redis.listen(&self.inner.hub).await?;
+                tokio::time::timeout(self.inner.options.store_timeout, redis.publish(change))
+                    .await
+                    .map_err(|_| LiveError::Store("redis: no answer in time".to_owned()))?
+            }
         }
     }
 
@@ -288,7 +377,7 @@ impl Live {
     /// Publishes the app's own event on `prediction`'s channel (a `saved` with the URL the
     /// app copied the output to, say). Subscribers get it in order with the rest, and it is
     /// replayed like them; it does not end the stream.
-    pub fn publish(
+    pub async fn publish(
         &self,
         prediction: &str,
         event: &str,
@@ -306,28 +395,57 @@ impl Live {
             return Err(LiveError::BadName(event.to_owned()));
         }
         let data = serde_json::to_value(data).map_err(|e| LiveError::Data(e.to_string()))?;
+        let change = Change::App {
+            id: prediction,
+            event,
+            data: &data,
+        };
+        let published = self.apply(&change).await?;
         metrics::counter!("replicate_webhook_live_published_total", "event" => "app").increment(1);
-        Ok(self.inner.hub.custom(prediction, event, &data))
+        published.ok_or_else(|| LiveError::Store("the app event was not recorded".to_owned()))
     }
 
     /// Applies an accepted delivery; the event it made, if it changed anything.
-    pub fn publish_update(&self, update: &Update) -> Option<LiveEvent> {
-        let event = self.inner.hub.publish(update)?;
-        metrics::counter!("replicate_webhook_live_published_total", "event" => "delivery")
-            .increment(1);
-        Some(event)
+    pub async fn publish_update(&self, update: &Update) -> Result<Option<LiveEvent>, LiveError> {
+        let event = self.apply(&Change::Delivery(update)).await?;
+        if event.is_some() {
+            metrics::counter!("replicate_webhook_live_published_total", "event" => "delivery")
+                .increment(1);
+        }
+        Ok(event)
     }
 
     /// Subscribes to `prediction`'s channel from server code: the current state (or what came
     /// after `after`, the `seq` of the last event seen), then each event as it is published,
     /// ending after the terminal one, or with a `lagged` event when the consumer fell more
     /// than the subscriber buffer behind.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         prediction: &str,
         after: Option<u64>,
-    ) -> impl Stream<Item = LiveEvent> + Send + use<> {
-        stream(self.inner.hub.subscribe(prediction, after))
+    ) -> Result<impl Stream<Item = LiveEvent> + Send + use<>, LiveError> {
+        let subscription = match &self.inner.backend {
+            Backend::Local => self.inner.hub.subscribe(prediction, after),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => {
+                // Joined before the store is read: what is published meanwhile is relayed to
+                // this receiver, and anything also in the first read is skipped by its number.
+                redis.listen(&self.inner.hub).await?;
+                let live = self.inner.hub.join(prediction);
+                let (initial, ended) = tokio::time::timeout(
+                    self.inner.options.store_timeout,
+                    redis.initial(prediction, after),
+                )
+                .await
+                .map_err(|_| LiveError::Store("redis: no answer in time".to_owned()))??;
+                Subscription {
+                    initial,
+                    live,
+                    ended,
+                }
+            }
+        };
+        Ok(stream(subscription))
     }
 
     /// Subscribers this process serves now.
@@ -410,19 +528,18 @@ fn stream(subscription: Subscription) -> impl Stream<Item = LiveEvent> + Send + 
 /// Publishes what a delivery the receiver dispatched and acknowledged says, when the live
 /// channel is on: the one call on the request path. Never fails the delivery: an unreadable
 /// body publishes nothing and is counted.
-pub(crate) fn publish_delivery(live: Option<&Live>, body: &Bytes, response: &HttpResponse) {
+pub(crate) async fn publish_delivery(live: Option<&Live>, body: &Bytes, response: &HttpResponse) {
     let Some(live) = live else { return };
     if !response.status().is_success() {
         return;
     }
-    match serde_json::from_slice::<Update>(body) {
-        Ok(update) => {
-            live.publish_update(&update);
-        }
-        Err(e) => {
-            metrics::counter!("replicate_webhook_live_publish_failed_total").increment(1);
-            tracing::warn!(error = %e, "live channel: delivery not published");
-        }
+    let published = match serde_json::from_slice::<Update>(body) {
+        Ok(update) => live.publish_update(&update).await.map(drop),
+        Err(e) => Err(LiveError::Data(e.to_string())),
+    };
+    if let Err(e) = published {
+        metrics::counter!("replicate_webhook_live_publish_failed_total").increment(1);
+        tracing::warn!(error = %e, "live channel: delivery not published");
     }
 }
 

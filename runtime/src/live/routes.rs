@@ -47,7 +47,22 @@ async fn events(req: HttpRequest, id: web::Path<String>, live: web::Data<Live>) 
     // An id this channel did not send (another deployment's, or junk) resumes nowhere: the
     // subscriber gets the current state, as on a first connect.
     let after = sse::last_event_id(&req).and_then(|id| id.parse::<u64>().ok());
-    let events = live.subscribe(&id, after).map(move |event| {
+    let events = match live.subscribe(&id, after).await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "live channel: subscription failed");
+            return with_cors(
+                &req,
+                &live,
+                answer::retry_after(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    1,
+                    "live channel unavailable; retry later",
+                ),
+            );
+        }
+    };
+    let events = events.map(move |event| {
         // Held by the stream: the slot is freed when the connection ends.
         let _ = &slot;
         sse::Event::new(event.event, event.data).with_id(event.seq.to_string())

@@ -128,7 +128,7 @@ impl State {
         self.status.clone_from(&update.status);
         self.output.clone_from(&update.output);
         self.error.clone_from(&update.error);
-        self.logs = logs.to_owned();
+        logs.clone_into(&mut self.logs);
         Some(LiveEvent {
             seq: self.seq,
             event: event.to_owned(),
