@@ -277,9 +277,9 @@ impl WebhookConfig {
     /// Tokens are signed with a key derived from the signing secret unless `options` give one,
     /// so instances sharing a secret accept each other's tokens.
     ///
-    /// Call it after [`WebhookConfig::store_url`]: with a Redis store the channel goes through
-    /// it, so every instance serves every subscriber; with any other store it lives in this
-    /// process. A Redis URL that cannot be used is an error.
+    /// Call it after [`WebhookConfig::store_url`]: with a Redis or PostgreSQL store the channel
+    /// goes through it, so every instance serves every subscriber; with the memory and SQLite
+    /// stores it lives in this process. A store URL that cannot be used is an error.
     pub fn live(
         mut self,
         options: crate::live::LiveOptions,

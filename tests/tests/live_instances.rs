@@ -1,6 +1,7 @@
-//! The live channel across instances sharing a real Redis: deliver to A, subscribe on B, and the
-//! reverse; tokens minted by one accepted by the other; an instance started afresh loses nothing
-//! the store kept. Skips without `REDIS_URL` unless `REQUIRE_SERVICES=1`.
+//! The live channel across instances sharing a real Redis or a real PostgreSQL: deliver to A,
+//! subscribe on B, and the reverse; tokens minted by one accepted by the other; an instance
+//! started afresh loses nothing the store kept. Skips without `REDIS_URL` / `DATABASE_URL` unless
+//! `REQUIRE_SERVICES=1`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -9,7 +10,7 @@ use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::live::{Live, LiveOptions};
 use replicate_webhook::testkit::TestDelivery;
 use replicate_webhook::{Prediction, Secret};
-use replicate_webhook_tests::services::{redis_url, unique};
+use replicate_webhook_tests::services::{database_url, redis_url, unique};
 use replicate_webhook_tests::sse::{SseEvent, SseReader};
 use replicate_webhook_tests::{LIFECYCLE, TestServer, counting, only, within};
 use serde_json::{Value, json};
@@ -69,18 +70,57 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn store(base: &str) -> String {
+/// Redis keys under a prefix of this run's own; PostgreSQL tables are shared, the prediction ids
+/// of each run are not (see [`id`]).
+fn redis_store() -> Option<String> {
+    let base = redis_url()?;
     let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}prefix={}", unique("live"))
+    Some(format!("{base}{sep}prefix={}", unique("live")))
+}
+
+fn id(label: &str) -> String {
+    unique(label).replace(':', "")
 }
 
 #[actix_rt::test]
-async fn a_subscriber_on_b_sees_what_a_accepted_once_in_order() {
-    let Some(url) = redis_url() else { return };
-    let store = store(&url);
-    let (a, live_a) = instance(&store);
-    let (b, _live_b) = instance(&store);
-    let id = "p-a-to-b";
+async fn redis_a_subscriber_on_b_sees_what_a_accepted_once_in_order() {
+    let Some(store) = redis_store() else { return };
+    a_to_b(&store, &id("a-to-b")).await;
+}
+
+#[actix_rt::test]
+async fn postgres_a_subscriber_on_b_sees_what_a_accepted_once_in_order() {
+    let Some(store) = database_url() else { return };
+    a_to_b(&store, &id("a-to-b")).await;
+}
+
+#[actix_rt::test]
+async fn redis_a_subscriber_on_a_resumes_and_catches_up_on_what_b_accepted() {
+    let Some(store) = redis_store() else { return };
+    b_to_a(&store, &id("b-to-a")).await;
+}
+
+#[actix_rt::test]
+async fn postgres_a_subscriber_on_a_resumes_and_catches_up_on_what_b_accepted() {
+    let Some(store) = database_url() else { return };
+    b_to_a(&store, &id("b-to-a")).await;
+}
+
+#[actix_rt::test]
+async fn redis_an_instance_started_afresh_serves_the_state_the_store_kept() {
+    let Some(store) = redis_store() else { return };
+    restart(&store, &id("restart")).await;
+}
+
+#[actix_rt::test]
+async fn postgres_an_instance_started_afresh_serves_the_state_the_store_kept() {
+    let Some(store) = database_url() else { return };
+    restart(&store, &id("restart")).await;
+}
+
+async fn a_to_b(store: &str, id: &str) {
+    let (a, live_a) = instance(store);
+    let (b, _live_b) = instance(store);
     // Minted by A, accepted by B: both derive the key from the shared secret.
     let mut on_b = subscribe(&b, &live_a.events_url(id), None).await;
 
@@ -97,19 +137,20 @@ async fn a_subscriber_on_b_sees_what_a_accepted_once_in_order() {
     let events = within(on_b.rest()).await;
     assert_eq!(
         kinds(&events),
-        pairs(&[("1", "start"), ("2", "logs"), ("3", "output"), ("4", "completed")])
+        pairs(&[
+            ("1", "start"),
+            ("2", "logs"),
+            ("3", "output"),
+            ("4", "completed")
+        ])
     );
     assert_eq!(events[2].json()["logs"], "two\n");
     assert_eq!(events[3].json()["output"], "hello");
 }
 
-#[actix_rt::test]
-async fn a_subscriber_on_a_resumes_and_catches_up_on_what_b_accepted() {
-    let Some(url) = redis_url() else { return };
-    let store = store(&url);
-    let (a, live_a) = instance(&store);
-    let (b, live_b) = instance(&store);
-    let id = "p-b-to-a";
+async fn b_to_a(store: &str, id: &str) {
+    let (a, live_a) = instance(store);
+    let (b, live_b) = instance(store);
     deliver(&b, &body(id, "starting", &Value::Null, "")).await;
     deliver(&b, &body(id, "processing", &Value::Null, "x\n")).await;
     deliver(&b, &body(id, "processing", &Value::Null, "x\ny\n")).await;
@@ -117,34 +158,43 @@ async fn a_subscriber_on_a_resumes_and_catches_up_on_what_b_accepted() {
     // A joins late: the current state from the store, then what B accepts next.
     let mut on_a = subscribe(&a, &live_b.events_url(id), None).await;
     let first = within(on_a.next()).await.unwrap();
-    assert_eq!(kinds(std::slice::from_ref(&first)), pairs(&[("3", "state")]));
+    assert_eq!(
+        kinds(std::slice::from_ref(&first)),
+        pairs(&[("3", "state")])
+    );
     assert_eq!(first.json()["logs"], "x\ny\n");
     // Another tab on A resumes after event 1 from B's replay window in the store.
     let mut resumed = subscribe(&a, &live_a.events_url(id), Some("1")).await;
     deliver(&b, &body(id, "canceled", &Value::Null, "x\ny\n")).await;
-    assert_eq!(kinds(&within(on_a.rest()).await), pairs(&[("4", "completed")]));
+    assert_eq!(
+        kinds(&within(on_a.rest()).await),
+        pairs(&[("4", "completed")])
+    );
     assert_eq!(
         kinds(&within(resumed.rest()).await),
         pairs(&[("2", "logs"), ("3", "logs"), ("4", "completed")])
     );
 }
 
-#[actix_rt::test]
-async fn an_instance_started_afresh_serves_the_state_the_store_kept() {
-    let Some(url) = redis_url() else { return };
-    let store = store(&url);
-    let id = "p-restart";
+async fn restart(store: &str, id: &str) {
     {
-        let (a, _) = instance(&store);
+        let (a, _) = instance(store);
         deliver(&a, &body(id, "starting", &Value::Null, "")).await;
-        deliver(&a, &body(id, "succeeded", &json!(["https://x/1.png"]), "done\n")).await;
+        deliver(
+            &a,
+            &body(id, "succeeded", &json!(["https://x/1.png"]), "done\n"),
+        )
+        .await;
     }
-    let (fresh, live) = instance(&store);
+    let (fresh, live) = instance(store);
     let events = within(subscribe(&fresh, &live.events_url(id), None).await.rest()).await;
     assert_eq!(kinds(&events), pairs(&[("2", "state")]));
     assert_eq!(events[0].json()["output"], json!(["https://x/1.png"]));
     assert_eq!(events[0].json()["logs"], "done\n");
     // An app event published on the fresh instance is numbered after what the store kept.
-    let saved = live.publish(id, "saved", &json!({"url": "u"})).await.unwrap();
+    let saved = live
+        .publish(id, "saved", &json!({"url": "u"}))
+        .await
+        .unwrap();
     assert_eq!(saved.seq, 3);
 }

@@ -150,7 +150,7 @@ impl Hub {
     }
 
     // These two serve the store backends only.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     /// This process's receiver of `id`'s events, for a subscriber whose first events come from
     /// the store.
     pub(crate) fn join(&self, id: &str) -> broadcast::Receiver<LiveEvent> {
@@ -163,7 +163,7 @@ impl Hub {
         channel.tx.subscribe()
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     /// Hands an event another instance (or this one) published through the store to this
     /// process's subscribers of `id`, if any. The store holds state and replay, not the hub.
     pub(crate) fn relay(&self, id: &str, event: LiveEvent) {

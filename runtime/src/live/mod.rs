@@ -8,11 +8,13 @@
 //! - `routes`: the `GET …/events` endpoint.
 //!
 //! One call on the request path (`publish_delivery`) publishes what the receiver accepted.
-//! With a Redis store (feature `redis`) the state, the replay window and the fan-out go through
-//! Redis, so any instance serves any subscriber; with the memory and SQLite stores (and
-//! PostgreSQL, for now) they live in this process, which then serves its own subscribers only.
+//! With a Redis or PostgreSQL store (features `redis`, `postgres`) the state, the replay window
+//! and the fan-out go through the store, so any instance serves any subscriber; with the memory
+//! and SQLite stores they live in this process, which then serves its own subscribers only.
 
 mod hub;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod routes;
@@ -220,7 +222,7 @@ pub(crate) enum Change<'a> {
 }
 
 // Only the store backends read a change before applying it.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 impl Change<'_> {
     pub(crate) fn id(&self) -> &str {
         match self {
@@ -245,6 +247,9 @@ enum Backend {
     /// Redis: every instance sharing it serves every subscriber.
     #[cfg(feature = "redis")]
     Redis(Box<redis::RedisLive>),
+    /// PostgreSQL: every instance sharing it serves every subscriber.
+    #[cfg(feature = "postgres")]
+    Postgres(Box<postgres::PostgresLive>),
 }
 
 /// The live channel of one configuration: publish, subscribe, mint tokens.
@@ -304,6 +309,10 @@ impl Live {
             Some(StoreUrl::Redis(url)) => {
                 Backend::Redis(Box::new(redis::RedisLive::open(url, options.bounds)?))
             }
+            #[cfg(feature = "postgres")]
+            Some(StoreUrl::Postgres(url)) => {
+                Backend::Postgres(Box::new(postgres::PostgresLive::open(url, options.bounds)?))
+            }
             _ => Backend::Local,
         };
         Ok(Self {
@@ -327,11 +336,25 @@ impl Live {
             #[cfg(feature = "redis")]
             Backend::Redis(redis) => {
                 redis.listen(&self.inner.hub).await?;
-                tokio::time::timeout(self.inner.options.store_timeout, redis.publish(change))
-                    .await
-                    .map_err(|_| LiveError::Store("redis: no answer in time".to_owned()))?
+                self.bounded(redis.publish(change)).await
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => {
+                pg.listen(&self.inner.hub).await?;
+                self.bounded(pg.publish(change)).await
             }
         }
+    }
+
+    /// `call`, or an error once the store timeout passes.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, LiveError>>,
+    ) -> Result<T, LiveError> {
+        tokio::time::timeout(self.inner.options.store_timeout, call)
+            .await
+            .map_err(|_| LiveError::Store("no answer in time".to_owned()))?
     }
 
     /// A token for `prediction` that expires after the configured `token_ttl`.
@@ -432,12 +455,18 @@ impl Live {
                 // this receiver, and anything also in the first read is skipped by its number.
                 redis.listen(&self.inner.hub).await?;
                 let live = self.inner.hub.join(prediction);
-                let (initial, ended) = tokio::time::timeout(
-                    self.inner.options.store_timeout,
-                    redis.initial(prediction, after),
-                )
-                .await
-                .map_err(|_| LiveError::Store("redis: no answer in time".to_owned()))??;
+                let (initial, ended) = self.bounded(redis.initial(prediction, after)).await?;
+                Subscription {
+                    initial,
+                    live,
+                    ended,
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => {
+                pg.listen(&self.inner.hub).await?;
+                let live = self.inner.hub.join(prediction);
+                let (initial, ended) = self.bounded(pg.initial(prediction, after)).await?;
                 Subscription {
                     initial,
                     live,
