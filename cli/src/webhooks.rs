@@ -135,7 +135,8 @@ pub(crate) async fn send(args: &SendArgs) -> Exit {
                     status.canonical_reason().unwrap_or("")
                 );
                 if !text.is_empty() {
-                    println!("{text}");
+                    // The answer is the receiver's: it may carry terminal escape codes.
+                    println!("{}", replicate_webhook_cli::terminal_safe(&text));
                 }
                 code = if status.is_success() { 0 } else { EXIT_INVALID };
             }

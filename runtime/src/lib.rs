@@ -32,6 +32,9 @@
 //! async fn main() -> std::io::Result<()> {
 //!     let config = WebhookConfig::from_env().expect("REPLICATE_WEBHOOK_SECRET");
 //!     HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
+//!         // A kept-alive connection's next request head has no deadline in actix-web:
+//!         // without keep-alive, `client_request_timeout` bounds every request's head.
+//!         .keep_alive(actix_web::http::KeepAlive::Disabled)
 //!         .bind(("127.0.0.1", 8080))?
 //!         .run()
 //!         .await

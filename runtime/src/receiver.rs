@@ -100,6 +100,7 @@ impl Receiver {
                 webhook_ttl: config.policy.webhook_ttl,
                 timeout: config.policy.timeout,
                 stored: wake,
+                limit: crate::inbox::BacklogLimit::new(config.inbox_options.max_backlog),
             });
         let worker = match &intake {
             Some(intake) if config.inbox_options.in_process => {

@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 use std::process::ExitCode;
 
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer};
 use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
@@ -321,6 +322,11 @@ fn work(config: &WebhookConfig) -> ExitCode {
 async fn serve(config: WebhookConfig, bind: &str) -> std::io::Result<()> {
     let server =
         HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
+            // actix-web puts a deadline on a connection's first request head only: a kept-alive
+            // connection's next head may trickle in for ever, and enough of them pin every file
+            // descriptor. Without keep-alive every request is a first one, bounded by
+            // `client_request_timeout` (5 s by default).
+            .keep_alive(KeepAlive::Disabled)
             .bind(bind)?;
     eprintln!("quickstart: listening on http://{bind}/webhooks/replicate");
     server.run().await
