@@ -137,3 +137,26 @@ async fn the_page_shows_the_prediction_live_in_a_browser() {
     browser.screenshot("live-example").await;
     browser.close().await;
 }
+
+#[actix_rt::test]
+async fn the_quickstart_mounts_the_channel_with_replicate_webhook_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = [("REPLICATE_WEBHOOK_SECRET", SECRET)];
+    let off = Process::start(env!("CARGO_BIN_EXE_quickstart"), dir.path(), &secret);
+    let events = "/live/predictions/p/events";
+    let status = |base: String| async move {
+        reqwest::get(format!("{base}{events}"))
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(status(off.base.clone()).await, 404);
+    drop(off);
+    let on = Process::start(
+        env!("CARGO_BIN_EXE_quickstart"),
+        dir.path(),
+        &[secret[0], ("REPLICATE_WEBHOOK_LIVE", "1")],
+    );
+    // Mounted, and a subscriber without a token is refused.
+    assert_eq!(status(on.base.clone()).await, 401);
+}

@@ -22,6 +22,7 @@ use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer};
 use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
+use replicate_webhook::live::{ENV_LIVE, LiveOptions};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
     ConfigError, ENV_SECRET, ENV_STORE, HandlerError, Prediction, Secret, TrainingOutput,
@@ -249,6 +250,14 @@ fn config() -> Result<WebhookConfig, ConfigError> {
     if let Some(reconcile) = Reconcile::from_env()? {
         eprintln!("quickstart: reconciler on");
         config = config.reconcile(reconcile);
+    }
+    // With REPLICATE_WEBHOOK_LIVE=1 each accepted delivery is also pushed to browsers
+    // (GET /live/predictions/{id}/events?token=…; see docs/live.md).
+    if std::env::var(ENV_LIVE).is_ok_and(|v| v == "1" || v == "true") {
+        eprintln!("quickstart: live channel on");
+        config = config
+            .live(LiveOptions::default())
+            .map_err(ConfigError::Live)?;
     }
     Ok(config)
 }
