@@ -252,6 +252,37 @@ async fn every_bad_token_is_refused_before_any_event() {
 }
 
 #[actix_rt::test]
+async fn bad_tokens_are_refused_without_a_store_round_trip() {
+    // A Redis nobody listens on: any store call fails (503), so a 401 proves none was made.
+    let config = only(
+        &secret(),
+        counting::<Prediction>(MODEL, &LIFECYCLE, &Arc::new(AtomicUsize::new(0))),
+    )
+    .store_url(&replicate_webhook::dedupe::StoreUrl::parse("redis://127.0.0.1:1/0").unwrap())
+    .unwrap()
+    .live(LiveOptions::new())
+    .unwrap();
+    let live = config.live_channel().unwrap();
+    let server = TestServer::serve(config);
+    let id = "p-flood";
+    let path = live.events_path(id);
+    for _ in 0..50 {
+        let forged = reqwest::get(server.url(&format!("{path}?token=v1.9999999999.cA.AAAA")))
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 401);
+    }
+    let valid = reqwest::get(server.url(&live.events_url(id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        valid.status(),
+        503,
+        "a valid token reaches the (unreachable) store"
+    );
+}
+
+#[actix_rt::test]
 async fn cors_is_same_origin_unless_an_origin_is_allowed() {
     let (server, live) = serve(LiveOptions::new().allow_origin("https://app.example"));
     let id = "p-cors";
@@ -492,4 +523,62 @@ fn debug_output_hides_the_token_key() {
     let shown = format!("{options:?} {config:?}");
     assert!(!shown.contains("very secret"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+/// The same, in inbox mode: the worker's handler takes `Live` too.
+#[replicate_webhook(model = "acme/inbox-saver", events = ["completed"])]
+mod inbox_saver {
+    use replicate_webhook::live::Live;
+    use replicate_webhook::{HandlerError, Prediction};
+
+    async fn on_succeeded(p: Prediction, live: Live) -> Result<(), HandlerError> {
+        live.publish(&p.id, "saved", &serde_json::json!({ "by": "worker" }))
+            .await
+            .map_err(HandlerError::permanent)?;
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn inbox_workers_publish_through_the_same_channel() {
+    let db = replicate_webhook_tests::inbox::Db::sqlite();
+    let url = replicate_webhook::dedupe::StoreUrl::parse(&db.url()).unwrap();
+    let config = WebhookConfig::new(secret())
+        .store_url(&url)
+        .unwrap()
+        .inbox(replicate_webhook::inbox::Inbox::open(&url).unwrap())
+        .inbox_every_module(true)
+        .inbox_options(replicate_webhook_tests::inbox::fast_options())
+        .live(LiveOptions::new())
+        .unwrap();
+    let live = config.live_channel().unwrap();
+    let server = TestServer::serve(config);
+    let id = "p-inbox-saved";
+    let mut first = Box::pin(live.subscribe(id, None).await.unwrap());
+    let done = TestDelivery::new(
+        json!({
+            "id": id, "model": "acme/inbox-saver", "version": "v", "status": "succeeded",
+            "input": {}, "output": "x", "logs": "", "error": null,
+            "created_at": "2024-01-01T00:00:00Z",
+        })
+        .to_string(),
+    );
+    deliver(&server, &done).await;
+    // Published when stored: the stream ends with the terminal event.
+    let completed = within(first.next()).await.unwrap();
+    assert_eq!((completed.seq, completed.event.as_str()), (1, "completed"));
+    assert!(within(first.next()).await.is_none());
+    // The worker's event follows; a subscriber resuming after the terminal event gets it.
+    let saved = within(async {
+        loop {
+            let mut resumed = Box::pin(live.subscribe(id, Some(1)).await.unwrap());
+            if let Some(event) = resumed.next().await {
+                break event;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!((saved.seq, saved.event.as_str()), (2, "saved"));
+    assert_eq!(saved.data, r#"{"by":"worker"}"#);
 }

@@ -3,10 +3,10 @@
 //! 1,000 subscribers; resident memory and CPU of 10,000 idle subscribers. Prints one JSON line.
 //!
 //! ```text
-//! live [--samples 500] [--fanout 1000] [--idle 10000]     # REDIS_URL, DATABASE_URL: across
+//! live_channel [--samples 500] [--fanout 1000] [--idle 10000]     # REDIS_URL, DATABASE_URL: across
 //! ```
 //!
-//! Receivers run as child processes (`live serve BIND [STORE]`), so their memory and CPU are
+//! Receivers run as child processes (`live_channel serve BIND [STORE]`), so their memory and CPU are
 //! their own and each side has its own file-descriptor limit.
 
 use std::io::{BufRead, BufReader};
@@ -54,7 +54,7 @@ fn config(store: Option<&str>) -> WebhookConfig {
         .expect("live channel")
 }
 
-/// `live serve BIND [STORE]`: a receiver with the live channel, until killed.
+/// `live_channel serve BIND [STORE]`: a receiver with the live channel, until killed.
 fn serve(bind: &str, store: Option<&str>) {
     let config = config(store);
     actix_web::rt::System::new().block_on(async move {
