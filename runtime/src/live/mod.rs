@@ -335,12 +335,12 @@ impl Live {
             }),
             #[cfg(feature = "redis")]
             Backend::Redis(redis) => {
-                redis.listen(&self.inner.hub).await?;
+                redis.start(&self.inner.hub);
                 self.bounded(redis.publish(change)).await
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(pg) => {
-                pg.listen(&self.inner.hub).await?;
+                pg.start(&self.inner.hub);
                 self.bounded(pg.publish(change)).await
             }
         }

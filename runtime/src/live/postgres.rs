@@ -24,6 +24,7 @@ use super::hub::Hub;
 use super::state::{LiveEvent, State};
 use super::{Bounds, Change, LiveError};
 
+const NOT_LISTENING: &str = "postgres: the live listener is not listening";
 const CHANNEL: &str = "replicate_webhook_live";
 /// `pg_notify` payloads must stay under 8,000 bytes: a larger event is announced by number and
 /// read from the table by the listener.
@@ -126,6 +127,17 @@ impl PostgresLive {
 
     /// Starts this instance's one `LISTEN` connection, and waits until it listens.
     pub(crate) async fn listen(&self, hub: &Arc<Hub>) -> Result<(), LiveError> {
+        self.start(hub);
+        let mut ready = self.ready.subscribe();
+        match tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(LiveError::Store(NOT_LISTENING.to_owned())),
+        }
+    }
+
+    /// Starts this instance's one listener if it is not running yet, without waiting for it:
+    /// a publish needs no listener of its own.
+    pub(crate) fn start(&self, hub: &Arc<Hub>) {
         if !self.listening.swap(true, Ordering::AcqRel) {
             tokio::spawn(listener(
                 self.url.clone(),
@@ -133,13 +145,6 @@ impl PostgresLive {
                 Arc::downgrade(hub),
                 self.ready.clone(),
             ));
-        }
-        let mut ready = self.ready.subscribe();
-        match tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(LiveError::Store(
-                "postgres: the live listener is not listening".to_owned(),
-            )),
         }
     }
 

@@ -22,6 +22,7 @@ use super::hub::Hub;
 use super::state::{LiveEvent, State};
 use super::{Bounds, Change, LiveError};
 
+const NOT_LISTENING: &str = "redis: the live listener is not subscribed";
 const DEFAULT_PREFIX: &str = "replicate-webhook:";
 /// Attempts of the compare-and-set before giving up: writers of one prediction are few.
 const ATTEMPTS: usize = 8;
@@ -117,18 +118,22 @@ impl RedisLive {
     /// Starts this instance's one listener, which hands relayed events to `hub`, and waits
     /// until it is subscribed.
     pub(crate) async fn listen(&self, hub: &Arc<Hub>) -> Result<(), LiveError> {
+        self.start(hub);
+        let mut ready = self.ready.subscribe();
+        match tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(LiveError::Store(NOT_LISTENING.to_owned())),
+        }
+    }
+
+    /// Starts this instance's one listener if it is not running yet, without waiting for it:
+    /// a publish needs no listener of its own.
+    pub(crate) fn start(&self, hub: &Arc<Hub>) {
         if !self.listening.swap(true, Ordering::AcqRel) {
             let client = self.client.clone();
             let channel = self.channel.clone();
             let hub = Arc::downgrade(hub);
             tokio::spawn(listener(client, channel, hub, self.ready.clone()));
-        }
-        let mut ready = self.ready.subscribe();
-        match tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(LiveError::Store(
-                "redis: the live listener is not subscribed".to_owned(),
-            )),
         }
     }
 
