@@ -41,7 +41,8 @@ pub struct WebhookConfig {
     pub(crate) store: Arc<dyn DedupeStore>,
     /// How the store is shown in logs: its URL with the password hidden.
     pub(crate) store_name: String,
-    /// The store's URL, for the journal to open its own connection (`None`: a custom store).
+    /// The store's URL, for the journal and the live channel to open their own connections
+    /// (`None`: a custom store).
     pub(crate) store_url: Option<StoreUrl>,
     pub(crate) journal: Option<JournalOptions>,
     #[cfg(feature = "dashboard")]
@@ -62,6 +63,8 @@ pub struct WebhookConfig {
     pub(crate) inbox_options: InboxOptions,
     /// What workers add to the requests they rebuild, so `web::Data<T>` extractors work.
     pub(crate) worker_data: Vec<DataFn>,
+    /// The live channel, when on (see [`crate::live`]).
+    pub(crate) live: Option<crate::live::Live>,
 }
 
 /// Adds one piece of app data to a worker's rebuilt request.
@@ -86,6 +89,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("modules", &self.modules)
             .field("inbox", &self.inbox)
             .field("inbox_every_module", &self.inbox_every_module)
+            .field("live", &self.live)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +117,9 @@ pub enum ConfigError {
     #[cfg(feature = "client")]
     #[error(transparent)]
     Reconcile(#[from] crate::reconcile::ReconcileError),
+    /// The live channel cannot use the store.
+    #[error("live channel: {0}")]
+    Live(crate::live::LiveError),
     /// `REPLICATE_WEBHOOK_INBOX` names an inbox this build cannot open.
     #[error("{ENV_INBOX}: {0}")]
     Inbox(StoreUrlError),
@@ -180,6 +187,7 @@ impl WebhookConfig {
             inbox_every_module: false,
             inbox_options: InboxOptions::default(),
             worker_data: Vec::new(),
+            live: None,
         }
     }
 
@@ -233,6 +241,11 @@ impl WebhookConfig {
             config = config
                 .inbox(Inbox::open(&inbox).map_err(ConfigError::Inbox)?)
                 .inbox_every_module(true);
+        }
+        if setting(crate::live::ENV_LIVE).is_some_and(|v| v == "1" || v == "true") {
+            config = config
+                .live(crate::live::LiveOptions::default())
+                .map_err(ConfigError::Live)?;
         }
         #[cfg(feature = "client")]
         if let Some(reconcile) = crate::reconcile::Reconcile::from_env()? {
@@ -378,6 +391,34 @@ impl WebhookConfig {
     pub fn tenants(mut self, tenants: Tenants) -> Self {
         self.tenants = Some(tenants);
         self
+    }
+
+    /// Turns the live channel on (see [`crate::live`]): `configure()` mounts its events route,
+    /// and every delivery the receiver accepts is published on its prediction's channel.
+    /// Tokens are signed with a key derived from the signing secret unless `options` give one,
+    /// so instances sharing a secret accept each other's tokens.
+    ///
+    /// Call it after [`WebhookConfig::store_url`]: with a Redis or PostgreSQL store the channel
+    /// goes through it, so every instance serves every subscriber; with the memory and SQLite
+    /// stores it lives in this process. A store URL that cannot be used is an error.
+    pub fn live(
+        mut self,
+        options: crate::live::LiveOptions,
+    ) -> Result<Self, crate::live::LiveError> {
+        let live = crate::live::Live::new(
+            options,
+            self.verifier.signing_secret(),
+            self.store_url.as_ref(),
+        )?;
+        self.live = Some(live.clone());
+        // Handlers run by inbox workers take `Live` as an argument too.
+        Ok(self.worker_data(live))
+    }
+
+    /// The live channel, when [`WebhookConfig::live`] turned it on: to mint tokens, publish the
+    /// app's own events and subscribe from server code.
+    pub fn live_channel(&self) -> Option<crate::live::Live> {
+        self.live.clone()
     }
 
     /// Opens the store `url` names and uses it (see [`dedupe::open`]).

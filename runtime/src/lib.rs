@@ -83,6 +83,7 @@ mod glue;
 mod handler;
 pub mod inbox;
 pub mod journal;
+pub mod live;
 pub mod monitor;
 #[cfg(feature = "otel")]
 pub mod otel;

@@ -33,6 +33,8 @@ pub(crate) struct Checks {
     pub(crate) inbox: Option<Intake>,
     /// Where answers are journaled, when the journal is on.
     pub(crate) journal: Option<crate::journal::Journal>,
+    /// Where accepted deliveries are published, when the live channel is on.
+    pub(crate) live: Option<crate::live::Live>,
 }
 
 /// One mounted path: the shared checks and the modules listening there.
@@ -54,6 +56,8 @@ impl Endpoint {
 /// Every endpoint of one configuration, and its background work.
 pub(crate) struct Receiver {
     pub(crate) endpoints: Vec<(String, web::Data<Endpoint>)>,
+    /// The live channel whose route `configure()` mounts.
+    pub(crate) live: Option<crate::live::Live>,
     /// Started by the first mount inside a runtime (`try_configure` may run outside one).
     #[cfg(feature = "client")]
     reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
@@ -149,6 +153,7 @@ impl Receiver {
             watcher: config.watcher(),
             inbox: intake,
             journal: journal.clone(),
+            live: config.live.clone(),
         });
         tracing::info!(store = config.store_name, "replicate webhook dedupe store");
         let endpoints = routes
@@ -175,6 +180,7 @@ impl Receiver {
         });
         Ok(Self {
             endpoints,
+            live: config.live.clone(),
             #[cfg(feature = "client")]
             reconciler: std::sync::Mutex::new(reconciler),
             _worker: worker,

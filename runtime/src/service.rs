@@ -74,6 +74,9 @@ pub fn try_configure(
         if let Some(dashboard) = &receiver.dashboard {
             dashboard.mount(cfg);
         }
+        if let Some(live) = &receiver.live {
+            crate::live::mount(cfg, live);
+        }
     })
 }
 
@@ -241,7 +244,7 @@ async fn deliver(
             prediction_id: prediction,
             status: &status,
         };
-        match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
+        let response = match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => {
                 inbox
@@ -251,17 +254,13 @@ async fn deliver(
             None => {
                 admit_and_run(&req, &body, endpoint, module, kind, delivery, &mut envelope).await
             }
-        }
+        };
+        // Published once acknowledged: the channel's state drops what changes nothing, so a
+        // duplicate, stale or regressing delivery reaches no subscriber.
+        crate::live::publish_delivery(endpoint.checks.live.as_ref(), &body, &response).await;
+        response
     } else {
-        if envelope.status().is_terminal() {
-            // Even unhandled, a terminal status ends the prediction: later deliveries of it
-            // to this receiver are stale.
-            if let Err(e) = gate.finish_unhandled(prediction).await {
-                tracing::warn!(error = %e, "could not record the terminal status");
-            }
-        }
-        tracing::debug!("not subscribed or no handler; acknowledged");
-        answer::text(StatusCode::OK, "not subscribed").noted(Journaled::Ignored)
+        not_subscribed(gate, prediction, envelope.status()).await
     };
     response = response.event(event);
     if let Some(Progress::Output(undo) | Progress::Logs(undo)) = progress
@@ -284,6 +283,18 @@ async fn deliver(
         }
     }
     response
+}
+
+/// Acknowledges a delivery no handler takes. Even unhandled, a terminal status ends the
+/// prediction: later deliveries of it to this receiver are stale.
+async fn not_subscribed(gate: &Gate, prediction: &str, status: &Status) -> HttpResponse {
+    if status.is_terminal()
+        && let Err(e) = gate.finish_unhandled(prediction).await
+    {
+        tracing::warn!(error = %e, "could not record the terminal status");
+    }
+    tracing::debug!("not subscribed or no handler; acknowledged");
+    answer::text(StatusCode::OK, "not subscribed").noted(Journaled::Ignored)
 }
 
 /// The handler a delivery goes to, or `None` when its module does not take it.

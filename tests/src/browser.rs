@@ -5,6 +5,7 @@
 //! cannot start, the test skips with the reason on stderr, except under `REQUIRE_SERVICES=1`,
 //! where it fails. `CHROMEDRIVER` and `CHROMIUM` override the Debian paths.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ impl Browser {
         let mut driver = Command::new(&driver_path)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
+            // A process group of its own: Chromium runs in it, so a test that panics can stop
+            // the browser too, not leave it running after chromedriver is gone.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -56,8 +60,7 @@ impl Browser {
             .map_err(|e| format!("{driver_path}: {e}"))?;
         let webdriver = format!("http://127.0.0.1:{port}");
         if let Err(why) = wait_ready(&webdriver, &mut driver).await {
-            let _ = driver.kill();
-            let _ = driver.wait();
+            stop(&mut driver);
             return Err(why);
         }
         let profile = tempfile::tempdir().map_err(|e| format!("profile dir: {e}"))?;
@@ -88,8 +91,7 @@ impl Browser {
         {
             Ok(client) => client,
             Err(e) => {
-                let _ = driver.kill();
-                let _ = driver.wait();
+                stop(&mut driver);
                 return Err(format!("new session with {chromium}: {e}"));
             }
         };
@@ -193,17 +195,27 @@ impl Browser {
     /// Ends the session (which closes Chromium) and stops chromedriver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        stop(&mut self.driver);
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A test that panicked never reached `close`: chromedriver still must not outlive it.
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // A test that panicked never reached `close`: neither chromedriver nor Chromium may
+        // outlive it.
+        stop(&mut self.driver);
     }
+}
+
+/// Kills chromedriver's process group (chromedriver and the Chromium it started), then reaps it.
+fn stop(driver: &mut Child) {
+    let group = format!("-{}", driver.id());
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
 }
 
 /// `target/screenshots/` of the workspace (or of `CARGO_TARGET_DIR`).

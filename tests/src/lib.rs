@@ -16,6 +16,9 @@ mod senders {}
 #[doc = include_str!("../../docs/dashboard.md")]
 #[allow(clippy::doc_markdown)]
 mod dashboard_doc {}
+#[doc = include_str!("../../docs/live.md")]
+#[allow(clippy::doc_markdown)]
+mod live_doc {}
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -198,4 +201,5 @@ pub mod proxy;
 pub mod raw;
 pub mod receiver;
 pub mod services;
+pub mod sse;
 pub mod strict_models;

@@ -28,6 +28,7 @@ use actix_web::{App, HttpServer};
 use replicate_webhook::dashboard::{DEFAULT_PREFIX, Dashboard};
 use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
+use replicate_webhook::live::{ENV_LIVE, LiveOptions};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
     CogToken, ConfigError, ENV_COG_TOKEN, ENV_DASHBOARD_TOKEN, ENV_SECRET, ENV_STORE, HandlerError,
@@ -296,6 +297,14 @@ fn config() -> Result<WebhookConfig, ConfigError> {
     {
         eprintln!("quickstart: dashboard on at {DEFAULT_PREFIX}");
         config = config.dashboard(Dashboard::new(token));
+    }
+    // With REPLICATE_WEBHOOK_LIVE=1 each accepted delivery is also pushed to browsers
+    // (GET /live/predictions/{id}/events?token=…; see docs/live.md).
+    if std::env::var(ENV_LIVE).is_ok_and(|v| v == "1" || v == "true") {
+        eprintln!("quickstart: live channel on");
+        config = config
+            .live(LiveOptions::default())
+            .map_err(ConfigError::Live)?;
     }
     Ok(config)
 }

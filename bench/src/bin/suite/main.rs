@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use replicate_webhook_bench::{SECRET, cpu_ticks, rss_kib, sha256_backend};
 use serde_json::Value;
 
+mod live;
 mod table;
 
 use table::{Table, opt_time};
@@ -591,6 +592,7 @@ fn main() {
     memory(&env, &mut table);
     stores(&env, &mut table);
     latency(&env, &mut table);
+    live::rows(&env, &mut table);
     let _ = std::fs::remove_dir_all(&work);
 
     println!();

@@ -1,0 +1,346 @@
+//! The live channel's figures: from the receiver's 200 to the subscriber's event (p50, p99) on
+//! one instance and across two instances through Redis and PostgreSQL; one event fanned out to
+//! 1,000 subscribers; resident memory and CPU of 10,000 idle subscribers. Prints one JSON line.
+//!
+//! ```text
+//! live_channel [--samples 500] [--fanout 1000] [--idle 10000]     # REDIS_URL, DATABASE_URL: across
+//! ```
+//!
+//! Receivers run as child processes (`live_channel serve BIND [STORE]`), so their memory and CPU are
+//! their own and each side has its own file-descriptor limit.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpServer};
+use replicate_webhook::dedupe::StoreUrl;
+use replicate_webhook::live::{Live, LiveOptions};
+use replicate_webhook::testkit::TestDelivery;
+use replicate_webhook::{
+    ANY_MODEL, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
+};
+use tokio::sync::mpsc;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn secret() -> Secret {
+    Secret::parse(SECRET).expect("valid secret")
+}
+
+fn config(store: Option<&str>) -> WebhookConfig {
+    let module = [
+        HandlerKind::Start,
+        HandlerKind::Output,
+        HandlerKind::Logs,
+        HandlerKind::Succeeded,
+        HandlerKind::Failed,
+        HandlerKind::Canceled,
+    ]
+    .into_iter()
+    .fold(Module::new(ANY_MODEL).events(Event::ALL), |m, kind| {
+        m.on(kind, |_: Prediction| async { Ok::<(), HandlerError>(()) })
+    });
+    let mut config = WebhookConfig::new(secret())
+        .collect_registered(false)
+        .module(module);
+    if let Some(store) = store {
+        config = config
+            .store_url(&StoreUrl::parse(store).expect("store URL"))
+            .expect("store opens");
+    }
+    config
+        .live(LiveOptions::new().max_subscribers(50_000))
+        .expect("live channel")
+}
+
+/// `live_channel serve BIND [STORE]`: a receiver with the live channel, until killed.
+fn serve(bind: &str, store: Option<&str>) {
+    let config = config(store);
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            App::new().configure(replicate_webhook::configure(config.clone()))
+        })
+        .backlog(4096)
+        .max_connections(50_000)
+        .workers(2)
+        .bind(bind)
+        .expect("bind")
+        .run();
+        println!("ready");
+        server.await.expect("serve");
+    });
+}
+
+struct Receiver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(store: Option<&str>) -> Receiver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.args(["serve", &bind]);
+    if let Some(store) = store {
+        cmd.arg(store);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn receiver");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    assert_eq!(line.trim(), "ready");
+    Receiver {
+        child,
+        base: format!("http://{bind}"),
+    }
+}
+
+fn delivery(id: &str, status: &str, logs: &str) -> TestDelivery {
+    TestDelivery::new(
+        serde_json::json!({
+            "id": id, "model": "bench/live", "version": "v", "status": status,
+            "input": {}, "output": null, "logs": logs, "error": null,
+            "created_at": "2024-01-01T00:00:00Z",
+        })
+        .to_string(),
+    )
+}
+
+async fn post(http: &reqwest::Client, base: &str, delivery: &TestDelivery) {
+    let signed = delivery.sign(&secret());
+    let mut req = http
+        .post(format!("{base}{}", signed.path()))
+        .header("content-type", "application/json")
+        .body(signed.body().to_vec());
+    for (name, value) in signed.headers() {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.expect("post");
+    assert_eq!(resp.status(), 200);
+}
+
+/// Subscribes over HTTP; each event's arrival time goes to `events`.
+async fn subscribe(
+    http: &reqwest::Client,
+    base: &str,
+    live: &Live,
+    id: &str,
+    events: mpsc::UnboundedSender<Instant>,
+) {
+    let resp = http
+        .get(format!("{base}{}", live.events_url(id)))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp;
+    tokio::spawn(async move {
+        let mut pending = String::new();
+        while let Ok(Some(chunk)) = body.chunk().await {
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find("\n\n") {
+                let block: String = pending.drain(..end + 2).collect();
+                if block.contains("data: ") && events.send(Instant::now()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// From each 200 to the subscriber's event, publishing on `to` and subscribed on `from`.
+async fn latency(to: &str, from: &str, samples: usize) -> (f64, f64) {
+    let http = reqwest::Client::new();
+    let live = config(None).live_channel().expect("on");
+    let id = format!("lat-{}", std::process::id());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    post(&http, to, &delivery(&id, "starting", "")).await;
+    subscribe(&http, from, &live, &id, tx).await;
+    rx.recv().await.expect("state event");
+    let mut logs = String::new();
+    let mut took = Vec::with_capacity(samples);
+    for n in 0..samples {
+        logs.push_str(&n.to_string());
+        logs.push('\n');
+        post(&http, to, &delivery(&id, "processing", &logs)).await;
+        let ok = Instant::now();
+        let at = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("event within 5 s")
+            .expect("stream open");
+        took.push(at.saturating_duration_since(ok));
+    }
+    took.sort_unstable();
+    (percentile(&took, 0.5), percentile(&took, 0.99))
+}
+
+/// One event to `n` subscribers: (p50, max) from the 200 to each subscriber's event.
+async fn fanout(base: &str, n: usize) -> (f64, f64) {
+    let http = reqwest::Client::new();
+    let live = config(None).live_channel().expect("on");
+    let id = format!("fan-{}", std::process::id());
+    post(&http, base, &delivery(&id, "starting", "")).await;
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        subscribe(&http, base, &live, &id, tx).await;
+        rx.recv().await.expect("state event");
+        receivers.push(rx);
+    }
+    post(&http, base, &delivery(&id, "processing", "go\n")).await;
+    let ok = Instant::now();
+    let mut took = Vec::with_capacity(n);
+    for rx in &mut receivers {
+        let at = rx.recv().await.expect("event");
+        took.push(at.saturating_duration_since(ok));
+    }
+    took.sort_unstable();
+    (percentile(&took, 0.5), percentile(&took, 1.0))
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_default()
+}
+
+/// CPU ticks (user + system) of `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    field(11) + field(12)
+}
+
+/// `n` idle subscribers, each on its own prediction: the receiver's resident memory added (MB)
+/// and its CPU ticks over 10 idle seconds.
+async fn idle(receiver: &Receiver, n: usize) -> (f64, u64) {
+    let pid = receiver.child.id();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let live = config(None).live_channel().expect("on");
+    let before = proc_field(pid, "status", "VmRSS:");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    for i in 0..n {
+        subscribe(
+            &http,
+            &receiver.base,
+            &live,
+            &format!("idle-{i}"),
+            tx.clone(),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = proc_field(pid, "status", "VmRSS:");
+    let ticks = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_ticks = cpu_ticks(pid) - ticks;
+    #[allow(clippy::cast_precision_loss)]
+    let mb = after.saturating_sub(before) as f64 / 1024.0;
+    (mb, idle_ticks)
+}
+
+fn flag(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        serve(&args[2], args.get(3).map(String::as_str));
+        return;
+    }
+    let samples = flag("--samples", 500);
+    let fan = flag("--fanout", 1000);
+    let idle_n = flag("--idle", 10_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut out = serde_json::Map::new();
+    runtime.block_on(async {
+        let one = spawn(None);
+        let (p50, p99) = latency(&one.base, &one.base, samples).await;
+        out.insert(
+            "same_instance_ms".into(),
+            serde_json::json!({"p50": p50, "p99": p99}),
+        );
+        for (name, var) in [("redis", "REDIS_URL"), ("postgres", "DATABASE_URL")] {
+            let Ok(url) = std::env::var(var) else {
+                continue;
+            };
+            let store = if name == "redis" {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}prefix=bench-live-{}:", std::process::id())
+            } else {
+                url
+            };
+            let a = spawn(Some(&store));
+            let b = spawn(Some(&store));
+            let (p50, p99) = latency(&a.base, &b.base, samples).await;
+            out.insert(
+                format!("across_{name}_ms"),
+                serde_json::json!({"p50": p50, "p99": p99}),
+            );
+        }
+        let (p50, max) = fanout(&one.base, fan).await;
+        out.insert(
+            "fanout_ms".into(),
+            serde_json::json!({"subscribers": fan, "p50": p50, "max": max}),
+        );
+        let quiet = spawn(None);
+        let (mb, ticks) = idle(&quiet, idle_n).await;
+        out.insert(
+            "idle".into(),
+            serde_json::json!({"subscribers": idle_n, "rss_mb": mb, "cpu_ticks_10s": ticks}),
+        );
+    });
+    println!("{}", serde_json::Value::Object(out));
+}

@@ -1,0 +1,300 @@
+//! The channel through Redis, so a subscriber on any instance sees what any instance accepted.
+//!
+//! Per prediction, a hash `{prefix}live:{id}:state` (the state as JSON and its `seq`) and a stream
+//! `{prefix}live:{id}:events` whose entry ids are `seq-0`: the replay window (`XADD MAXLEN ~`).
+//! A change is applied in Rust and written by one Lua script that checks `seq` did not move
+//! (compare-and-set; a concurrent writer makes it retry), sets both keys' expiry to the
+//! retention, and `PUBLISH`es the event on one channel every instance listens to with one
+//! connection, which hands it to that instance's subscribers of the prediction.
+//!
+//! This backend opens its own connections from the store URL: it shares configuration with the
+//! dedupe store, not its internals.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use super::hub::Hub;
+use super::state::{LiveEvent, State};
+use super::{Bounds, Change, LiveError};
+
+const NOT_LISTENING: &str = "redis: the live listener is not subscribed";
+const DEFAULT_PREFIX: &str = "replicate-webhook:";
+/// Attempts of the compare-and-set before giving up: writers of one prediction are few.
+const ATTEMPTS: usize = 8;
+
+pub(crate) struct RedisLive {
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<ConnectionManager>,
+    prefix: String,
+    channel: String,
+    bounds: Bounds,
+    listening: AtomicBool,
+    /// True while the listener is subscribed: a subscriber waits for it before reading the
+    /// store, so no event falls between its first read and the relay.
+    ready: tokio::sync::watch::Sender<bool>,
+    write: Script,
+}
+
+/// What goes over the pub/sub channel: the event and whose it is.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Relayed {
+    id: String,
+    #[serde(flatten)]
+    event: LiveEvent,
+}
+
+fn store_error(e: &redis::RedisError) -> LiveError {
+    LiveError::Store(format!("redis: {e}"))
+}
+
+impl RedisLive {
+    pub(crate) fn open(url: &str, bounds: Bounds) -> Result<Self, LiveError> {
+        // The `prefix` parameter is the dedupe store's; Redis itself must not see it.
+        let mut parsed = url::Url::parse(url).map_err(|e| LiveError::Store(e.to_string()))?;
+        let mut prefix = DEFAULT_PREFIX.to_owned();
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter_map(|(k, v)| {
+                if k == "prefix" {
+                    prefix = v.into_owned();
+                    None
+                } else {
+                    Some((k.into_owned(), v.into_owned()))
+                }
+            })
+            .collect();
+        parsed.set_query(None);
+        if !kept.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(kept);
+        }
+        let client = redis::Client::open(parsed.as_str()).map_err(|e| store_error(&e))?;
+        Ok(Self {
+            client,
+            conn: tokio::sync::OnceCell::new(),
+            channel: format!("{prefix}live"),
+            prefix,
+            bounds,
+            listening: AtomicBool::new(false),
+            ready: tokio::sync::watch::channel(false).0,
+            // KEYS: state hash, events stream. ARGV: expected seq, new seq, state JSON, event,
+            // data, terminal, replay length, retention ms, channel, relayed message.
+            write: Script::new(
+                r"
+                local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+                if seq ~= ARGV[1] then return 0 end
+                redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'state', ARGV[3])
+                redis.call('PEXPIRE', KEYS[1], ARGV[8])
+                redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], ARGV[2] .. '-0',
+                    'event', ARGV[4], 'data', ARGV[5], 'terminal', ARGV[6])
+                redis.call('PEXPIRE', KEYS[2], ARGV[8])
+                redis.call('PUBLISH', ARGV[9], ARGV[10])
+                return 1
+                ",
+            ),
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, LiveError> {
+        self.conn
+            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .await
+            .cloned()
+            .map_err(|e| store_error(&e))
+    }
+
+    fn keys(&self, id: &str) -> (String, String) {
+        // The hash tag keeps a prediction's keys in one Redis Cluster slot.
+        (
+            format!("{}live:{{{id}}}:state", self.prefix),
+            format!("{}live:{{{id}}}:events", self.prefix),
+        )
+    }
+
+    /// Starts this instance's one listener, which hands relayed events to `hub`, and waits
+    /// until it is subscribed.
+    pub(crate) async fn listen(&self, hub: &Arc<Hub>) -> Result<(), LiveError> {
+        self.start(hub);
+        let mut ready = self.ready.subscribe();
+        match tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(LiveError::Store(NOT_LISTENING.to_owned())),
+        }
+    }
+
+    /// Starts this instance's one listener if it is not running yet, without waiting for it:
+    /// a publish needs no listener of its own.
+    pub(crate) fn start(&self, hub: &Arc<Hub>) {
+        if !self.listening.swap(true, Ordering::AcqRel) {
+            let client = self.client.clone();
+            let channel = self.channel.clone();
+            let hub = Arc::downgrade(hub);
+            tokio::spawn(listener(client, channel, hub, self.ready.clone()));
+        }
+    }
+
+    async fn read_state(&self, conn: &mut ConnectionManager, id: &str) -> Result<State, LiveError> {
+        let (state_key, _) = self.keys(id);
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(&state_key)
+            .arg("state")
+            .query_async(conn)
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Applies `change` to the prediction's state in Redis and publishes its event.
+    pub(crate) async fn publish(
+        &self,
+        change: &Change<'_>,
+    ) -> Result<Option<LiveEvent>, LiveError> {
+        let mut conn = self.conn().await?;
+        let id = change.id();
+        let (state_key, events_key) = self.keys(id);
+        for _ in 0..ATTEMPTS {
+            let mut state = self.read_state(&mut conn, id).await?;
+            let expected = state.seq;
+            let Some(event) = change.apply(&mut state) else {
+                return Ok(None);
+            };
+            let state_json =
+                serde_json::to_string(&state).map_err(|e| LiveError::Data(e.to_string()))?;
+            let relayed = serde_json::to_string(&Relayed {
+                id: id.to_owned(),
+                event: event.clone(),
+            })
+            .map_err(|e| LiveError::Data(e.to_string()))?;
+            let written: i64 = self
+                .write
+                .key(&state_key)
+                .key(&events_key)
+                .arg(expected)
+                .arg(event.seq)
+                .arg(state_json)
+                .arg(&event.event)
+                .arg(&event.data)
+                .arg(u8::from(event.terminal))
+                .arg(self.bounds.replay_events)
+                .arg(
+                    u64::try_from(self.bounds.retention.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                )
+                .arg(&self.channel)
+                .arg(relayed)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| store_error(&e))?;
+            if written == 1 {
+                return Ok(Some(event));
+            }
+        }
+        Err(LiveError::Store(format!(
+            "redis: the state of {id} kept changing; gave up after {ATTEMPTS} attempts"
+        )))
+    }
+
+    /// What a subscriber resuming after `after` (or connecting) is sent first, and whether the
+    /// prediction has ended.
+    pub(crate) async fn initial(
+        &self,
+        id: &str,
+        after: Option<u64>,
+    ) -> Result<(Vec<LiveEvent>, bool), LiveError> {
+        let mut conn = self.conn().await?;
+        let state = self.read_state(&mut conn, id).await?;
+        let ended = state.is_terminal();
+        if state.seq == 0 {
+            return Ok((Vec::new(), ended));
+        }
+        let snapshot = || Ok((vec![state.snapshot(id)], ended));
+        let Some(after) = after.filter(|a| *a <= state.seq) else {
+            return snapshot();
+        };
+        if after == state.seq {
+            return Ok((Vec::new(), ended));
+        }
+        let (_, events_key) = self.keys(id);
+        // From `after` itself: its presence proves nothing between it and now was trimmed.
+        let start = if after == 0 {
+            "-".to_owned()
+        } else {
+            format!("{after}-0")
+        };
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(&events_key)
+            .arg(start)
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let events: Vec<LiveEvent> = entries.iter().filter_map(entry).collect();
+        if events.first().map(|e| e.seq) != Some(after.max(1)) {
+            return snapshot();
+        }
+        Ok((
+            events.into_iter().filter(|e| e.seq > after).collect(),
+            ended,
+        ))
+    }
+}
+
+/// One stream entry as an event: id `seq-0`, fields event, data, terminal.
+fn entry((id, fields): &(String, Vec<String>)) -> Option<LiveEvent> {
+    let seq = id.split_once('-')?.0.parse().ok()?;
+    let field = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|pair| pair.first().is_some_and(|k| k == name))
+            .and_then(|pair| pair.get(1).cloned())
+    };
+    Some(LiveEvent {
+        seq,
+        event: field("event")?,
+        data: field("data")?,
+        terminal: field("terminal").as_deref() == Some("1"),
+    })
+}
+
+/// Listens on the channel for as long as the hub lives, reconnecting after a failure.
+async fn listener(
+    client: redis::Client,
+    channel: String,
+    hub: Weak<Hub>,
+    ready: tokio::sync::watch::Sender<bool>,
+) {
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    ready.send_replace(true);
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let Some(hub) = hub.upgrade() else { return };
+                        let Ok(payload) = message.get_payload::<String>() else {
+                            continue;
+                        };
+                        if let Ok(relayed) = serde_json::from_str::<Relayed>(&payload) {
+                            hub.relay(&relayed.id, relayed.event);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "live channel: redis subscribe failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "live channel: redis listener cannot connect"),
+        }
+        ready.send_replace(false);
+        if hub.strong_count() == 0 {
+            return;
+        }
+        metrics::counter!("replicate_webhook_live_listener_reconnects_total").increment(1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
