@@ -57,17 +57,27 @@
 //! Modules are collected at link time with `inventory`. A library crate whose items the binary
 //! never references is not linked, so its handlers are missing; add `use that_crate as _;` to
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
+//!
+//! # Cargo features
+//!
+//! None is on by default. Items that need one say so, and on docs.rs carry its name.
+//!
+#![doc = document_features::document_features!()]
+// docs.rs builds with nightly and `--cfg docsrs`: there the feature-gated items get a label.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod answer;
 mod body;
 mod borrowed;
 #[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod config;
 pub mod dedupe;
 mod envelope;
 mod error;
 #[cfg(feature = "files")]
+#[cfg_attr(docsrs, doc(cfg(feature = "files")))]
 pub mod files;
 #[cfg(test)]
 mod fixtures;
@@ -78,12 +88,14 @@ mod prediction;
 mod query;
 mod receiver;
 #[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod reconcile;
 mod refusals;
 mod registry;
 mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 mod training;
 

@@ -1,4 +1,4 @@
-//! Recovery of lost terminal webhooks.
+//! Recovery of lost terminal webhooks (feature `client`).
 //!
 //! Replicate retries a terminal webhook for about a minute and never replays it: a receiver down
 //! for a deploy longer than that loses the result. The receiver therefore watches every
