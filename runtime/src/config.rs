@@ -103,9 +103,9 @@ impl WebhookConfig {
     /// The default body limit: 8 MiB (bodies carry the whole input and cumulative logs).
     pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
     /// How long a `webhook-id` is remembered.
-    pub const DEFAULT_WEBHOOK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+    pub const DEFAULT_WEBHOOK_TTL: Duration = Duration::from_hours(24);
     /// How long a prediction's terminal status is remembered.
-    pub const DEFAULT_TERMINAL_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+    pub const DEFAULT_TERMINAL_TTL: Duration = Duration::from_hours(7 * 24);
     /// How long a claim protects a running handler before another worker may take over.
     ///
     /// Well inside Replicate's retry window (about a minute after completion), so a claim left by

@@ -38,7 +38,7 @@ pub struct Reconcile {
 
 impl Reconcile {
     /// Past Replicate's retry window (about a minute), so a poll never races the retries.
-    pub const DEFAULT_AFTER: Duration = Duration::from_secs(5 * 60);
+    pub const DEFAULT_AFTER: Duration = Duration::from_mins(5);
 
     /// Polls through `client` (its token and base URL) for predictions silent for
     /// [`Self::DEFAULT_AFTER`].
@@ -54,7 +54,7 @@ impl Reconcile {
             },
             // Replicate deletes a prediction's data after an hour and keeps it listed for
             // longer; a week covers any receiver outage worth recovering from.
-            watch_for: Duration::from_secs(7 * 24 * 60 * 60),
+            watch_for: Duration::from_hours(7 * 24),
         }
     }
 

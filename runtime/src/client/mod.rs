@@ -115,7 +115,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("replicate-webhook/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
+            .timeout(Duration::from_mins(2))
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Self {

@@ -32,9 +32,9 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             lease: Duration::from_secs(30),
-            webhook_ttl: Duration::from_secs(24 * 60 * 60),
-            terminal_ttl: Duration::from_secs(7 * 24 * 60 * 60),
-            progress_ttl: Duration::from_secs(24 * 60 * 60),
+            webhook_ttl: Duration::from_hours(24),
+            terminal_ttl: Duration::from_hours(7 * 24),
+            progress_ttl: Duration::from_hours(24),
             timeout: Duration::from_secs(2),
         }
     }

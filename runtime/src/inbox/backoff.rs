@@ -17,7 +17,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Self {
             base: Duration::from_secs(5),
-            max: Duration::from_secs(60 * 60),
+            max: Duration::from_hours(1),
         }
     }
 }
