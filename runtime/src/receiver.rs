@@ -158,6 +158,9 @@ impl Receiver {
     }
 
     /// Starts the background work once, on the runtime of the first worker that mounts it.
+    // Without `client` there is no reconciler and so nothing to start yet; the one call site
+    // stays the same in every build.
+    #[cfg_attr(not(feature = "client"), allow(clippy::unused_self))]
     pub(crate) fn start_background(&self) {
         #[cfg(feature = "client")]
         if tokio::runtime::Handle::try_current().is_ok()
