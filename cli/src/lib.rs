@@ -13,3 +13,37 @@ pub mod simulator;
 pub fn describe_error(error: reqwest::Error) -> String {
     replicate_webhook_core::error_chain(&error.without_url())
 }
+
+/// `text` as it may be printed to a terminal: every control character but line feeds and tabs
+/// escaped (`\u{1b}`), so an answer from a server cannot move the cursor, clear the screen,
+/// retitle the window or hide lines behind carriage returns.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn control_characters_are_escaped_and_lines_kept() {
+        assert_eq!(terminal_safe("done"), "done");
+        assert_eq!(terminal_safe("a\n\tb"), "a\n\tb");
+        assert_eq!(
+            terminal_safe("\u{1b}[2Jok\r\u{7}\u{9b}"),
+            "\\u{1b}[2Jok\\r\\u{7}\\u{9b}"
+        );
+    }
+}

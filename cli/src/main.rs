@@ -114,12 +114,30 @@ enum SampleStatus {
     Canceled,
 }
 
+/// Who a delivery looks like it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+enum SenderKind {
+    /// Replicate: signed (Standard Webhooks), the full prediction.
+    #[default]
+    Replicate,
+    /// A self-hosted Cog container (coglet 0.23.1): unsigned, an optional bearer token, no
+    /// webhook-id, Cog's smaller body.
+    Coglet,
+}
+
 #[derive(Debug, Args)]
 struct SendArgs {
     /// Where to POST the delivery, e.g. http://127.0.0.1:8080/webhooks/replicate.
     url: String,
-    #[command(flatten)]
-    secret: SecretArg,
+    /// The signing secret, `whsec_...` (not used with --sender coglet).
+    #[arg(long, env = "REPLICATE_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: Option<SecretString>,
+    /// Send as Replicate does, or as a self-hosted Cog container (coglet) does.
+    #[arg(long, value_enum, default_value_t = SenderKind::Replicate)]
+    sender: SenderKind,
+    /// With --sender coglet: the bearer token (the container's WEBHOOK_AUTH_TOKEN).
+    #[arg(long, env = "REPLICATE_WEBHOOK_COG_TOKEN", hide_env_values = true)]
+    cog_token: Option<SecretString>,
     /// The model of the sample [default: replicate/hello-world; with --training, ostris/flux-dev-lora-trainer].
     #[arg(long)]
     model: Option<String>,

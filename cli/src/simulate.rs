@@ -67,6 +67,14 @@ pub(crate) struct SimulateArgs {
     /// Predictions per page of GET /v1/predictions.
     #[arg(long, default_value_t = 100)]
     page_size: usize,
+    /// Deliver as Replicate does, or as a self-hosted Cog container does (coglet: unsigned, a
+    /// bearer token, no webhook-id, Cog's body, output never throttled, terminal retries only on
+    /// 429/500/502/503/504 or no answer, 12 of them, 100 ms·2^n apart).
+    #[arg(long, value_enum, default_value_t = crate::SenderKind::Replicate)]
+    sender: crate::SenderKind,
+    /// With --sender coglet: the bearer token deliveries carry (WEBHOOK_AUTH_TOKEN).
+    #[arg(long, env = "REPLICATE_WEBHOOK_COG_TOKEN", hide_env_values = true)]
+    cog_token: Option<SecretString>,
     /// Do not print a line per delivery attempt.
     #[arg(long, short)]
     quiet: bool,
@@ -125,6 +133,12 @@ pub(crate) fn run(args: &SimulateArgs) -> Exit {
         page_size: args.page_size,
         api_errors: args.api_errors.clone(),
         verbose: !args.quiet,
+        sender: match args.sender {
+            crate::SenderKind::Replicate => simulator::Sender::Replicate,
+            crate::SenderKind::Coglet => simulator::Sender::Coglet {
+                token: args.cog_token.clone(),
+            },
+        },
         ..Config::new(secret.clone())
     };
     actix_web::rt::System::new().block_on(async move {

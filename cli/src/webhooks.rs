@@ -11,7 +11,8 @@ use secrecy::ExposeSecret as _;
 use replicate_webhook_cli::simulator::models::HELLO_WORLD;
 
 use crate::error::{CliError, EXIT_INVALID, Exit};
-use crate::{SendArgs, SignArgs, VerifyArgs, sample};
+use crate::{SendArgs, SenderKind, SignArgs, VerifyArgs, sample};
+use replicate_webhook::{Event, Status};
 
 /// Reads FILE, or stdin for `-`.
 pub(crate) fn read_body(path: &Path) -> Result<Vec<u8>, String> {
@@ -86,7 +87,18 @@ pub(crate) fn verify(args: &VerifyArgs) -> Exit {
 }
 
 pub(crate) async fn send(args: &SendArgs) -> Exit {
-    let secret = signing_secret(args.secret.secret.expose_secret()).map_err(CliError::Usage)?;
+    let coglet = args.sender == SenderKind::Coglet;
+    let secret = match (&args.secret, coglet) {
+        (_, true) => None,
+        (Some(secret), false) => {
+            Some(signing_secret(secret.expose_secret()).map_err(CliError::Usage)?)
+        }
+        (None, false) => {
+            return Err(CliError::Usage(
+                "the signing secret is required: --secret or REPLICATE_WEBHOOK_SECRET".to_owned(),
+            ));
+        }
+    };
     let Some(url) = url::Url::parse(&args.url).ok().filter(url::Url::has_host) else {
         return Err(CliError::Usage(format!(
             "`{}` is not an absolute URL",
@@ -107,6 +119,14 @@ pub(crate) async fn send(args: &SendArgs) -> Exit {
             let model = args.model.as_deref().unwrap_or(HELLO_WORLD);
             sample::prediction(&prediction_id, model, args.status, &url)
         };
+        let sample = if coglet {
+            let event = Status::parse(sample["status"].as_str().unwrap_or_default())
+                .event()
+                .unwrap_or(Event::Output);
+            replicate_webhook_cli::simulator::coglet_body(&sample, event)
+        } else {
+            sample
+        };
         serde_json::to_vec(&sample).unwrap_or_default()
     };
     let id = args.id.clone().unwrap_or_else(new_message_id);
@@ -117,13 +137,20 @@ pub(crate) async fn send(args: &SendArgs) -> Exit {
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let mut code = 0;
     for _ in 0..args.repeat {
-        let headers = signature::sign(&secret, &id, unix_now(), &body);
         let mut request = http
             .post(url.clone())
             .header("content-type", "application/json")
             .body(body.clone());
-        for (name, value) in headers.pairs() {
-            request = request.header(name, value);
+        if let Some(secret) = &secret {
+            for (name, value) in signature::sign(secret, &id, unix_now(), &body).pairs() {
+                request = request.header(name, value);
+            }
+        } else {
+            for (name, value) in
+                replicate_webhook_cli::simulator::coglet_headers(args.cog_token.as_ref())
+            {
+                request = request.header(name, value);
+            }
         }
         match request.send().await {
             Ok(response) => {
@@ -135,7 +162,8 @@ pub(crate) async fn send(args: &SendArgs) -> Exit {
                     status.canonical_reason().unwrap_or("")
                 );
                 if !text.is_empty() {
-                    println!("{text}");
+                    // The answer is the receiver's: it may carry terminal escape codes.
+                    println!("{}", replicate_webhook_cli::terminal_safe(&text));
                 }
                 code = if status.is_success() { 0 } else { EXIT_INVALID };
             }

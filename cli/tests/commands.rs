@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 
+use actix_web::HttpResponse;
 use common::{Receiver, SECRET, bin};
 use replicate_webhook::signature::Verifier;
 use replicate_webhook::{
@@ -426,6 +427,37 @@ async fn send_repeats_one_delivery_and_the_receiver_runs_the_handler_once() {
             .all(|a| a.path_and_query.ends_with("?customId=7"))
     );
     receiver.stop().await;
+}
+
+#[actix_rt::test]
+async fn send_prints_a_receivers_escape_codes_escaped() {
+    let stub = common::Stub::start(|_| {
+        HttpResponse::Ok().body("\u{1b}]0;owned\u{7}\u{1b}[2Jdone\rfake line\nsecond line")
+    });
+    let url = format!("{}/webhooks/replicate", stub.root);
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        bin()
+            .args(["send", &url, "--secret", SECRET])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}");
+    assert!(
+        !stdout.contains(['\u{1b}', '\u{7}', '\r']),
+        "raw control characters printed: {stdout:?}"
+    );
+    assert!(
+        stdout.contains(r"\u{1b}]0;owned\u{7}\u{1b}[2Jdone\rfake line"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nsecond line"),
+        "lines stay lines: {stdout}"
+    );
+    stub.stop().await;
 }
 
 #[actix_rt::test]

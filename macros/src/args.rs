@@ -1,13 +1,16 @@
-//! The attribute's arguments: `model`, `events`, `path`, `schema`, `inbox`, `concurrency`, and
+//! The attribute's arguments: `model`, `training`, `cog`, `events`, `path`, `schema`, `inbox`,
+//! `concurrency`, and
 //! `crate` for a renamed dependency.
 
 use proc_macro2::{Span, TokenStream};
 use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH, Event};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser as _};
+use syn::spanned::Spanned as _;
 use syn::{LitStr, Token};
 
-const ARGUMENTS: &str = "`model`, `training`, `events`, `path`, `schema`, `inbox` or `concurrency`";
+const ARGUMENTS: &str =
+    "`model`, `training`, `cog`, `events`, `path`, `schema`, `inbox` or `concurrency`";
 
 /// An event named in `events`, with the span of its string literal.
 #[derive(Debug, Clone)]
@@ -41,6 +44,8 @@ pub(crate) struct Args {
     pub(crate) model: LitStr,
     /// `training = ` was given: the handlers receive trainings.
     pub(crate) training: bool,
+    /// `cog` was given: the handlers receive the webhooks of self-hosted Cog containers.
+    pub(crate) cog: bool,
     /// Empty when not given; see [`Args::events`].
     events: Vec<EventArg>,
     /// Where `events` was written, or the attribute when defaulted.
@@ -71,6 +76,8 @@ struct Raw {
     model: Option<LitStr>,
     /// Where `training = ` was written; its value is in `model`.
     training: Option<Span>,
+    /// Where `cog` was written; the module then has no model.
+    cog: Option<Span>,
     events: Option<(Span, Vec<EventArg>)>,
     path: Option<LitStr>,
     schema: Option<LitStr>,
@@ -102,7 +109,7 @@ impl Raw {
         let result = self.value(key.as_deref(), meta);
         if matches!(
             key.as_deref(),
-            Some("model" | "training" | "events" | "path")
+            Some("model" | "training" | "cog" | "events" | "path")
         ) && (result.is_err() || self.errors.len() > before)
         {
             self.bad_subscription = true;
@@ -137,6 +144,16 @@ impl Raw {
                 } else {
                     self.training = Some(lit.span());
                     self.model = Some(lit);
+                }
+            }
+            Some("cog") => {
+                let on = if meta.input.peek(Token![=]) {
+                    meta.value()?.parse::<syn::LitBool>()?.value
+                } else {
+                    true
+                };
+                if on {
+                    set_once(&mut self.cog, meta.path.span(), meta, &mut self.errors);
                 }
             }
             Some("events") => {
@@ -249,11 +266,30 @@ impl Raw {
     }
 
     fn finish(mut self) -> Parsed {
+        if let Some(cog) = self.cog {
+            if let Some(model) = &self.model {
+                let key = if self.training.is_some() {
+                    "training"
+                } else {
+                    "model"
+                };
+                self.errors.push(syn::Error::new(
+                    model.span(),
+                    format!(
+                        "`cog` and `{key}` cannot be combined: a Cog container's webhooks name no \
+                         model, so a Cog module takes every Cog delivery to its `path`"
+                    ),
+                ));
+                self.bad_subscription = true;
+            } else {
+                self.model = Some(LitStr::new(ANY_MODEL, cog));
+            }
+        }
         if self.model.is_none() && !self.malformed {
             self.errors.push(syn::Error::new(
                 Span::call_site(),
                 "missing `model`; write `#[replicate_webhook(model = \"owner/name\")]`, \
-                 or `model = \"*\"` for any model",
+                 `model = \"*\"` for any model, or `cog` for self-hosted Cog containers",
             ));
         }
         let args = match self.model {
@@ -265,6 +301,7 @@ impl Raw {
                 Some(Args {
                     model,
                     training: self.training.is_some(),
+                    cog: self.cog.is_some(),
                     events,
                     events_span,
                     path: self

@@ -44,7 +44,7 @@ pub(crate) fn replicate_webhook(args: TokenStream, item: TokenStream) -> TokenSt
         .filter(|_| !module.defines_webhook)
         .map(|args| webhook_const(args, &parsed.krate));
     let glue = match &parsed.args {
-        Some(args) if errors.is_empty() => glue(&module, args.training, &parsed),
+        Some(args) if errors.is_empty() => glue(&module, args, &parsed),
         _ => TokenStream::new(),
     };
     with_errors(
@@ -122,9 +122,17 @@ fn webhook_const(args: &Args, krate: &syn::Path) -> TokenStream {
 }
 
 /// The handler wrappers and the registration, submitted to `inventory`.
-fn glue(module: &Module, training: bool, parsed: &args::Parsed) -> TokenStream {
+fn glue(module: &Module, args: &args::Args, parsed: &args::Parsed) -> TokenStream {
     let krate = &parsed.krate;
-    let kind = format_ident!("{}", if training { "Training" } else { "Prediction" });
+    let kind = format_ident!(
+        "{}",
+        if args.training {
+            "Training"
+        } else {
+            "Prediction"
+        }
+    );
+    let cog = args.cog;
     let inbox = parsed.inbox;
     let concurrency = parsed.concurrency;
     let wrappers: Vec<Ident> = module
@@ -166,6 +174,7 @@ fn glue(module: &Module, training: bool, parsed: &args::Parsed) -> TokenStream {
                     file: ::core::file!(),
                     line: ::core::line!(),
                     kind: __rw::Kind::#kind,
+                    cog: #cog,
                 }
             }
         };

@@ -5,6 +5,10 @@
 //! how much memory it holds and for how long. Each limit here caps one way to abuse that: a
 //! declared or streamed size over the body limit (413), a body that trickles in or stalls (408),
 //! and many connections each holding a large body at once (503 once the budget is spent).
+//!
+//! The budget is charged by bytes received, never by what a client declares: a declaration
+//! costs the client nothing to make, so reserving it would let a few idle connections that each
+//! declare a large body hold the whole budget for free and starve Replicate's deliveries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,14 +147,14 @@ pub(crate) async fn read(
     declared: Option<usize>,
     limits: &BodyLimits,
 ) -> Result<(Bytes, Reservation), BodyError> {
-    // The declared length is reserved up front (it is what the client says it will send); a
-    // chunked body reserves as it arrives.
-    let mut reservation = limits
-        .budget
-        .take(declared.unwrap_or(0))
-        .ok_or(BodyError::Busy)?;
-    // The declared length is unverified: trust it for the limit, not for an allocation.
-    let capacity = declared.unwrap_or(8 * 1024).min(64 * 1024);
+    // Charged as bytes arrive (see the module docs): nothing is held before the first one.
+    let mut reservation = Reservation {
+        held: limits.budget.held.clone(),
+        bytes: 0,
+    };
+    // The declared length is unverified: trust it for the limit, not for an allocation. A
+    // connection's buffer is at most this far ahead of the bytes it was charged for.
+    let capacity = declared.unwrap_or(8 * 1024).min(AHEAD);
     let mut body = Collected::Empty;
     let deadline = Instant::now() + limits.read_timeout;
     loop {
@@ -172,6 +176,10 @@ pub(crate) async fn read(
     }
     Ok((body.into_bytes(), reservation))
 }
+
+/// The most a body's buffer is allocated ahead of the bytes that arrived: the one uncharged
+/// allocation an unverified client can cause per connection.
+const AHEAD: usize = 64 * 1024;
 
 /// A body as it arrives. Most arrive in one chunk, which is kept as it is: it is copied only
 /// when a second chunk follows.

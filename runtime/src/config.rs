@@ -3,6 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use crate::auth::cog::{CogToken, ENV_COG_TOKEN};
+use crate::auth::tenant::Tenants;
 use crate::dedupe::{self, DedupeStore, MemoryStore, Policy, StoreUrl, StoreUrlError};
 use crate::inbox::{ENV_INBOX, Inbox, InboxOptions};
 use crate::receiver::Receiver;
@@ -22,6 +24,10 @@ pub const ENV_STORE: &str = "REPLICATE_WEBHOOK_STORE";
 #[derive(Clone)]
 pub struct WebhookConfig {
     pub(crate) verifier: Verifier,
+    /// The bearer token of self-hosted Cog containers, when their deliveries are accepted.
+    pub(crate) cog_token: Option<CogToken>,
+    /// The accounts of a multi-account app.
+    pub(crate) tenants: Option<Tenants>,
     pub(crate) body_limit: usize,
     pub(crate) read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
@@ -55,6 +61,8 @@ impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookConfig")
             .field("verifier", &self.verifier)
+            .field("cog_token", &self.cog_token)
+            .field("tenants", &self.tenants)
             .field("body_limit", &self.body_limit)
             .field("read_timeout", &self.read_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -131,6 +139,8 @@ impl WebhookConfig {
     pub fn with_secrets(secrets: Vec<Secret>) -> Self {
         Self {
             verifier: Verifier::new(secrets),
+            cog_token: None,
+            tenants: None,
             body_limit: Self::DEFAULT_BODY_LIMIT,
             read_timeout: Self::DEFAULT_READ_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
@@ -158,13 +168,20 @@ impl WebhookConfig {
         }
     }
 
-    /// Reads [`ENV_SECRET`], [`ENV_STORE`] (default `memory`) and [`ENV_INBOX`]: when set,
+    /// Reads [`ENV_SECRET`], [`ENV_COG_TOKEN`] (when set, self-hosted Cog containers sending
+    /// that bearer token are accepted on the paths of Cog modules; with it, [`ENV_SECRET`] may be
+    /// unset for a receiver of Cog deliveries only), [`ENV_STORE`] (default `memory`) and
+    /// [`ENV_INBOX`]: when set,
     /// every module runs in inbox mode there, and the dedupe store defaults to the same database.
     /// With the `client` feature it also reads the reconciler's settings (on when
     /// `REPLICATE_API_TOKEN` is set; see [`crate::reconcile::Reconcile::from_env`]).
     pub fn from_env() -> Result<Self, ConfigError> {
+        let cog_token = std::env::var(ENV_COG_TOKEN).ok().and_then(CogToken::new);
         let secrets = std::env::var(ENV_SECRET).unwrap_or_default();
-        let secrets = parse_secrets(&secrets)?;
+        let secrets = match parse_secrets(&secrets) {
+            Err(ConfigError::MissingSecret) if cog_token.is_some() => Vec::new(),
+            other => other?,
+        };
         let setting = |var| {
             std::env::var(var)
                 .ok()
@@ -180,6 +197,7 @@ impl WebhookConfig {
             (None, None) => StoreUrl::Memory,
         };
         let mut config = Self::with_secrets(secrets).store_url(&store)?;
+        config.cog_token = cog_token;
         if let Some(inbox) = inbox {
             config = config
                 .inbox(Inbox::open(&inbox).map_err(ConfigError::Inbox)?)
@@ -257,6 +275,28 @@ impl WebhookConfig {
             .push(Arc::new(move |req: actix_web::test::TestRequest| {
                 req.app_data(data.clone())
             }));
+        self
+    }
+
+    /// Accepts the webhooks of self-hosted Cog containers that send `Authorization: Bearer
+    /// <token>` (the container's `WEBHOOK_AUTH_TOKEN`) and no signature, on the paths of Cog
+    /// modules (`#[replicate_webhook(cog)]`, [`Module::cog`]). Without a token, an unsigned
+    /// request is refused with 401 like any other.
+    ///
+    /// The token is compared in constant time and never logged or shown by `Debug`.
+    #[must_use]
+    pub fn cog_token(mut self, token: CogToken) -> Self {
+        self.cog_token = Some(token);
+        self
+    }
+
+    /// Receives for many Replicate accounts: a delivery naming a tenant (by path or query, as
+    /// `tenants` says) is verified with that tenant's secrets, and its dedupe keys live in the
+    /// tenant's namespace. An unknown tenant gets 404 before any store or API call; a delivery
+    /// naming none is verified with this configuration's own secrets, as before.
+    #[must_use]
+    pub fn tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = Some(tenants);
         self
     }
 

@@ -32,6 +32,9 @@
 //! async fn main() -> std::io::Result<()> {
 //!     let config = WebhookConfig::from_env().expect("REPLICATE_WEBHOOK_SECRET");
 //!     HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
+//!         // A kept-alive connection's next request head has no deadline in actix-web:
+//!         // without keep-alive, `client_request_timeout` bounds every request's head.
+//!         .keep_alive(actix_web::http::KeepAlive::Disabled)
 //!         .bind(("127.0.0.1", 8080))?
 //!         .run()
 //!         .await
@@ -67,6 +70,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod answer;
+mod auth;
 mod body;
 mod borrowed;
 #[cfg(feature = "client")]
@@ -92,6 +96,7 @@ mod receiver;
 pub mod reconcile;
 mod refusals;
 mod registry;
+pub mod secrets;
 mod service;
 pub mod signature;
 #[cfg(feature = "testkit")]
@@ -99,7 +104,11 @@ pub mod signature;
 pub mod testkit;
 mod training;
 
-pub use config::{ConfigError, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets};
+pub use auth::Sender;
+pub use auth::tenant::{NoTenant, Tenant, Tenants};
+pub use config::{
+    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, WebhookConfig, parse_secrets,
+};
 pub use error::HandlerError;
 pub use handler::{DeadLetter, DecodeError, HandlerKind};
 pub use prediction::{Event, Metrics, Prediction, Status, Urls};

@@ -6,15 +6,20 @@ use time::OffsetDateTime;
 
 pub use replicate_webhook_core::{Event, Status};
 
+mod wire;
+
 /// A prediction, exactly the body of a webhook delivery and of `GET /v1/predictions/{id}`.
 ///
 /// `O` is the type of `output` and `I` the type of `input`; both default to
 /// [`serde_json::Value`]. Unknown fields are ignored so new API fields never break decoding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "O: Serialize, I: Serialize",
-    deserialize = "O: Deserialize<'de>, I: Deserialize<'de>"
-))]
+#[serde(
+    bound(
+        serialize = "O: Serialize, I: Serialize",
+        deserialize = "O: Deserialize<'de>, I: serde::de::DeserializeOwned"
+    ),
+    try_from = "wire::Prediction<O, I>"
+)]
 pub struct Prediction<O = serde_json::Value, I = serde_json::Value> {
     /// The prediction id, e.g. `gm3qorzdhgbfurvjtvhg6dckhu`.
     pub id: String,
@@ -212,6 +217,69 @@ mod tests {
             assert_eq!(Status::parse(s).event(), Some(Event::Completed));
             assert!(Status::parse(s).is_terminal());
             assert_eq!(Status::parse(s).as_str(), s);
+        }
+    }
+
+    /// An input type with a required field, which `null` is not.
+    #[derive(Debug, Deserialize)]
+    struct Input {
+        #[allow(dead_code)]
+        steps: u32,
+    }
+
+    #[test]
+    fn a_cog_body_decodes_without_the_fields_cog_omits() {
+        let p: Prediction<Vec<String>> =
+            serde_json::from_slice(&fixture("coglet-0.23.1-succeeded.json")).unwrap();
+        assert_eq!(p.status, Status::Succeeded);
+        assert_eq!(p.output.unwrap(), ["out-0", "out-1"]);
+        assert_eq!((p.model.as_str(), p.version.as_str()), ("", ""));
+        assert_eq!(p.input, serde_json::Value::Null);
+        assert!(p.created_at.is_none() && p.urls == Urls::default());
+        // Cog's terminal metrics: `predict_time` alone, no `total_time`.
+        assert_eq!(p.metrics.predict_time, Some(0.008_889_621));
+        assert_eq!(p.metrics.total_time, None);
+        // An input type that has no `null` says so, rather than decoding something made up.
+        let err = serde_json::from_slice::<Prediction<serde_json::Value, Input>>(&fixture(
+            "coglet-0.23.1-succeeded.json",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("`input` is missing"), "{err}");
+        let p: Prediction<serde_json::Value, Option<Input>> =
+            serde_json::from_slice(&fixture("coglet-0.23.1-processing.json")).unwrap();
+        assert!(p.input.is_none());
+        assert_eq!(p.status, Status::Processing);
+    }
+
+    #[test]
+    fn metrics_keep_nested_objects_strings_lists_and_booleans() {
+        let p: Prediction =
+            serde_json::from_slice(&fixture("coglet-0.23.1-processing.json")).unwrap();
+        let extra = &p.metrics.extra;
+        assert_eq!(extra["timing"], serde_json::json!({"inference": 0.25}));
+        assert_eq!(extra["model_name"], "tiny");
+        assert_eq!(extra["flags"], serde_json::json!([true, false]));
+        assert_eq!(extra["cached"], true);
+        assert_eq!(p.metrics.predict_time, None);
+        // And they go back out as they came, for a handler that stores the prediction.
+        let again: Prediction = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+        assert_eq!(again.metrics, p.metrics);
+    }
+
+    #[test]
+    fn stream_urls_of_file_outputs_keep_whatever_host_they_name() {
+        for stream in [
+            "https://stream.replicate.com/v1/files/bcwr-3okdfv3o2wehstv5f2okyftwxy57hhypqsi6osiim5iaq5yebb4q",
+            "https://streaming.api.replicate.com/v1/files/abc",
+            "https://streaming-europe.example.net/v1/predictions/x",
+        ] {
+            let body = serde_json::json!({
+                "id": "x", "status": "processing", "input": {},
+                "output": ["https://replicate.delivery/x/out.png"],
+                "urls": {"get": "https://api.replicate.com/v1/predictions/x", "stream": stream},
+            });
+            let p: Prediction<Vec<String>> = serde_json::from_value(body).unwrap();
+            assert_eq!(p.urls.stream.as_deref(), Some(stream));
         }
     }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::auth::cog::CogToken;
+use crate::auth::tenant::Tenants;
 use crate::body::{BodyLimits, Budget};
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
@@ -16,6 +18,10 @@ use crate::signature::Verifier;
 /// What every delivery is checked against, whatever its path.
 pub(crate) struct Checks {
     pub(crate) verifier: Verifier,
+    /// The bearer token Cog containers send, when Cog deliveries are accepted.
+    pub(crate) cog_token: Option<CogToken>,
+    /// The accounts of a multi-account app, when deliveries may name one.
+    pub(crate) tenants: Option<Tenants>,
     pub(crate) body: BodyLimits,
     pub(crate) signed_query: bool,
     pub(crate) gate: Gate,
@@ -31,6 +37,16 @@ pub(crate) struct Checks {
 pub(crate) struct Endpoint {
     pub(crate) checks: Arc<Checks>,
     pub(crate) route: Route,
+}
+
+impl Endpoint {
+    /// The token a Cog delivery to this path must carry: only paths with a Cog module take one.
+    pub(crate) fn cog_token(&self) -> Option<&CogToken> {
+        self.checks
+            .cog_token
+            .as_ref()
+            .filter(|_| self.route.cog.is_some())
+    }
 }
 
 /// Every endpoint of one configuration, and its background work.
@@ -50,7 +66,8 @@ pub(crate) fn modules(config: &WebhookConfig) -> Vec<Module> {
         modules.extend(registry::registrations().map(Module::from_registration));
     }
     if config.inbox_every_module && config.inbox.is_some() {
-        for module in &mut modules {
+        // Cog modules stay inline: a Cog delivery has no `webhook-id` for the inbox to key on.
+        for module in modules.iter_mut().filter(|m| !m.cog) {
             module.inbox = true;
         }
     }
@@ -96,6 +113,7 @@ impl Receiver {
                 webhook_ttl: config.policy.webhook_ttl,
                 timeout: config.policy.timeout,
                 stored: wake,
+                limit: crate::inbox::BacklogLimit::new(config.inbox_options.max_backlog),
             });
         let worker = match &intake {
             Some(intake) if config.inbox_options.in_process => {
@@ -111,6 +129,8 @@ impl Receiver {
         };
         let checks = Arc::new(Checks {
             verifier: config.verifier.clone(),
+            cog_token: config.cog_token.clone(),
+            tenants: config.tenants.clone(),
             body: BodyLimits {
                 max: config.body_limit,
                 read_timeout: config.read_timeout,
@@ -182,6 +202,7 @@ fn log_route(path: &str, route: &Route) {
         .flatten()
         .map(|(_, m)| m)
         .chain(route.any.values())
+        .chain(&route.cog)
     {
         let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();
         let events: Vec<_> = module.events.iter().map(|e| e.as_str()).collect();
@@ -189,6 +210,7 @@ fn log_route(path: &str, route: &Route) {
             path,
             model = module.model,
             kind = module.kind.as_str(),
+            cog = module.cog,
             events = events.join(","),
             handlers = handlers.join(","),
             origin = module.origin,

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::auth::Sender;
 use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn};
 use crate::prediction::Event;
 use crate::training::Kind;
@@ -78,6 +79,8 @@ pub struct Registration {
     pub line: u32,
     /// Predictions (`model = `) or trainings (`training = `).
     pub kind: Kind,
+    /// `cog`: deliveries from a self-hosted Cog container, routed by path alone.
+    pub cog: bool,
 }
 
 inventory::collect!(Registration);
@@ -113,6 +116,8 @@ pub struct Module {
     pub(crate) kind: Kind,
     pub(crate) inbox: bool,
     pub(crate) concurrency: Option<usize>,
+    /// Takes the deliveries of self-hosted Cog containers on its path (see [`Module::cog`]).
+    pub(crate) cog: bool,
 }
 
 impl fmt::Debug for Module {
@@ -126,6 +131,7 @@ impl fmt::Debug for Module {
             .field("kind", &self.kind)
             .field("inbox", &self.inbox)
             .field("concurrency", &self.concurrency)
+            .field("cog", &self.cog)
             .finish()
     }
 }
@@ -144,7 +150,19 @@ impl Module {
             kind: Kind::Prediction,
             inbox: false,
             concurrency: None,
+            cog: false,
         }
+    }
+
+    /// A module for the webhooks of self-hosted Cog containers (coglet), on the default path
+    /// until [`Module::path`] says otherwise. Their bodies name no model, so a Cog module takes
+    /// every Cog delivery to its path (one Cog module per path), authenticated by the bearer
+    /// token of [`crate::WebhookConfig::cog_token`].
+    #[track_caller]
+    pub fn cog() -> Self {
+        let mut module = Self::new(ANY_MODEL);
+        module.cog = true;
+        module
     }
 
     /// A module for trainings of `model` (the trainer, `owner/name` or `*`): its handlers take
@@ -223,6 +241,7 @@ impl Module {
             kind: reg.kind,
             inbox: reg.inbox,
             concurrency: (reg.concurrency > 0).then_some(reg.concurrency as usize),
+            cog: reg.cog,
         }
     }
 
@@ -290,6 +309,25 @@ pub enum SetupError {
         /// Why.
         reason: String,
     },
+    /// Two Cog modules on one path: Cog bodies name no model, so the path alone must choose.
+    #[error(
+        "two Cog modules on path `{path}`: {first} and {second}; Cog deliveries name no model, so \
+         give each Cog module a path of its own"
+    )]
+    DuplicateCog {
+        /// The route path.
+        path: String,
+        /// Where the first module is.
+        first: String,
+        /// Where the second module is.
+        second: String,
+    },
+    /// A Cog module asks for inbox mode, which keys jobs on a `webhook-id` Cog does not send.
+    #[error("{origin} is a Cog module in inbox mode; Cog modules run their handlers inline")]
+    CogInbox {
+        /// Where the module is.
+        origin: String,
+    },
     /// A path that actix cannot route as written.
     #[error(
         "webhook path `{path}` of {origin} must start with `/` and be a plain path, without \
@@ -309,12 +347,17 @@ pub(crate) struct Route {
     /// By kind, then model: a lookup by `&str` needs no owned key.
     pub(crate) by_model: BTreeMap<Kind, BTreeMap<String, Module>>,
     pub(crate) any: BTreeMap<Kind, Module>,
+    /// The module taking Cog deliveries to this path.
+    pub(crate) cog: Option<Module>,
 }
 
 impl Route {
     /// A specific module wins over the catch-all of its kind; a prediction module never gets a
     /// training, nor the other way round.
-    pub(crate) fn module_for(&self, kind: Kind, model: &str) -> Option<&Module> {
+    pub(crate) fn module_for(&self, sender: &Sender, kind: Kind, model: &str) -> Option<&Module> {
+        if *sender == Sender::Cog {
+            return self.cog.as_ref();
+        }
         self.by_model
             .get(&kind)
             .and_then(|models| models.get(model))
@@ -336,6 +379,23 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
             });
         }
         let route = routes.entry(module.path.clone()).or_default();
+        if module.cog {
+            if module.inbox {
+                return Err(SetupError::CogInbox {
+                    origin: module.origin,
+                });
+            }
+            if let Some(first) = &route.cog {
+                let (first, second) = ordered(first, &module);
+                return Err(SetupError::DuplicateCog {
+                    path: module.path.clone(),
+                    first: first.origin.clone(),
+                    second: second.origin.clone(),
+                });
+            }
+            route.cog = Some(module);
+            continue;
+        }
         let existing = if module.model == ANY_MODEL {
             route.any.get(&module.kind)
         } else {
@@ -360,12 +420,17 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
     Ok(routes)
 }
 
-fn duplicate(first: &Module, second: &Module) -> SetupError {
-    let (first, second) = if first.origin <= second.origin {
+/// Two modules in a stable order, so an error names them the same way on every start.
+fn ordered<'a>(first: &'a Module, second: &'a Module) -> (&'a Module, &'a Module) {
+    if first.origin <= second.origin {
         (first, second)
     } else {
         (second, first)
-    };
+    }
+}
+
+fn duplicate(first: &Module, second: &Module) -> SetupError {
+    let (first, second) = ordered(first, second);
     SetupError::Duplicate {
         path: first.path.clone(),
         model: first.model.clone(),
@@ -418,11 +483,17 @@ mod tests {
         let routes = build_routes(vec![Module::new("*"), Module::new("acme/x")]).unwrap();
         let route = &routes[DEFAULT_PATH];
         assert_eq!(
-            route.module_for(Kind::Prediction, "acme/x").unwrap().model,
+            route
+                .module_for(&Sender::Replicate, Kind::Prediction, "acme/x")
+                .unwrap()
+                .model,
             "acme/x"
         );
         assert_eq!(
-            route.module_for(Kind::Prediction, "acme/y").unwrap().model,
+            route
+                .module_for(&Sender::Replicate, Kind::Prediction, "acme/y")
+                .unwrap()
+                .model,
             "*"
         );
     }
@@ -436,17 +507,23 @@ mod tests {
         ])
         .unwrap();
         let route = &routes[DEFAULT_PATH];
-        let training = route.module_for(Kind::Training, "acme/trainer").unwrap();
+        let training = route
+            .module_for(&Sender::Replicate, Kind::Training, "acme/trainer")
+            .unwrap();
         assert_eq!(training.kind, Kind::Training);
         assert_eq!(
             route
-                .module_for(Kind::Prediction, "acme/trainer")
+                .module_for(&Sender::Replicate, Kind::Prediction, "acme/trainer")
                 .unwrap()
                 .kind,
             Kind::Prediction
         );
         // The prediction catch-all takes no trainings.
-        assert!(route.module_for(Kind::Training, "acme/other").is_none());
+        assert!(
+            route
+                .module_for(&Sender::Replicate, Kind::Training, "acme/other")
+                .is_none()
+        );
         let err = build_routes(vec![Module::training("*"), Module::training("*")]).unwrap_err();
         assert!(matches!(err, SetupError::Duplicate { .. }), "{err}");
     }

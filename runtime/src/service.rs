@@ -4,27 +4,25 @@
 //! → respond. The dedupe protocol itself lives in [`crate::dedupe::Gate`] and body reading in
 //! [`crate::body`]; this file only maps their answers to status codes.
 
-use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::answer;
-use crate::body::{self, BodyError};
+use crate::auth::tenant::Tenants;
+use crate::auth::{self, Authenticated, Sender};
 use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::envelope::Envelope;
 use crate::handler::{Call, HandlerKind, Outcome};
 use crate::prediction::{Event, Status};
 use crate::query;
-use crate::receiver::{Checks, Endpoint, Receiver};
+use crate::receiver::{Endpoint, Receiver};
 use crate::registry::{Module, SetupError};
-use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
 
 /// Mounts every registered webhook route. Use with `App::configure`.
 ///
@@ -50,21 +48,32 @@ pub fn try_configure(
             // receiver's limit, not actix's smaller defaults, or a large valid delivery would
             // fail in every retry.
             let limit = endpoint.checks.body.max;
-            cfg.service(
-                web::resource(path.as_str())
-                    .app_data(endpoint.clone())
-                    .app_data(web::PayloadConfig::new(limit))
-                    .app_data(web::JsonConfig::default().limit(limit))
-                    .route(web::post().to(receive)),
-            );
+            let mut paths = vec![path.clone()];
+            // Tenants named by path: `{path}/{tenant}` beside the path itself.
+            if endpoint
+                .checks
+                .tenants
+                .as_ref()
+                .is_some_and(Tenants::by_path_segment)
+            {
+                paths.push(format!(
+                    "{}/{{{}}}",
+                    path.trim_end_matches('/'),
+                    auth::tenant::PATH_PARAMETER
+                ));
+            }
+            for path in paths {
+                cfg.service(
+                    web::resource(path)
+                        .app_data(endpoint.clone())
+                        .app_data(web::PayloadConfig::new(limit))
+                        .app_data(web::JsonConfig::default().limit(limit))
+                        .route(web::post().to(receive)),
+                );
+            }
         }
     })
 }
-
-// Parsed once, here, rather than from `&str` on every lookup.
-static ID: HeaderName = HeaderName::from_static(HEADER_ID);
-static TIMESTAMP: HeaderName = HeaderName::from_static(HEADER_TIMESTAMP);
-static SIGNATURE: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
 
 /// Handles one delivery. Every exit answers with a status Replicate understands.
 async fn receive(
@@ -73,30 +82,10 @@ async fn receive(
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
     let checks = &*endpoint.checks;
-
-    // What costs nothing first: the declared size, then everything but the MAC, so a request
-    // that cannot be accepted is refused before its body costs any memory.
-    let declared = match body::declared_length(&req, &checks.body) {
-        Ok(declared) => declared,
-        Err(e) => return body_refused(checks, &e),
+    let Authenticated { sender, body } = match auth::authenticate(&req, payload, &endpoint).await {
+        Ok(authenticated) => authenticated,
+        Err(refused) => return refused,
     };
-    let signed = match signed_headers(req.headers()) {
-        Ok(signed) => signed,
-        Err(e) => return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), e.to_string()),
-    };
-    if let Err(e) = checks.verifier.check_headers(signed.0, signed.1, signed.2) {
-        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), e.to_string());
-    }
-    let (body, reservation) = match body::read(payload, declared, &checks.body).await {
-        Ok(read) => read,
-        Err(e) => return body_refused(checks, &e),
-    };
-    if let Err(e) = checks.verifier.verify(signed.0, signed.1, signed.2, &body) {
-        return refuse(checks, StatusCode::UNAUTHORIZED, e.reason(), e.to_string());
-    }
-    // Verified: this body is Replicate's, so it no longer counts against the budget that bounds
-    // what unauthenticated clients can make the receiver hold.
-    drop(reservation);
 
     let envelope = match Envelope::parse(&body) {
         Ok(envelope) => envelope,
@@ -111,7 +100,7 @@ async fn receive(
         && let Some(webhook) = envelope.webhook()
     {
         if !query::matches(req.query_string(), webhook) {
-            return refuse(
+            return auth::refuse(
                 checks,
                 StatusCode::UNAUTHORIZED,
                 "query-mismatch",
@@ -125,11 +114,23 @@ async fn receive(
         "delivery",
         prediction = envelope.id(),
         model = envelope.model(),
-        status = envelope.status().as_str()
+        status = envelope.status().as_str(),
+        sender = sender.as_str(),
+        traceparent = tracing::field::Empty,
     );
-    deliver(req, body.clone(), &endpoint, envelope)
+    // The W3C trace context of the prediction request, which Cog passes on: kept in the span
+    // so the handler's work can be found beside the request that started it.
+    if let Some(traceparent) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("traceparent", traceparent);
+    }
+    let response = deliver(req, body.clone(), &endpoint, &sender, envelope)
         .instrument(span)
-        .await
+        .await;
+    sender.retryable(response)
 }
 
 /// Routes, classifies, claims and runs a verified delivery.
@@ -137,10 +138,18 @@ async fn deliver(
     req: HttpRequest,
     body: Bytes,
     endpoint: &Endpoint,
+    sender: &Sender,
     mut envelope: Envelope<'_>,
 ) -> HttpResponse {
     let gate = &endpoint.checks.gate;
-    let Some(module) = endpoint.route.module_for(envelope.kind(), envelope.model()) else {
+    // Keys of the dedupe store: the sender's namespace and the prediction id.
+    // Owned: the handler takes the decoded body out of `envelope` while the keys are in use.
+    let prediction = sender.scope(envelope.id()).into_owned();
+    let prediction = prediction.as_str();
+    let Some(module) = endpoint
+        .route
+        .module_for(sender, envelope.kind(), envelope.model())
+    else {
         tracing::info!("no module handles this model; acknowledged");
         return answer::text(StatusCode::OK, "no handler for this model");
     };
@@ -148,6 +157,7 @@ async fn deliver(
     // Watched before its handler runs: a crash right after must not lose the prediction.
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
+        && *sender == Sender::Replicate
         && !envelope.status().is_terminal()
     {
         watcher.heard(envelope.id()).await;
@@ -160,7 +170,7 @@ async fn deliver(
         && (module.events.contains(&Event::Output) || module.events.contains(&Event::Logs))
     {
         match gate
-            .observe(envelope.id(), envelope.output(), envelope.logs_len())
+            .observe(prediction, envelope.output(), envelope.logs_len())
             .await
         {
             Ok(Progress::Regressed) => {
@@ -175,20 +185,30 @@ async fn deliver(
     let new_output = matches!(progress, Some(Progress::Output(_)));
 
     let response = if let Some(kind) = handler_for(module, envelope.status(), new_output) {
+        // What identifies this delivery across retries, in the sender's namespace.
+        let webhook_id = sender.delivery_id(&req, &envelope);
+        let status = envelope.status().clone();
+        let delivery = Delivery {
+            webhook_id: &webhook_id,
+            prediction_id: prediction,
+            status: &status,
+        };
         match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => {
                 inbox
-                    .accept(&req, &body, module, kind, envelope.id(), envelope.status())
+                    .accept(&req, &body, module, kind, prediction, &status)
                     .await
             }
-            None => admit_and_run(req, body, endpoint, module, kind, &mut envelope).await,
+            None => {
+                admit_and_run(&req, &body, endpoint, module, kind, delivery, &mut envelope).await
+            }
         }
     } else {
         if envelope.status().is_terminal() {
             // Even unhandled, a terminal status ends the prediction: later deliveries of it
             // to this receiver are stale.
-            if let Err(e) = gate.finish_unhandled(envelope.id()).await {
+            if let Err(e) = gate.finish_unhandled(prediction).await {
                 tracing::warn!(error = %e, "could not record the terminal status");
             }
         }
@@ -199,10 +219,11 @@ async fn deliver(
         && !response.status().is_success()
     {
         // Not acknowledged: its retry must be classified as this delivery was.
-        gate.undo_output(envelope.id(), undo).await;
+        gate.undo_output(prediction, undo).await;
     }
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
+        && *sender == Sender::Replicate
         && envelope.status().is_terminal()
         && response.status().is_success()
     {
@@ -226,23 +247,15 @@ fn handler_for(module: &Module, status: &Status, new_output: bool) -> Option<Han
 
 /// Claims the delivery, runs its handler and records the outcome.
 async fn admit_and_run(
-    req: HttpRequest,
-    body: Bytes,
+    req: &HttpRequest,
+    body: &Bytes,
     endpoint: &Endpoint,
     module: &Module,
     kind: HandlerKind,
+    delivery: Delivery<'_>,
     envelope: &mut Envelope<'_>,
 ) -> HttpResponse {
     let gate = &endpoint.checks.gate;
-    let delivery = Delivery {
-        webhook_id: req
-            .headers()
-            .get(&ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-        prediction_id: envelope.id(),
-        status: envelope.status(),
-    };
     let lease = match gate.admit(delivery).await {
         Ok(Admission::Run(lease)) => lease,
         Ok(Admission::Duplicate) => {
@@ -263,7 +276,7 @@ async fn admit_and_run(
         Ok(Admission::InFlight { retry_after }) => return answer::in_flight(retry_after),
         Err(e) => return unavailable(&e),
     };
-    let call = Call::new(req, body).with_decoded(envelope.take_decoded());
+    let call = Call::new(req.clone(), body.clone()).with_decoded(envelope.take_decoded());
     let outcome = match tokio::time::timeout(
         endpoint.checks.handler_timeout,
         run(module, kind, call),
@@ -331,79 +344,6 @@ async fn respond(
             unavailable(&e)
         }
     }
-}
-
-/// The three `webhook-*` headers, each present once and ASCII.
-fn signed_headers(headers: &HeaderMap) -> Result<(&str, &str, &str), VerifyError> {
-    Ok((
-        single_header(headers, &ID)?,
-        single_header(headers, &TIMESTAMP)?,
-        single_header(headers, &SIGNATURE)?,
-    ))
-}
-
-/// Answers a request that did not prove it comes from Replicate, logging at a bounded rate.
-fn refuse(
-    checks: &Checks,
-    status: StatusCode,
-    reason: &str,
-    message: impl Into<Cow<'static, str>>,
-) -> HttpResponse {
-    checks.refusals.record(status.as_u16(), reason);
-    answer::text(status, message)
-}
-
-fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
-    match e {
-        BodyError::TooLarge(limit) => refuse(
-            checks,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            format!("body exceeds {limit} bytes"),
-        ),
-        BodyError::BadLength => refuse(
-            checks,
-            StatusCode::BAD_REQUEST,
-            "invalid-content-length",
-            "invalid Content-Length",
-        ),
-        BodyError::TooSlow => refuse(
-            checks,
-            StatusCode::REQUEST_TIMEOUT,
-            "body-too-slow",
-            "the body did not arrive in time",
-        ),
-        BodyError::Busy => {
-            checks.refusals.record(503, "unverified-budget-spent");
-            answer::retry_after(
-                StatusCode::SERVICE_UNAVAILABLE,
-                1,
-                "too many bodies being received; retry later",
-            )
-        }
-        BodyError::Broken(e) => refuse(
-            checks,
-            StatusCode::BAD_REQUEST,
-            "body-unreadable",
-            format!("could not read body: {e}"),
-        ),
-    }
-}
-
-fn single_header<'a>(
-    headers: &'a HeaderMap,
-    name: &'static HeaderName,
-) -> Result<&'a str, VerifyError> {
-    let mut values = headers.get_all(name);
-    let value = values
-        .next()
-        .ok_or(VerifyError::MissingHeader(name.as_str()))?;
-    if values.next().is_some() {
-        return Err(VerifyError::DuplicateHeader(name.as_str()));
-    }
-    value
-        .to_str()
-        .map_err(|_| VerifyError::InvalidHeader(name.as_str()))
 }
 
 /// Runs the handler; a panic is caught so the worker survives, and becomes a retryable failure.

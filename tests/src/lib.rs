@@ -47,6 +47,9 @@ mod docs_trainings {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/typed-models.md")]
 mod docs_typed_models {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/senders.md")]
+mod senders {}
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -218,6 +221,7 @@ impl Drop for TestServer {
     }
 }
 
+pub mod cog;
 pub mod hygiene;
 pub mod inbox;
 pub mod logs;

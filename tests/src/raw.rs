@@ -102,6 +102,11 @@ impl RawRequest {
         self
     }
 
+    /// The body's length in bytes.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// The head: request line and headers, up to and including the blank line.
     pub fn head(&self) -> Vec<u8> {
         let mut head = format!(

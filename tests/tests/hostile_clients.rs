@@ -127,13 +127,17 @@ async fn large_unverified_bodies_get_503_while_the_budget_is_spent() {
             .idle_timeout(Duration::from_millis(1500)),
     );
 
-    // One client declares a body of the whole budget and stalls after a byte: it holds it all.
-    let holder = unverified(0).content_length(budget.to_string());
+    // One client sends all but the last byte of a body as large as the whole budget, then
+    // stalls: it holds (nearly) all of it. Declaring a length alone holds nothing (see
+    // `idle_declarations_hold_no_budget`): the budget is charged by bytes received.
+    let holder = unverified(budget - 1024);
+    let holder_len = holder.body_len();
+    assert!(holder_len <= budget && holder_len > budget - 2048);
     let held = {
         let base = srv.base.clone();
-        actix_web::rt::spawn(
-            async move { raw::stall(&base, &holder, 1, Duration::from_secs(10)).await },
-        )
+        actix_web::rt::spawn(async move {
+            raw::stall(&base, &holder, holder_len - 1, Duration::from_secs(10)).await
+        })
     };
     // Once the holder's head is read (no event says so: polled, bounded), other large
     // unverified bodies are refused with 503 rather than buffered.
@@ -181,6 +185,48 @@ async fn large_unverified_bodies_get_503_while_the_budget_is_spent() {
     assert_eq!(within(held).await.unwrap().status, Some(408));
     assert_eq!(srv.deliver(&small).await, (200, "done".into()));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn idle_declarations_hold_no_budget() {
+    let _serial = SERIAL.lock().await;
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let budget = 256 * 1024;
+    let srv = TestServer::serve(
+        config(&secret, &runs)
+            .body_limit(budget / 4)
+            .unverified_limit(budget)
+            .idle_timeout(Duration::from_secs(3))
+            .read_timeout(Duration::from_secs(10)),
+    );
+
+    // Eight connections each declare a body of a quarter of the budget (twice the budget in all)
+    // and send one byte of it: on a budget reserved by declaration they would hold it all.
+    let declared = (budget / 4).to_string();
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let (base, request) = (
+            srv.base.clone(),
+            unverified(0).content_length(declared.clone()),
+        );
+        idle.push(actix_web::rt::spawn(async move {
+            raw::stall(&base, &request, 1, Duration::from_secs(10)).await
+        }));
+    }
+    // Signed deliveries, small and large, all find room meanwhile. The receiver has read every
+    // idle head once the eighth connection is answered (408) at the end: until then each
+    // delivery below runs while they hold whatever they were charged.
+    for n in 0..10 {
+        let mut body = sample_prediction(&new_prediction_id(), MODEL, "succeeded", json!("x"));
+        body["pad"] = json!("a".repeat(n * 4096));
+        let delivery = TestDelivery::new(body.to_string()).sign(&secret);
+        assert_eq!(srv.deliver(&delivery).await, (200, "done".into()), "#{n}");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 10);
+    for connection in idle {
+        assert_eq!(within(connection).await.unwrap().status, Some(408));
+    }
 }
 
 /// The refusal lines logged since the buffer was last cleared.

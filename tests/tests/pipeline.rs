@@ -639,13 +639,18 @@ async fn an_unsubscribed_terminal_status_still_makes_later_events_stale() {
 /// Which operations of a [`FlakyStore`] fail, switchable while the server runs.
 #[derive(Default)]
 struct Faults {
+    /// The next claim is taken at once but answered only after `LATE_BY`.
+    late_claim: AtomicBool,
     complete: AtomicBool,
     release: AtomicBool,
     is_done: AtomicBool,
     mark_done: AtomicBool,
 }
 
-/// A memory store whose operations fail on demand; `claim` always works.
+/// How late a `late_claim` is answered: well past the store timeout of the test that uses it.
+const LATE_BY: Duration = Duration::from_millis(400);
+
+/// A memory store whose operations fail on demand; `claim` always works, late on demand.
 #[derive(Clone, Default)]
 struct FlakyStore {
     inner: Arc<MemoryStore>,
@@ -663,7 +668,11 @@ fn fail_if(flag: &AtomicBool) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl DedupeStore for FlakyStore {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        self.inner.claim(key, lease).await
+        let claim = self.inner.claim(key, lease).await;
+        if self.faults.late_claim.swap(false, Ordering::SeqCst) {
+            tokio::time::sleep(LATE_BY).await;
+        }
+        claim
     }
     async fn complete(
         &self,
@@ -804,6 +813,34 @@ async fn store_failures_after_the_terminal_handler_ran_give_503_and_a_retry_is_a
         );
         assert_eq!(log.count("on_succeeded"), runs_after_retry, "{name}");
     }
+}
+
+/// The store takes a claim but answers after the store timeout: the delivery gets 503, and the
+/// claim is released once the store answers, so Replicate's retry runs the handler rather than
+/// being answered 409 for a whole lease by a delivery that never ran.
+#[actix_web::test]
+async fn a_claim_the_store_grants_too_late_is_released_for_the_retry() {
+    let secret = Secret::generate();
+    let log = Log::default();
+    let store = FlakyStore::default();
+    let faults = store.faults.clone();
+    let config = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(recording_module(&log))
+        .lease(Duration::from_secs(60))
+        .store_timeout(LATE_BY / 4)
+        .store(store);
+    let srv = TestServer::start(move || configure(config.clone()));
+    let id = new_prediction_id();
+    let d = delivery(&id, "succeeded", json!("x")).sign(&secret);
+
+    faults.late_claim.store(true, Ordering::SeqCst);
+    assert_unavailable(srv.deliver_response(&d).await).await;
+    assert!(log.entries().is_empty());
+    // Until the late answer arrives the key is held (409); then it is free, long before the
+    // 60 s lease would have freed it.
+    assert_eq!(deliver_past_409(&srv, &d).await, (200, "done".to_owned()));
+    assert_eq!(log.entries(), [format!("on_succeeded {id}")]);
 }
 
 #[actix_web::test]

@@ -42,7 +42,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
                 problem(StatusCode::NOT_FOUND, "Not found.")
             })),
     )
-    .route("/_simulator/deliveries", web::get().to(deliveries));
+    .route("/_simulator/deliveries", web::get().to(deliveries))
+    .route("/_simulator/rotate-secret", web::post().to(rotate_secret));
 }
 
 async fn create_by_version(state: Shared, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -188,7 +189,17 @@ async fn secret(state: Shared, req: HttpRequest) -> HttpResponse {
     if let Some(refused) = gate(&state, &req) {
         return refused;
     }
-    HttpResponse::Ok().json(json!({"key": state.config.secret.expose()}))
+    let secret = state.secret(super::request::account(&state, &req));
+    HttpResponse::Ok().json(json!({"key": secret.expose()}))
+}
+
+/// `POST /_simulator/rotate-secret`: what rotating the secret in Replicate's dashboard does.
+async fn rotate_secret(state: Shared, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = gate(&state, &req) {
+        return refused;
+    }
+    let secret = state.rotate(super::request::account(&state, &req));
+    HttpResponse::Ok().json(json!({"key": secret.expose()}))
 }
 
 fn version_json(model: &KnownModel) -> Value {

@@ -101,6 +101,21 @@ pub struct Config {
     pub api_errors: Vec<u16>,
     /// Print one line per delivery attempt on stderr.
     pub verbose: bool,
+    /// Further Replicate accounts, each with its own API token and signing secret: a prediction
+    /// created with an account's token is delivered signed with that account's secret, and
+    /// `GET /v1/webhooks/default/secret` answers the caller's own.
+    pub accounts: Vec<Account>,
+    /// Who the deliveries look like they come from: Replicate, or a self-hosted Cog container.
+    pub sender: super::Sender,
+}
+
+/// One more account of the simulated API. `Debug` shows neither the token nor the secret.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Its API token.
+    pub token: SecretString,
+    /// Its signing secret (until rotated with `POST /_simulator/rotate-secret`).
+    pub secret: Secret,
 }
 
 impl Config {
@@ -118,6 +133,8 @@ impl Config {
             page_size: 100,
             api_errors: Vec::new(),
             verbose: false,
+            accounts: Vec::new(),
+            sender: super::Sender::Replicate,
         }
     }
 }

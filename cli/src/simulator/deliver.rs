@@ -7,7 +7,7 @@ use replicate_webhook::Event;
 use replicate_webhook::signature::{self, new_message_id, unix_now};
 use serde::Serialize;
 
-use super::{Sim, State};
+use super::{Sender, Sim, State, coglet};
 
 /// One delivery attempt, as `GET /_simulator/deliveries` reports it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -49,18 +49,29 @@ pub(super) struct Delivery {
     status: String,
     url: String,
     body: Vec<u8>,
+    /// Whose secret signs it.
+    account: usize,
 }
 
 impl Delivery {
-    fn of(sim: &Sim, event: Event) -> Option<Self> {
+    fn of(sim: &Sim, event: Event, sender: &Sender) -> Option<Self> {
         let url = sim.webhook.clone()?;
+        let (webhook_id, body) = match sender {
+            Sender::Replicate => (new_message_id(), serde_json::to_vec(&sim.body)),
+            // Cog sends no `webhook-id`, and a smaller body.
+            Sender::Coglet { .. } => (
+                String::new(),
+                serde_json::to_vec(&coglet::body(&sim.body, event)),
+            ),
+        };
         Some(Self {
             prediction_id: sim.body["id"].as_str().unwrap_or_default().to_owned(),
-            webhook_id: new_message_id(),
+            webhook_id,
             event,
             status: sim.status().to_owned(),
+            account: sim.account,
             url,
-            body: serde_json::to_vec(&sim.body).unwrap_or_default(),
+            body: body.unwrap_or_default(),
         })
     }
 }
@@ -82,7 +93,7 @@ pub(super) fn emit_now(state: &Arc<State>, id: &str, event: Event) {
         if !sim.events.contains(&event) {
             return;
         }
-        let delivery = Delivery::of(sim, event);
+        let delivery = Delivery::of(sim, event, &state.config.sender);
         // A held (reordered) intermediate goes out after this one.
         let held = if event == Event::Completed {
             sim.held.take()
@@ -112,6 +123,13 @@ pub(super) fn emit_intermediate(state: &Arc<State>, id: &str, change: Change) {
             return;
         };
         if sim.webhook.is_none() {
+            return;
+        }
+        // coglet never throttles `output` ("high-value" events, cog PR #2780).
+        if event == Event::Output && matches!(state.config.sender, Sender::Coglet { .. }) {
+            let delivery = Delivery::of(sim, event, &state.config.sender);
+            drop(inner);
+            spawn_in_order(state, vec![delivery]);
             return;
         }
         if let Some(pending) = &mut sim.pending_intermediate {
@@ -155,7 +173,7 @@ fn send_intermediate(state: &Arc<State>, id: &str) {
             return;
         }
         sim.last_intermediate = Some(Instant::now());
-        let Some(delivery) = Delivery::of(sim, event) else {
+        let Some(delivery) = Delivery::of(sim, event, &state.config.sender) else {
             return;
         };
         if state.config.faults.reorder {
@@ -213,13 +231,20 @@ async fn send(state: &Arc<State>, delivery: Delivery) {
         timestamp
     };
     loop {
-        let ok = attempt_once(state, &delivery, attempt, false, next_timestamp()).await;
-        if ok {
+        let answer = attempt_once(state, &delivery, attempt, false, next_timestamp()).await;
+        if matches!(answer, Some(200..=299)) {
             break;
         }
-        let schedule = &state.config.retry_schedule;
-        let delay = match schedule.get(attempt as usize - 1) {
-            Some(delay) if retried => *delay,
+        let delay = match &state.config.sender {
+            Sender::Replicate => state
+                .config
+                .retry_schedule
+                .get(attempt as usize - 1)
+                .copied(),
+            Sender::Coglet { .. } => coglet::retry_delay(attempt, answer),
+        };
+        let delay = match delay {
+            Some(delay) if retried => delay,
             _ => {
                 if retried && state.config.verbose {
                     eprintln!(
@@ -244,48 +269,64 @@ async fn attempt_once(
     attempt: u32,
     duplicate: bool,
     timestamp: i64,
-) -> bool {
-    let headers = signature::sign(
-        &state.config.secret,
-        &delivery.webhook_id,
-        timestamp,
-        &delivery.body,
-    );
+) -> Option<u16> {
     let mut request = state
         .http
         .post(&delivery.url)
         .header("content-type", "application/json")
         .body(delivery.body.clone());
-    for (name, value) in headers.pairs() {
-        request = request.header(name, value);
-    }
+    let headers = match &state.config.sender {
+        Sender::Replicate => {
+            let headers = signature::sign(
+                &state.secret(delivery.account),
+                &delivery.webhook_id,
+                timestamp,
+                &delivery.body,
+            );
+            for (name, value) in headers.pairs() {
+                request = request.header(name, value);
+            }
+            Some(headers)
+        }
+        Sender::Coglet { token } => {
+            for (name, value) in coglet::headers(token.as_ref()) {
+                request = request.header(name, value);
+            }
+            None
+        }
+    };
     // Taken before the request: the receiver's answer time says nothing about throttling.
     let sent_at_ms = now_ms();
     let result = match request.send().await {
         Ok(response) => Ok(response.status().as_u16()),
         Err(e) => Err(crate::describe_error(e)),
     };
-    let ok = matches!(result, Ok(200..=299));
+    let answer = result.as_ref().ok().copied();
     record(
         state,
         delivery,
         (attempt, duplicate),
-        Some(&headers),
+        Some(Sent(headers.as_ref())),
         sent_at_ms,
         result,
     );
-    ok
+    answer
 }
+
+/// How an attempt went out: signed (Replicate) or not (coglet). Not sent at all is `None`.
+#[derive(Clone, Copy)]
+struct Sent<'a>(Option<&'a signature::SignedHeaders>);
 
 fn record(
     state: &Arc<State>,
     delivery: &Delivery,
     (attempt, duplicate): (u32, bool),
-    headers: Option<&signature::SignedHeaders>,
+    sent: Option<Sent<'_>>,
     sent_at_ms: u64,
     result: Result<u16, String>,
 ) {
-    let (response_status, outcome, error) = match (&result, headers) {
+    let headers = sent.as_ref().and_then(|s| s.0);
+    let (response_status, outcome, error) = match (&result, &sent) {
         (_, None) => (None, "dropped", result.err()),
         (Ok(code @ 200..=299), _) => (Some(*code), "delivered", None),
         (Ok(code), _) => (Some(*code), "failed", Some(format!("HTTP {code}"))),

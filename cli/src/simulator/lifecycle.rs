@@ -17,6 +17,7 @@ use super::{Outcome, Script, Sim, State};
 /// What a create request asked for, validated.
 #[derive(Debug, Clone)]
 pub(super) struct NewPrediction {
+    pub(super) account: usize,
     pub(super) model: String,
     pub(super) version: String,
     pub(super) deployment: Option<String>,
@@ -115,6 +116,7 @@ fn create_kind(state: &Arc<State>, new: &NewPrediction, destination: Option<&str
                 last_intermediate: None,
                 pending_intermediate: None,
                 held: None,
+                account: new.account,
             },
         );
     }

@@ -17,6 +17,7 @@
 //! | `POST /v1/models/{owner}/{name}/versions/{id}/trainings` | create a training (`destination` required) |
 //! | `GET /v1/trainings/{id}`, `POST /v1/trainings/{id}/cancel` | read, cancel a training |
 //! | `GET /_simulator/deliveries[?prediction=ID]` | every delivery attempt so far |
+//! | `POST /_simulator/rotate-secret` | a new signing secret for the caller's account: `{"key": "whsec_…"}` |
 //!
 //! # Lifecycle
 //!
@@ -36,6 +37,7 @@
 //! `webhook-id` and a fresh timestamp and signature; redirects are not followed.
 
 mod api;
+mod coglet;
 mod config;
 mod deliver;
 mod lifecycle;
@@ -49,7 +51,10 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpServer, web};
 
-pub use config::{Config, Faults, Outcome, Script, default_retry_schedule};
+pub use coglet::{
+    Sender, USER_AGENT as COGLET_USER_AGENT, body as coglet_body, headers as coglet_headers,
+};
+pub use config::{Account, Config, Faults, Outcome, Script, default_retry_schedule};
 pub use deliver::DeliveryRecord;
 use state::{Inner, Sim, State};
 
@@ -87,6 +92,11 @@ pub fn serve(
             api_errors: config.api_errors.iter().copied().collect(),
             ..Inner::default()
         }),
+        secrets: Mutex::new(
+            std::iter::once(config.secret.clone())
+                .chain(config.accounts.iter().map(|a| a.secret.clone()))
+                .collect(),
+        ),
         config,
         api_base: api_base.clone(),
         http,

@@ -40,6 +40,9 @@ pub(super) fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
         }
         return Some(response);
     }
+    if account(state, req) > 0 {
+        return None;
+    }
     let token = state.config.token.as_ref()?.expose_secret();
     let given = req
         .headers()
@@ -54,6 +57,25 @@ pub(super) fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
             "You did not pass a valid authentication token",
         ))
     }
+}
+
+/// The account whose token `req` carries: `n` for `Config::accounts[n - 1]`, else 0 (the main
+/// account, whose token the gate checks).
+pub(super) fn account(state: &State, req: &HttpRequest) -> usize {
+    let Some(given) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return 0;
+    };
+    state
+        .config
+        .accounts
+        .iter()
+        .position(|a| bool::from(given.as_bytes().ct_eq(a.token.expose_secret().as_bytes())))
+        .map_or(0, |i| i + 1)
 }
 
 /// The gate, then the body, which must be a JSON object: how every creating call starts.
@@ -151,6 +173,7 @@ pub(super) fn validate(
         Target::Official(slug, model) => (slug, "hidden".to_owned(), model.map(|m| m.schema)),
     };
     Ok(NewPrediction {
+        account: account(state, req),
         model,
         version,
         deployment,

@@ -117,6 +117,8 @@ async fn run(prompt: Option<String>) -> Result<(), String> {
             .configure(replicate_webhook::configure(config.clone()))
     })
     .workers(1)
+    // Keep-alive off: see README, "Serving it".
+    .keep_alive(actix_web::http::KeepAlive::Disabled)
     .listen(listener)
     .map_err(|e| e.to_string())?
     .run();

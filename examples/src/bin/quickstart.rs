@@ -10,6 +10,9 @@
 //! `sqlite://replicate-webhook.db` in the working directory, so a restart remembers what it
 //! handled) and `BIND` (default `127.0.0.1:8080`), and serves `POST /webhooks/replicate`.
 //!
+//! With `REPLICATE_WEBHOOK_COG_TOKEN` set, it also takes the webhooks of self-hosted Cog
+//! containers started with `WEBHOOK_AUTH_TOKEN` set to the same token, on `POST /webhooks/cog`.
+//!
 //! With `REPLICATE_WEBHOOK_INBOX=sqlite://PATH` or `postgres://…` every delivery is stored there
 //! and acknowledged at once, and a worker in the same process runs the handlers (inbox mode).
 //! `quickstart receive` serves without a worker, `quickstart worker` runs only a worker, until
@@ -18,13 +21,14 @@
 use std::borrow::Cow;
 use std::process::ExitCode;
 
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer};
 use replicate_webhook::dedupe::StoreUrl;
 use replicate_webhook::inbox::{ENV_INBOX, Inbox, InboxOptions, Worker};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
-    ConfigError, ENV_SECRET, ENV_STORE, HandlerError, Prediction, Secret, TrainingOutput,
-    WebhookConfig, parse_secrets, replicate_webhook,
+    CogToken, ConfigError, ENV_COG_TOKEN, ENV_SECRET, ENV_STORE, HandlerError, Prediction, Secret,
+    TrainingOutput, WebhookConfig, parse_secrets, replicate_webhook,
 };
 
 /// Any model, every event.
@@ -141,6 +145,35 @@ mod hello_world {
     }
 }
 
+/// Self-hosted Cog containers (coglet), every event: their bodies name no model, so the path
+/// alone picks this module.
+#[replicate_webhook(cog, path = "/webhooks/cog", events = ["output", "logs", "completed"])]
+mod cog_containers {
+    use replicate_webhook::{HandlerError, Prediction};
+
+    use super::{failed, seen};
+
+    async fn on_output(p: Prediction) -> Result<(), HandlerError> {
+        seen("on_output", &p)
+    }
+
+    async fn on_logs(p: Prediction) -> Result<(), HandlerError> {
+        seen("on_logs", &p)
+    }
+
+    async fn on_succeeded(p: Prediction) -> Result<(), HandlerError> {
+        seen("on_succeeded", &p)
+    }
+
+    async fn on_failed(p: Prediction) -> Result<(), HandlerError> {
+        failed(&p)
+    }
+
+    async fn on_canceled(p: Prediction) -> Result<(), HandlerError> {
+        seen("on_canceled", &p)
+    }
+}
+
 /// What a line says after the status, by the output type: a training's output type is what
 /// tells it from a prediction, since both are the same `Prediction` struct.
 trait Output {
@@ -238,6 +271,10 @@ fn config() -> Result<WebhookConfig, ConfigError> {
     };
     let mut config = WebhookConfig::with_secrets(secrets).store_url(&store)?;
     eprintln!("quickstart: dedupe store {}", config.store_name());
+    if let Some(token) = std::env::var(ENV_COG_TOKEN).ok().and_then(CogToken::new) {
+        eprintln!("quickstart: Cog containers accepted on /webhooks/cog ({ENV_COG_TOKEN})");
+        config = config.cog_token(token);
+    }
     if let Some(url) = inbox {
         let inbox = Inbox::open(&url).map_err(ConfigError::Inbox)?;
         eprintln!("quickstart: inbox mode, jobs in {}", inbox.name());
@@ -321,6 +358,11 @@ fn work(config: &WebhookConfig) -> ExitCode {
 async fn serve(config: WebhookConfig, bind: &str) -> std::io::Result<()> {
     let server =
         HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
+            // actix-web puts a deadline on a connection's first request head only: a kept-alive
+            // connection's next head may trickle in for ever, and enough of them pin every file
+            // descriptor. Without keep-alive every request is a first one, bounded by
+            // `client_request_timeout` (5 s by default).
+            .keep_alive(KeepAlive::Disabled)
             .bind(bind)?;
     eprintln!("quickstart: listening on http://{bind}/webhooks/replicate");
     server.run().await

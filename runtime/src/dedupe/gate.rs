@@ -161,11 +161,8 @@ impl Gate {
     /// Claims what a delivery needs to run: its `webhook-id`, and for a terminal status the
     /// `(prediction, status)` key too. Claims taken before a refusal or an error are undone.
     pub async fn admit(&self, delivery: Delivery<'_>) -> Result<Admission, StoreError> {
-        let webhook_key = key(&["webhook:", delivery.webhook_id]);
-        let token = match self
-            .call(self.store.claim(&webhook_key, self.policy.lease))
-            .await?
-        {
+        let (webhook_key, claim) = self.claim(key(&["webhook:", delivery.webhook_id])).await?;
+        let token = match claim {
             Claim::Acquired(token) => token,
             Claim::Done => return Ok(Admission::Duplicate),
             Claim::InFlight { retry_after } => return Ok(Admission::InFlight { retry_after }),
@@ -211,16 +208,46 @@ impl Gate {
                 Ok(None)
             });
         }
-        Ok(
-            match self
-                .call(self.store.claim(&terminal, self.policy.lease))
-                .await?
-            {
-                Claim::Acquired(token) => Ok(Some((terminal, token))),
-                Claim::Done => Err(Admission::AlreadyHandled),
-                Claim::InFlight { retry_after } => Err(Admission::InFlight { retry_after }),
-            },
-        )
+        Ok(match self.claim(terminal).await? {
+            (terminal, Claim::Acquired(token)) => Ok(Some((terminal, token))),
+            (_, Claim::Done) => Err(Admission::AlreadyHandled),
+            (_, Claim::InFlight { retry_after }) => Err(Admission::InFlight { retry_after }),
+        })
+    }
+
+    /// Claims `key` within the store timeout, and gives the key back with the answer.
+    ///
+    /// A claim whose answer comes too late may still have been taken by the store. Dropping it
+    /// would leave the key held, for a whole lease, by a delivery that never ran, and the
+    /// sender's retries would be answered 409 until then. So the late claim is left to finish,
+    /// and released as soon as the store answers.
+    async fn claim(&self, key: String) -> Result<(String, Claim), StoreError> {
+        let lease = self.policy.lease;
+        if self.store.answers_at_once() {
+            let claim = self.store.claim(&key, lease).await?;
+            return Ok((key, claim));
+        }
+        let store = Arc::clone(&self.store);
+        let mut claim = Box::pin(async move {
+            let claim = store.claim(&key, lease).await;
+            (store, key, claim)
+        });
+        if let Ok((_, key, claim)) = tokio::time::timeout(self.policy.timeout, &mut claim).await {
+            return claim.map(|claim| (key, claim));
+        }
+        tokio::spawn(async move {
+            let (store, key, claim) = claim.await;
+            if let Ok(Claim::Acquired(token)) = claim {
+                if let Ok(Ok(())) = tokio::time::timeout(lease, store.release(&key, &token)).await {
+                    tracing::info!("released a claim the store granted too late");
+                } else {
+                    tracing::warn!(
+                        "could not release a claim the store granted too late; it expires with its lease"
+                    );
+                }
+            }
+        });
+        Err(self.timed_out())
     }
 
     /// Records a handled delivery: its terminal status, the prediction's end, its `webhook-id`.
@@ -320,11 +347,15 @@ impl Gate {
         }
         match tokio::time::timeout(self.policy.timeout, future).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::new(format_args!(
-                "no answer within {} ms",
-                self.policy.timeout.as_millis()
-            ))),
+            Err(_) => Err(self.timed_out()),
         }
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError::new(format_args!(
+            "no answer within {} ms",
+            self.policy.timeout.as_millis()
+        ))
     }
 }
 

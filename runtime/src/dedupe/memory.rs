@@ -92,34 +92,82 @@ impl Hasher for PassThroughHasher {
     }
 }
 
+/// What a key holds, in three words (24 bytes; a slot with its fingerprint is 40): the slot's
+/// size is what bounds how many deliveries the store remembers in a given memory.
 #[derive(Debug)]
 struct Entry {
-    state: State,
-    /// Nanoseconds since the store's epoch, as are `since`: half the size of an `Instant`.
+    /// The claim token's fingerprint (in flight), the marker (marker), or when the key was
+    /// done (done, nanoseconds since the store's epoch: a done marker is protected for a while
+    /// after it). Each kind needs exactly one of them.
+    value: u64,
+    /// Nanoseconds since the store's epoch: half the size of an `Instant`.
     expires: u64,
-    /// When the entry got its current state: a done marker is protected for a while after it.
-    since: u64,
-    seq: u64,
+    /// The kind in the top two bits; the insertion counter below (the sweep evicts the lowest
+    /// first, so the oldest keys go first).
+    seq_kind: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum State {
     /// The claim's token, as a fingerprint: the token itself is never needed again.
     InFlight(u64),
-    Done,
+    /// Done since this time.
+    Done {
+        since: u64,
+    },
     Marker(u64),
 }
 
+impl Entry {
+    const KIND_SHIFT: u32 = 62;
+    const SEQ_MASK: u64 = (1 << Self::KIND_SHIFT) - 1;
+
+    fn new(state: State, expires: u64, seq: u64) -> Self {
+        let (kind, value) = match state {
+            State::InFlight(token) => (0, token),
+            State::Done { since } => (1, since),
+            State::Marker(marker) => (2, marker),
+        };
+        Self {
+            value,
+            expires,
+            seq_kind: kind << Self::KIND_SHIFT | (seq & Self::SEQ_MASK),
+        }
+    }
+
+    fn state(&self) -> State {
+        match self.seq_kind >> Self::KIND_SHIFT {
+            0 => State::InFlight(self.value),
+            1 => State::Done { since: self.value },
+            _ => State::Marker(self.value),
+        }
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq_kind & Self::SEQ_MASK
+    }
+
+    /// This entry with `state` until `expires`, at its place in the eviction order.
+    fn set(&mut self, state: State, expires: u64) {
+        *self = Self::new(state, expires, self.seq());
+    }
+}
+
 impl MemoryStore {
-    /// The default bound on keys: one million (about 120 MB with any ids).
-    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+    /// The default bound on keys: 1.75 million, about 90 MB with any ids. Every key a receiver
+    /// must remember for the replay window ([`Self::DEFAULT_PROTECT`]) counts against it, so it
+    /// sets the most new deliveries a second the store accepts for good: one key per terminal
+    /// delivery, 1.75 M / 300 s, about 5,800 a second. It is also the most keys 64 shards of
+    /// 32,768 slots hold before any of them doubles, so it costs the memory that one million
+    /// keys would.
+    pub const DEFAULT_CAPACITY: usize = 1_750_000;
     /// The default bound on bytes held: 256 MiB.
     pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
     /// How long a done marker is never evicted: the default signature tolerance.
     pub const DEFAULT_PROTECT: Duration = Duration::from_mins(5);
     /// What one key costs against [`Self::max_bytes`], whatever its length: its slot in the map
-    /// (56 bytes) at the map's lowest load factor, rounded up.
-    pub const BYTES_PER_KEY: usize = 128;
+    /// (40 bytes, and a control byte) at the map's lowest load factor, rounded up.
+    pub const BYTES_PER_KEY: usize = 96;
 
     /// A store with the default bounds.
     pub fn new() -> Self {
@@ -227,12 +275,7 @@ impl MemoryStore {
     ) -> Result<(), StoreError> {
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let entry = Entry {
-            state,
-            expires,
-            since: now,
-            seq,
-        };
+        let entry = Entry::new(state, expires, seq);
         if let Some(existing) = inner.entries.get_mut(&key) {
             *existing = entry;
             return Ok(());
@@ -316,12 +359,12 @@ impl Inner {
             let mut evictable: Vec<(u64, Fingerprint)> = self
                 .entries
                 .iter()
-                .filter(|(_, e)| match e.state {
+                .filter(|(_, e)| match e.state() {
                     State::InFlight(_) => false,
-                    State::Done => now.saturating_sub(e.since) >= protect,
+                    State::Done { since } => now.saturating_sub(since) >= protect,
                     State::Marker(_) => true,
                 })
-                .map(|(k, e)| (e.seq, *k))
+                .map(|(k, e)| (e.seq(), *k))
                 .collect();
             let excess = (self.entries.len() - target).min(evictable.len());
             if excess < evictable.len() {
@@ -372,8 +415,8 @@ impl DedupeStore for MemoryStore {
         let now = self.now();
         let mut inner = self.lock(&key);
         if let Some(entry) = inner.entries.get(&key).filter(|e| e.expires > now) {
-            match entry.state {
-                State::Done => return Ok(Claim::Done),
+            match entry.state() {
+                State::Done { .. } => return Ok(Claim::Done),
                 State::InFlight(_) => {
                     return Ok(Claim::InFlight {
                         retry_after: Duration::from_nanos(entry.expires - now),
@@ -403,11 +446,9 @@ impl DedupeStore for MemoryStore {
         let now = self.now();
         let mut inner = self.lock(&key);
         if let Some(entry) = inner.entries.get_mut(&key)
-            && matches!(entry.state, State::InFlight(t) if t == print)
+            && matches!(entry.state(), State::InFlight(t) if t == print)
         {
-            entry.state = State::Done;
-            entry.expires = after(now, ttl);
-            entry.since = now;
+            entry.set(State::Done { since: now }, after(now, ttl));
         }
         Ok(())
     }
@@ -419,7 +460,7 @@ impl DedupeStore for MemoryStore {
         if inner
             .entries
             .get(&key)
-            .is_some_and(|e| matches!(e.state, State::InFlight(t) if t == print))
+            .is_some_and(|e| matches!(e.state(), State::InFlight(t) if t == print))
         {
             inner.entries.remove(&key);
             self.free_slots(1);
@@ -434,14 +475,20 @@ impl DedupeStore for MemoryStore {
             .lock(&key)
             .entries
             .get(&key)
-            .is_some_and(|e| e.expires > now && matches!(e.state, State::Done)))
+            .is_some_and(|e| e.expires > now && matches!(e.state(), State::Done { .. })))
     }
 
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let key = self.fingerprint(key);
         let now = self.now();
         let mut inner = self.lock(&key);
-        self.put(&mut inner, key, State::Done, after(now, ttl), now)
+        self.put(
+            &mut inner,
+            key,
+            State::Done { since: now },
+            after(now, ttl),
+            now,
+        )
     }
 
     async fn swap_marker(
@@ -453,12 +500,8 @@ impl DedupeStore for MemoryStore {
         let key = self.fingerprint(key);
         let now = self.now();
         let mut inner = self.lock(&key);
-        let previous = match inner.entries.get(&key) {
-            Some(Entry {
-                state: State::Marker(m),
-                expires,
-                ..
-            }) if *expires > now => Some(*m),
+        let previous = match inner.entries.get(&key).map(|e| (e.state(), e.expires)) {
+            Some((State::Marker(m), expires)) if expires > now => Some(m),
             _ => None,
         };
         self.put(&mut inner, key, State::Marker(marker), after(now, ttl), now)?;
@@ -478,12 +521,11 @@ impl DedupeStore for MemoryStore {
         let Some(entry) = inner.entries.get_mut(&key) else {
             return Ok(());
         };
-        if !matches!(entry.state, State::Marker(m) if m == current) {
+        if !matches!(entry.state(), State::Marker(m) if m == current) {
             return Ok(());
         }
         if let Some(previous) = previous {
-            entry.state = State::Marker(previous);
-            entry.expires = after(now, ttl);
+            entry.set(State::Marker(previous), after(now, ttl));
         } else {
             inner.entries.remove(&key);
             self.free_slots(1);

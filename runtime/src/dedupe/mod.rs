@@ -42,7 +42,9 @@ pub use redis::RedisStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
-pub(crate) use sqlite::{blocking as sqlite_blocking, prepare as sqlite_prepare};
+pub(crate) use sqlite::{
+    blocking as sqlite_blocking, open_private as sqlite_open, prepare as sqlite_prepare,
+};
 pub use token::ClaimToken;
 pub use url::{StoreUrl, StoreUrlError, open};
 

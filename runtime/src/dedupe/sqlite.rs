@@ -57,6 +57,40 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Opens the database at `path`, creating it owner-only (`0600`) when it does not exist. An
+/// existing file keeps the mode its owner gave it; one that others can read is warned about.
+pub(crate) fn open_private(path: &Path) -> Result<Connection, StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the SQLite database is readable by other users; `chmod 600` it and its -wal and -shm files"
+                    );
+                }
+            }
+            Err(e) => {
+                return Err(StoreError::new(format_args!(
+                    "sqlite: cannot create {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Connection::open(path).map_err(db_error)
+}
+
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
 fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::new(format_args!("sqlite: {e}"))
@@ -64,9 +98,12 @@ fn db_error(e: rusqlite::Error) -> StoreError {
 
 impl SqliteStore {
     /// Opens (or creates) the database at `path` and its tables.
+    ///
+    /// A new database file is created readable and writable by its owner only (`0600`), whatever
+    /// the umask, and so are its `-wal` and `-shm` files, which `SQLite` creates with the database
+    /// file's mode: they hold delivery ids and, in inbox mode, whole request bodies.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path.as_ref()).map_err(db_error)?;
-        Self::setup(conn)
+        Self::setup(open_private(path.as_ref())?)
     }
 
     /// A private database in memory (for tests: nothing survives).

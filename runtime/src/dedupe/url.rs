@@ -139,6 +139,8 @@ pub fn open(url: &StoreUrl) -> Result<Arc<dyn DedupeStore>, StoreUrlError> {
 
 /// `text` with a URL's password replaced by `***`. Text that does not parse as a URL but looks
 /// like one keeps only its scheme: it may be a URL with a password that the parser refused.
+/// Text with no scheme at all is shown only when it is a near miss of a store word (`memroy`):
+/// anything else may be a password pasted into the wrong variable.
 pub(crate) fn redact(text: &str) -> String {
     match ::url::Url::parse(text) {
         Ok(mut url) => {
@@ -155,10 +157,27 @@ pub(crate) fn redact(text: &str) -> String {
             {
                 format!("{scheme}://…")
             }
-            _ if text.contains(['@', ':', '/']) => "…".to_owned(),
-            _ => text.to_owned(),
+            _ if is_near_a_store_word(text) => text.to_owned(),
+            _ => "…".to_owned(),
         },
     }
+}
+
+/// Whether `text` is a store word (`memory`, a scheme) with at most two letters wrong.
+fn is_near_a_store_word(text: &str) -> bool {
+    const WORDS: [&str; 6] = [
+        "memory",
+        "sqlite",
+        "redis",
+        "rediss",
+        "postgres",
+        "postgresql",
+    ];
+    let text = text.to_ascii_lowercase();
+    text.len() <= 12
+        && WORDS
+            .iter()
+            .any(|word| strsim::damerau_levenshtein(&text, word) <= 2)
 }
 
 #[cfg(test)]
@@ -213,5 +232,17 @@ mod tests {
                 .to_string()
                 .contains("`memroy`")
         );
+        // A setting without a scheme may be a password pasted into the wrong variable.
+        for secret in [
+            "hunter2",
+            "s3cr3t-Passw0rd!",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ] {
+            let e = StoreUrl::parse(secret).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains(secret), "{secret} shown as {shown}");
+            assert!(shown.contains("is not a store URL"), "{shown}");
+        }
+        assert_eq!(redact("sqlit"), "sqlit");
     }
 }

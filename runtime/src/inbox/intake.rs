@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::{Enqueued, Inbox, Keys, NewJob, module_key};
+use super::{BacklogLimit, Enqueued, Inbox, Keys, NewJob, module_key};
 use crate::answer;
 use crate::handler::HandlerKind;
 use crate::prediction::Status;
@@ -40,11 +40,14 @@ pub(crate) struct Intake {
     pub(crate) timeout: Duration,
     /// Wakes this process's worker when a job is stored.
     pub(crate) stored: tokio::sync::watch::Sender<u64>,
+    /// Refuses deliveries while the backlog is at its bound.
+    pub(crate) limit: BacklogLimit,
 }
 
 impl Intake {
     /// Stores the delivery for `kind` of `module` and answers: 200 once it is durable, 409 while
-    /// an inline handler holds its key, 503 when the database cannot take it.
+    /// an inline handler holds its key, 503 when the database cannot take it or the backlog is
+    /// at its bound.
     pub(crate) async fn accept(
         &self,
         req: &HttpRequest,
@@ -54,6 +57,15 @@ impl Intake {
         prediction_id: &str,
         status: &Status,
     ) -> HttpResponse {
+        if self.limit.full(&*self.inbox.queue, self.timeout).await {
+            super::metrics::refused_full();
+            tracing::warn!("inbox backlog at its bound; delivery refused");
+            return answer::retry_after(
+                StatusCode::SERVICE_UNAVAILABLE,
+                30,
+                "inbox backlog full; retry later",
+            );
+        }
         let headers = req.headers();
         let webhook_id = headers
             .get(crate::signature::HEADER_ID)
@@ -90,6 +102,7 @@ impl Intake {
         match stored {
             Ok(Ok(Enqueued::Stored(id))) => {
                 super::metrics::stored();
+                self.limit.stored();
                 self.stored.send_modify(|n| *n = n.wrapping_add(1));
                 tracing::debug!(
                     job = id,

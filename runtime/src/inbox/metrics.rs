@@ -59,3 +59,9 @@ pub(crate) fn run(handler: &'static str, result: &'static str, took: Duration) {
 pub(crate) fn stored() {
     metrics::counter!("replicate_webhook_inbox_stored_total").increment(1);
 }
+
+/// Counts a delivery refused because the backlog is at its bound.
+pub(crate) fn refused_full() {
+    metrics::counter!("replicate_webhook_inbox_refused_total", "reason" => "backlog-full")
+        .increment(1);
+}

@@ -31,6 +31,7 @@
 mod backoff;
 mod intake;
 mod job;
+mod limit;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -47,6 +48,7 @@ pub use worker::{Worker, WorkerHandle};
 
 pub(crate) use intake::Intake;
 pub(crate) use job::{Enqueued, Keys, Lease, NewJob, Settle, Ttls, module_key};
+pub(crate) use limit::BacklogLimit;
 
 use crate::dedupe::{StoreError, StoreUrl, StoreUrlError};
 
@@ -213,6 +215,11 @@ pub struct InboxOptions {
     pub shutdown_deadline: Duration,
     /// Whether the receiver starts a worker in its own process (default true).
     pub in_process: bool,
+    /// The most jobs that may wait or run at once (default 100,000; `None`: no bound). Past it
+    /// deliveries are answered 503 with `Retry-After` and counted in
+    /// `replicate_webhook_inbox_refused_total{reason="backlog-full"}`, so a flood of valid
+    /// deliveries cannot grow the database without limit; Replicate retries terminal ones.
+    pub max_backlog: Option<u64>,
 }
 
 impl Default for InboxOptions {
@@ -229,6 +236,7 @@ impl Default for InboxOptions {
             metrics_every: Some(Duration::from_secs(10)),
             shutdown_deadline: Duration::from_secs(30),
             in_process: true,
+            max_backlog: Some(100_000),
         }
     }
 }

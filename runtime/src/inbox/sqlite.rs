@@ -56,7 +56,7 @@ fn ms(duration: Duration) -> i64 {
 
 impl SqliteQueue {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(db_error)?;
+        let conn = crate::dedupe::sqlite_open(path)?;
         crate::dedupe::sqlite_prepare(&conn).map_err(db_error)?;
         conn.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(Self {

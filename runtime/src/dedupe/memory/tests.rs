@@ -159,7 +159,7 @@ fn large_stores_are_sharded_small_ones_are_not() {
             "{capacity}"
         );
     }
-    // The byte bound counts too: 256 KiB is 2,048 keys, one shard.
+    // The byte bound counts too: 256 KiB is 2,730 keys, one shard.
     let store = MemoryStore::new().max_bytes(256 * 1024);
     assert_eq!(store.shards.len(), 1);
 }
@@ -287,5 +287,32 @@ async fn a_full_sharded_store_with_evictable_keys_in_another_shard_makes_room() 
     assert_eq!(counted(&store), store.len());
     for key in keys_in_shard(&store, 0, "done", bound / 2) {
         assert!(store.is_done(&key).await.unwrap(), "{key}");
+    }
+}
+
+#[test]
+fn an_entry_is_three_words() {
+    // The slot's size is what the default bound and `BYTES_PER_KEY` are computed from.
+    assert_eq!(std::mem::size_of::<Entry>(), 24);
+    assert_eq!(std::mem::size_of::<(Fingerprint, Entry)>(), 40);
+    let slot = std::mem::size_of::<(Fingerprint, Entry)>() + 1;
+    // At the lowest load factor a map keeps (7/16 after a doubling).
+    assert!(MemoryStore::BYTES_PER_KEY * 7 >= slot * 16);
+}
+
+#[test]
+fn an_entry_keeps_its_kind_value_and_place() {
+    let seq = Entry::SEQ_MASK - 1;
+    for state in [
+        State::InFlight(u64::MAX),
+        State::Done { since: 7 },
+        State::Marker(0),
+    ] {
+        let mut entry = Entry::new(state, 9, seq);
+        assert_eq!(format!("{:?}", entry.state()), format!("{state:?}"));
+        assert_eq!((entry.expires, entry.seq()), (9, seq));
+        entry.set(State::Done { since: 1 }, 10);
+        assert!(matches!(entry.state(), State::Done { since: 1 }));
+        assert_eq!((entry.expires, entry.seq()), (10, seq));
     }
 }
