@@ -1,6 +1,6 @@
 //! Shared pieces of the benchmarks: realistic bodies, the SHA-256 backend in use, resident memory.
 //!
-//! `bench/run` builds and runs everything; see the README's "Cost per delivery" section.
+//! `bench/run` builds and runs everything; see docs/performance.md.
 
 /// The model the benchmark receiver and the load generator agree on.
 pub const MODEL: &str = "acme/bench";

@@ -34,7 +34,7 @@ mod tests {
     fn forms() {
         assert_eq!(parse("30").unwrap(), Duration::from_secs(30));
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse("5m").unwrap(), Duration::from_mins(5));
         assert_eq!(parse("1h30m45s").unwrap(), Duration::from_secs(5445));
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
         assert!(parse("5x").is_err());

@@ -107,7 +107,7 @@ async fn two_accounts_each_with_its_own_fetched_secret() {
             async move { Ok::<_, SecretSourceError>(token) }
         })
         .base_url(sim.api_base.clone())
-        .refetch_period(Duration::from_secs(3600))
+        .refetch_period(Duration::from_hours(1))
     };
     let handled = Handled::default();
     let receiver = Receiver::start(

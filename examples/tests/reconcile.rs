@@ -191,7 +191,7 @@ async fn predictions_created_through_a_watching_client_are_watched_at_once() {
     let store: std::sync::Arc<dyn DedupeStore> = std::sync::Arc::new(MemoryStore::new());
     let config = WebhookConfig::new(Secret::parse(SECRET).unwrap())
         .shared_store(store.clone())
-        .reconcile(Reconcile::new(client.clone()).after(Duration::from_secs(60)));
+        .reconcile(Reconcile::new(client.clone()).after(Duration::from_mins(1)));
     let watching = config.watching(client.clone());
     // No webhook at all: only the reconciler can ever report this prediction's result.
     let created = watching

@@ -52,7 +52,7 @@ fn receive(c: &mut Criterion) {
     // Criterion builds requests in batches ahead of the timed calls; a wide tolerance keeps the
     // early ones valid however long a batch takes.
     let config = WebhookConfig::new(secret.clone())
-        .tolerance(std::time::Duration::from_secs(24 * 3600))
+        .tolerance(std::time::Duration::from_hours(24))
         .collect_registered(false)
         .module(module);
     let app = system.block_on(test::init_service(App::new().configure(configure(config))));

@@ -18,7 +18,7 @@ use replicate_webhook::dedupe::{
 };
 
 const LEASE: Duration = Duration::from_secs(30);
-const TTL: Duration = Duration::from_secs(600);
+const TTL: Duration = Duration::from_mins(10);
 const CONCURRENT: usize = 64;
 
 static KEY: AtomicU64 = AtomicU64::new(0);

@@ -113,8 +113,9 @@ pub enum ConfigError {
     /// `REPLICATE_WEBHOOK_STORE` names a store this build cannot open.
     #[error("{ENV_STORE}: {0}")]
     Store(#[from] StoreUrlError),
-    /// The reconciler's settings cannot work.
+    /// The reconciler's settings cannot work (feature `client`).
     #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     #[error(transparent)]
     Reconcile(#[from] crate::reconcile::ReconcileError),
     /// The live channel cannot use the store.
@@ -267,8 +268,9 @@ impl WebhookConfig {
 
     /// Recovers lost terminal webhooks by polling the API (see [`crate::reconcile`]): every
     /// prediction heard of is watched in the store, and polled once silent for longer than
-    /// the reconciler's `after`.
+    /// the reconciler's `after`. Feature `client`.
     #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     #[must_use]
     pub fn reconcile(mut self, reconcile: crate::reconcile::Reconcile) -> Self {
         self.reconcile = Some(reconcile);
@@ -277,8 +279,9 @@ impl WebhookConfig {
 
     /// `client`, with every prediction it creates watched by this receiver's reconciler (a
     /// no-op when the reconciler is off), so even a prediction whose every webhook is lost is
-    /// recovered.
+    /// recovered. Feature `client`.
     #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     pub fn watching(&self, client: crate::client::Client) -> crate::client::Client {
         match self.watcher() {
             Some(watcher) => client.with_watcher(watcher),

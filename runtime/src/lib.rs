@@ -60,6 +60,14 @@
 //! Modules are collected at link time with `inventory`. A library crate whose items the binary
 //! never references is not linked, so its handlers are missing; add `use that_crate as _;` to
 //! the binary. [`configure`] panics with this advice when it finds no handler at all.
+//!
+//! # Cargo features
+//!
+//! None is on by default. Items that need one say so, and on docs.rs carry its name.
+//!
+#![doc = document_features::document_features!()]
+// docs.rs builds with nightly and `--cfg docsrs`: there the feature-gated items get a label.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod answer;
 mod auth;
@@ -67,15 +75,18 @@ mod backoff;
 mod body;
 mod borrowed;
 #[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod clock;
 mod config;
 #[cfg(feature = "dashboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
 pub mod dashboard;
 pub mod dedupe;
 mod envelope;
 mod error;
 #[cfg(feature = "files")]
+#[cfg_attr(docsrs, doc(cfg(feature = "files")))]
 pub mod files;
 #[cfg(test)]
 mod fixtures;
@@ -86,11 +97,13 @@ pub mod journal;
 pub mod live;
 pub mod monitor;
 #[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
 mod prediction;
 mod query;
 mod receiver;
 #[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod reconcile;
 mod refusals;
 mod registry;
@@ -99,6 +112,7 @@ mod service;
 pub mod signature;
 pub mod sse;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 mod training;
 #[cfg(feature = "client")]

@@ -191,6 +191,9 @@ impl Receiver {
     }
 
     /// Starts the background work once, on the runtime of the first worker that mounts it.
+    // Without `client` there is no reconciler and so nothing to start yet; the one call site
+    // stays the same in every build.
+    #[cfg_attr(not(feature = "client"), allow(clippy::unused_self))]
     pub(crate) fn start_background(&self) {
         if let Some(journal) = &self.journal {
             journal.start();

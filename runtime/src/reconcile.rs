@@ -1,4 +1,4 @@
-//! Recovery of lost terminal webhooks.
+//! Recovery of lost terminal webhooks (feature `client`).
 //!
 //! Replicate retries a terminal webhook for about a minute and never replays it: a receiver down
 //! for a deploy longer than that loses the result. The receiver therefore watches every
@@ -38,7 +38,7 @@ pub struct Reconcile {
 
 impl Reconcile {
     /// Past Replicate's retry window (about a minute), so a poll never races the retries.
-    pub const DEFAULT_AFTER: Duration = Duration::from_secs(5 * 60);
+    pub const DEFAULT_AFTER: Duration = Duration::from_mins(5);
 
     /// Polls through `client` (its token and base URL) for predictions silent for
     /// [`Self::DEFAULT_AFTER`].
@@ -48,10 +48,10 @@ impl Reconcile {
             after: Self::DEFAULT_AFTER,
             every: Duration::from_secs(5),
             concurrency: 4,
-            backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(30 * 60)),
+            backoff: Backoff::new(Duration::from_secs(30), Duration::from_mins(30)),
             // Replicate deletes a prediction's data after an hour and keeps it listed for
             // longer; a week covers any receiver outage worth recovering from.
-            watch_for: Duration::from_secs(7 * 24 * 60 * 60),
+            watch_for: Duration::from_hours(7 * 24),
         }
     }
 

@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn a_flood_writes_one_line_per_interval_and_counts_everything() {
-        let refusals = Refusals::new(Duration::from_secs(3600));
+        let refusals = Refusals::new(Duration::from_hours(1));
         let lines = (0..10_000)
             .filter(|_| refusals.record(401, "bad-signature"))
             .count();

@@ -117,6 +117,7 @@ impl SecretSource for FnSecrets {
 #[cfg(feature = "tenants")]
 mod fetched;
 #[cfg(feature = "tenants")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tenants")))]
 pub use fetched::FetchedSecrets;
 
 #[cfg(test)]

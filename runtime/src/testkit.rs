@@ -1,4 +1,4 @@
-//! Signed test deliveries, for `actix_web::test` and for real HTTP clients.
+//! Signed test deliveries, for `actix_web::test` and for real HTTP clients; feature `testkit`.
 //!
 //! ```
 //! use replicate_webhook::testkit::TestDelivery;

@@ -10,6 +10,43 @@ mod readme {}
 #[allow(clippy::doc_markdown)]
 mod runtime_readme {}
 
+// The guides under docs/, one item per page (`tests/tests/links.rs` fails for a page missing here).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/cli.md")]
+mod docs_cli {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/configuration.md")]
+mod docs_configuration {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/doctor.md")]
+mod docs_doctor {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/files.md")]
+mod docs_files {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/inbox.md")]
+mod docs_inbox {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/performance.md")]
+mod docs_performance {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reconciler.md")]
+mod docs_reconciler {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/security.md")]
+mod docs_security {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/stores.md")]
+mod docs_stores {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/testing.md")]
+mod docs_testing {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/trainings.md")]
+mod docs_trainings {}
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/typed-models.md")]
+mod docs_typed_models {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/senders.md")]
 mod senders {}

@@ -839,7 +839,7 @@ async fn a_claim_the_store_grants_too_late_is_released_for_the_retry() {
     let config = WebhookConfig::new(secret.clone())
         .collect_registered(false)
         .module(recording_module(&log))
-        .lease(Duration::from_secs(60))
+        .lease(Duration::from_mins(1))
         .store_timeout(LATE_BY / 4)
         .store(store);
     let srv = TestServer::start(move || configure(config.clone()));

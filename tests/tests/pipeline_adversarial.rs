@@ -396,7 +396,7 @@ async fn an_expired_lease_lets_a_retry_take_over() {
     // A handler may outlive its lease when its timeout says so; the takeover is what is tested.
     let config = config(&secret, module)
         .lease(lease)
-        .handler_timeout(Duration::from_secs(60));
+        .handler_timeout(Duration::from_mins(1));
     let srv = start_workers(2, config);
     let base = srv.base.clone();
     let signed = delivery(&new_prediction_id(), "succeeded", json!("x")).sign(&secret);

@@ -13,17 +13,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// new configuration actually uses (its `Debug` shows the values in force).
 #[test]
 fn ttl_and_lease_defaults_are_24_hours_7_days_and_30_seconds() {
-    assert_eq!(
-        WebhookConfig::DEFAULT_WEBHOOK_TTL,
-        Duration::from_secs(24 * 3600)
-    );
+    assert_eq!(WebhookConfig::DEFAULT_WEBHOOK_TTL, Duration::from_hours(24));
     assert_eq!(
         WebhookConfig::DEFAULT_TERMINAL_TTL,
-        Duration::from_secs(7 * 24 * 3600)
+        Duration::from_hours(7 * 24)
     );
     assert_eq!(WebhookConfig::DEFAULT_LEASE, Duration::from_secs(30));
     assert_eq!(WebhookConfig::DEFAULT_BODY_LIMIT, 8 * 1024 * 1024);
-    assert_eq!(WebhookConfig::DEFAULT_TOLERANCE, Duration::from_secs(300));
+    assert_eq!(WebhookConfig::DEFAULT_TOLERANCE, Duration::from_mins(5));
     for config in [
         WebhookConfig::new(Secret::generate()),
         WebhookConfig::with_secrets(vec![Secret::generate(), Secret::generate()]),

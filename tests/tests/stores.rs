@@ -16,7 +16,7 @@ use replicate_webhook::dedupe::{
 use replicate_webhook_tests::services;
 
 const LEASE: Duration = Duration::from_secs(30);
-const TTL: Duration = Duration::from_secs(60);
+const TTL: Duration = Duration::from_mins(1);
 /// Short enough to wait out, long enough that the next call sees it in force.
 const SHORT: Duration = Duration::from_millis(300);
 

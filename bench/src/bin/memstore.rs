@@ -16,7 +16,7 @@ fn main() {
         .expect("runtime");
     let before = rss_kib(std::process::id()).expect("VmRSS");
     let store = MemoryStore::new();
-    let ttl = Duration::from_secs(24 * 3600);
+    let ttl = Duration::from_hours(24);
     runtime.block_on(async {
         for i in 0..MARKERS {
             // A Replicate-sized id (26 characters), half the markers per key kind.

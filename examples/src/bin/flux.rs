@@ -146,7 +146,7 @@ async fn run(prompt: Option<String>) -> Result<(), String> {
     let created = created.map_err(|e| format!("creating the prediction: {e}"))?;
     eprintln!("flux: created {} ({})", created.id, created.status);
 
-    let outcome = tokio::time::timeout(Duration::from_secs(300), rx.recv()).await;
+    let outcome = tokio::time::timeout(Duration::from_mins(5), rx.recv()).await;
     handle.stop(true).await;
     match outcome {
         Ok(Some(result)) => result,

@@ -1,5 +1,5 @@
-//! A small client for the Replicate HTTP API: create, get, list and cancel predictions, fetch the
-//! default webhook signing secret and model schemas.
+//! A small client for the Replicate HTTP API (feature `client`): create, get, list and cancel
+//! predictions, fetch the default webhook signing secret and model schemas.
 //!
 //! The webhook of a created prediction can come from a handler module's [`WebhookSpec`] (the
 //! `WEBHOOK` constant the attribute emits), so the receiver route and the events Replicate sends
@@ -115,7 +115,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("replicate-webhook/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
+            .timeout(Duration::from_mins(2))
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Self {

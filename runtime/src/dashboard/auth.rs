@@ -22,7 +22,7 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 /// The session cookie's name.
 pub(crate) const COOKIE: &str = "replicate_webhook_session";
 /// How long a login lasts.
-pub(crate) const SESSION: Duration = Duration::from_secs(12 * 60 * 60);
+pub(crate) const SESSION: Duration = Duration::from_hours(12);
 /// Login attempts allowed per client address and minute.
 const LOGINS_PER_MINUTE: u32 = 10;
 

@@ -33,9 +33,9 @@ impl Policy {
     /// terminal status for 7 days, progress for 24 h, and 2 s for one store call.
     pub const DEFAULT: Self = Self {
         lease: Duration::from_secs(30),
-        webhook_ttl: Duration::from_secs(24 * 60 * 60),
-        terminal_ttl: Duration::from_secs(7 * 24 * 60 * 60),
-        progress_ttl: Duration::from_secs(24 * 60 * 60),
+        webhook_ttl: Duration::from_hours(24),
+        terminal_ttl: Duration::from_hours(168),
+        progress_ttl: Duration::from_hours(24),
         timeout: Duration::from_secs(2),
     };
 }

@@ -164,7 +164,7 @@ impl MemoryStore {
     /// The default bound on bytes held: 256 MiB.
     pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
     /// How long a done marker is never evicted: the default signature tolerance.
-    pub const DEFAULT_PROTECT: Duration = Duration::from_secs(300);
+    pub const DEFAULT_PROTECT: Duration = Duration::from_mins(5);
     /// What one key costs against [`Self::max_bytes`], whatever its length: its slot in the map
     /// (40 bytes, and a control byte) at the map's lowest load factor, rounded up.
     pub const BYTES_PER_KEY: usize = 96;

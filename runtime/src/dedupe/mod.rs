@@ -34,14 +34,17 @@ pub(crate) use gate::{Claims, admit};
 pub(crate) use gate::{Keys, Ttls, bounded};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{
     keys as postgres_keys, migrate as postgres_migrate, pg_error, pool as postgres_pool,
 };
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite::{

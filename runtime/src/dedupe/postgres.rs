@@ -11,7 +11,8 @@ use tokio_postgres::NoTls;
 
 use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
 
-/// A store in `PostgreSQL` tables (`postgres://USER:PASSWORD@HOST:PORT/DB`), through a pool.
+/// A store in `PostgreSQL` tables (`postgres://USER:PASSWORD@HOST:PORT/DB`), through a pool;
+/// feature `postgres`.
 ///
 /// A claim is one `INSERT … ON CONFLICT DO UPDATE … WHERE expired` statement: it inserts a new
 /// key or takes over an expired one, atomically across instances. The tables are created on

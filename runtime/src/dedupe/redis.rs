@@ -7,7 +7,7 @@ use redis::{AsyncCommands as _, Script};
 
 use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
 
-/// A store in Redis (`redis://HOST:PORT/DB`, or `rediss://` for TLS).
+/// A store in Redis (`redis://HOST:PORT/DB`, or `rediss://` for TLS); feature `redis`.
 ///
 /// A claim is `SET key t:<token> NX PX lease`; completion and release compare the token and
 /// write in one Lua script, so a worker whose lease expired can neither complete nor release the

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis, now_ms};
 
-/// A store in one `SQLite` file, in WAL mode. Survives restarts, so a deploy inside Replicate's
-/// retry window does not run a handler twice.
+/// A store in one `SQLite` file, in WAL mode (feature `sqlite`). Survives restarts, so a deploy
+/// inside Replicate's retry window does not run a handler twice.
 ///
 /// `SQLite` calls block, so each runs on tokio's blocking pool, never on an actix worker thread.
 /// Claims run in `BEGIN IMMEDIATE` transactions, so processes sharing the file are exclusive too.

@@ -108,7 +108,7 @@ impl Fetcher {
             http: reqwest::Client::new(),
             allow,
             max_bytes: 100 * 1024 * 1024,
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_mins(1),
             retries: 3,
             backoff: Duration::from_millis(500),
             content_types: Vec::new(),

@@ -219,10 +219,10 @@ impl Default for InboxOptions {
         Self {
             visibility: Duration::from_secs(30),
             heartbeat: None,
-            handler_timeout: Duration::from_secs(5 * 60),
+            handler_timeout: Duration::from_mins(5),
             max_attempts: 20,
-            max_age: Duration::from_secs(24 * 60 * 60),
-            backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(60 * 60)),
+            max_age: Duration::from_hours(24),
+            backoff: Backoff::new(Duration::from_secs(5), Duration::from_hours(1)),
             poll: Duration::from_millis(250),
             concurrency: 4 * std::thread::available_parallelism().map_or(1, usize::from),
             metrics_every: Some(Duration::from_secs(10)),

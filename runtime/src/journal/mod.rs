@@ -70,7 +70,7 @@ impl Default for JournalOptions {
         Self {
             store: None,
             max_rows: 10_000,
-            max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            max_age: Duration::from_hours(168),
             capacity: 4096,
             keep_bodies: false,
         }

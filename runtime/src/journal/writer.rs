@@ -26,7 +26,7 @@ pub(super) async fn run(journal: Journal, mut receiver: tokio::sync::mpsc::Recei
                 inner.failed.fetch_add(n, Ordering::Relaxed);
                 ::metrics::counter!("replicate_webhook_journal_failed_total").increment(n);
                 // A store that is down fails every batch: say so once a minute, not each time.
-                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_mins(1)) {
                     last_warning = Some(Instant::now());
                     let error = match failed {
                         Ok(Err(e)) => e.to_string(),

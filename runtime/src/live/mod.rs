@@ -88,7 +88,7 @@ impl Default for LiveOptions {
     fn default() -> Self {
         Self {
             path: DEFAULT_PATH.to_owned(),
-            token_ttl: Duration::from_secs(60 * 60),
+            token_ttl: Duration::from_hours(1),
             token_key: None,
             heartbeat: crate::sse::DEFAULT_HEARTBEAT,
             allowed_origins: Vec::new(),
@@ -97,7 +97,7 @@ impl Default for LiveOptions {
             bounds: Bounds {
                 replay_events: 256,
                 replay_bytes: 1024 * 1024,
-                retention: Duration::from_secs(60 * 60),
+                retention: Duration::from_hours(1),
                 subscriber_buffer: 64,
                 max_predictions: 100_000,
             },

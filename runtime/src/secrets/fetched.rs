@@ -28,6 +28,7 @@ enum Miss {
 /// Each tenant's secret from `GET /v1/webhooks/default/secret`, called with the tenant's own
 /// Replicate API token, which the app looks up (from its database, say) with the function given
 /// to [`FetchedSecrets::new`]. A tenant without a token is unknown: no API call is made.
+/// Feature `tenants`.
 ///
 /// Secrets are cached (by default for 1 024 tenants, least recently used out first; concurrent
 /// misses for one tenant make one call). When a signature fails, the tenant's secret is fetched

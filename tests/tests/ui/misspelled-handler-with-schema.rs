@@ -1,10 +1,9 @@
 use replicate_webhook::{HandlerError, Prediction, replicate_webhook};
 
-// trybuild builds this file in `target/tests/trybuild/replicate-webhook-tests/`, which is then
-// `CARGO_MANIFEST_DIR`: the path climbs from there back to the repository's fixtures.
+// Relative to trybuild's crate (its `CARGO_MANIFEST_DIR`), where `tests/ui.rs` copies the fixture.
 #[replicate_webhook(
     model = "replicate/hello-world",
-    schema = "../../../../fixtures/schemas/replicate__hello-world.json"
+    schema = "fixtures/schemas/replicate__hello-world.json"
 )]
 mod hello {
     use super::*;

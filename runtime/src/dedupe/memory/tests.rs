@@ -1,6 +1,6 @@
 use super::*;
 
-const TTL: Duration = Duration::from_secs(60);
+const TTL: Duration = Duration::from_mins(1);
 
 /// A store that may evict any done marker, to test the bound itself.
 fn unprotected(capacity: usize) -> MemoryStore {

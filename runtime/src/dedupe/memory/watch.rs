@@ -61,7 +61,7 @@ impl Tracked {
             attempts: 0,
             forget_after: Instant::now()
                 .checked_add(ttl)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)),
+                .unwrap_or_else(|| Instant::now() + Duration::from_hours(100 * 365 * 24)),
         };
         self.insert(prediction_id, watch);
         Ok(())

@@ -15,9 +15,8 @@ mod echo {
     }
 }
 
-// trybuild builds this file in `target/tests/trybuild/replicate-webhook-tests/`, which is then
-// `CARGO_MANIFEST_DIR`: the path climbs from there back to the repository's fixtures.
-#[replicate_model(schema = "../../../../fixtures/schemas/replicate__hello-world.json", crate = "webhooks")]
+// Relative to trybuild's crate (its `CARGO_MANIFEST_DIR`), where `tests/ui.rs` copies the fixture.
+#[replicate_model(schema = "fixtures/schemas/replicate__hello-world.json", crate = "webhooks")]
 mod hello {}
 
 fn main() {
