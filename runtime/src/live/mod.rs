@@ -294,6 +294,11 @@ impl Live {
     ///
     /// With a Redis `store` (and the `redis` feature) the channel goes through Redis; with any
     /// other store it lives in this process.
+    // Without the store features only the in-process channel exists: nothing fails, nothing waits.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "postgres")),
+        allow(clippy::unnecessary_wraps)
+    )]
     pub(crate) fn new(
         options: LiveOptions,
         secret: Option<&Secret>,
@@ -327,6 +332,10 @@ impl Live {
     }
 
     /// Applies `change` where the channel lives, within the publish timeout.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "postgres")),
+        allow(clippy::unused_async)
+    )]
     async fn apply(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
         match &self.inner.backend {
             Backend::Local => Ok(match change {
@@ -442,6 +451,10 @@ impl Live {
     /// after `after`, the `seq` of the last event seen), then each event as it is published,
     /// ending after the terminal one, or with a `lagged` event when the consumer fell more
     /// than the subscriber buffer behind.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "postgres")),
+        allow(clippy::unused_async)
+    )]
     pub async fn subscribe(
         &self,
         prediction: &str,
