@@ -39,10 +39,13 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{
     keys as postgres_keys, migrate as postgres_migrate, pg_error, pool as postgres_pool,
+    pool_of as postgres_pool_of,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+#[cfg(feature = "redis")]
+pub(crate) use redis::{client as redis_client, manager_config as redis_manager_config};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;

@@ -94,6 +94,12 @@ pub(crate) fn pg_error(e: &tokio_postgres::Error) -> StoreError {
 /// A connection pool for `url` whose every wait is bounded, so a database that is down is an
 /// error in seconds rather than a hung delivery. Connects lazily.
 pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
+    pool_of(url, 16)
+}
+
+/// Like [`pool`], with at most `size` connections: the journal and the live channel keep
+/// pools of their own, smaller than the dedupe store's.
+pub(crate) fn pool_of(url: &str, size: usize) -> Result<Pool, StoreError> {
     let mut config = Config::new();
     config.url = Some(url.to_owned());
     config.manager = Some(ManagerConfig {
@@ -106,7 +112,7 @@ pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
             create: timeout,
             recycle: timeout,
         },
-        ..PoolConfig::new(16)
+        ..PoolConfig::new(size)
     });
     config
         .create_pool(Some(Runtime::Tokio1), NoTls)

@@ -121,38 +121,55 @@ fn px(duration: Duration) -> i64 {
     millis(duration).max(1)
 }
 
+/// The default key prefix of everything this crate keeps in Redis.
+pub(crate) const DEFAULT_PREFIX: &str = "replicate-webhook:";
+
+/// A client for a store URL and the key prefix it names. The `prefix` query parameter
+/// (`redis://host/0?prefix=myapp:`) is this crate's, so Redis itself never sees it. Shared by
+/// the dedupe store, the journal and the live channel, which open their own connections.
+pub(crate) fn client(url: &str) -> Result<(redis::Client, String), StoreError> {
+    let mut parsed = ::url::Url::parse(url)
+        .map_err(|e| StoreError::new(format_args!("invalid redis URL: {e}")))?;
+    let mut prefix = DEFAULT_PREFIX.to_owned();
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == "prefix" {
+                prefix = v.into_owned();
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    let client = redis::Client::open(parsed.as_str()).map_err(|e| redis_error(&e))?;
+    Ok((client, prefix))
+}
+
+/// How a connection manager connects and waits: every wait bounded, so a Redis that is down is
+/// an error in seconds rather than a hung delivery.
+pub(crate) fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500))
+}
+
 impl RedisStore {
     /// The default key prefix.
-    pub const DEFAULT_PREFIX: &'static str = "replicate-webhook:";
+    pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
 
     /// A store for `url`, connecting on first use. A `prefix` query parameter
     /// (`redis://host/0?prefix=myapp:`) replaces [`Self::DEFAULT_PREFIX`].
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let mut parsed = ::url::Url::parse(url)
-            .map_err(|e| StoreError::new(format_args!("invalid redis URL: {e}")))?;
-        let mut prefix = Self::DEFAULT_PREFIX.to_owned();
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter_map(|(k, v)| {
-                if k == "prefix" {
-                    prefix = v.into_owned();
-                    None
-                } else {
-                    Some((k.into_owned(), v.into_owned()))
-                }
-            })
-            .collect();
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
-        }
-        let client = redis::Client::open(parsed.as_str()).map_err(|e| redis_error(&e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+        let (client, prefix) = client(url)?;
+        let config = manager_config();
         Ok(Self {
             client,
             config,

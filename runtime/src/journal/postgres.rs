@@ -1,12 +1,8 @@
 //! The journal in `PostgreSQL`: its own small pool, the table created on first use.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use deadpool_postgres::{
-    Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
-};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 
 use super::store::{COLUMNS, JournalStore};
@@ -52,24 +48,8 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
 impl PostgresJournal {
     /// A journal for `url`, connecting lazily; every wait is bounded.
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        let mut config = Config::new();
-        config.url = Some(url.to_owned());
-        config.manager = Some(ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        });
-        let timeout = Some(Duration::from_secs(2));
-        config.pool = Some(PoolConfig {
-            timeouts: Timeouts {
-                wait: timeout,
-                create: timeout,
-                recycle: timeout,
-            },
-            // The writer uses one; the dashboard's queries the others.
-            ..PoolConfig::new(4)
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| StoreError::new(format_args!("journal postgres: {e}")))?;
+        // The writer uses one connection; the dashboard's queries the others.
+        let pool = crate::dedupe::postgres_pool_of(url, 4)?;
         Ok(Self {
             pool,
             migrated: Arc::default(),

@@ -1,7 +1,5 @@
 //! The journal in Redis: one sorted set of JSON rows scored by arrival, its own connection.
 
-use std::time::Duration;
-
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::store::JournalStore;
@@ -10,9 +8,6 @@ use crate::dedupe::StoreError;
 
 /// Rows read per round trip when searching.
 const PAGE: isize = 1000;
-
-/// The key prefix when the URL names none (the dedupe store's default).
-const DEFAULT_PREFIX: &str = "replicate-webhook:";
 
 pub(crate) struct RedisJournal {
     client: redis::Client,
@@ -39,31 +34,8 @@ impl RedisJournal {
     /// A journal for `url`, connecting on first use. A `prefix` query parameter namespaces the
     /// keys as it does the dedupe store's.
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        let mut parsed = ::url::Url::parse(url)
-            .map_err(|e| StoreError::new(format_args!("invalid redis URL: {e}")))?;
-        let mut prefix = DEFAULT_PREFIX.to_owned();
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter_map(|(k, v)| {
-                if k == "prefix" {
-                    prefix = v.into_owned();
-                    None
-                } else {
-                    Some((k.into_owned(), v.into_owned()))
-                }
-            })
-            .collect();
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
-        }
-        let client = redis::Client::open(parsed.as_str()).map_err(|e| redis_error(&e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+        let (client, prefix) = crate::dedupe::redis_client(url)?;
+        let config = crate::dedupe::redis_manager_config();
         Ok(Self {
             client,
             config,

@@ -15,9 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use deadpool_postgres::{
-    Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
-};
+use deadpool_postgres::Pool;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::hub::Hub;
@@ -84,23 +82,8 @@ fn seq_i64(seq: u64) -> i64 {
 
 impl PostgresLive {
     pub(crate) fn open(url: &str, bounds: Bounds) -> Result<Self, LiveError> {
-        let mut config = Config::new();
-        config.url = Some(url.to_owned());
-        config.manager = Some(ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        });
-        let timeout = Some(Duration::from_secs(2));
-        config.pool = Some(PoolConfig {
-            timeouts: Timeouts {
-                wait: timeout,
-                create: timeout,
-                recycle: timeout,
-            },
-            ..PoolConfig::new(8)
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| db_error(&e))?;
+        let pool =
+            crate::dedupe::postgres_pool_of(url, 8).map_err(|e| LiveError::Store(e.to_string()))?;
         Ok(Self {
             url: url.to_owned(),
             pool,

@@ -23,7 +23,6 @@ use super::state::{LiveEvent, State};
 use super::{Bounds, Change, LiveError};
 
 const NOT_LISTENING: &str = "redis: the live listener is not subscribed";
-const DEFAULT_PREFIX: &str = "replicate-webhook:";
 /// Attempts of the compare-and-set before giving up: writers of one prediction are few.
 const ATTEMPTS: usize = 8;
 
@@ -54,25 +53,8 @@ fn store_error(e: &redis::RedisError) -> LiveError {
 
 impl RedisLive {
     pub(crate) fn open(url: &str, bounds: Bounds) -> Result<Self, LiveError> {
-        // The `prefix` parameter is the dedupe store's; Redis itself must not see it.
-        let mut parsed = url::Url::parse(url).map_err(|e| LiveError::Store(e.to_string()))?;
-        let mut prefix = DEFAULT_PREFIX.to_owned();
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter_map(|(k, v)| {
-                if k == "prefix" {
-                    prefix = v.into_owned();
-                    None
-                } else {
-                    Some((k.into_owned(), v.into_owned()))
-                }
-            })
-            .collect();
-        parsed.set_query(None);
-        if !kept.is_empty() {
-            parsed.query_pairs_mut().extend_pairs(kept);
-        }
-        let client = redis::Client::open(parsed.as_str()).map_err(|e| store_error(&e))?;
+        let (client, prefix) =
+            crate::dedupe::redis_client(url).map_err(|e| LiveError::Store(e.to_string()))?;
         Ok(Self {
             client,
             conn: tokio::sync::OnceCell::new(),
