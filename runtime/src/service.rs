@@ -244,7 +244,8 @@ async fn deliver(
             prediction_id: prediction,
             status: &status,
         };
-        let response = match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
+        let inbox = endpoint.checks.inbox.as_ref().filter(|_| module.inbox);
+        let response = match inbox {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => {
                 inbox
@@ -258,6 +259,10 @@ async fn deliver(
         // Published once acknowledged: the channel's state drops what changes nothing, so a
         // duplicate, stale or regressing delivery reaches no subscriber.
         crate::live::publish_delivery(endpoint.checks.live.as_ref(), &body, &response).await;
+        // Then this process's workers run what was stored: what they publish comes after.
+        if let Some(inbox) = inbox {
+            inbox.wake();
+        }
         response
     } else {
         not_subscribed(gate, prediction, envelope.status()).await

@@ -38,6 +38,12 @@ impl Intake {
     /// Stores the delivery for `kind` of `module` and answers: 200 once it is durable, 409 while
     /// an inline handler holds its key, 503 when the database cannot take it or the backlog is
     /// at its bound.
+    /// Wakes this process's workers for what [`Self::accept`] stored. Called once the delivery
+    /// is published on the live channel, so that a worker's handler publishes after it.
+    pub(crate) fn wake(&self) {
+        self.stored.send_modify(|_| ());
+    }
+
     pub(crate) async fn accept(
         &self,
         req: &HttpRequest,
@@ -97,7 +103,11 @@ impl Intake {
             Ok(Admission::Stored(id)) => {
                 super::metrics::stored();
                 self.limit.stored();
-                self.stored.send_modify(|n| *n = n.wrapping_add(1));
+                // Counted now, woken by `wake` once the delivery is published (see there).
+                self.stored.send_if_modified(|n| {
+                    *n = n.wrapping_add(1);
+                    false
+                });
                 tracing::debug!(
                     job = id,
                     handler = kind.fn_name(),
