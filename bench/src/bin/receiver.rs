@@ -5,6 +5,7 @@
 //! REPLICATE_WEBHOOK_SECRET=whsec_… receiver 127.0.0.1:8082
 //! ```
 //!
+//! `BENCH_STORE=sqlite://PATH` (or any store URL) replaces the memory store,
 //! `BENCH_JOURNAL=memory` or `sqlite://PATH` turns the delivery journal on there, and
 //! `BENCH_DASHBOARD_TOKEN` mounts the dashboard at `/replicate/dashboard`, for the journal's
 //! figures.
@@ -73,6 +74,10 @@ fn main() -> std::io::Result<()> {
             max_rows: 200_000,
             ..JournalOptions::default()
         });
+    }
+    if let Ok(url) = std::env::var("BENCH_STORE") {
+        let store = StoreUrl::parse(&url).expect("BENCH_STORE is a store URL");
+        config = config.store_url(&store).expect("BENCH_STORE opens");
     }
     if let Ok(token) = std::env::var("BENCH_DASHBOARD_TOKEN") {
         config = config.dashboard(Dashboard::new(token));
