@@ -1,4 +1,5 @@
-//! Handlers that hang, panic, or read the body through an extractor.
+//! Handlers that hang, panic, or read the body through an extractor, and a store that fails
+//! between recording a terminal status and the `webhook-id`.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -140,4 +141,144 @@ async fn body_extractors_get_the_receivers_limit_not_actix_defaults() {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+/// A memory store whose first `complete` of a `webhook-id` key fails, as a store that goes away
+/// between the two writes that end a terminal delivery.
+#[derive(Debug, Default)]
+struct WebhookCompleteFailsOnce {
+    inner: replicate_webhook::dedupe::MemoryStore,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl replicate_webhook::dedupe::DedupeStore for WebhookCompleteFailsOnce {
+    async fn claim(
+        &self,
+        key: &str,
+        lease: Duration,
+    ) -> Result<replicate_webhook::dedupe::Claim, replicate_webhook::dedupe::StoreError> {
+        self.inner.claim(key, lease).await
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &replicate_webhook::dedupe::ClaimToken,
+        ttl: Duration,
+    ) -> Result<(), replicate_webhook::dedupe::StoreError> {
+        if key.starts_with("webhook:") && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(replicate_webhook::dedupe::StoreError::new(
+                "connection reset",
+            ));
+        }
+        self.inner.complete(key, token, ttl).await
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        token: &replicate_webhook::dedupe::ClaimToken,
+    ) -> Result<(), replicate_webhook::dedupe::StoreError> {
+        self.inner.release(key, token).await
+    }
+
+    async fn is_done(&self, key: &str) -> Result<bool, replicate_webhook::dedupe::StoreError> {
+        self.inner.is_done(key).await
+    }
+
+    async fn mark_done(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<(), replicate_webhook::dedupe::StoreError> {
+        self.inner.mark_done(key, ttl).await
+    }
+
+    async fn swap_marker(
+        &self,
+        key: &str,
+        marker: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, replicate_webhook::dedupe::StoreError> {
+        self.inner.swap_marker(key, marker, ttl).await
+    }
+
+    async fn restore_marker(
+        &self,
+        key: &str,
+        current: u64,
+        previous: Option<u64>,
+        ttl: Duration,
+    ) -> Result<(), replicate_webhook::dedupe::StoreError> {
+        self.inner.restore_marker(key, current, previous, ttl).await
+    }
+
+    async fn track(
+        &self,
+        prediction_id: &str,
+        due_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), replicate_webhook::dedupe::StoreError> {
+        self.inner.track(prediction_id, due_ms, ttl).await
+    }
+
+    async fn untrack(
+        &self,
+        prediction_id: &str,
+    ) -> Result<(), replicate_webhook::dedupe::StoreError> {
+        self.inner.untrack(prediction_id).await
+    }
+
+    async fn take_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        retry: replicate_webhook::dedupe::Backoff,
+    ) -> Result<Vec<(String, u32)>, replicate_webhook::dedupe::StoreError> {
+        self.inner.take_due(now_ms, limit, retry).await
+    }
+}
+
+#[actix_web::test]
+async fn a_store_failing_between_the_terminal_and_the_webhook_key_runs_nothing_on_retry() {
+    let secret = Secret::generate();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let module = first_run(&runs, || Box::pin(async {}));
+    // A short lease, so the retry need not wait 30 s for the unrecorded `webhook-id` claim.
+    let config = only(&secret, module)
+        .store(WebhookCompleteFailsOnce::default())
+        .lease(Duration::from_millis(200))
+        .handler_timeout(Duration::from_secs(10));
+    let srv = TestServer::serve(config);
+    let delivery = TestDelivery::new(
+        sample_prediction(&new_prediction_id(), MODEL, "succeeded", json!("x")).to_string(),
+    );
+    // The handler ran, the terminal status was recorded, the `webhook-id` was not: refused so
+    // Replicate retries.
+    assert_eq!(
+        srv.deliver(&delivery.sign(&secret)).await,
+        (503, "dedupe store unavailable; retry later".into())
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // Replicate's retries, each signed anew: while the unrecorded claim's lease lasts they may
+    // be told it is in flight; then the recorded terminal status answers them.
+    let until = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let retry = delivery
+            .clone()
+            .timestamp(replicate_webhook::signature::unix_now())
+            .sign(&secret);
+        let answer = srv.deliver(&retry).await;
+        if answer.0 != 409 || Instant::now() > until {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the retry ran the handler again"
+    );
 }
