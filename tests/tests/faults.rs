@@ -265,10 +265,7 @@ async fn a_store_failing_between_the_terminal_and_the_webhook_key_runs_nothing_o
     // be told it is in flight; then the recorded terminal status answers them.
     let until = Instant::now() + Duration::from_secs(10);
     let (status, body) = loop {
-        let retry = delivery
-            .clone()
-            .timestamp(replicate_webhook::signature::unix_now())
-            .sign(&secret);
+        let retry = delivery.sign_now(&secret);
         let answer = srv.deliver(&retry).await;
         if answer.0 != 409 || Instant::now() > until {
             break answer;
