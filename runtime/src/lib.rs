@@ -115,6 +115,7 @@ pub mod sse;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 mod training;
+mod verified;
 #[cfg(feature = "client")]
 mod watcher;
 
