@@ -392,25 +392,30 @@ impl Drop for OnDrop {
     }
 }
 
-#[actix_rt::test]
-async fn a_run_whose_hold_is_lost_stops_and_the_new_holder_finishes_the_job() {
-    let db = Db::sqlite();
-    let model = model("hold-lost");
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+/// A module whose `on_succeeded` says `run N` on each run; the first run never finishes by
+/// itself and says `run 1 stopped` when it is stopped.
+fn first_run_never_ends(model: &str, tx: mpsc::UnboundedSender<String>) -> Module {
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let module = Module::new(&model).on(HandlerKind::Succeeded, move |_: Prediction| {
+    Module::new(model).on(HandlerKind::Succeeded, move |_: Prediction| {
         let (tx, runs) = (tx.clone(), runs.clone());
         async move {
             let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             let _ = tx.send(format!("run {run}"));
             if run == 1 {
-                // The first run outlives its hold and never finishes by itself.
                 let _guard = OnDrop(tx.clone(), "run 1 stopped".to_owned());
                 std::future::pending::<()>().await;
             }
             Ok::<(), HandlerError>(())
         }
-    });
+    })
+}
+
+#[actix_rt::test]
+async fn a_run_whose_hold_is_lost_stops_and_the_new_holder_finishes_the_job() {
+    let db = Db::sqlite();
+    let model = model("hold-lost");
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let module = first_run_never_ends(&model, tx);
     // The hold lasts 200 ms and is extended only every 600 ms: it runs out under the first run,
     // another take holds the job, and the first run's next heartbeat finds the hold lost.
     let options = InboxOptions {
@@ -435,19 +440,7 @@ async fn at_the_shutdown_deadline_a_running_job_is_left_to_its_visibility_timeou
     let db = Db::sqlite();
     let model = model("shutdown-deadline");
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let module = Module::new(&model).on(HandlerKind::Succeeded, move |_: Prediction| {
-        let (tx, runs) = (tx.clone(), runs.clone());
-        async move {
-            let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            let _ = tx.send(format!("run {run}"));
-            if run == 1 {
-                let _guard = OnDrop(tx.clone(), "run 1 stopped".to_owned());
-                std::future::pending::<()>().await;
-            }
-            Ok::<(), HandlerError>(())
-        }
-    });
+    let module = first_run_never_ends(&model, tx);
     let options = InboxOptions {
         in_process: false,
         visibility: Duration::from_millis(300),
