@@ -42,7 +42,10 @@ async fn a_restarted_quickstart_still_knows_what_it_handled() {
     let (status, body) = post(&second.base, &delivery.sign_now(&secret)).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already handled")
+        (
+            200,
+            "prediction already handled; its first terminal status wins"
+        )
     );
     assert_eq!(
         second.drain(Duration::from_millis(300)),

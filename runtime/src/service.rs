@@ -235,7 +235,8 @@ async fn deliver(mut delivery: Verified<'_>, endpoint: &Endpoint) -> HttpRespons
             prediction_id: prediction,
             status: &status,
         };
-        let response = match endpoint.checks.inbox.as_ref().filter(|_| module.inbox) {
+        let inbox = endpoint.checks.inbox.as_ref().filter(|_| module.inbox);
+        let response = match inbox {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
             Some(inbox) => inbox.accept(&delivery, module, kind, keys).await,
             None => admit_and_run(endpoint, module, kind, keys, &mut delivery).await,
@@ -243,6 +244,10 @@ async fn deliver(mut delivery: Verified<'_>, endpoint: &Endpoint) -> HttpRespons
         // Published once acknowledged: the channel's state drops what changes nothing, so a
         // duplicate, stale or regressing delivery reaches no subscriber.
         crate::live::publish_delivery(endpoint.checks.live.as_ref(), body, &response).await;
+        // Then this process's workers run what was stored: what they publish comes after.
+        if let Some(inbox) = inbox {
+            inbox.wake();
+        }
         response
     } else {
         not_subscribed(gate, prediction, envelope.status()).await

@@ -128,7 +128,10 @@ async fn a_handler_returning_unit_runs_and_is_acknowledged() {
         test::init_service(App::new().configure(configure(WebhookConfig::new(secret.clone()))))
             .await;
     let delivery = TestDelivery::succeeded("acme/unit", "x".into()).path("/hooks/unit");
-    for expected in ["done", "duplicate delivery; already handled"] {
+    for expected in [
+        "done",
+        "prediction already handled; its first terminal status wins",
+    ] {
         let request = delivery.sign(&secret).to_request().to_request();
         let response = test::call_service(&app, request).await;
         assert_eq!(response.status().as_u16(), 200);

@@ -90,12 +90,18 @@ async fn killed_mid_handler_then_restarted(store: &str) {
     let (status, body) = post(&second.base, &signed(&fast)).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already handled")
+        (
+            200,
+            "prediction already handled; its first terminal status wins"
+        )
     );
     let (status, body) = post(&second.base, &signed(&slow)).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already handled")
+        (
+            200,
+            "prediction already handled; its first terminal status wins"
+        )
     );
     let lines = second.drain(Duration::from_millis(300));
     eprintln!(

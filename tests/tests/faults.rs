@@ -107,7 +107,10 @@ async fn a_panicking_handler_gets_500_and_its_retry_is_handled_once() {
     assert_eq!(srv.deliver(&signed).await, (200, "done".into()));
     assert_eq!(
         srv.deliver(&signed).await,
-        (200, "duplicate delivery; already handled".into())
+        (
+            200,
+            "prediction already handled; its first terminal status wins".into()
+        )
     );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }

@@ -60,7 +60,7 @@ async fn retries_until_it_succeeds(db: &Db) {
     let (status, body) = send(&client, &server, &delivery.sign(&secret())).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already stored or handled")
+        (200, "prediction already stored or handled for this status")
     );
     // The same result under another webhook id is already handled too.
     let again = TestDelivery::new(delivery.body().to_vec()).sign(&secret());
@@ -152,7 +152,7 @@ async fn dead_after_the_limit_then_replayed(db: &Db) {
     let (status, body) = send(&client, &server, &delivery.sign(&secret())).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already stored or handled")
+        (200, "prediction already stored or handled for this status")
     );
 
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -111,7 +111,7 @@ async fn killed_mid_handler_then_restarted(inbox: &str) {
     let (status, body) = replicate_webhook_tests::post(&second.base, &late[0].1).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already stored or handled")
+        (200, "prediction already stored or handled for this status")
     );
 }
 

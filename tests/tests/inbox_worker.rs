@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use replicate_webhook::dedupe::{DedupeStore as _, SqliteStore};
+use replicate_webhook::dedupe::{Admission, Gate, Policy, SqliteStore};
 use replicate_webhook::inbox::{Filter, Inbox, InboxOptions, Job, JobState, Worker};
 use replicate_webhook::testkit::{Signed, TestDelivery};
 use replicate_webhook::{DeadLetter, Event, HandlerError, HandlerKind, Module, Prediction};
@@ -226,17 +226,27 @@ async fn intake_answers_409_with_retry_after_while_an_inline_claim_holds_the_key
     });
     let server = serve(db.config(module, fast_options()));
     let Db::Sqlite(dir) = &db else { unreachable!() };
-    // An inline handler elsewhere holds this delivery's `webhook-id` (not a stored job).
+    // An inline handler elsewhere holds this delivery's claim (not a stored job): it was
+    // admitted through the same file's store and is running.
     let store = SqliteStore::open(dir.path().join("inbox.db")).unwrap();
     let delivery = TestDelivery::succeeded(&model, json!("x")).id("msg_held_inline");
-    let claim = store
-        .claim("webhook:msg_held_inline", Duration::from_secs(20))
+    let gate = Gate::new(
+        std::sync::Arc::new(store),
+        Policy {
+            lease: Duration::from_secs(20),
+            ..Policy::DEFAULT
+        },
+    );
+    let prediction = id_of(&delivery);
+    let admitted = gate
+        .admit(replicate_webhook::dedupe::Delivery {
+            webhook_id: "msg_held_inline",
+            prediction_id: &prediction,
+            status: &replicate_webhook::Status::Succeeded,
+        })
         .await
         .unwrap();
-    assert!(matches!(
-        claim,
-        replicate_webhook::dedupe::Claim::Acquired(_)
-    ));
+    assert!(matches!(admitted, Admission::Run(_)), "{admitted:?}");
     let (status, retry_after, _) = post(&server, &delivery.sign(&secret())).await;
     assert_eq!(status, 409);
     let secs: u64 = retry_after

@@ -76,7 +76,10 @@ async fn a_signed_delivery_runs_its_handler_once() {
     let (status, body) = srv.deliver(&d).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already handled")
+        (
+            200,
+            "prediction already handled; its first terminal status wins"
+        )
     );
     // Replicate's retry: same webhook-id, a later timestamp, so another signature.
     let retry = unsigned
@@ -86,7 +89,10 @@ async fn a_signed_delivery_runs_its_handler_once() {
     let (status, body) = srv.deliver(&retry).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "duplicate delivery; already handled")
+        (
+            200,
+            "prediction already handled; its first terminal status wins"
+        )
     );
     assert_eq!(log.count("on_succeeded"), 1);
 }
@@ -344,7 +350,10 @@ async fn a_duplicate_while_in_flight_gets_409_with_retry_after() {
     assert_eq!(within(first).await.unwrap(), (200, "done".to_owned()));
     assert_eq!(
         within(srv.deliver(&d)).await,
-        (200, "duplicate delivery; already handled".to_owned())
+        (
+            200,
+            "prediction already handled; its first terminal status wins".to_owned()
+        )
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -642,7 +651,7 @@ struct Faults {
     /// The next claim is taken at once but answered only after `LATE_BY`.
     late_claim: AtomicBool,
     complete: AtomicBool,
-    /// Fails only the completion of a `webhook-id` (which comes after the terminal key's).
+    /// Fails only the completion of a `webhook-id` key.
     complete_webhook: AtomicBool,
     release: AtomicBool,
     is_done: AtomicBool,
@@ -782,24 +791,38 @@ async fn assert_unavailable(response: reqwest::Response) {
     );
 }
 
-/// After the terminal handler ran, the store fails to record it (`complete` of the terminal and
-/// webhook claims): 503 with `Retry-After`, and Replicate's retry (once the claims' lease is
-/// over) gets `retry_answer` after `runs_after_retry` handler runs in all. (Completing a
-/// terminal delivery makes no other store call: its terminal claim is the prediction's end.)
+/// A terminal delivery claims and completes its prediction's terminal key alone: a store that
+/// cannot complete `webhook-id` keys does not stop it, and its retry runs nothing.
+#[actix_web::test]
+async fn a_terminal_delivery_records_its_terminal_key_alone() {
+    let secret = Secret::generate();
+    let log = Log::default();
+    let (srv, faults) = flaky_server(&secret, recording_module(&log));
+    faults.complete_webhook.store(true, Ordering::SeqCst);
+    let id = new_prediction_id();
+    let d = delivery(&id, "succeeded", json!("x")).sign(&secret);
+    assert_eq!(srv.deliver(&d).await, (200, "done".to_owned()));
+    assert_eq!(
+        srv.deliver(&d).await,
+        (
+            200,
+            "prediction already handled; its first terminal status wins".to_owned()
+        )
+    );
+    assert_eq!(log.entries(), [format!("on_succeeded {id}")]);
+}
+
+/// After the terminal handler ran, the store fails to record it (`complete` of its terminal
+/// claim): 503 with `Retry-After`, and Replicate's retry (once the claim's lease is over) gets
+/// `retry_answer` after `runs_after_retry` handler runs in all. (Completing a terminal delivery
+/// makes no other store call: its terminal claim is the prediction's end.)
 #[actix_web::test]
 async fn store_failures_after_the_terminal_handler_ran_give_503_and_a_retry_is_answered() {
     type Switch = fn(&Faults) -> &AtomicBool;
     let secret = Secret::generate();
-    let cases: [(&str, Switch, &str, usize); 2] = [
+    let cases: [(&str, Switch, &str, usize); 1] = [
         // Nothing recorded: at least once, the retry runs the handler again.
         ("complete", |f| &f.complete, "done", 2),
-        // The terminal status recorded, its webhook-id not: the retry runs nothing.
-        (
-            "complete of the webhook-id",
-            |f| &f.complete_webhook,
-            "prediction already handled; its first terminal status wins",
-            1,
-        ),
     ];
     for (name, switch, retry_answer, runs_after_retry) in cases {
         let log = Log::default();
@@ -820,7 +843,10 @@ async fn store_failures_after_the_terminal_handler_ran_give_503_and_a_retry_is_a
         assert_eq!(log.count("on_succeeded"), runs_after_retry, "{name}");
         assert_eq!(
             srv.deliver(&d).await,
-            (200, "duplicate delivery; already handled".to_owned()),
+            (
+                200,
+                "prediction already handled; its first terminal status wins".to_owned()
+            ),
             "{name}"
         );
         assert_eq!(log.count("on_succeeded"), runs_after_retry, "{name}");
@@ -931,7 +957,10 @@ async fn a_decode_error_without_a_hook_is_acknowledged_and_marked_done() {
     // Done under its webhook-id, its terminal status and the prediction's end.
     assert_eq!(
         srv.deliver(&d).await,
-        (200, "duplicate delivery; already handled".to_owned())
+        (
+            200,
+            "prediction already handled; its first terminal status wins".to_owned()
+        )
     );
     assert_eq!(
         srv.deliver(&TestDelivery::new(body).sign(&secret)).await,
@@ -996,7 +1025,10 @@ async fn a_decode_error_hook_that_fails_or_panics_gets_500_and_is_retried() {
         assert_eq!(srv.deliver(&d).await, (200, "done".to_owned()), "{name}");
         assert_eq!(
             srv.deliver(&d).await,
-            (200, "duplicate delivery; already handled".to_owned()),
+            (
+                200,
+                "prediction already handled; its first terminal status wins".to_owned()
+            ),
             "{name}"
         );
         assert_eq!(runs.load(Ordering::SeqCst), 2, "{name}");
@@ -1018,7 +1050,10 @@ async fn a_decode_error_hook_with_a_permanent_error_is_acknowledged_once() {
     );
     assert_eq!(
         srv.deliver(&d).await,
-        (200, "duplicate delivery; already handled".to_owned())
+        (
+            200,
+            "prediction already handled; its first terminal status wins".to_owned()
+        )
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

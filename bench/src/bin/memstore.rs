@@ -1,5 +1,6 @@
-//! Resident memory of the default memory store holding one million done markers, with the keys a
-//! terminal delivery leaves (`webhook:msg_…` and `prediction:<id>:terminal`), then at its
+//! Resident memory of the default memory store holding one million done markers, half of each key
+//! deliveries leave (`webhook:msg_…` for intermediate events, `prediction:<id>:terminal` for
+//! terminal ones), then at its
 //! default bound, where a store of markers all inside the replay window refuses the next.
 //! Prints one JSON line.
 

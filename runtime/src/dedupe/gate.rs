@@ -78,55 +78,67 @@ pub enum Admission {
     },
 }
 
-/// The claims a running handler (or a stored job) holds.
+/// The claim a running handler (or a stored job) holds: its delivery's one dedupe key.
 #[derive(Debug, Clone)]
 pub struct Lease {
-    webhook: (String, ClaimToken),
-    /// For terminal events: the prediction's terminal claim.
-    terminal: Option<(String, ClaimToken)>,
+    key: String,
+    token: ClaimToken,
+    /// Whether `key` is the prediction's terminal key (remembered for the terminal TTL).
+    terminal: bool,
 }
 
 impl Lease {
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    /// The claims a stored job holds: its keys, under the token it was stored with.
+    /// The claim a stored job holds: its key, under the token it was stored with.
     pub(crate) fn of_job(keys: Keys, token: &ClaimToken) -> Self {
         Self {
-            terminal: keys.is_terminal.then(|| (keys.terminal, token.clone())),
-            webhook: (keys.webhook, token.clone()),
+            key: keys.claimed,
+            token: token.clone(),
+            terminal: keys.is_terminal,
         }
     }
 
-    /// Each claim with how long it stays done once handled: the terminal status first (it ends
-    /// the prediction), then the `webhook-id`.
+    /// The claim with how long it stays done once handled (one: the SQL engines complete
+    /// whatever a lease holds inside their own transactions).
     pub(crate) fn held(&self, ttls: Ttls) -> impl Iterator<Item = (&str, &ClaimToken, Duration)> {
-        let terminal = self
-            .terminal
-            .as_ref()
-            .map(|(k, t)| (k.as_str(), t, ttls.terminal));
-        let (key, token) = &self.webhook;
-        terminal
-            .into_iter()
-            .chain([(key.as_str(), token, ttls.webhook)])
+        let ttl = if self.terminal {
+            ttls.terminal
+        } else {
+            ttls.webhook
+        };
+        std::iter::once((self.key.as_str(), &self.token, ttl))
     }
 }
 
 /// The store keys of one delivery. This is the only place that spells them: a delivery must
 /// find the same keys whether it runs inline or through the inbox, or it could run twice.
+///
+/// A delivery claims one key. A terminal status claims `prediction:<id>:terminal`, which the
+/// first terminal status handled keeps done: that alone absorbs Replicate's retries of it (and
+/// the same result under another `webhook-id`), so its `webhook-id` is not stored as well. An
+/// intermediate event claims `webhook:<id>`, which absorbs the retries of one delivery, and
+/// reads the terminal key to tell whether the prediction already finished.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
-    /// `webhook:<id>`: absorbs Replicate's retries of one delivery.
-    webhook: String,
-    /// `prediction:<id>:terminal`: claimed by a terminal status, done once the prediction ended.
+    /// The key this delivery claims.
+    claimed: String,
+    /// `prediction:<id>:terminal`: read by an intermediate event.
     terminal: String,
     is_terminal: bool,
 }
 
 impl Keys {
     pub(crate) fn of(delivery: Delivery<'_>) -> Self {
+        let terminal = terminal_key(delivery.prediction_id);
+        let is_terminal = delivery.status.is_terminal();
         Self {
-            webhook: key(&["webhook:", delivery.webhook_id]),
-            terminal: terminal_key(delivery.prediction_id),
-            is_terminal: delivery.status.is_terminal(),
+            claimed: if is_terminal {
+                terminal.clone()
+            } else {
+                key(&["webhook:", delivery.webhook_id])
+            },
+            terminal,
+            is_terminal,
         }
     }
 }
@@ -174,87 +186,64 @@ impl From<&Policy> for Ttls {
     }
 }
 
-/// The admission rules: claim the `webhook-id`, and for a terminal status the prediction's
-/// terminal key too; an intermediate event of a finished prediction is stale. A refusal that will
-/// never change (handled elsewhere, stale) settles the `webhook-id` as done; an in-flight one
-/// leaves it retryable. Claims taken before a refusal or an error are undone.
+/// The admission rules: a terminal status claims the prediction's terminal key; an intermediate
+/// event claims its `webhook-id`, and is stale once the prediction finished. A stale event settles
+/// its `webhook-id` as done (that will never change); a claim taken before an error is undone.
 pub(crate) async fn admit<C: Claims>(
     claims: &C,
     keys: &Keys,
     lease: Duration,
     webhook_ttl: Duration,
 ) -> Result<Admission, StoreError> {
-    // In a transaction both keys are asked at once (one round trip); a store is asked for the
-    // prediction only once the webhook-id is ours, so a duplicate costs one call.
-    let (webhook, early) = if claims.in_transaction() {
-        let (webhook, prediction) = tokio::join!(
-            claims.claim(&keys.webhook, lease),
-            admit_prediction(claims, keys, lease)
-        );
-        (webhook?, Some(prediction?))
-    } else {
-        (claims.claim(&keys.webhook, lease).await?, None)
+    let run = |token| {
+        Admission::Run(Lease {
+            key: keys.claimed.clone(),
+            token,
+            terminal: keys.is_terminal,
+        })
     };
-    let token = match webhook {
-        Claim::Acquired(token) => token,
-        refused => {
-            if let Some(Ok(Some(terminal))) = &early {
-                claims.release(&keys.terminal, terminal).await?;
-            }
-            return Ok(match refused {
-                Claim::InFlight { retry_after } => Admission::InFlight { retry_after },
-                _ => Admission::Duplicate,
-            });
-        }
-    };
-    let prediction = match early {
-        Some(prediction) => prediction,
-        None => match admit_prediction(claims, keys, lease).await {
-            Ok(prediction) => prediction,
-            Err(e) => {
-                release_quietly(claims, &keys.webhook, &token).await;
-                return Err(e);
-            }
-        },
-    };
-    match prediction {
-        Ok(terminal) => Ok(Admission::Run(Lease {
-            terminal: terminal.map(|token| (keys.terminal.clone(), token)),
-            webhook: (keys.webhook.clone(), token),
-        })),
-        Err(refusal) => {
-            match refusal {
-                Admission::InFlight { .. } => claims.release(&keys.webhook, &token).await?,
-                _ => claims.complete(&keys.webhook, &token, webhook_ttl).await?,
-            }
-            Ok(refusal)
-        }
-    }
-}
-
-/// The prediction-level half of [`admit`]: the terminal claim, `None` for an intermediate event
-/// that may run, or `Err` for a refusal.
-async fn admit_prediction<C: Claims>(
-    claims: &C,
-    keys: &Keys,
-    lease: Duration,
-) -> Result<Result<Option<ClaimToken>, Admission>, StoreError> {
-    if !keys.is_terminal {
-        return Ok(if claims.is_done(&keys.terminal).await? {
-            Err(Admission::Stale)
-        } else {
-            Ok(None)
+    if keys.is_terminal {
+        return Ok(match claims.claim(&keys.claimed, lease).await? {
+            Claim::Acquired(token) => run(token),
+            Claim::Done => Admission::AlreadyHandled,
+            Claim::InFlight { retry_after } => Admission::InFlight { retry_after },
         });
     }
-    Ok(match claims.claim(&keys.terminal, lease).await? {
-        Claim::Acquired(token) => Ok(Some(token)),
-        Claim::Done => Err(Admission::AlreadyHandled),
-        Claim::InFlight { retry_after } => Err(Admission::InFlight { retry_after }),
-    })
+    // In a transaction both are asked at once (one round trip); a store is asked whether the
+    // prediction finished only once the webhook-id is ours, so a duplicate costs one call.
+    let (claim, finished) = if claims.in_transaction() {
+        let (claim, finished) = tokio::join!(
+            claims.claim(&keys.claimed, lease),
+            claims.is_done(&keys.terminal)
+        );
+        (claim?, Some(finished))
+    } else {
+        (claims.claim(&keys.claimed, lease).await?, None)
+    };
+    let token = match claim {
+        Claim::Acquired(token) => token,
+        Claim::InFlight { retry_after } => return Ok(Admission::InFlight { retry_after }),
+        Claim::Done => return Ok(Admission::Duplicate),
+    };
+    let finished = match finished {
+        Some(finished) => finished,
+        None => claims.is_done(&keys.terminal).await,
+    };
+    match finished {
+        Ok(false) => Ok(run(token)),
+        Ok(true) => {
+            claims.complete(&keys.claimed, &token, webhook_ttl).await?;
+            Ok(Admission::Stale)
+        }
+        Err(e) => {
+            release_quietly(claims, &keys.claimed, &token).await;
+            Err(e)
+        }
+    }
 }
 
-/// Records a handled delivery: its terminal status (which ends the prediction), then its
-/// `webhook-id`. Until this succeeds a retry may run the handler again (at-least-once).
+/// Records a handled delivery: its key stays done for its TTL. Until this succeeds a retry may
+/// run the handler again (at-least-once).
 pub(crate) async fn complete<C: Claims>(
     claims: &C,
     lease: &Lease,
@@ -352,9 +341,9 @@ impl Gate {
         &self.policy
     }
 
-    /// Claims what a delivery needs to run: its `webhook-id`, and for a terminal status the
-    /// prediction's terminal key too; an intermediate event of a finished prediction is stale.
-    /// Claims taken before a refusal or an error are undone.
+    /// Claims what a delivery needs to run: for a terminal status the prediction's terminal key,
+    /// for an intermediate event its `webhook-id` (stale once the prediction finished). A claim
+    /// taken before an error is undone.
     pub async fn admit(&self, delivery: Delivery<'_>) -> Result<Admission, StoreError> {
         admit(
             self,
@@ -374,10 +363,7 @@ impl Gate {
     /// Gives the lease up so a retry can run the handler. Failures are logged, not returned:
     /// the lease then expires on its own and the retry waits for it at worst.
     pub async fn release(&self, lease: &Lease) {
-        if let Some((key, token)) = &lease.terminal {
-            release_quietly(self, key, token).await;
-        }
-        release_quietly(self, &lease.webhook.0, &lease.webhook.1).await;
+        release_quietly(self, &lease.key, &lease.token).await;
     }
 
     /// Records that a prediction reached a terminal status no handler takes: it is finished,

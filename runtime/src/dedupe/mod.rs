@@ -1,9 +1,10 @@
 //! Deduplication of deliveries: one protocol ([`Gate`]), one trait ([`DedupeStore`]), four stores.
 //!
-//! Two keys protect a handler (design.md §4): the `webhook-id`, which absorbs Replicate's retries,
-//! and, for terminal events, the prediction id with its terminal status, which keeps a single
-//! `on_succeeded` per prediction even when the same result arrives under another webhook id.
-//! Each key is either in flight (claimed, with a lease) or done (with a time to live). The same
+//! One key protects a handler run (design.md §4). A terminal event claims the prediction's
+//! terminal key, which keeps a single `on_succeeded` per prediction, whether the same result
+//! comes back as a retry or under another webhook id. An intermediate event claims its
+//! `webhook-id`, which absorbs Replicate's retries, and is stale once the prediction's terminal
+//! key is done. Each key is either in flight (claimed, with a lease) or done (with a time to live). The same
 //! store also holds what tells an `output` delivery from a `logs` one, so every instance sharing
 //! the store classifies a delivery the same way.
 //!
@@ -22,6 +23,8 @@ mod postgres;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_file;
 mod token;
 mod url;
 
@@ -51,9 +54,10 @@ pub(crate) use redis::{client as redis_client, manager_config as redis_manager_c
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite::{
-    blocking as sqlite_blocking, keys as sqlite_keys, open_private as sqlite_open,
-    prepare as sqlite_prepare,
+    SCHEMA as SQLITE_SCHEMA, keys as sqlite_keys, open_private as sqlite_open,
 };
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite_file::SqliteFile;
 pub use token::ClaimToken;
 pub use url::{StoreUrl, StoreUrlError, open};
 

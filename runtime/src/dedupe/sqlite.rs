@@ -1,21 +1,24 @@
 //! `SQLite`: embedded and durable, for one machine (several processes may share the file).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::sqlite_file::SqliteFile;
 use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis, now_ms};
 
 /// A store in one `SQLite` file, in WAL mode (feature `sqlite`). Survives restarts, so a deploy
 /// inside Replicate's retry window does not run a handler twice.
 ///
-/// `SQLite` calls block, so each runs on tokio's blocking pool, never on an actix worker thread.
-/// Claims run in `BEGIN IMMEDIATE` transactions, so processes sharing the file are exclusive too.
+/// `SQLite` calls block, so they run on a thread of their own, never on an actix worker thread.
+/// Concurrent writes share one `BEGIN IMMEDIATE` transaction and one commit (group commit), and
+/// each caller is answered once that commit is on disk; processes sharing the file are exclusive
+/// too. Reads that need no write use a second connection and do not wait behind the writes.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    file: Arc<SqliteFile>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -24,7 +27,8 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-const SCHEMA: &str = "
+/// The dedupe tables (the inbox's sit beside them in the same file).
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS replicate_webhook_keys (
     key TEXT PRIMARY KEY NOT NULL,
     token TEXT,                 -- NULL once done
@@ -96,57 +100,28 @@ impl SqliteStore {
     /// the umask, and so are its `-wal` and `-shm` files, which `SQLite` creates with the database
     /// file's mode: they hold delivery ids and, in inbox mode, whole request bodies.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::setup(open_private(path.as_ref())?)
+        Ok(Self {
+            file: SqliteFile::open(path.as_ref(), SCHEMA, NAME)?,
+        })
     }
 
     /// A private database in memory (for tests: nothing survives).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::setup(Connection::open_in_memory().map_err(db_error)?)
-    }
-
-    fn setup(conn: Connection) -> Result<Self, StoreError> {
-        prepare(&conn).map_err(db_error)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            file: SqliteFile::in_memory(SCHEMA, NAME)?,
         })
     }
 
-    async fn run<T: Send + 'static>(
+    async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        blocking(&self.conn, db_error, work).await
+        self.file.write(NAME, work).await
     }
 }
 
-/// Sets a connection up for the dedupe tables (and the inbox's, which share the file).
-pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
-    // WAL lets readers of other processes go on while one writes; NORMAL sync is durable
-    // against a crashed or killed process (not against power loss of the last commits).
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.execute_batch(SCHEMA)
-}
-
-/// Runs `work` on tokio's blocking pool, never on an actix worker thread; `db_error` names
-/// the database's user (the store or the inbox) in its errors.
-pub(crate) async fn blocking<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
-    db_error: fn(rusqlite::Error) -> StoreError,
-    work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-) -> Result<T, StoreError> {
-    let conn = conn.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        work(&mut conn)
-    })
-    .await
-    .map_err(|e| StoreError::new(format_args!("sqlite task failed: {e}")))?
-    .map_err(db_error)
-}
+/// How this store's errors begin.
+const NAME: &str = "sqlite";
 
 /// Counts writes so that one in [`PURGE_EVERY`] also purges expired rows.
 fn maybe_purge(conn: &Connection, now: i64) -> rusqlite::Result<()> {
@@ -203,11 +178,9 @@ pub(crate) mod keys {
             super::maybe_purge(conn, now)?;
             return Ok(Claim::Acquired(token.clone()));
         }
-        let (held, expires): (Option<String>, i64) = conn.query_row(
-            "SELECT token, expires_ms FROM replicate_webhook_keys WHERE key = ?1",
-            params![key],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
+        let (held, expires): (Option<String>, i64) = conn
+            .prepare_cached("SELECT token, expires_ms FROM replicate_webhook_keys WHERE key = ?1")?
+            .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(match held {
             None => Claim::Done,
             Some(_) => Claim::InFlight {
@@ -237,11 +210,9 @@ pub(crate) mod keys {
         key: &str,
         token: &ClaimToken,
     ) -> rusqlite::Result<()> {
-        conn.execute(
-            "DELETE FROM replicate_webhook_keys WHERE key = ?1 AND token = ?2",
-            params![key, token.as_str()],
-        )
-        .map(drop)
+        conn.prepare_cached("DELETE FROM replicate_webhook_keys WHERE key = ?1 AND token = ?2")?
+            .execute(params![key, token.as_str()])
+            .map(drop)
     }
 
     /// Whether `key` is done at `now`.
@@ -257,11 +228,11 @@ pub(crate) mod keys {
 
     /// Marks `key` done until `until`, whatever its state.
     pub(crate) fn mark_done(conn: &Connection, key: &str, until: i64) -> rusqlite::Result<()> {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO replicate_webhook_keys (key, token, expires_ms) VALUES (?1, NULL, ?2) \
              ON CONFLICT (key) DO UPDATE SET token = NULL, expires_ms = excluded.expires_ms",
-            params![key, until],
-        )
+        )?
+        .execute(params![key, until])
         .map(drop)
     }
 }
@@ -270,13 +241,8 @@ pub(crate) mod keys {
 impl DedupeStore for SqliteStore {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let (key, token, lease) = (key.to_owned(), ClaimToken::new(), millis(lease));
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let claim = keys::claim(&tx, &key, &token, lease, now_ms())?;
-            tx.commit()?;
-            Ok(claim)
-        })
-        .await
+        self.write(move |conn| keys::claim(conn, &key, &token, lease, now_ms()))
+            .await
     }
 
     async fn complete(
@@ -286,25 +252,26 @@ impl DedupeStore for SqliteStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let (key, token, ttl) = (key.to_owned(), token.clone(), millis(ttl));
-        self.run(move |conn| keys::complete(conn, &key, &token, now_ms().saturating_add(ttl)))
+        self.write(move |conn| keys::complete(conn, &key, &token, now_ms().saturating_add(ttl)))
             .await
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let (key, token) = (key.to_owned(), token.clone());
-        self.run(move |conn| keys::release(conn, &key, &token))
+        self.write(move |conn| keys::release(conn, &key, &token))
             .await
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
-        self.run(move |conn| keys::is_done(conn, &key, now_ms()))
+        self.file
+            .read(NAME, move |conn| keys::is_done(conn, &key, now_ms()))
             .await
     }
 
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let (key, ttl) = (key.to_owned(), millis(ttl));
-        self.run(move |conn| keys::mark_done(conn, &key, now_ms().saturating_add(ttl)))
+        self.write(move |conn| keys::mark_done(conn, &key, now_ms().saturating_add(ttl)))
             .await
     }
 
@@ -317,22 +284,20 @@ impl DedupeStore for SqliteStore {
         let (key, ttl) = (key.to_owned(), millis(ttl));
         // SQLite integers are signed: store the bits.
         let marker = i64::from_ne_bytes(marker.to_ne_bytes());
-        self.run(move |conn| {
+        self.write(move |conn| {
             let now = now_ms();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let previous: Option<i64> = tx
+            let previous: Option<i64> = conn
                 .query_row(
                     "SELECT marker FROM replicate_webhook_markers WHERE key = ?1 AND expires_ms > ?2",
                     params![key, now],
                     |row| row.get(0),
                 )
                 .optional()?;
-            tx.execute(
+            conn.execute(
                 "INSERT INTO replicate_webhook_markers (key, marker, expires_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (key) DO UPDATE SET marker = excluded.marker, expires_ms = excluded.expires_ms",
                 params![key, marker, now.saturating_add(ttl)],
             )?;
-            tx.commit()?;
             Ok(previous.map(|p| u64::from_ne_bytes(p.to_ne_bytes())))
         })
         .await
@@ -348,7 +313,7 @@ impl DedupeStore for SqliteStore {
         let (key, ttl) = (key.to_owned(), millis(ttl));
         let current = i64::from_ne_bytes(current.to_ne_bytes());
         let previous = previous.map(|p| i64::from_ne_bytes(p.to_ne_bytes()));
-        self.run(move |conn| {
+        self.write(move |conn| {
             match previous {
                 Some(previous) => conn.execute(
                     "UPDATE replicate_webhook_markers SET marker = ?3, expires_ms = ?4 \
@@ -372,7 +337,7 @@ impl DedupeStore for SqliteStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let (id, ttl) = (prediction_id.to_owned(), millis(ttl));
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO replicate_webhook_watched (prediction, due_ms, attempts, expires_ms) \
                  VALUES (?1, ?2, 0, ?3) ON CONFLICT (prediction) DO UPDATE \
@@ -386,7 +351,7 @@ impl DedupeStore for SqliteStore {
 
     async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
         let id = prediction_id.to_owned();
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "DELETE FROM replicate_webhook_watched WHERE prediction = ?1",
                 params![id],
@@ -403,27 +368,25 @@ impl DedupeStore for SqliteStore {
         retry: Backoff,
     ) -> Result<Vec<(String, u32)>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
+        self.write(move |conn| {
+            conn.execute(
                 "DELETE FROM replicate_webhook_watched WHERE expires_ms <= ?1",
                 params![now_ms()],
             )?;
-            let due: Vec<(String, u32)> = tx
-                .prepare(
+            let due: Vec<(String, u32)> = conn
+                .prepare_cached(
                     "SELECT prediction, attempts FROM replicate_webhook_watched \
                      WHERE due_ms <= ?1 ORDER BY due_ms LIMIT ?2",
                 )?
                 .query_map(params![now, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             for (id, attempts) in &due {
-                tx.execute(
+                conn.execute(
                     "UPDATE replicate_webhook_watched SET due_ms = ?2, attempts = attempts + 1 \
                      WHERE prediction = ?1",
                     params![id, now.saturating_add(retry.after(*attempts))],
                 )?;
             }
-            tx.commit()?;
             Ok(due)
         })
         .await

@@ -34,11 +34,16 @@ pub(crate) struct Intake {
 }
 
 impl Intake {
+    /// Wakes this process's workers for what [`Self::accept`] stored. Called once the delivery
+    /// is published on the live channel, so that a worker's handler publishes after it.
+    pub(crate) fn wake(&self) {
+        self.stored.send_modify(|_| ());
+    }
+
     /// Stores the delivery for `kind` of `module` and answers: 200 once it is durable, 409 while
     /// an inline handler holds its key, 503 when the database cannot take it or the backlog is
-    /// at its bound.
-    /// `keys` are the delivery's dedupe keys exactly as the inline path claims them, so one
-    /// delivery can never run both inline and as a job.
+    /// at its bound. `keys` are the delivery's dedupe keys exactly as the inline path claims
+    /// them, so one delivery can never run both inline and as a job.
     pub(crate) async fn accept(
         &self,
         delivery: &Verified<'_>,
@@ -87,7 +92,11 @@ impl Intake {
             Ok(Admission::Stored(id)) => {
                 super::metrics::stored();
                 self.limit.stored();
-                self.stored.send_modify(|n| *n = n.wrapping_add(1));
+                // Counted now, woken by `wake` once the delivery is published (see there).
+                self.stored.send_if_modified(|n| {
+                    *n = n.wrapping_add(1);
+                    false
+                });
                 tracing::debug!(
                     job = id,
                     handler = kind.fn_name(),

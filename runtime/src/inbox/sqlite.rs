@@ -1,17 +1,18 @@
 //! The inbox in `SQLite`: the job table beside the dedupe tables, in the same file, so a claim
-//! and its job commit in one `BEGIN IMMEDIATE` transaction.
+//! and its job commit together, in the group commit that the file's writer thread makes of what
+//! concurrent deliveries ask for.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use super::job::{COLUMNS, KEEP_FINISHED_MS};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
-    Admission, Claim, ClaimToken, Claims, Lease, StoreError, Ttls, admit, millis, now_ms,
-    sqlite_blocking, sqlite_keys as keys,
+    Admission, Claim, ClaimToken, Claims, Lease, SQLITE_SCHEMA, SqliteFile, StoreError, Ttls,
+    admit, millis, now_ms, sqlite_keys as keys,
 };
 
 /// Jobs, one row each; `claim` is the token its dedupe keys are held with.
@@ -44,12 +45,15 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_claim ON replicate_webhook_job
 ";
 
 pub(crate) struct SqliteQueue {
-    conn: Arc<Mutex<Connection>>,
+    file: Arc<SqliteFile>,
 }
+
+/// How the inbox's errors begin.
+const NAME: &str = "sqlite inbox";
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
 fn db_error(e: rusqlite::Error) -> StoreError {
-    StoreError::new(format_args!("sqlite inbox: {e}"))
+    StoreError::new(format_args!("{NAME}: {e}"))
 }
 
 fn ms(duration: Duration) -> i64 {
@@ -58,11 +62,9 @@ fn ms(duration: Duration) -> i64 {
 
 impl SqliteQueue {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = crate::dedupe::sqlite_open(path)?;
-        crate::dedupe::sqlite_prepare(&conn).map_err(db_error)?;
-        conn.execute_batch(SCHEMA).map_err(db_error)?;
+        let schema = [SQLITE_SCHEMA, SCHEMA].concat();
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            file: SqliteFile::open(path, &schema, NAME)?,
         })
     }
 }
@@ -117,14 +119,9 @@ impl Claims for JobClaims<'_> {
 }
 
 /// Marks a handled (or discarded) job's keys done.
-fn complete_keys(
-    tx: &Transaction<'_>,
-    lease: &Lease,
-    now: i64,
-    ttls: Ttls,
-) -> rusqlite::Result<()> {
+fn complete_keys(conn: &Connection, lease: &Lease, now: i64, ttls: Ttls) -> rusqlite::Result<()> {
     for (key, token, ttl) in lease.held(ttls) {
-        keys::complete(tx, key, token, now.saturating_add(ms(ttl)))?;
+        keys::complete(conn, key, token, now.saturating_add(ms(ttl)))?;
     }
     Ok(())
 }
@@ -159,16 +156,15 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 impl Queue for SqliteQueue {
     async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Admission, StoreError> {
         let (token, headers) = (ClaimToken::new(), job.headers_json()?);
-        // The primitives never wait, so the protocol runs to its end at once on the blocking
+        // The primitives never wait, so the protocol runs to its end at once on the writer
         // thread: `block_on` only drives it there.
         let runtime = tokio::runtime::Handle::current();
-        sqlite_blocking(&self.conn, db_error, move |conn| {
+        self.file.write_or(NAME, move |conn| {
             let now = now_ms();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let claims = JobClaims { conn: &tx, token: &token, now };
+            let claims = JobClaims { conn, token: &token, now };
             // Admit inside this transaction, then insert the job; an error rolls both back.
             let admission = match runtime.block_on(admit(&claims, &job.keys, Duration::MAX, webhook_ttl)) {
-                Ok(Admission::Run(_)) => Admission::Stored(tx.query_row(
+                Ok(Admission::Run(_)) => Admission::Stored(conn.query_row(
                     "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
                      webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?11) RETURNING id",
@@ -186,24 +182,23 @@ impl Queue for SqliteQueue {
                         token.as_str()
                     ],
                     |row| row.get(0),
-                )?),
+                ).map_err(db_error)?),
                 Ok(refusal) => refusal,
-                Err(e) => return Ok(Err(e)),
+                // Rolls back what admission wrote before it failed.
+                Err(e) => return Err(e),
             };
-            tx.commit()?;
-            Ok(Ok(admission))
+            Ok(admission)
         })
-        .await?
+        .await
     }
 
     async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError> {
         let (module, Hold { token, visibility }) = (module.to_owned(), hold.clone());
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        sqlite_blocking(&self.conn, db_error, move |conn| {
+        self.file.write(NAME, move |conn| {
             let now = now_ms();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let jobs = {
-                let mut statement = tx.prepare_cached(&format!(
+                let mut statement = conn.prepare_cached(&format!(
                     "UPDATE replicate_webhook_jobs \
                      SET state = 'running', lease = ?1, lease_until_ms = ?2, attempts = attempts + 1 \
                      WHERE id IN ( \
@@ -225,7 +220,6 @@ impl Queue for SqliteQueue {
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?
             };
-            tx.commit()?;
             // RETURNING promises no order; a prediction's jobs must start in arrival order.
             let mut jobs = jobs;
             jobs.sort_by_key(|j| j.id);
@@ -236,39 +230,39 @@ impl Queue for SqliteQueue {
 
     async fn heartbeat(&self, id: i64, hold: &Hold) -> Result<bool, StoreError> {
         let Hold { token, visibility } = hold.clone();
-        sqlite_blocking(&self.conn, db_error, move |conn| {
-            conn.execute(
-                "UPDATE replicate_webhook_jobs SET lease_until_ms = ?3 \
+        self.file
+            .write(NAME, move |conn| {
+                conn.execute(
+                    "UPDATE replicate_webhook_jobs SET lease_until_ms = ?3 \
                  WHERE id = ?1 AND lease = ?2 AND state = 'running'",
-                params![id, token, now_ms().saturating_add(ms(visibility))],
-            )
-            .map(|n| n == 1)
-        })
-        .await
+                    params![id, token, now_ms().saturating_add(ms(visibility))],
+                )
+                .map(|n| n == 1)
+            })
+            .await
     }
 
     async fn settle(&self, job: &Job, hold: &Hold, settle: Settle) -> Result<bool, StoreError> {
         let (id, lease, claims) = (job.id, hold.token.clone(), job.lease());
-        sqlite_blocking(&self.conn, db_error, move |conn| {
+        self.file.write(NAME, move |conn| {
             let now = now_ms();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let changed = match &settle {
-                Settle::Done(ttls) => tx.execute(
+                Settle::Done(ttls) => conn.execute(
                     "UPDATE replicate_webhook_jobs SET state = 'done', lease = NULL, finished_ms = ?3 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
                     params![id, lease, now],
                 )? == 1
                     && {
-                        complete_keys(&tx, &claims, now, *ttls)?;
+                        complete_keys(conn, &claims, now, *ttls)?;
                         true
                     },
-                Settle::Retry { delay, error } => tx.execute(
+                Settle::Retry { delay, error } => conn.execute(
                     "UPDATE replicate_webhook_jobs \
                      SET state = 'pending', lease = NULL, run_at_ms = ?3, last_error = ?4 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
                     params![id, lease, now.saturating_add(ms(*delay)), error],
                 )? == 1,
-                Settle::Dead { error } => tx.execute(
+                Settle::Dead { error } => conn.execute(
                     "UPDATE replicate_webhook_jobs \
                      SET state = 'dead', lease = NULL, last_error = ?3, finished_ms = ?4 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
@@ -276,13 +270,12 @@ impl Queue for SqliteQueue {
                 )? == 1,
             };
             if changed && matches!(settle, Settle::Done { .. }) && id % 256 == 0 {
-                tx.execute(
+                conn.execute(
                     "DELETE FROM replicate_webhook_jobs WHERE id IN (SELECT id FROM replicate_webhook_jobs \
                      WHERE state IN ('done', 'discarded') AND finished_ms < ?1 LIMIT 1000)",
                     params![now - KEEP_FINISHED_MS],
                 )?;
             }
-            tx.commit()?;
             Ok(changed)
         })
         .await
@@ -295,45 +288,48 @@ impl Queue for SqliteQueue {
             filter.prediction_id.clone(),
             filter.limit(),
         );
-        sqlite_blocking(&self.conn, db_error, move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM replicate_webhook_jobs \
+        self.file
+            .read(NAME, move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM replicate_webhook_jobs \
                  WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR model = ?2) \
                    AND (?3 IS NULL OR prediction_id = ?3) \
                  ORDER BY id DESC LIMIT ?4"
-            ))?;
-            statement
-                .query_map(params![state, model, prediction, limit], job_from_row)?
-                .collect()
-        })
-        .await
+                ))?;
+                statement
+                    .query_map(params![state, model, prediction, limit], job_from_row)?
+                    .collect()
+            })
+            .await
     }
 
     async fn get(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        sqlite_blocking(&self.conn, db_error, move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM replicate_webhook_jobs WHERE id = ?1"),
-                params![id],
-                job_from_row,
-            )
-            .optional()
-        })
-        .await
+        self.file
+            .read(NAME, move |conn| {
+                conn.query_row(
+                    &format!("SELECT {COLUMNS} FROM replicate_webhook_jobs WHERE id = ?1"),
+                    params![id],
+                    job_from_row,
+                )
+                .optional()
+            })
+            .await
     }
 
     async fn replay(&self, id: Option<i64>) -> Result<u64, StoreError> {
-        sqlite_blocking(&self.conn, db_error, move |conn| {
-            let now = now_ms();
-            conn.execute(
-                "UPDATE replicate_webhook_jobs \
+        self.file
+            .write(NAME, move |conn| {
+                let now = now_ms();
+                conn.execute(
+                    "UPDATE replicate_webhook_jobs \
                  SET state = 'pending', attempts = 0, run_at_ms = ?1, budget_from_ms = ?1, \
                      finished_ms = NULL \
                  WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
-                params![now, id],
-            )
-            .map(|n| n as u64)
-        })
-        .await
+                    params![now, id],
+                )
+                .map(|n| n as u64)
+            })
+            .await
     }
 
     async fn discard(&self, id: i64, ttls: Ttls) -> Result<bool, StoreError> {
@@ -341,46 +337,45 @@ impl Queue for SqliteQueue {
             return Ok(false);
         };
         let claims = job.lease();
-        sqlite_blocking(&self.conn, db_error, move |conn| {
+        self.file.write(NAME, move |conn| {
             let now = now_ms();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let changed = tx.execute(
+            let changed = conn.execute(
                 "UPDATE replicate_webhook_jobs SET state = 'discarded', lease = NULL, finished_ms = ?2 \
                  WHERE id = ?1 AND state IN ('pending', 'dead')",
                 params![id, now],
             )? == 1;
             if changed {
-                complete_keys(&tx, &claims, now, ttls)?;
+                complete_keys(conn, &claims, now, ttls)?;
             }
-            tx.commit()?;
             Ok(changed)
         })
         .await
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
-        sqlite_blocking(&self.conn, db_error, move |conn| {
-            let now = now_ms();
-            let mut backlog = Backlog::default();
-            let mut statement = conn.prepare_cached(
-                "SELECT state, count(*), coalesce(sum(attempts), 0), min(received_ms) \
+        self.file
+            .read(NAME, move |conn| {
+                let now = now_ms();
+                let mut backlog = Backlog::default();
+                let mut statement = conn.prepare_cached(
+                    "SELECT state, count(*), coalesce(sum(attempts), 0), min(received_ms) \
                  FROM replicate_webhook_jobs WHERE state IN ('pending', 'running', 'dead') \
                  GROUP BY state",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Option<i64>>(3)?,
-                ))
-            })?;
-            for row in rows {
-                let (state, count, attempts, oldest) = row?;
-                super::metrics::add(&mut backlog, &state, count, attempts, oldest, now);
-            }
-            Ok(backlog)
-        })
-        .await
+                )?;
+                let rows = statement.query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Option<i64>>(3)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (state, count, attempts, oldest) = row?;
+                    super::metrics::add(&mut backlog, &state, count, attempts, oldest, now);
+                }
+                Ok(backlog)
+            })
+            .await
     }
 }

@@ -1,14 +1,13 @@
 //! The journal in `SQLite`: its own connection to the store's file.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use rusqlite::{Connection, params_from_iter, types::Value};
+use rusqlite::{params_from_iter, types::Value};
 
 use super::store::{COLUMNS, JournalStore};
 use super::{Outcome, Record, Search};
-use crate::dedupe::StoreError;
+use crate::dedupe::{SqliteFile, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
@@ -31,122 +30,100 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_journal_prediction ON replicate_web
 
 #[derive(Debug)]
 pub(crate) struct SqliteJournal {
-    conn: Arc<Mutex<Connection>>,
+    file: Arc<SqliteFile>,
 }
 
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
-fn db_error(e: rusqlite::Error) -> StoreError {
-    StoreError::new(format_args!("journal sqlite: {e}"))
-}
+/// How the journal's errors begin.
+const NAME: &str = "journal sqlite";
 
 impl SqliteJournal {
+    /// The journal's table in the file at `path`; its rows are written in the file's group
+    /// commits, beside the claims of the deliveries they record.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(db_error)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(db_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_error)?;
-        conn.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            file: SqliteFile::open(path, SCHEMA, NAME)?,
         })
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            work(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::new(format_args!("journal sqlite task failed: {e}")))?
-        .map_err(db_error)
     }
 }
 
 #[async_trait::async_trait]
 impl JournalStore for SqliteJournal {
     async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(&format!(
-                    "INSERT INTO replicate_webhook_journal ({COLUMNS}) \
+        self.file
+            .write(NAME, move |conn| {
+                {
+                    let mut insert = conn.prepare_cached(&format!(
+                        "INSERT INTO replicate_webhook_journal ({COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ))?;
-                for row in &rows {
-                    insert.execute(rusqlite::params![
-                        row.received_ms,
-                        row.webhook_id,
-                        row.prediction_id,
-                        row.model,
-                        row.event,
-                        row.status,
-                        row.http_status,
-                        row.outcome.as_str(),
-                        row.detail,
-                        row.duration_us,
-                        row.body,
-                    ])?;
+                    ))?;
+                    for row in &rows {
+                        insert.execute(rusqlite::params![
+                            row.received_ms,
+                            row.webhook_id,
+                            row.prediction_id,
+                            row.model,
+                            row.event,
+                            row.status,
+                            row.http_status,
+                            row.outcome.as_str(),
+                            row.detail,
+                            row.duration_us,
+                            row.body,
+                        ])?;
+                    }
                 }
-            }
-            tx.commit()
-        })
-        .await
+                Ok(())
+            })
+            .await
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
         let (clause, values) = where_clause(search);
         let limit = i64::try_from(search.limit()).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            let mut query = conn.prepare_cached(&format!(
-                "SELECT id, {COLUMNS} FROM replicate_webhook_journal{clause} \
+        self.file
+            .read(NAME, move |conn| {
+                let mut query = conn.prepare_cached(&format!(
+                    "SELECT id, {COLUMNS} FROM replicate_webhook_journal{clause} \
                  ORDER BY id DESC LIMIT {limit}"
-            ))?;
-            let rows = query.query_map(params_from_iter(values), |row| {
-                let outcome: String = row.get(8)?;
-                Ok(Record {
-                    id: row.get(0)?,
-                    received_ms: row.get(1)?,
-                    webhook_id: row.get(2)?,
-                    prediction_id: row.get(3)?,
-                    model: row.get(4)?,
-                    event: row.get(5)?,
-                    status: row.get(6)?,
-                    http_status: row.get(7)?,
-                    outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Ignored),
-                    detail: row.get(9)?,
-                    duration_us: row.get(10)?,
-                    body: row.get(11)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+                ))?;
+                let rows = query.query_map(params_from_iter(values), |row| {
+                    let outcome: String = row.get(8)?;
+                    Ok(Record {
+                        id: row.get(0)?,
+                        received_ms: row.get(1)?,
+                        webhook_id: row.get(2)?,
+                        prediction_id: row.get(3)?,
+                        model: row.get(4)?,
+                        event: row.get(5)?,
+                        status: row.get(6)?,
+                        http_status: row.get(7)?,
+                        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Ignored),
+                        detail: row.get(9)?,
+                        duration_us: row.get(10)?,
+                        body: row.get(11)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
     }
 
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            conn.execute(
-                "DELETE FROM replicate_webhook_journal WHERE received_ms < ?1",
-                [before_ms],
-            )?;
-            conn.execute(
-                "DELETE FROM replicate_webhook_journal WHERE id <= \
+        self.file
+            .write(NAME, move |conn| {
+                conn.execute(
+                    "DELETE FROM replicate_webhook_journal WHERE received_ms < ?1",
+                    [before_ms],
+                )?;
+                conn.execute(
+                    "DELETE FROM replicate_webhook_journal WHERE id <= \
                  (SELECT id FROM replicate_webhook_journal ORDER BY id DESC LIMIT 1 OFFSET ?1)",
-                [keep],
-            )?;
-            Ok(())
-        })
-        .await
+                    [keep],
+                )?;
+                Ok(())
+            })
+            .await
     }
 }
 

@@ -214,8 +214,8 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
             format!("{rps:.0} req/s ({refused} not 200)")
         }
     };
-    // The default memory store holds one million keys, two per delivery, and keeps done
-    // markers for 300 s whatever the load: a run must stay under that or measure 503s.
+    // The default memory store holds 1.75 million keys, one per terminal delivery, and keeps
+    // done markers for 300 s whatever the load: a run must stay under that or measure 503s.
     let stored = ["--max-requests", "150000"];
     let rps = |v: &Value| v["rps"].as_f64().unwrap_or(0.0);
     // A ratio of requests per second says something only when both servers had their core;
@@ -393,12 +393,11 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                     rss[0].as_f64().unwrap_or(0.0),
                     rss[1].as_f64().unwrap_or(0.0),
                 );
-                // Each delivery of run 2 is a new prediction: the store keeps its webhook-id and
-                // its terminal status (two keys) for their TTLs, at the cost per key it
-                // documents. What grows beyond that is the receiver's own.
+                // Each delivery of run 2 is a new prediction: the store keeps its terminal key
+                // for its TTL, at the cost per key it documents. What grows beyond that is the
+                // receiver's own.
                 #[allow(clippy::cast_precision_loss)]
                 let kept = rss[2].as_f64().unwrap_or(0.0)
-                    * 2.0
                     * replicate_webhook::dedupe::MemoryStore::BYTES_PER_KEY as f64
                     / f64::from(1 << 20);
                 table.row(
@@ -410,7 +409,10 @@ fn http(env: &Env, table: &mut Table) -> Vec<(String, Value)> {
                     Some(b <= a + 1.0),
                 );
                 table.row(
-                    "  same, beyond the dedupe keys run 2 added (2 per delivery, 128 B each)",
+                    &format!(
+                        "  same, beyond the dedupe keys run 2 added (1 per delivery, {} B each)",
+                        replicate_webhook::dedupe::MemoryStore::BYTES_PER_KEY
+                    ),
                     format!("{:+.1} MiB", b - a - kept),
                     format!("{kept:.1} MiB kept"),
                     String::new(),
@@ -436,6 +438,20 @@ fn memory(env: &Env, table: &mut Table) {
         String::new(),
         "< 150 MB",
         Some(mib * 1.048_576 < 150.0),
+    );
+    // A terminal delivery leaves one key (its prediction's terminal key) that must outlive the
+    // replay window: the store's bound over that window is the rate it accepts for good.
+    let held = v["keys_at_bound"].as_f64().unwrap_or(f64::NAN);
+    let window = v["protect_s"].as_f64().unwrap_or(f64::NAN);
+    let refused = v["refused_past_bound"].as_bool().unwrap_or(false);
+    let rate = held / window;
+    table.row(
+        "memory store, new terminal deliveries/s it keeps for the replay window",
+        format!("{rate:.0}/s"),
+        format!("{held:.0} keys / {window:.0} s"),
+        if refused { "then 503" } else { "never refused" }.to_owned(),
+        "≥ 5,000/s, then 503",
+        Some(rate >= 5000.0 && refused),
     );
 }
 
