@@ -31,6 +31,17 @@ async fn job_of(db: &Db, prediction: &str) -> Job {
     jobs.into_iter().next().unwrap()
 }
 
+/// Delivers a `succeeded` prediction of `model`, which is stored (200), and returns its job
+/// once it is dead.
+async fn stored_then_dead(db: &Db, server: &TestServer, model: &str) -> Job {
+    let delivery = TestDelivery::succeeded(model, json!("x"));
+    let (status, _) = send(&reqwest::Client::new(), server, &delivery.sign(&secret())).await;
+    assert_eq!(status, 200);
+    let inbox = Inbox::open_url(&db.url()).unwrap();
+    until_state(&inbox, &id_of(&delivery), JobState::Dead).await;
+    job_of(db, &id_of(&delivery)).await
+}
+
 /// One run, then dead: what a failure did is in the job's `last_error`.
 fn one_run() -> InboxOptions {
     InboxOptions {
@@ -137,12 +148,7 @@ async fn a_job_for_a_handler_this_worker_lacks_is_dead_and_kept_for_replay() {
         .unwrap()
         .spawn()
         .unwrap();
-    let delivery = TestDelivery::succeeded(&model, json!("x"));
-    let (status, _) = send(&reqwest::Client::new(), &server, &delivery.sign(&secret())).await;
-    assert_eq!(status, 200);
-    let inbox = Inbox::open_url(&db.url()).unwrap();
-    until_state(&inbox, &id_of(&delivery), JobState::Dead).await;
-    let job = job_of(&db, &id_of(&delivery)).await;
+    let job = stored_then_dead(&db, &server, &model).await;
     let error = job.last_error.unwrap_or_default();
     assert!(
         error.contains("no handler `on_succeeded`"),
@@ -327,12 +333,7 @@ async fn a_failing_extractor_fails_the_run_with_the_arguments_error() {
         .inbox(Inbox::open(&url).unwrap())
         .inbox_options(one_run());
     let server = serve(config);
-    let delivery = TestDelivery::succeeded("acme/extractor-fails-inbox", json!("x"));
-    let (status, _) = send(&reqwest::Client::new(), &server, &delivery.sign(&secret())).await;
-    assert_eq!(status, 200);
-    let inbox = Inbox::open_url(&db.url()).unwrap();
-    until_state(&inbox, &id_of(&delivery), JobState::Dead).await;
-    let job = job_of(&db, &id_of(&delivery)).await;
+    let job = stored_then_dead(&db, &server, "acme/extractor-fails-inbox").await;
     let error = job.last_error.unwrap_or_default();
     assert!(
         error.contains("handler argument 1 extraction failed"),
