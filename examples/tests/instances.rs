@@ -30,7 +30,7 @@ struct Totals {
 async fn deliver(client: &reqwest::Client, url: &str, delivery: &TestDelivery) -> usize {
     let secret = Secret::parse(SECRET).unwrap();
     for attempt in 0..200 {
-        let signed = delivery.sign(&secret);
+        let signed = delivery.sign_now(&secret);
         let mut req = client.post(url).body(signed.body().to_vec());
         for (name, value) in signed.headers() {
             req = req.header(name, value);

@@ -123,11 +123,11 @@ async fn terminal_webhooks_lost_while_down_are_recovered_once_each() {
             started.insert(id.to_owned());
         }
     }
-    // ...and then it goes down before any finishes, for longer than the retries last.
+    // ...and then it goes down before any finishes, for longer than the retries last: the
+    // simulator records every terminal attempt failing and gives up on each.
     first.kill();
     wait_until_terminal(&client, &ids).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let lost = sim_deliveries_refused(&sim).await;
+    let lost = all_terminal_attempts_failed(&sim, &ids).await;
 
     let second = quickstart(dir.path(), port, &sim.api_base);
     let lines = wait_for_all(&second, &ids, Duration::from_secs(30));
@@ -138,12 +138,34 @@ async fn terminal_webhooks_lost_while_down_are_recovered_once_each() {
         runs.values().sum::<usize>(),
         runs.len()
     );
-    assert!(
-        lost >= PREDICTIONS,
-        "the simulator reached the receiver: {lost}"
-    );
+    assert_eq!(lost, PREDICTIONS * ATTEMPTS);
     assert_eq!(runs.len(), PREDICTIONS, "{lines:?}");
     assert!(runs.values().all(|n| *n == 1), "{runs:?}");
+    // No late retry of the simulator's did it: it made no terminal attempt since giving up.
+    assert_eq!(
+        sim_deliveries_refused(&sim).await,
+        (PREDICTIONS * ATTEMPTS, PREDICTIONS * ATTEMPTS)
+    );
+}
+
+/// Terminal attempts the simulator makes of each prediction: the first and its two retries.
+const ATTEMPTS: usize = 3;
+
+/// Waits until the simulator has made, and failed, every terminal attempt of every prediction
+/// in `ids` (so none is left to arrive late); returns how many attempts failed.
+async fn all_terminal_attempts_failed(sim: &simulator::Running, ids: &[String]) -> usize {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (made, failed) = sim_deliveries_refused(sim).await;
+        if made == failed && failed == ids.len() * ATTEMPTS {
+            return failed;
+        }
+        assert!(
+            made == failed && Instant::now() < until,
+            "terminal attempts: {made} made, {failed} failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[actix_rt::test]
@@ -163,8 +185,9 @@ async fn delivered_webhooks_are_not_handled_again_by_the_reconciler() {
     assert!(runs.values().all(|n| *n == 1), "{runs:?}");
 }
 
-/// Terminal delivery attempts the simulator could not make (connection refused).
-async fn sim_deliveries_refused(sim: &simulator::Running) -> usize {
+/// Terminal delivery attempts the simulator made, and those of them it could not make
+/// (connection refused).
+async fn sim_deliveries_refused(sim: &simulator::Running) -> (usize, usize) {
     let records: serde_json::Value =
         reqwest::get(format!("http://{}/_simulator/deliveries", sim.addr))
             .await
@@ -172,12 +195,17 @@ async fn sim_deliveries_refused(sim: &simulator::Running) -> usize {
             .json()
             .await
             .unwrap();
-    records
+    let completed: Vec<_> = records
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["event"] == "completed" && r["response_status"].is_null())
-        .count()
+        .filter(|r| r["event"] == "completed")
+        .collect();
+    let failed = completed
+        .iter()
+        .filter(|r| r["response_status"].is_null())
+        .count();
+    (completed.len(), failed)
 }
 
 #[actix_rt::test]
@@ -222,13 +250,10 @@ async fn predictions_created_through_a_watching_client_are_watched_at_once() {
         ))
         .await
         .unwrap();
-    assert!(
-        store
-            .take_due(now_ms() + 600_000, 10, retry)
-            .await
-            .unwrap()
-            .len()
-            <= 1
+    // Only the watched one, due again after its first poll.
+    assert_eq!(
+        store.take_due(now_ms() + 600_000, 10, retry).await.unwrap(),
+        [(created.id.clone(), 1)]
     );
 }
 

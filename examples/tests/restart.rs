@@ -39,7 +39,7 @@ async fn a_restarted_quickstart_still_knows_what_it_handled() {
 
     let second = Process::start(env!("CARGO_BIN_EXE_quickstart"), dir.path(), &env);
     // Replicate's retry: same webhook id, fresh timestamp and signature.
-    let (status, body) = post(&second.base, &delivery.sign(&secret)).await;
+    let (status, body) = post(&second.base, &delivery.sign_now(&secret)).await;
     assert_eq!(
         (status, body.as_str()),
         (

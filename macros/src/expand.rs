@@ -173,7 +173,7 @@ fn glue(module: &Module, args: &args::Args, parsed: &args::Parsed) -> TokenStrea
                     module: ::core::module_path!(),
                     file: ::core::file!(),
                     line: ::core::line!(),
-                    kind: __rw::Kind::#kind,
+                    kind: __rw::BodyKind::#kind,
                     cog: #cog,
                 }
             }

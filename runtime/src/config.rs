@@ -67,9 +67,8 @@ pub struct WebhookConfig {
     pub(crate) live: Option<crate::live::Live>,
 }
 
-/// Adds one piece of app data to a worker's rebuilt request.
-pub(crate) type DataFn =
-    Arc<dyn Fn(actix_web::test::TestRequest) -> actix_web::test::TestRequest + Send + Sync>;
+/// Adds one piece of app data to the app a worker rebuilds requests in.
+pub(crate) type DataFn = Arc<dyn Fn(&mut actix_web::web::ServiceConfig) + Send + Sync>;
 
 impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -368,8 +367,8 @@ impl WebhookConfig {
     #[must_use]
     pub fn worker_data<T: Clone + Send + Sync + 'static>(mut self, data: T) -> Self {
         self.worker_data
-            .push(Arc::new(move |req: actix_web::test::TestRequest| {
-                req.app_data(data.clone())
+            .push(Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
+                cfg.app_data(data.clone());
             }));
         self
     }

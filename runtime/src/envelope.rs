@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::prediction::{Prediction, Status};
-use crate::training::{Kind, UrlsProbe};
+use crate::training::{BodyKind, UrlsProbe};
 
 /// A prediction with `input` and `output` still JSON text.
 pub type Decoded = Prediction<Box<RawValue>, Box<RawValue>>;
@@ -130,9 +130,9 @@ impl<'a> Envelope<'a> {
     }
 
     /// Prediction or training, from `urls.get`.
-    pub(crate) fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> BodyKind {
         match self {
-            Self::Decoded(p) => Kind::of_get_url(p.urls.get.as_deref()),
+            Self::Decoded(p) => BodyKind::of_get_url(p.urls.get.as_deref()),
             Self::Lenient(e) => UrlsProbe::kind(e.urls.as_ref()),
         }
     }

@@ -115,6 +115,7 @@ pub mod sse;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 mod training;
+mod verified;
 #[cfg(feature = "client")]
 mod watcher;
 
@@ -265,7 +266,7 @@ pub use replicate_webhook_macros::replicate_model;
 pub use replicate_webhook_macros::replicate_webhook;
 pub use service::{configure, try_configure};
 pub use signature::Secret;
-pub use training::{Kind, Training, TrainingOutput};
+pub use training::{BodyKind, Training, TrainingOutput};
 pub use url::Url;
 
 /// Not public API. Used by generated code.

@@ -19,4 +19,4 @@ pub use crate::glue::{
 pub use crate::handler::{Call, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn, Outcome};
 pub use crate::prediction::Event;
 pub use crate::registry::{HandlerEntry, HandlerFn, Registration, WebhookSpec};
-pub use crate::training::Kind;
+pub use crate::training::BodyKind;

@@ -12,7 +12,7 @@ use crate::handler::{
     Call, DynHandler, HandlerFuture, HandlerInput, HandlerKind, HandlerReturn, Outcome,
 };
 use crate::prediction::Event;
-use crate::training::Kind;
+use crate::training::BodyKind;
 
 use replicate_webhook_core::is_plain_path;
 pub use replicate_webhook_core::{ANY_MODEL, DEFAULT_PATH};
@@ -81,7 +81,7 @@ pub struct Registration {
     /// Line of the attribute.
     pub line: u32,
     /// Predictions (`model = `) or trainings (`training = `).
-    pub kind: Kind,
+    pub kind: BodyKind,
     /// `cog`: deliveries from a self-hosted Cog container, routed by path alone.
     pub cog: bool,
 }
@@ -114,7 +114,7 @@ pub struct Module {
     pub(crate) events: Vec<Event>,
     pub(crate) handlers: BTreeMap<HandlerKind, DynHandler>,
     pub(crate) origin: String,
-    pub(crate) kind: Kind,
+    pub(crate) kind: BodyKind,
     pub(crate) inbox: bool,
     pub(crate) concurrency: Option<usize>,
     /// Takes the deliveries of self-hosted Cog containers on its path (see [`Module::cog`]).
@@ -148,7 +148,7 @@ impl Module {
             events: vec![Event::Completed],
             handlers: BTreeMap::new(),
             origin: format!("{}:{}", at.file(), at.line()),
-            kind: Kind::Prediction,
+            kind: BodyKind::Prediction,
             inbox: false,
             concurrency: None,
             cog: false,
@@ -171,7 +171,7 @@ impl Module {
     #[track_caller]
     pub fn training(model: impl Into<String>) -> Self {
         let mut module = Self::new(model);
-        module.kind = Kind::Training;
+        module.kind = BodyKind::Training;
         module
     }
 
@@ -252,7 +252,7 @@ impl Module {
     }
 
     /// Whether it handles predictions or trainings.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> BodyKind {
         self.kind
     }
 
@@ -364,8 +364,8 @@ pub enum SetupError {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Route {
     /// By kind, then model: a lookup by `&str` needs no owned key.
-    pub(crate) by_model: BTreeMap<Kind, BTreeMap<String, Module>>,
-    pub(crate) any: BTreeMap<Kind, Module>,
+    pub(crate) by_model: BTreeMap<BodyKind, BTreeMap<String, Module>>,
+    pub(crate) any: BTreeMap<BodyKind, Module>,
     /// The module taking Cog deliveries to this path.
     pub(crate) cog: Option<Module>,
 }
@@ -373,7 +373,12 @@ pub(crate) struct Route {
 impl Route {
     /// A specific module wins over the catch-all of its kind; a prediction module never gets a
     /// training, nor the other way round.
-    pub(crate) fn module_for(&self, sender: &Sender, kind: Kind, model: &str) -> Option<&Module> {
+    pub(crate) fn module_for(
+        &self,
+        sender: &Sender,
+        kind: BodyKind,
+        model: &str,
+    ) -> Option<&Module> {
         if *sender == Sender::Cog {
             return self.cog.as_ref();
         }
@@ -503,14 +508,14 @@ mod tests {
         let route = &routes[DEFAULT_PATH];
         assert_eq!(
             route
-                .module_for(&Sender::Replicate, Kind::Prediction, "acme/x")
+                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/x")
                 .unwrap()
                 .model,
             "acme/x"
         );
         assert_eq!(
             route
-                .module_for(&Sender::Replicate, Kind::Prediction, "acme/y")
+                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/y")
                 .unwrap()
                 .model,
             "*"
@@ -527,20 +532,20 @@ mod tests {
         .unwrap();
         let route = &routes[DEFAULT_PATH];
         let training = route
-            .module_for(&Sender::Replicate, Kind::Training, "acme/trainer")
+            .module_for(&Sender::Replicate, BodyKind::Training, "acme/trainer")
             .unwrap();
-        assert_eq!(training.kind, Kind::Training);
+        assert_eq!(training.kind, BodyKind::Training);
         assert_eq!(
             route
-                .module_for(&Sender::Replicate, Kind::Prediction, "acme/trainer")
+                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/trainer")
                 .unwrap()
                 .kind,
-            Kind::Prediction
+            BodyKind::Prediction
         );
         // The prediction catch-all takes no trainings.
         assert!(
             route
-                .module_for(&Sender::Replicate, Kind::Training, "acme/other")
+                .module_for(&Sender::Replicate, BodyKind::Training, "acme/other")
                 .is_none()
         );
         let err = build_routes(vec![Module::training("*"), Module::training("*")]).unwrap_err();

@@ -5,13 +5,13 @@
 //! [`crate::body`]; this file only maps their answers to status codes.
 
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use tracing::Instrument as _;
 
 use crate::answer;
 use crate::auth::tenant::Tenants;
-use crate::auth::{self, Authenticated, Sender};
+use crate::auth::{self, Authenticated};
 use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::envelope::Envelope;
@@ -21,6 +21,7 @@ use crate::prediction::{Event, Status};
 use crate::query;
 use crate::receiver::{Endpoint, Receiver};
 use crate::registry::{Module, SetupError};
+use crate::verified::Verified;
 
 /// Mounts every registered webhook route. Use with `App::configure`.
 ///
@@ -106,13 +107,8 @@ async fn answer(
         Ok(authenticated) => authenticated,
         Err(refused) => return refused,
     };
-    facts.verified(
-        req.headers()
-            .get(crate::signature::HEADER_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-        &body,
-    );
+    let webhook_id = auth::webhook_id(&req);
+    facts.verified(webhook_id, &body);
 
     let envelope = match Envelope::parse(&body) {
         Ok(envelope) => envelope,
@@ -160,26 +156,27 @@ async fn answer(
     }
     #[cfg(feature = "otel")]
     crate::otel::continue_trace(&span, req.headers());
-    let response = deliver(req, body.clone(), endpoint, &sender, envelope)
-        .instrument(span.clone())
-        .await;
+    let delivery = Verified {
+        req: &req,
+        body: &body,
+        sender: &sender,
+        webhook_id,
+        envelope,
+    };
+    let response = deliver(delivery, endpoint).instrument(span.clone()).await;
     journal::annotate(&span, &response);
     sender.retryable(response)
 }
 
 /// Routes, classifies, claims and runs a verified delivery.
-async fn deliver(
-    req: HttpRequest,
-    body: Bytes,
-    endpoint: &Endpoint,
-    sender: &Sender,
-    mut envelope: Envelope<'_>,
-) -> HttpResponse {
+async fn deliver(mut delivery: Verified<'_>, endpoint: &Endpoint) -> HttpResponse {
     let gate = &endpoint.checks.gate;
+    let (sender, body) = (delivery.sender, delivery.body);
     // Keys of the dedupe store: the sender's namespace and the prediction id.
     // Owned: the handler takes the decoded body out of `envelope` while the keys are in use.
-    let prediction = sender.scope(envelope.id()).into_owned();
+    let prediction = sender.scope(delivery.envelope.id()).into_owned();
     let prediction = prediction.as_str();
+    let envelope = &delivery.envelope;
     let Some(module) = endpoint
         .route
         .module_for(sender, envelope.kind(), envelope.model())
@@ -191,21 +188,15 @@ async fn deliver(
     // Watched before its handler runs: a crash right after must not lose the prediction.
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && *sender == Sender::Replicate
+        && *sender == auth::Sender::Replicate
         && !envelope.status().is_terminal()
     {
         watcher.heard(envelope.id()).await;
     }
     // What the expected-delivery monitor needs once a terminal delivery is handled.
     #[cfg(feature = "client")]
-    let arrival =
-        (endpoint.checks.watcher.is_some() && envelope.status().is_terminal()).then(|| {
-            let id = req
-                .headers()
-                .get(crate::signature::HEADER_ID)
-                .and_then(|v| v.to_str().ok());
-            (id.unwrap_or_default().to_owned(), body.clone())
-        });
+    let arrival = (endpoint.checks.watcher.is_some() && envelope.status().is_terminal())
+        .then(|| (delivery.webhook_id.to_owned(), body.clone()));
 
     // The body carries no event name: a `processing` delivery is an output when its output
     // differs from the last one any instance saw for the prediction, else logs; one with less
@@ -237,9 +228,9 @@ async fn deliver(
 
     let mut response = if let Some(kind) = handler {
         // What identifies this delivery across retries, in the sender's namespace.
-        let webhook_id = sender.delivery_id(&req, &envelope);
+        let webhook_id = sender.delivery_id(delivery.req, envelope);
         let status = envelope.status().clone();
-        let delivery = Delivery {
+        let keys = Delivery {
             webhook_id: &webhook_id,
             prediction_id: prediction,
             status: &status,
@@ -247,18 +238,12 @@ async fn deliver(
         let inbox = endpoint.checks.inbox.as_ref().filter(|_| module.inbox);
         let response = match inbox {
             // Inbox mode: stored with its dedupe claim and acknowledged; a worker runs it.
-            Some(inbox) => {
-                inbox
-                    .accept(&req, &body, module, kind, prediction, &status)
-                    .await
-            }
-            None => {
-                admit_and_run(&req, &body, endpoint, module, kind, delivery, &mut envelope).await
-            }
+            Some(inbox) => inbox.accept(&delivery, module, kind, keys).await,
+            None => admit_and_run(endpoint, module, kind, keys, &mut delivery).await,
         };
         // Published once acknowledged: the channel's state drops what changes nothing, so a
         // duplicate, stale or regressing delivery reaches no subscriber.
-        crate::live::publish_delivery(endpoint.checks.live.as_ref(), &body, &response).await;
+        crate::live::publish_delivery(endpoint.checks.live.as_ref(), body, &response).await;
         // Then this process's workers run what was stored: what they publish comes after.
         if let Some(inbox) = inbox {
             inbox.wake();
@@ -276,10 +261,11 @@ async fn deliver(
     }
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && *sender == Sender::Replicate
-        && envelope.status().is_terminal()
+        && *sender == auth::Sender::Replicate
+        && delivery.envelope.status().is_terminal()
         && response.status().is_success()
     {
+        let envelope = &delivery.envelope;
         watcher.done(envelope.id()).await;
         if let Some((webhook_id, body)) = &arrival {
             watcher
@@ -315,18 +301,16 @@ fn handler_for(module: &Module, status: &Status, new_output: bool) -> Option<Han
     (module.events.contains(&event) && module.handler(kind).is_some()).then_some(kind)
 }
 
-/// Claims the delivery, runs its handler and records the outcome.
+/// Claims the delivery under `keys`, runs its handler and records the outcome.
 async fn admit_and_run(
-    req: &HttpRequest,
-    body: &Bytes,
     endpoint: &Endpoint,
     module: &Module,
     kind: HandlerKind,
-    delivery: Delivery<'_>,
-    envelope: &mut Envelope<'_>,
+    keys: Delivery<'_>,
+    delivery: &mut Verified<'_>,
 ) -> HttpResponse {
     let gate = &endpoint.checks.gate;
-    let lease = match gate.admit(delivery).await {
+    let lease = match gate.admit(keys).await {
         Ok(Admission::Run(lease)) => lease,
         Ok(Admission::Duplicate) => {
             return answer::text(StatusCode::OK, "duplicate delivery; already handled")
@@ -356,12 +340,13 @@ async fn admit_and_run(
         }
         Err(e) => return unavailable(&e),
     };
-    let call = Call::new(req.clone(), body.clone()).with_decoded(envelope.take_decoded());
+    let call = Call::new(delivery.req.clone(), delivery.body.clone())
+        .with_decoded(delivery.envelope.take_decoded());
     let started = std::time::Instant::now();
     let outcome = module
         .run(kind, call, endpoint.checks.handler_timeout)
         .await;
-    respond(outcome, kind, &lease, gate, envelope.id(), started).await
+    respond(outcome, kind, &lease, gate, delivery.envelope.id(), started).await
 }
 
 /// Records what the handler's verdict means for the lease, and answers Replicate.

@@ -103,6 +103,12 @@ impl TestDelivery {
         }
     }
 
+    /// Signs the delivery as a sender signs each retry: the same `webhook-id` and body, the
+    /// attempt time now (not the time set at construction or with [`TestDelivery::timestamp`]).
+    pub fn sign_now(&self, secret: &Secret) -> Signed {
+        self.clone().timestamp(signature::unix_now()).sign(secret)
+    }
+
     /// Signs the delivery with a fresh random key: refused.
     pub fn sign_with_wrong_key(&self) -> Signed {
         self.sign(&Secret::generate())

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Whether a body is a prediction or a training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub enum Kind {
+pub enum BodyKind {
     /// `urls.get` under `/v1/predictions/`, or anything that is not a training.
     #[default]
     Prediction,
@@ -18,7 +18,7 @@ pub enum Kind {
     Training,
 }
 
-impl Kind {
+impl BodyKind {
     /// The kind of a body whose `urls.get` is `get`.
     ///
     /// Only a training says so: bodies without `urls` (older docs examples, hand-made tests)
@@ -58,8 +58,8 @@ pub(crate) struct UrlsProbe<'a> {
 }
 
 impl UrlsProbe<'_> {
-    pub(crate) fn kind(probe: Option<&Self>) -> Kind {
-        Kind::of_get_url(probe.and_then(|p| p.get.as_deref()))
+    pub(crate) fn kind(probe: Option<&Self>) -> BodyKind {
+        BodyKind::of_get_url(probe.and_then(|p| p.get.as_deref()))
     }
 }
 
@@ -89,22 +89,26 @@ mod tests {
     #[test]
     fn urls_get_tells_the_kind() {
         let training = Some("https://api.replicate.com/v1/trainings/zz4ibbonubfz7carwiefibzgga");
-        assert_eq!(Kind::of_get_url(training), Kind::Training);
+        assert_eq!(BodyKind::of_get_url(training), BodyKind::Training);
         for other in [
             Some("https://api.replicate.com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu"),
             Some("https://api.replicate.com/v1/predictions/v1/trainings/x"),
             Some("not a url"),
             None,
         ] {
-            assert_eq!(Kind::of_get_url(other), Kind::Prediction, "{other:?}");
+            assert_eq!(
+                BodyKind::of_get_url(other),
+                BodyKind::Prediction,
+                "{other:?}"
+            );
         }
     }
 
     /// The kind as the parser alone tells it, before the fast path.
-    fn parsed(get: &str) -> Kind {
+    fn parsed(get: &str) -> BodyKind {
         match url::Url::parse(get) {
-            Ok(u) if u.path().starts_with("/v1/trainings/") => Kind::Training,
-            _ => Kind::Prediction,
+            Ok(u) if u.path().starts_with("/v1/trainings/") => BodyKind::Training,
+            _ => BodyKind::Prediction,
         }
     }
 
@@ -131,11 +135,11 @@ mod tests {
             "https://api.replicate.com/v1/predictions/abc\u{e9}",
             " https://api.replicate.com/v1/trainings/x",
         ] {
-            assert_eq!(Kind::of_get_url(Some(get)), parsed(get), "{get}");
+            assert_eq!(BodyKind::of_get_url(Some(get)), parsed(get), "{get}");
         }
         assert_eq!(
-            Kind::of_get_url(Some(&format!("{base}../trainings/x"))),
-            Kind::Training
+            BodyKind::of_get_url(Some(&format!("{base}../trainings/x"))),
+            BodyKind::Training
         );
     }
 
@@ -154,7 +158,10 @@ mod tests {
             output.weights.as_deref(),
             Some("https://replicate.delivery/w.tar")
         );
-        assert_eq!(Kind::of_get_url(t.urls.get.as_deref()), Kind::Training);
+        assert_eq!(
+            BodyKind::of_get_url(t.urls.get.as_deref()),
+            BodyKind::Training
+        );
         assert_eq!(t.event(), Event::Completed);
     }
 }

@@ -15,7 +15,12 @@ pub fn url(var: &str) -> Option<String> {
             )
         }
         _ => {
-            eprintln!(
+            // Straight to the process's stderr, not through `eprintln!`, which the test harness
+            // captures and shows only for failing tests: a person running `cargo test` must see
+            // that this test passed by skipping.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "skipped: {var} is unset (scripts/with-services starts the server and sets it)"
             );
             None

@@ -28,7 +28,7 @@ fn receiver(dir: &std::path::Path, store: &str, delay_ms: &str) -> Process {
 
 fn signed(d: &TestDelivery) -> Signed {
     // A fresh timestamp and signature each time, like Replicate's retries.
-    d.sign(&Secret::parse(SECRET).unwrap())
+    d.sign_now(&Secret::parse(SECRET).unwrap())
 }
 
 fn id_of(d: &TestDelivery) -> String {

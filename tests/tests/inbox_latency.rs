@@ -3,8 +3,10 @@
 //! other test competes for the two cores while it measures.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use replicate_webhook::inbox::{Filter, Inbox, JobState};
 use replicate_webhook::testkit::{Signed, TestDelivery};
 use replicate_webhook::{HandlerError, HandlerKind, Module, Prediction};
 use replicate_webhook_tests::inbox::{Db, fast_options, model, secret, send, serve};
@@ -31,12 +33,15 @@ async fn acks_slow_handlers_at_once(db: &Db) -> (Duration, Duration) {
     let model = model("latency");
     let done = Arc::new(Semaphore::new(0));
     let finished = done.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
     let module =
         Module::new(&model)
             .concurrency(N + 1)
             .on(HandlerKind::Succeeded, move |_: Prediction| {
-                let finished = finished.clone();
+                let (finished, counted) = (finished.clone(), counted.clone());
                 async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     finished.add_permits(1);
                     Ok::<(), HandlerError>(())
@@ -89,6 +94,20 @@ async fn acks_slow_handlers_at_once(db: &Db) -> (Duration, Duration) {
     .await
     .expect("not every handler ran within 60 s");
     drop(all);
+    // Exactly once each (the warm-up delivery included): every job done, none run twice.
+    let done_jobs = Inbox::open_url(&db.url())
+        .unwrap()
+        .list(&Filter {
+            state: Some(JobState::Done),
+            model: Some(model.clone()),
+            limit: N + 10,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(done_jobs.len(), N + 1);
+    assert!(done_jobs.iter().all(|j| j.attempts == 1));
+    assert_eq!(runs.load(Ordering::SeqCst), N + 1);
     eprintln!(
         "{}: {N} deliveries with a 2 s handler acknowledged in {sent:?} over {LANES} \
          connections: p50 {p50:?}, p99 {p99:?}, max {:?}; every handler done {:?} after the first",

@@ -99,7 +99,8 @@ fn scoped(tenant: &tenant::Tenant, id: &str) -> String {
     format!("t{}:{}/{id}", tenant.name().len(), tenant.name())
 }
 
-fn webhook_id(req: &HttpRequest) -> &str {
+/// The `webhook-id` header, or empty.
+pub(crate) fn webhook_id(req: &HttpRequest) -> &str {
     req.headers()
         .get(&ID)
         .and_then(|v| v.to_str().ok())

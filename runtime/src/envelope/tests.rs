@@ -194,7 +194,7 @@ fn every_body_routes_as_the_old_envelope_read_it() {
             "{body}"
         );
         let get = old.urls.and_then(|u| u.get);
-        assert_eq!(new.kind(), Kind::of_get_url(get.as_deref()), "{body}");
+        assert_eq!(new.kind(), BodyKind::of_get_url(get.as_deref()), "{body}");
     }
 }
 

@@ -2,17 +2,16 @@
 
 use std::time::Duration;
 
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::web::Bytes;
-use actix_web::{HttpRequest, HttpResponse};
 
 use super::{BacklogLimit, Inbox, NewJob, module_key};
 use crate::answer;
 use crate::dedupe::{Admission, Delivery, Keys, bounded};
 use crate::handler::HandlerKind;
 use crate::journal::{Noted as _, Outcome};
-use crate::prediction::Status;
 use crate::registry::Module;
+use crate::verified::Verified;
 
 /// Headers a worker rebuilds the request with. Nothing that authenticates anyone.
 const KEPT_HEADERS: [&str; 5] = [
@@ -35,23 +34,22 @@ pub(crate) struct Intake {
 }
 
 impl Intake {
-    /// Stores the delivery for `kind` of `module` and answers: 200 once it is durable, 409 while
-    /// an inline handler holds its key, 503 when the database cannot take it or the backlog is
-    /// at its bound.
     /// Wakes this process's workers for what [`Self::accept`] stored. Called once the delivery
     /// is published on the live channel, so that a worker's handler publishes after it.
     pub(crate) fn wake(&self) {
         self.stored.send_modify(|_| ());
     }
 
+    /// Stores the delivery for `kind` of `module` and answers: 200 once it is durable, 409 while
+    /// an inline handler holds its key, 503 when the database cannot take it or the backlog is
+    /// at its bound. `keys` are the delivery's dedupe keys exactly as the inline path claims
+    /// them, so one delivery can never run both inline and as a job.
     pub(crate) async fn accept(
         &self,
-        req: &HttpRequest,
-        body: &Bytes,
+        delivery: &Verified<'_>,
         module: &Module,
         kind: HandlerKind,
-        prediction_id: &str,
-        status: &Status,
+        keys: Delivery<'_>,
     ) -> HttpResponse {
         if self.limit.full(&*self.inbox.queue, self.timeout).await {
             super::metrics::refused_full();
@@ -62,25 +60,16 @@ impl Intake {
                 "inbox backlog full; retry later",
             );
         }
+        let req = delivery.req;
         let headers = req.headers();
-        let webhook_id = headers
-            .get(crate::signature::HEADER_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let keys = Keys::of(Delivery {
-            webhook_id: &webhook_id,
-            prediction_id,
-            status,
-        });
         let job = NewJob {
-            keys,
+            keys: Keys::of(keys),
             module: module_key(module),
             model: module.model.clone(),
-            prediction_id: prediction_id.to_owned(),
-            status: status.as_str().to_owned(),
+            prediction_id: keys.prediction_id.to_owned(),
+            status: keys.status.as_str().to_owned(),
             handler: kind,
-            webhook_id,
+            webhook_id: delivery.webhook_id.to_owned(),
             uri: req
                 .uri()
                 .path_and_query()
@@ -92,7 +81,7 @@ impl Intake {
                     Some(((*name).to_owned(), value.to_owned()))
                 })
                 .collect(),
-            body: body.to_vec(),
+            body: delivery.body.to_vec(),
         };
         let stored = bounded(
             self.timeout,

@@ -208,8 +208,8 @@ pub struct Backlog {
 /// model (a prediction module and a training module may share a path and a model).
 pub(crate) fn module_key(module: &crate::registry::Module) -> String {
     match module.kind {
-        crate::Kind::Prediction => format!("{} {}", module.path, module.model),
-        crate::Kind::Training => format!("{} training:{}", module.path, module.model),
+        crate::BodyKind::Prediction => format!("{} {}", module.path, module.model),
+        crate::BodyKind::Training => format!("{} training:{}", module.path, module.model),
     }
 }
 

@@ -28,6 +28,7 @@ mod limit;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod request;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod worker;

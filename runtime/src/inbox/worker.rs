@@ -9,12 +9,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::test::TestRequest;
 use actix_web::web::Bytes;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument as _;
 
+use super::request::Requests;
 use super::{Hold, Inbox, InboxOptions, Job, Settle, module_key};
+use crate::HandlerError;
 use crate::backoff::Backoff;
 use crate::config::{DataFn, WebhookConfig};
 use crate::dedupe::{ClaimToken, Ttls, now_ms};
@@ -140,6 +141,13 @@ impl Worker {
     /// Runs until `stop` turns true (or its sender is dropped), then drains. Must run inside a
     /// `tokio::task::LocalSet`, as [`Worker::spawn`] does.
     pub async fn run(self, stop: watch::Receiver<bool>) {
+        let requests = match Requests::new(&self.data).await {
+            Ok(requests) => Rc::new(requests),
+            Err(error) => {
+                tracing::error!(error, "replicate webhook inbox worker could not start");
+                return;
+            }
+        };
         let worker = Rc::new(self);
         let modules: Vec<String> = worker.modules.keys().cloned().collect();
         tracing::info!(
@@ -149,7 +157,12 @@ impl Worker {
         );
         let loops: Vec<_> = modules
             .into_iter()
-            .map(|key| tokio::task::spawn_local(worker.clone().module_loop(key, stop.clone())))
+            .map(|key| {
+                let module_loop = worker
+                    .clone()
+                    .module_loop(key, requests.clone(), stop.clone());
+                tokio::task::spawn_local(module_loop)
+            })
             .collect();
         if let Some(every) = worker.options.metrics_every {
             tokio::task::spawn_local(worker.clone().publish_metrics(every, stop.clone()));
@@ -160,7 +173,12 @@ impl Worker {
         tracing::info!("replicate webhook inbox worker stopped");
     }
 
-    async fn module_loop(self: Rc<Self>, key: String, mut stop: watch::Receiver<bool>) {
+    async fn module_loop(
+        self: Rc<Self>,
+        key: String,
+        requests: Rc<Requests>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let module = &self.modules[&key];
         let slots = module
             .concurrency
@@ -189,10 +207,10 @@ impl Worker {
                         let Ok(permit) = free.clone().acquire_owned().await else {
                             break;
                         };
-                        let worker = self.clone();
+                        let (worker, requests) = (self.clone(), requests.clone());
                         let hold = hold.clone();
                         tokio::task::spawn_local(async move {
-                            worker.run_job(job, &hold).await;
+                            worker.run_job(job, &hold, &requests).await;
                             drop(permit);
                         });
                     }
@@ -250,7 +268,7 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, job: Job, hold: &Hold) {
+    async fn run_job(&self, job: Job, hold: &Hold, requests: &Requests) {
         let span = tracing::info_span!(
             "inbox_job",
             job = job.id,
@@ -259,10 +277,12 @@ impl Worker {
             handler = job.handler,
             attempt = job.attempts
         );
-        self.run_job_inner(job, hold).instrument(span).await;
+        self.run_job_inner(job, hold, requests)
+            .instrument(span)
+            .await;
     }
 
-    async fn run_job_inner(&self, job: Job, hold: &Hold) {
+    async fn run_job_inner(&self, job: Job, hold: &Hold, requests: &Requests) {
         let started = Instant::now();
         let module = self.modules.get(&job.module);
         let kind = HandlerKind::from_fn_name(&job.handler)
@@ -278,20 +298,22 @@ impl Worker {
                 .await;
             return;
         };
-        let call = self.call(&job);
-        let outcome = {
-            let handler = module.run(kind, call, self.options.handler_timeout);
-            tokio::pin!(handler);
-            let heartbeat = self.heartbeat(&job, hold);
-            tokio::pin!(heartbeat);
-            tokio::select! {
-                outcome = &mut handler => outcome,
-                () = &mut heartbeat => {
-                    tracing::warn!("job hold lost to another worker; this run stops");
-                    super::metrics::run(kind.fn_name(), "lost", started.elapsed());
-                    return;
+        let outcome = match self.call(&job, requests).await {
+            Ok(call) => {
+                let handler = module.run(kind, call, self.options.handler_timeout);
+                tokio::pin!(handler);
+                let heartbeat = self.heartbeat(&job, hold);
+                tokio::pin!(heartbeat);
+                tokio::select! {
+                    outcome = &mut handler => outcome,
+                    () = &mut heartbeat => {
+                        tracing::warn!("job hold lost to another worker; this run stops");
+                        super::metrics::run(kind.fn_name(), "lost", started.elapsed());
+                        return;
+                    }
                 }
             }
+            Err(error) => Outcome::Failed(HandlerError::retry(error)),
         };
         let error = match outcome.verdict(kind.fn_name(), &job.prediction_id) {
             Verdict::Done(_) => {
@@ -300,7 +322,8 @@ impl Worker {
                 return;
             }
             Verdict::GiveUp(error) => {
-                self.die(&job, hold, module, kind, error, started).await;
+                self.die(&job, hold, module, (kind, requests), error, started)
+                    .await;
                 return;
             }
             Verdict::Retry { error, .. } => error,
@@ -319,7 +342,8 @@ impl Worker {
                 attempts = job.attempts,
                 "handler failed; out of retries, job is dead"
             );
-            self.die(&job, hold, module, kind, error, started).await;
+            self.die(&job, hold, module, (kind, requests), error, started)
+                .await;
         } else {
             tracing::warn!(
                 error,
@@ -343,7 +367,7 @@ impl Worker {
         job: &Job,
         hold: &Hold,
         module: &Module,
-        kind: HandlerKind,
+        (kind, requests): (HandlerKind, &Requests),
         error: String,
         started: Instant,
     ) {
@@ -368,7 +392,13 @@ impl Worker {
             error,
             body: Bytes::from(job.body.clone()),
         };
-        let call = self.call(job).with_dead_letter(dead);
+        let call = match self.call(job, requests).await {
+            Ok(call) => call.with_dead_letter(dead),
+            Err(error) => {
+                tracing::error!(prediction = job.prediction_id, error, "on_dead not run");
+                return;
+            }
+        };
         let outcome = module
             .run(HandlerKind::Dead, call, self.options.handler_timeout)
             .await;
@@ -426,25 +456,12 @@ impl Worker {
         }
     }
 
-    /// The request the job's delivery came in, rebuilt for extractors, with the worker's data.
-    fn call(&self, job: &Job) -> Call {
-        use actix_web::http::Uri;
-        use actix_web::http::header::{HeaderName, HeaderValue};
-        // Rows are ours, but a hand-edited one must not panic the worker: skip what is invalid.
-        let uri =
-            Uri::try_from(job.uri.as_str()).map_or_else(|_| "/".to_owned(), |u| u.to_string());
-        let mut req = TestRequest::post().uri(&uri);
-        for (name, value) in &job.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                req = req.insert_header((name, value));
-            }
-        }
-        for data in &self.data {
-            req = data(req);
-        }
-        Call::new(req.to_http_request(), Bytes::from(job.body.clone()))
+    /// The job's call: its request rebuilt (see [`Requests`]) and its body.
+    async fn call(&self, job: &Job, requests: &Requests) -> Result<Call, String> {
+        let req = requests
+            .of(job)
+            .await
+            .map_err(|e| format!("the job's request could not be rebuilt: {e}"))?;
+        Ok(Call::new(req, Bytes::from(job.body.clone())))
     }
 }
