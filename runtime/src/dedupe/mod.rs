@@ -14,6 +14,8 @@
 //! | `RedisStore` | `redis` | `redis://HOST:PORT/DB`, `rediss://…` | several instances |
 //! | `PostgresStore` | `postgres` | `postgres://USER:PASSWORD@HOST/DB` | several instances; durable |
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod batch;
 mod gate;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -77,7 +79,7 @@ pub enum Claim {
 
 /// A store could not be reached, timed out or answered nonsense. The receiver answers 503 and
 /// runs nothing.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("dedupe store unavailable: {message}")]
 pub struct StoreError {
     message: String,
