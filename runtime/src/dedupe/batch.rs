@@ -160,8 +160,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_calls_share_batches_and_each_gets_its_own_answer() {
-        let batches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = Arc::clone(&batches);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
         let run: Run<u32, u32> = Arc::new(move |requests: Vec<u32>| {
             counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Box::pin(async move {
@@ -180,8 +180,8 @@ mod tests {
             let (i, answer) = call.await.expect("task");
             assert_eq!(answer.expect("answer"), i * 2);
         }
-        let batches = batches.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(batches < 200, "200 concurrent calls ran as {batches} batches");
+        let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(runs < 200, "200 concurrent calls ran as {runs} batches");
     }
 
     #[tokio::test]

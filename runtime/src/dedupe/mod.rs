@@ -30,6 +30,8 @@ mod url;
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
+pub(crate) use batch::Batcher;
 pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use gate::{Claims, admit};

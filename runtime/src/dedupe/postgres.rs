@@ -98,19 +98,25 @@ impl Batches {
             claim: batcher(db, |client, requests| async move {
                 keys::claim_many(&client, &requests).await
             }),
-            complete: batcher(db, |client, requests: Vec<(String, ClaimToken, i64)>| async move {
-                let (keys, tokens, ttls) = columns3(&requests);
-                let statement = client.prepare_cached(COMPLETE_MANY).await?;
-                client.execute(&statement, &[&keys, &tokens, &ttls]).await?;
-                Ok(vec![(); requests.len()])
-            }),
-            release: batcher(db, |client, requests: Vec<(String, ClaimToken)>| async move {
-                let keys: Vec<&str> = requests.iter().map(|(k, _)| k.as_str()).collect();
-                let tokens: Vec<&str> = requests.iter().map(|(_, t)| t.as_str()).collect();
-                let statement = client.prepare_cached(RELEASE_MANY).await?;
-                client.execute(&statement, &[&keys, &tokens]).await?;
-                Ok(vec![(); requests.len()])
-            }),
+            complete: batcher(
+                db,
+                |client, requests: Vec<(String, ClaimToken, i64)>| async move {
+                    let (keys, tokens, ttls) = columns3(&requests);
+                    let statement = client.prepare_cached(COMPLETE_MANY).await?;
+                    client.execute(&statement, &[&keys, &tokens, &ttls]).await?;
+                    Ok(vec![(); requests.len()])
+                },
+            ),
+            release: batcher(
+                db,
+                |client, requests: Vec<(String, ClaimToken)>| async move {
+                    let keys: Vec<&str> = requests.iter().map(|(k, _)| k.as_str()).collect();
+                    let tokens: Vec<&str> = requests.iter().map(|(_, t)| t.as_str()).collect();
+                    let statement = client.prepare_cached(RELEASE_MANY).await?;
+                    client.execute(&statement, &[&keys, &tokens]).await?;
+                    Ok(vec![(); requests.len()])
+                },
+            ),
             is_done: batcher(db, |client, requests: Vec<String>| async move {
                 let statement = client.prepare_cached(IS_DONE_MANY).await?;
                 let rows = client.query(&statement, &[&requests]).await?;
@@ -206,10 +212,11 @@ WITH input AS (
         WHERE replicate_webhook_keys.expires_at <= now()
     RETURNING key
 )
-SELECT EXISTS (SELECT 1 FROM claimed c WHERE c.key = i.key),
+SELECT c.key IS NOT NULL,
        CASE WHEN k.key IS NULL THEN NULL ELSE k.token IS NULL END,
        greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
 FROM input i
+LEFT JOIN claimed c ON c.key = i.key
 LEFT JOIN replicate_webhook_keys k ON k.key = i.key
 ORDER BY i.n";
 
