@@ -7,9 +7,15 @@
 //! anything, so the kernel keeps the record of a run whatever happens to the process. Proved:
 //! - a delivery answered 200 before the kill has its mark on disk: its re-send is answered as
 //!   already handled (inline) or already stored (inbox), and inline it runs nothing again;
-//! - a claim is on disk before its handler runs: a handler started before the kill runs again
-//!   only once its lease has expired (the re-send is first told 409);
+//! - a claim is on disk before its handler runs: inline, a handler started before the kill runs
+//!   again only once its lease has expired (the re-send is first told 409), and only when its
+//!   delivery was not acknowledged;
 //! - no handler runs twice in one process, and every delivery is handled in the end.
+//!
+//! A handler cut short by the kill (or one that returned just before it, its done mark not yet
+//! committed) runs again after the restart: that is the at-least-once promise, the same as in
+//! `durability.rs` and `inbox_processes.rs`. In the inbox a 200 means "stored", so a stored job
+//! killed mid-run runs again too.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,8 +144,7 @@ async fn stream_then_kill(
     for sender in senders {
         sender.await.unwrap();
     }
-    let answers = answers.lock().unwrap().clone();
-    answers
+    answers.lock().unwrap().clone()
 }
 
 /// What the restarted receiver answered a re-sent delivery.
@@ -202,8 +207,7 @@ async fn resend_until_handled(
     for sender in senders {
         sender.await.unwrap();
     }
-    let answers = answers.lock().unwrap().clone();
-    answers
+    answers.lock().unwrap().clone()
 }
 
 /// Every line `process` prints until `id`s are all `finished` here or in `before`, then until
@@ -308,8 +312,8 @@ async fn killed_mid_stream_then_restarted(mode: Mode, url: &str) {
     eprintln!(
         "{mode:?} on {}: {DELIVERIES} deliveries from {SENDERS} connections; killed after {} \
          200s ({} handlers started, {} finished); after the restart every re-send got a 200, \
-         {} handlers ran there, {run_again} of them killed mid-run before and run again once \
-         their lease expired",
+         {} handlers ran there, {run_again} of them started before the kill without their done \
+         mark committed, run again once their lease expired",
         url.split(':').next().unwrap_or_default(),
         acknowledged.len(),
         started_first.len(),
