@@ -15,6 +15,8 @@
 //! | `RedisStore` | `redis` | `redis://HOST:PORT/DB`, `rediss://…` | several instances |
 //! | `PostgresStore` | `postgres` | `postgres://USER:PASSWORD@HOST/DB` | several instances; durable |
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod batch;
 mod gate;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -31,6 +33,8 @@ mod url;
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
+pub(crate) use batch::Batcher;
 pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use gate::{Claims, admit};
@@ -81,7 +85,7 @@ pub enum Claim {
 
 /// A store could not be reached, timed out or answered nonsense. The receiver answers 503 and
 /// runs nothing.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("dedupe store unavailable: {message}")]
 pub struct StoreError {
     message: String,

@@ -1,5 +1,7 @@
-//! `PostgreSQL`: shared by every instance, durable, one statement per claim.
+//! `PostgreSQL`: shared by every instance, durable, one statement for all the claims waiting.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,19 +11,141 @@ use deadpool_postgres::{
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
+use super::batch::Batcher;
 use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
 
 /// A store in `PostgreSQL` tables (`postgres://USER:PASSWORD@HOST:PORT/DB`), through a pool;
 /// feature `postgres`.
 ///
 /// A claim is one `INSERT … ON CONFLICT DO UPDATE … WHERE expired` statement: it inserts a new
-/// key or takes over an expired one, atomically across instances. The tables are created on
-/// first use by a migration that holds an advisory lock, so instances that start together do not
-/// race. Expired rows are purged in small batches along the `expires_at` index.
+/// key or takes over an expired one, atomically across instances. Concurrent calls of one kind
+/// (claims, completions, releases…) share one statement over `unnest` arrays, prepared once per
+/// connection: each caller is answered once the statement that holds its write has committed,
+/// so a claim is durable before its handler runs and a done marker before the 200. The tables
+/// are created on first use by a migration that holds an advisory lock, so instances that start
+/// together do not race. Expired rows are purged in small batches along the `expires_at` index.
 #[derive(Clone)]
 pub struct PostgresStore {
+    db: Db,
+    batches: Arc<Batches>,
+}
+
+/// The pool, and whether this store migrated it yet.
+#[derive(Clone)]
+struct Db {
     pool: Pool,
     migrated: Arc<OnceCell<()>>,
+}
+
+impl Db {
+    /// A pooled connection, after the migration ran once for this store.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::new(format_args!("postgres pool: {e}")))?;
+        self.migrated.get_or_try_init(|| migrate(&client)).await?;
+        Ok(client)
+    }
+}
+
+/// One batcher per kind of key call: what each statement takes, and what it answers.
+struct Batches {
+    claim: Batcher<(String, ClaimToken, i64), Claim>,
+    complete: Batcher<(String, ClaimToken, i64), ()>,
+    release: Batcher<(String, ClaimToken), ()>,
+    is_done: Batcher<String, bool>,
+    mark_done: Batcher<(String, i64), ()>,
+}
+
+/// Statements of one kind in flight at once, each on its own connection. Two keep the server
+/// busy while the next batch fills; the pool holds enough for every kind at once.
+const PARALLEL: usize = 2;
+
+/// The most calls one statement carries.
+const MAX_BATCH: usize = 512;
+
+/// Connections of a store's pool: every batcher's statements in flight, plus room for the
+/// calls that are not batched (markers, the reconciler's watch list, the purge).
+const POOL_SIZE: usize = 16;
+
+/// A batcher whose batches run `statement` on one pooled connection.
+fn batcher<R, T, F, Fut>(db: &Db, statement: F) -> Batcher<R, T>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+    F: Fn(deadpool_postgres::Object, Vec<R>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<T>, tokio_postgres::Error>> + Send + 'static,
+{
+    let (db, statement) = (db.clone(), Arc::new(statement));
+    Batcher::new(
+        PARALLEL,
+        MAX_BATCH,
+        Arc::new(move |requests| {
+            let (db, statement) = (db.clone(), Arc::clone(&statement));
+            Box::pin(async move {
+                let client = db.client().await?;
+                statement(client, requests).await.map_err(|e| pg_error(&e))
+            })
+        }),
+    )
+}
+
+impl Batches {
+    fn new(db: &Db) -> Self {
+        Self {
+            claim: batcher(db, |client, requests| async move {
+                keys::claim_many(&client, &requests).await
+            }),
+            complete: batcher(
+                db,
+                |client, requests: Vec<(String, ClaimToken, i64)>| async move {
+                    let (keys, tokens, ttls) = columns3(&requests);
+                    let statement = client.prepare_cached(COMPLETE_MANY).await?;
+                    client.execute(&statement, &[&keys, &tokens, &ttls]).await?;
+                    Ok(vec![(); requests.len()])
+                },
+            ),
+            release: batcher(
+                db,
+                |client, requests: Vec<(String, ClaimToken)>| async move {
+                    let keys: Vec<&str> = requests.iter().map(|(k, _)| k.as_str()).collect();
+                    let tokens: Vec<&str> = requests.iter().map(|(_, t)| t.as_str()).collect();
+                    let statement = client.prepare_cached(RELEASE_MANY).await?;
+                    client.execute(&statement, &[&keys, &tokens]).await?;
+                    Ok(vec![(); requests.len()])
+                },
+            ),
+            is_done: batcher(db, |client, requests: Vec<String>| async move {
+                let statement = client.prepare_cached(IS_DONE_MANY).await?;
+                let rows = client.query(&statement, &[&requests]).await?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            }),
+            mark_done: batcher(db, |client, requests: Vec<(String, i64)>| async move {
+                let keys: Vec<&str> = requests.iter().map(|(k, _)| k.as_str()).collect();
+                let ttls: Vec<i64> = requests.iter().map(|(_, ttl)| *ttl).collect();
+                let statement = client.prepare_cached(MARK_DONE_MANY).await?;
+                client.execute(&statement, &[&keys, &ttls]).await?;
+                Ok(vec![(); requests.len()])
+            }),
+        }
+    }
+}
+
+/// The key, token and milliseconds of each request, as the three arrays a statement unnests.
+fn columns3(requests: &[(String, ClaimToken, i64)]) -> (Vec<&str>, Vec<&str>, Vec<i64>) {
+    let mut columns = (
+        Vec::with_capacity(requests.len()),
+        Vec::with_capacity(requests.len()),
+        Vec::with_capacity(requests.len()),
+    );
+    for (key, token, ms) in requests {
+        columns.0.push(key.as_str());
+        columns.1.push(token.as_str());
+        columns.2.push(*ms);
+    }
+    columns
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -75,6 +199,57 @@ SELECT EXISTS (SELECT 1 FROM claimed),
 FROM (SELECT 1) AS one
 LEFT JOIN replicate_webhook_keys k ON k.key = $1";
 
+/// [`CLAIM`] for many distinct keys at once, answered in the order given. The rows are inserted
+/// in key order, so two batches that share keys lock them in the same order and never deadlock.
+const CLAIM_MANY: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY
+        AS i(key, token, lease_ms, n)
+), claimed AS (
+    INSERT INTO replicate_webhook_keys (key, token, expires_at)
+    SELECT key, token, now() + lease_ms * interval '1 millisecond' FROM input ORDER BY key
+    ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+        WHERE replicate_webhook_keys.expires_at <= now()
+    RETURNING key
+)
+SELECT c.key IS NOT NULL,
+       CASE WHEN k.key IS NULL THEN NULL ELSE k.token IS NULL END,
+       greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
+FROM input i
+LEFT JOIN claimed c ON c.key = i.key
+LEFT JOIN replicate_webhook_keys k ON k.key = i.key
+ORDER BY i.n";
+
+/// Marks each key done for its time to live, where its token still holds it.
+const COMPLETE_MANY: &str = "
+UPDATE replicate_webhook_keys k
+SET token = NULL, expires_at = now() + i.ttl_ms * interval '1 millisecond'
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS i(key, token, ttl_ms)
+WHERE k.key = i.key AND k.token = i.token";
+
+/// Drops each key's claim, where its token still holds it.
+const RELEASE_MANY: &str = "
+DELETE FROM replicate_webhook_keys k
+USING unnest($1::text[], $2::text[]) AS i(key, token)
+WHERE k.key = i.key AND k.token = i.token";
+
+/// Whether each key is done, in the order given.
+const IS_DONE_MANY: &str = "
+SELECT EXISTS (
+    SELECT 1 FROM replicate_webhook_keys k
+    WHERE k.key = i.key AND k.token IS NULL AND k.expires_at > now())
+FROM unnest($1::text[]) WITH ORDINALITY AS i(key, n)
+ORDER BY i.n";
+
+/// Marks each key done whatever its state; a key given twice keeps its longer time to live
+/// (one statement may not update a row twice).
+const MARK_DONE_MANY: &str = "
+INSERT INTO replicate_webhook_keys (key, token, expires_at)
+SELECT DISTINCT ON (key) key, NULL, now() + ttl_ms * interval '1 millisecond'
+FROM unnest($1::text[], $2::bigint[]) AS i(key, ttl_ms)
+ORDER BY key, ttl_ms DESC
+ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at";
+
 /// Expired rows are purged after every this many claims, a bounded batch at a time.
 const PURGE_EVERY: u64 = 1024;
 
@@ -94,7 +269,7 @@ pub(crate) fn pg_error(e: &tokio_postgres::Error) -> StoreError {
 /// A connection pool for `url` whose every wait is bounded, so a database that is down is an
 /// error in seconds rather than a hung delivery. Connects lazily.
 pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
-    pool_of(url, 16)
+    pool_of(url, POOL_SIZE)
 }
 
 /// Like [`pool`], with at most `size` connections: the journal and the live channel keep
@@ -122,9 +297,13 @@ pub(crate) fn pool_of(url: &str, size: usize) -> Result<Pool, StoreError> {
 impl PostgresStore {
     /// A store for `url`, connecting (and migrating) on first use.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        Ok(Self {
+        let db = Db {
             pool: pool(url)?,
             migrated: Arc::default(),
+        };
+        Ok(Self {
+            batches: Arc::new(Batches::new(&db)),
+            db,
         })
     }
 
@@ -135,15 +314,8 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// A pooled connection, after the migration ran once for this store.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::new(format_args!("postgres pool: {e}")))?;
-        self.migrated.get_or_try_init(|| migrate(&client)).await?;
-        Ok(client)
+        self.db.client().await
     }
 
     async fn purge(&self) -> Result<(), StoreError> {
@@ -215,7 +387,7 @@ pub(crate) mod keys {
     use deadpool_postgres::GenericClient;
     use tokio_postgres::Error;
 
-    use super::{CLAIM, Claim, ClaimToken, Duration};
+    use super::{CLAIM, CLAIM_MANY, Claim, ClaimToken, Duration, HashMap};
 
     /// Claims `key` for `lease_ms`, unless it is in flight or done.
     pub(crate) async fn claim(
@@ -228,9 +400,14 @@ pub(crate) mod keys {
         let row = client
             .query_one(&statement, &[&key, &token.as_str(), &lease_ms])
             .await?;
+        Ok(answer(&row, token))
+    }
+
+    /// What a claim statement's row says: won, done, or in flight for how long.
+    fn answer(row: &tokio_postgres::Row, token: &ClaimToken) -> Claim {
         let (won, done, retry_ms): (bool, Option<bool>, Option<i64>) =
             (row.get(0), row.get(1), row.get(2));
-        Ok(match (won, done, retry_ms) {
+        match (won, done, retry_ms) {
             (true, _, _) => Claim::Acquired(token.clone()),
             (false, Some(true), _) => Claim::Done,
             (false, Some(false), Some(ms)) => Claim::InFlight {
@@ -240,7 +417,67 @@ pub(crate) mod keys {
             _ => Claim::InFlight {
                 retry_after: Duration::from_secs(1),
             },
-        })
+        }
+    }
+
+    /// Claims each `(key, token, lease_ms)` in one statement, answered in the order given.
+    ///
+    /// A key asked twice is claimed once: one statement may not take a row twice. The later
+    /// asks get what the store holds once the first is answered: in flight for its lease when
+    /// the first won, else the first's answer.
+    pub(crate) async fn claim_many(
+        client: &impl GenericClient,
+        requests: &[(String, ClaimToken, i64)],
+    ) -> Result<Vec<Claim>, Error> {
+        // Each key's first ask, by index into `requests`, and each ask's first.
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(requests.len());
+        let mut leaders = Vec::with_capacity(requests.len());
+        let firsts: Vec<usize> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _, _))| {
+                *first.entry(key.as_str()).or_insert_with(|| {
+                    leaders.push(i);
+                    i
+                })
+            })
+            .collect();
+        let mut columns = (
+            Vec::with_capacity(leaders.len()),
+            Vec::with_capacity(leaders.len()),
+            Vec::with_capacity(leaders.len()),
+        );
+        for &i in &leaders {
+            let (key, token, lease_ms) = &requests[i];
+            columns.0.push(key.as_str());
+            columns.1.push(token.as_str());
+            columns.2.push(*lease_ms);
+        }
+        let statement = client.prepare_cached(CLAIM_MANY).await?;
+        let rows = client
+            .query(&statement, &[&columns.0, &columns.1, &columns.2])
+            .await?;
+        let mut claims: Vec<Option<Claim>> = vec![None; requests.len()];
+        for (row, &i) in rows.iter().zip(&leaders) {
+            claims[i] = Some(answer(row, &requests[i].1));
+        }
+        Ok(firsts
+            .iter()
+            .enumerate()
+            .map(|(i, &leader)| {
+                let claim = claims[leader].clone().unwrap_or(Claim::InFlight {
+                    retry_after: Duration::from_secs(1),
+                });
+                match claim {
+                    Claim::Acquired(_) if i != leader => Claim::InFlight {
+                        retry_after: Duration::from_millis(
+                            u64::try_from(requests[leader].2).unwrap_or(0),
+                        ),
+                    },
+                    claim => claim,
+                }
+            })
+            .collect())
     }
 
     /// Marks `key` done for `ttl_ms`, if `token` still holds it.
@@ -287,23 +524,6 @@ pub(crate) mod keys {
             .await
             .map(|row| row.is_some())
     }
-
-    /// Marks `key` done for `ttl_ms`, whatever its state.
-    pub(crate) async fn mark_done(
-        client: &impl GenericClient,
-        key: &str,
-        ttl_ms: i64,
-    ) -> Result<(), Error> {
-        client
-            .execute(
-                "INSERT INTO replicate_webhook_keys (key, token, expires_at) \
-                 VALUES ($1, NULL, now() + $2::bigint * interval '1 millisecond') \
-                 ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at",
-                &[&key, &ttl_ms],
-            )
-            .await
-            .map(drop)
-    }
 }
 
 #[async_trait::async_trait]
@@ -312,11 +532,11 @@ impl DedupeStore for PostgresStore {
         use std::sync::atomic::{AtomicU64, Ordering};
         static CLAIMS: AtomicU64 = AtomicU64::new(0);
 
-        let client = self.client().await?;
-        let claim = keys::claim(&client, key, &ClaimToken::new(), millis(lease))
-            .await
-            .map_err(|e| pg_error(&e))?;
-        drop(client);
+        let claim = self
+            .batches
+            .claim
+            .call((key.to_owned(), ClaimToken::new(), millis(lease)))
+            .await?;
         if matches!(claim, Claim::Acquired(_))
             && CLAIMS.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1
         {
@@ -336,27 +556,28 @@ impl DedupeStore for PostgresStore {
         token: &ClaimToken,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        keys::complete(&self.client().await?, key, token, millis(ttl))
+        self.batches
+            .complete
+            .call((key.to_owned(), token.clone(), millis(ttl)))
             .await
-            .map_err(|e| pg_error(&e))
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
-        keys::release(&self.client().await?, key, token)
+        self.batches
+            .release
+            .call((key.to_owned(), token.clone()))
             .await
-            .map_err(|e| pg_error(&e))
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
-        keys::is_done(&self.client().await?, key)
-            .await
-            .map_err(|e| pg_error(&e))
+        self.batches.is_done.call(key.to_owned()).await
     }
 
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
-        keys::mark_done(&self.client().await?, key, millis(ttl))
+        self.batches
+            .mark_done
+            .call((key.to_owned(), millis(ttl)))
             .await
-            .map_err(|e| pg_error(&e))
     }
 
     async fn swap_marker(

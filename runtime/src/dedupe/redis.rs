@@ -1,28 +1,30 @@
 //! Redis: shared by every instance, keys that expire on their own.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
 
+use super::batch::Batcher;
 use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
 
 /// A store in Redis (`redis://HOST:PORT/DB`, or `rediss://` for TLS); feature `redis`.
 ///
 /// A claim is `SET key t:<token> NX PX lease`; completion and release compare the token and
 /// write in one Lua script, so a worker whose lease expired can neither complete nor release the
-/// claim another worker took over. Every key carries a TTL, so Redis forgets on its own.
+/// claim another worker took over. Concurrent claims (and completions, and releases) share one
+/// script call over all their keys: one round trip, one command for Redis to parse, each caller
+/// answered once the script has run. Every key carries a TTL, so Redis forgets on its own.
 /// The connection is made on first use and remade after a failure, so a Redis that is down at
 /// start or restarts makes deliveries 503 for a while, never the receiver fail.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    /// Made on first use: it needs a runtime, and a Redis that is down at start must not
-    /// keep the receiver from starting.
-    conn: std::sync::Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    conn: Conn,
     prefix: String,
     scripts: &'static Scripts,
+    batches: Arc<Batches>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -30,6 +32,118 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
+    }
+}
+
+/// The shared connection, made on first use: it needs a runtime, and a Redis that is down at
+/// start must not keep the receiver from starting.
+#[derive(Clone)]
+struct Conn {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    manager: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+}
+
+impl Conn {
+    /// The shared connection, made (or retried) on first use.
+    async fn get(&self) -> Result<ConnectionManager, StoreError> {
+        self.manager
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            })
+            .await
+            .cloned()
+            .map_err(|e| redis_error(&e))
+    }
+}
+
+/// One batcher per kind of key call; each request carries its full (prefixed) key.
+struct Batches {
+    claim: Batcher<(String, ClaimToken, i64), Claim>,
+    complete: Batcher<(String, ClaimToken, i64), ()>,
+    release: Batcher<(String, ClaimToken), ()>,
+}
+
+/// Script calls of one kind in flight at once: two keep Redis busy while the next batch fills.
+const PARALLEL: usize = 2;
+
+/// The most keys one script call carries: a script blocks Redis while it runs.
+const MAX_BATCH: usize = 256;
+
+/// A batcher whose batches run `script` on the shared connection.
+fn batcher<R, T, F, Fut>(conn: &Conn, script: F) -> Batcher<R, T>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+    F: Fn(ConnectionManager, Vec<R>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<T>, redis::RedisError>> + Send + 'static,
+{
+    let (conn, script) = (conn.clone(), Arc::new(script));
+    Batcher::new(
+        PARALLEL,
+        MAX_BATCH,
+        Arc::new(move |requests| {
+            let (conn, script) = (conn.clone(), Arc::clone(&script));
+            Box::pin(async move {
+                let manager = conn.get().await?;
+                script(manager, requests).await.map_err(|e| redis_error(&e))
+            })
+        }),
+    )
+}
+
+impl Batches {
+    fn new(conn: &Conn, scripts: &'static Scripts) -> Self {
+        Self {
+            claim: batcher(
+                conn,
+                move |mut conn, requests: Vec<(String, ClaimToken, i64)>| async move {
+                    let mut call = scripts.claim.prepare_invoke();
+                    for (key, token, lease_ms) in &requests {
+                        call.key(key).arg(token.as_str()).arg(*lease_ms);
+                    }
+                    let answers: Vec<i64> = call.invoke_async(&mut conn).await?;
+                    Ok(requests
+                        .into_iter()
+                        .zip(answers.chunks(2))
+                        .map(|((_, token, _), answer)| match answer {
+                            [1, _] => Claim::Acquired(token),
+                            [2, _] => Claim::Done,
+                            [_, pttl] => Claim::InFlight {
+                                retry_after: Duration::from_millis(
+                                    u64::try_from(*pttl).unwrap_or(0),
+                                ),
+                            },
+                            _ => Claim::InFlight {
+                                retry_after: Duration::from_secs(1),
+                            },
+                        })
+                        .collect())
+                },
+            ),
+            complete: batcher(
+                conn,
+                move |mut conn, requests: Vec<(String, ClaimToken, i64)>| async move {
+                    let mut call = scripts.complete.prepare_invoke();
+                    for (key, token, ttl_ms) in &requests {
+                        call.key(key).arg(token.as_str()).arg(*ttl_ms);
+                    }
+                    call.invoke_async::<i64>(&mut conn).await?;
+                    Ok(vec![(); requests.len()])
+                },
+            ),
+            release: batcher(
+                conn,
+                move |mut conn, requests: Vec<(String, ClaimToken)>| async move {
+                    let mut call = scripts.release.prepare_invoke();
+                    for (key, token) in &requests {
+                        call.key(key).arg(token.as_str());
+                    }
+                    call.invoke_async::<i64>(&mut conn).await?;
+                    Ok(vec![(); requests.len()])
+                },
+            ),
+        }
     }
 }
 
@@ -62,29 +176,45 @@ fn scripts() -> &'static Scripts {
             return out
             ",
         ),
-        // Returns {1} acquired, {2} done, {3, pttl} in flight.
+        // KEYS: the keys to claim; ARGV: each one's token and lease. Answers two numbers per
+        // key, in order: 1 acquired, 2 done, 3 in flight, then the time left on the lease. A
+        // key asked twice is taken by its first ask, and the second finds it in flight.
         claim: Script::new(
             r"
-            if redis.call('SET', KEYS[1], 't:' .. ARGV[1], 'NX', 'PX', ARGV[2]) then
-                return {1, 0}
+            local out = {}
+            for i, key in ipairs(KEYS) do
+                if redis.call('SET', key, 't:' .. ARGV[2 * i - 1], 'NX', 'PX', ARGV[2 * i]) then
+                    out[#out + 1] = 1
+                    out[#out + 1] = 0
+                elseif redis.call('GET', key) == 'd' then
+                    out[#out + 1] = 2
+                    out[#out + 1] = 0
+                else
+                    out[#out + 1] = 3
+                    out[#out + 1] = redis.call('PTTL', key)
+                end
             end
-            local v = redis.call('GET', KEYS[1])
-            if v == 'd' then return {2, 0} end
-            return {3, redis.call('PTTL', KEYS[1])}
+            return out
             ",
         ),
+        // KEYS: the keys to complete; ARGV: each one's token and time to live.
         complete: Script::new(
             r"
-            if redis.call('GET', KEYS[1]) == 't:' .. ARGV[1] then
-                redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2])
+            for i, key in ipairs(KEYS) do
+                if redis.call('GET', key) == 't:' .. ARGV[2 * i - 1] then
+                    redis.call('SET', key, 'd', 'PX', ARGV[2 * i])
+                end
             end
             return 0
             ",
         ),
+        // KEYS: the keys to release; ARGV: each one's token.
         release: Script::new(
             r"
-            if redis.call('GET', KEYS[1]) == 't:' .. ARGV[1] then
-                redis.call('DEL', KEYS[1])
+            for i, key in ipairs(KEYS) do
+                if redis.call('GET', key) == 't:' .. ARGV[i] then
+                    redis.call('DEL', key)
+                end
             end
             return 0
             ",
@@ -169,11 +299,14 @@ impl RedisStore {
     /// (`redis://host/0?prefix=myapp:`) replaces [`Self::DEFAULT_PREFIX`].
     pub fn new(url: &str) -> Result<Self, StoreError> {
         let (client, prefix) = client(url)?;
-        let config = manager_config();
-        Ok(Self {
+        let conn = Conn {
             client,
-            config,
-            conn: std::sync::Arc::default(),
+            config: manager_config(),
+            manager: Arc::default(),
+        };
+        Ok(Self {
+            batches: Arc::new(Batches::new(&conn, scripts())),
+            conn,
             prefix,
             scripts: scripts(),
         })
@@ -186,15 +319,8 @@ impl RedisStore {
         self
     }
 
-    /// The shared connection, made (or retried) on first use.
     async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        self.conn
-            .get_or_try_init(|| {
-                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-            })
-            .await
-            .cloned()
-            .map_err(|e| redis_error(&e))
+        self.conn.get().await
     }
 
     fn key(&self, key: &str) -> String {
@@ -208,23 +334,10 @@ impl RedisStore {
 #[async_trait::async_trait]
 impl DedupeStore for RedisStore {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let token = ClaimToken::new();
-        let (state, pttl): (i64, i64) = self
-            .scripts
+        self.batches
             .claim
-            .key(self.key(key))
-            .arg(token.as_str())
-            .arg(px(lease))
-            .invoke_async(&mut self.conn().await?)
+            .call((self.key(key), ClaimToken::new(), px(lease)))
             .await
-            .map_err(|e| redis_error(&e))?;
-        Ok(match state {
-            1 => Claim::Acquired(token),
-            2 => Claim::Done,
-            _ => Claim::InFlight {
-                retry_after: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
-            },
-        })
     }
 
     async fn complete(
@@ -233,26 +346,17 @@ impl DedupeStore for RedisStore {
         token: &ClaimToken,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.scripts
+        self.batches
             .complete
-            .key(self.key(key))
-            .arg(token.as_str())
-            .arg(px(ttl))
-            .invoke_async::<i64>(&mut self.conn().await?)
+            .call((self.key(key), token.clone(), px(ttl)))
             .await
-            .map(drop)
-            .map_err(|e| redis_error(&e))
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
-        self.scripts
+        self.batches
             .release
-            .key(self.key(key))
-            .arg(token.as_str())
-            .invoke_async::<i64>(&mut self.conn().await?)
+            .call((self.key(key), token.clone()))
             .await
-            .map(drop)
-            .map_err(|e| redis_error(&e))
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {

@@ -1,6 +1,8 @@
 //! The inbox in `PostgreSQL`: the job table beside the dedupe tables, in the same database, so a
 //! claim and its job commit in one transaction; workers of every instance take jobs with
-//! `FOR UPDATE SKIP LOCKED`, so each job is taken once.
+//! `FOR UPDATE SKIP LOCKED`, so each job is taken once. Deliveries that arrive together share
+//! that transaction: their claims are pipelined, their jobs inserted by one statement, and one
+//! commit makes them all durable before any of them is acknowledged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,8 @@ use tokio_postgres::Row;
 use super::job::{COLUMNS, KEEP_FINISHED_MS};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
-    Admission, Claim, ClaimToken, Claims, Lease, StoreError, Ttls, admit, millis, now_ms, pg_error,
-    postgres_keys as keys,
+    Admission, Batcher, Claim, ClaimToken, Claims, Lease, StoreError, Ttls, admit, millis, now_ms,
+    pg_error, postgres_keys as keys,
 };
 
 /// Inbox migrations, each once, after the dedupe store's (whose tables the inbox shares).
@@ -56,18 +58,18 @@ const MIGRATION_LOCK: i64 = 0x7277_5f69_6e62_6f78;
 const NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
 
 pub(crate) struct PostgresQueue {
+    db: Db,
+    intake: Batcher<Arrival, Admission>,
+}
+
+/// The pool, and whether this queue migrated it yet.
+#[derive(Clone)]
+struct Db {
     pool: Pool,
     migrated: Arc<OnceCell<()>>,
 }
 
-impl PostgresQueue {
-    pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        Ok(Self {
-            pool: crate::dedupe::postgres_pool(url)?,
-            migrated: Arc::default(),
-        })
-    }
-
+impl Db {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         let mut client = self
             .pool
@@ -78,6 +80,50 @@ impl PostgresQueue {
             .get_or_try_init(|| migrate(&mut client))
             .await?;
         Ok(client)
+    }
+}
+
+/// A delivery to admit and store, with the token its job holds its keys under.
+struct Arrival {
+    job: NewJob,
+    token: ClaimToken,
+    headers: String,
+    webhook_ttl: Duration,
+}
+
+/// Intake transactions in flight at once, each on its own connection.
+const PARALLEL: usize = 2;
+
+/// The most deliveries one intake transaction stores.
+const MAX_BATCH: usize = 256;
+
+impl PostgresQueue {
+    pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
+        let db = Db {
+            pool: crate::dedupe::postgres_pool(url)?,
+            migrated: Arc::default(),
+        };
+        let intake_db = db.clone();
+        let intake = Batcher::new(
+            PARALLEL,
+            MAX_BATCH,
+            Arc::new(move |arrivals: Vec<Arrival>| {
+                let db = intake_db.clone();
+                Box::pin(async move {
+                    let client = db.client().await?;
+                    let result = enqueue_many(&client, &arrivals).await;
+                    if result.is_err() {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
+                    result
+                })
+            }),
+        );
+        Ok(Self { db, intake })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.db.client().await
     }
 }
 
@@ -209,85 +255,159 @@ async fn complete_keys(
 
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 
-/// Admits the delivery inside one transaction, then inserts its job: two round trips, the
-/// statements of each half pipelined (sent together on the connection, answered in order).
-async fn enqueue(
+/// Jobs of one prediction get ids in the order their transactions commit, so "earlier id" is
+/// "arrived earlier" for the ordering rule: an advisory lock per prediction serialises them.
+/// Taken in one order (sorted), so two transactions that share predictions never deadlock.
+const LOCK_PREDICTIONS: &str = "
+SELECT count(pg_advisory_xact_lock(h)) FROM (
+    SELECT DISTINCT hashtextextended(p, 0) AS h FROM unnest($1::text[]) AS p ORDER BY 1
+) AS locks";
+
+/// Inserts the jobs of the admitted deliveries by one statement (`insert`, prepared before the
+/// transaction began: a statement prepared now would be sent after the `COMMIT` pipelined
+/// behind it), in arrival order; each row is a job's id and its claim token.
+async fn insert_jobs(
     client: &deadpool_postgres::Object,
-    job: &NewJob,
-    token: &ClaimToken,
-    headers: &str,
-    webhook_ttl: Duration,
-) -> Result<Admission, StoreError> {
+    insert: &tokio_postgres::Statement,
+    stored: &[&Arrival],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let column = |f: fn(&Arrival) -> &str| stored.iter().map(|&a| f(a)).collect::<Vec<&str>>();
+    let (modules, models, predictions, statuses) = (
+        column(|a| &a.job.module),
+        column(|a| &a.job.model),
+        column(|a| &a.job.prediction_id),
+        column(|a| &a.job.status),
+    );
+    let (handlers, webhook_ids, uris, headers, tokens) = (
+        column(|a| a.job.handler.fn_name()),
+        column(|a| &a.job.webhook_id),
+        column(|a| &a.job.uri),
+        column(|a| &a.headers),
+        column(|a| a.token.as_str()),
+    );
+    let bodies: Vec<&[u8]> = stored.iter().map(|a| a.job.body.as_slice()).collect();
+    let insert_params: [&Param<'_>; 10] = [
+        &modules,
+        &models,
+        &predictions,
+        &statuses,
+        &handlers,
+        &webhook_ids,
+        &uris,
+        &headers,
+        &bodies,
+        &tokens,
+    ];
+    client.query(insert, &insert_params).await
+}
+
+/// The jobs of admitted deliveries, in arrival order.
+const INSERT_JOBS: &str = "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
+     webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
+     SELECT module, model, prediction_id, status, handler, webhook_id, uri, headers, body, \
+            'pending', now_ms, now_ms, now_ms, claim \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::bytea[], $10::text[]) WITH ORDINALITY \
+          AS j(module, model, prediction_id, status, handler, webhook_id, uri, headers, \
+               body, claim, n), \
+          (SELECT (extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock \
+     ORDER BY n \
+     RETURNING id, claim";
+
+/// Admits each delivery and stores the admitted ones as jobs, all in one transaction: the
+/// claims of every delivery pipelined (sent together on the connection, answered in order),
+/// the jobs inserted by one statement, one commit. Each answer holds once the commit returned;
+/// an error rolls everything back.
+async fn enqueue_many(
+    client: &deadpool_postgres::Object,
+    arrivals: &[Arrival],
+) -> Result<Vec<Admission>, StoreError> {
     let insert = client
-        .prepare_cached(&format!(
-            "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
-             webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, $10) \
-             RETURNING id"
-        ))
+        .prepare_cached(INSERT_JOBS)
         .await
         .map_err(|e| pg_error(&e))?;
-    // Jobs of one prediction get ids in the order their transactions commit, so "earlier id"
-    // is "arrived earlier" for the ordering rule: the advisory lock serialises them.
-    let lock_params: [&Param<'_>; 1] = [&job.prediction_id];
-    let claims = JobClaims { client, token };
+    let lock = client
+        .prepare_cached(LOCK_PREDICTIONS)
+        .await
+        .map_err(|e| pg_error(&e))?;
+    let predictions: Vec<&str> = arrivals
+        .iter()
+        .map(|a| a.job.prediction_id.as_str())
+        .collect();
+    let claims: Vec<JobClaims<'_>> = arrivals
+        .iter()
+        .map(|a| JobClaims {
+            client,
+            token: &a.token,
+        })
+        .collect();
+    let admits = futures_util::future::join_all(
+        arrivals
+            .iter()
+            .zip(&claims)
+            .map(|(a, claims)| admit(claims, &a.job.keys, Duration::MAX, a.webhook_ttl)),
+    );
+    let lock_params: [&Param<'_>; 1] = [&predictions];
     let (begun, locked, admitted) = tokio::join!(
         client.batch_execute("BEGIN"),
-        client.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &lock_params
-        ),
-        admit(&claims, &job.keys, Duration::MAX, webhook_ttl)
+        client.query_one(&lock, &lock_params),
+        admits
     );
     begun.map_err(|e| pg_error(&e))?;
     locked.map_err(|e| pg_error(&e))?;
-    let admission = admitted?;
-    if !matches!(admission, Admission::Run(_)) {
+    let admissions = admitted.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let stored: Vec<&Arrival> = arrivals
+        .iter()
+        .zip(&admissions)
+        .filter(|(_, admission)| matches!(admission, Admission::Run(_)))
+        .map(|(a, _)| a)
+        .collect();
+    if stored.is_empty() {
         client
             .batch_execute("COMMIT")
             .await
             .map_err(|e| pg_error(&e))?;
-        return Ok(admission);
+        return Ok(admissions);
     }
-    let handler = job.handler.fn_name();
-    let insert_params: [&Param<'_>; 10] = [
-        &job.module,
-        &job.model,
-        &job.prediction_id,
-        &job.status,
-        &handler,
-        &job.webhook_id,
-        &job.uri,
-        &headers,
-        &job.body,
-        &token.as_str(),
-    ];
-    let (row, commit) = tokio::join!(
-        client.query_one(&insert, &insert_params),
+    let (rows, commit) = tokio::join!(
+        insert_jobs(client, &insert, &stored),
         client.batch_execute("COMMIT")
     );
-    let id = row.map_err(|e| pg_error(&e))?.get(0);
+    let rows = rows.map_err(|e| pg_error(&e))?;
     commit.map_err(|e| pg_error(&e))?;
-    Ok(Admission::Stored(id))
+    let ids: std::collections::HashMap<String, i64> = rows
+        .iter()
+        .map(|row| (row.get::<_, String>(1), row.get::<_, i64>(0)))
+        .collect();
+    arrivals
+        .iter()
+        .zip(admissions)
+        .map(|(a, admission)| match admission {
+            Admission::Run(_) => ids
+                .get(a.token.as_str())
+                .map(|id| Admission::Stored(*id))
+                .ok_or_else(|| StoreError::new("postgres inbox: a job was not stored")),
+            other => Ok(other),
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
 impl Queue for PostgresQueue {
     async fn enqueue(&self, job: NewJob, webhook_ttl: Duration) -> Result<Admission, StoreError> {
-        let (token, headers) = (ClaimToken::new(), job.headers_json()?);
-        let client = self.client().await?;
-        // On a task of its own: a caller that gives up (the store timeout) must not leave the
-        // connection inside an open transaction. The transaction then still commits or rolls
-        // back; a delivery answered 503 but stored is a duplicate when Replicate retries it.
-        let work = tokio::spawn(async move {
-            let result = enqueue(&client, &job, &token, &headers, webhook_ttl).await;
-            if result.is_err() {
-                let _ = client.batch_execute("ROLLBACK").await;
-            }
-            result
-        });
-        work.await
-            .map_err(|e| StoreError::new(format_args!("postgres inbox task failed: {e}")))?
+        let headers = job.headers_json()?;
+        // Through the batcher, whose task owns the transaction: a caller that gives up (the
+        // store timeout) never leaves a connection inside an open transaction. The transaction
+        // then still commits or rolls back; a delivery answered 503 but stored is a duplicate
+        // when Replicate retries it.
+        self.intake
+            .call(Arrival {
+                job,
+                token: ClaimToken::new(),
+                headers,
+                webhook_ttl,
+            })
+            .await
     }
 
     async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError> {
