@@ -170,12 +170,16 @@ impl Receiver {
         #[cfg(feature = "client")]
         let reconciler = config.reconcile.clone().and_then(|reconcile| {
             let watcher = config.watcher()?;
-            let secret = config.verifier.signing_secret()?.clone();
+            let secret = config.verifier.signing_secret().cloned();
+            if secret.is_none() && config.tenants.is_none() {
+                return None;
+            }
             tracing::info!(after = ?reconcile.after, "reconciler on: silent predictions are polled");
             Some(crate::reconcile::Task {
                 reconcile,
                 watcher,
                 secret,
+                tenants: config.tenants.clone(),
             })
         });
         Ok(Self {

@@ -191,10 +191,10 @@ async fn deliver(
     // Watched before its handler runs: a crash right after must not lose the prediction.
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && *sender == Sender::Replicate
+        && sender.reconciled()
         && !envelope.status().is_terminal()
     {
-        watcher.heard(envelope.id()).await;
+        watcher.heard(prediction).await;
     }
     // What the expected-delivery monitor needs once a terminal delivery is handled.
     #[cfg(feature = "client")]
@@ -271,15 +271,15 @@ async fn deliver(
     }
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && *sender == Sender::Replicate
+        && sender.reconciled()
         && envelope.status().is_terminal()
         && response.status().is_success()
     {
-        watcher.done(envelope.id()).await;
+        watcher.done(prediction).await;
         if let Some((webhook_id, body)) = &arrival {
             watcher
                 .monitor
-                .arrived(envelope.id(), envelope.model(), webhook_id, body);
+                .arrived(prediction, envelope.model(), webhook_id, body);
         }
     }
     response
