@@ -23,6 +23,26 @@ const KEPT_HEADERS: [&str; 5] = [
     "user-agent",
 ];
 
+/// The W3C trace context the job's run continues: the delivery span's own (so the run is its
+/// child) when OpenTelemetry records it, else the `traceparent` / `tracestate` the request
+/// carried.
+fn trace_context(req: &HttpRequest) -> Vec<(String, String)> {
+    #[cfg(feature = "otel")]
+    {
+        let current = crate::otel::current_trace_headers();
+        if !current.is_empty() {
+            return current;
+        }
+    }
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// Where verified deliveries of inbox modules go.
 pub(crate) struct Intake {
     pub(crate) inbox: Inbox,
@@ -85,6 +105,7 @@ impl Intake {
                     let value = headers.get(*name)?.to_str().ok()?;
                     Some(((*name).to_owned(), value.to_owned()))
                 })
+                .chain(trace_context(req))
                 .collect(),
             body: body.to_vec(),
         };
