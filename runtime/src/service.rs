@@ -196,7 +196,8 @@ async fn deliver(
     {
         watcher.heard(prediction).await;
     }
-    // What the expected-delivery monitor needs once a terminal delivery is handled.
+    // What the expected-delivery monitor needs once a terminal delivery is handled; the model
+    // too, since the handler takes the decoded body out of `envelope`.
     #[cfg(feature = "client")]
     let arrival =
         (endpoint.checks.watcher.is_some() && envelope.status().is_terminal()).then(|| {
@@ -204,7 +205,8 @@ async fn deliver(
                 .headers()
                 .get(crate::signature::HEADER_ID)
                 .and_then(|v| v.to_str().ok());
-            (id.unwrap_or_default().to_owned(), body.clone())
+            let model = envelope.model().to_owned();
+            (id.unwrap_or_default().to_owned(), body.clone(), model)
         });
 
     // The body carries no event name: a `processing` delivery is an output when its output
@@ -276,10 +278,8 @@ async fn deliver(
         && response.status().is_success()
     {
         watcher.done(prediction).await;
-        if let Some((webhook_id, body)) = &arrival {
-            watcher
-                .monitor
-                .arrived(prediction, envelope.model(), webhook_id, body);
+        if let Some((webhook_id, body, model)) = &arrival {
+            watcher.monitor.arrived(prediction, model, webhook_id, body);
         }
     }
     response
