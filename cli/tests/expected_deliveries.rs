@@ -123,7 +123,10 @@ async fn predictions_whose_webhooks_never_come_raise_the_alert() {
     let alert = alerts.lock().unwrap().clone();
     assert_eq!(alert.len(), 1, "{alert:?}");
     assert_eq!(alert[0].model, model);
-    assert_eq!((alert[0].received, alert[0].recovered), (0, PREDICTIONS as u64));
+    assert_eq!(
+        (alert[0].received, alert[0].recovered),
+        (0, PREDICTIONS as u64)
+    );
     assert!((alert[0].recovered_share - 1.0).abs() < f64::EPSILON);
 
     // The metrics: expected per model, and the gauge an operator alerts on. One snapshot:

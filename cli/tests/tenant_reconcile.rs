@@ -85,7 +85,12 @@ async fn reads(sim: &simulator::Running, prediction: &str) -> Vec<(u64, u64)> {
     .unwrap();
     reads
         .iter()
-        .map(|r| (r["account"].as_u64().unwrap(), r["status"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["account"].as_u64().unwrap(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -147,7 +152,9 @@ async fn each_tenants_lost_webhooks_are_polled_with_its_token_and_signed_with_it
         let reads = reads(&sim, id).await;
         assert!(!reads.is_empty(), "{id} was polled");
         assert!(
-            reads.iter().all(|(by, status)| *by == account && *status == 200),
+            reads
+                .iter()
+                .all(|(by, status)| *by == account && *status == 200),
             "{id}: {reads:?}"
         );
     }

@@ -235,8 +235,11 @@ impl Task {
                 return;
             }
         };
-        let prediction: Prediction<serde_json::Value, serde_json::Value> =
-            match account.client.get_as(id).await {
+        let prediction: Prediction<serde_json::Value, serde_json::Value> = match account
+            .client
+            .get_as(id)
+            .await
+        {
             Ok(p) => p,
             Err(ClientError::Api { status: 404, .. }) => {
                 self.watcher.done(key).await;

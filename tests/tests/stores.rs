@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use replicate_webhook::Status;
 use replicate_webhook::dedupe::{
     Admission, Backoff, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore,
-    Progress, RedisStore, SqliteStore, now_ms,
+    Progress, RedisStore, SqliteStore, WatchedPrediction, now_ms,
 };
 use replicate_webhook_tests::services;
 
@@ -277,6 +277,48 @@ async fn watched_predictions_are_taken_once_then_backed_off(h: Handles) {
     assert_eq!(all, [(later, 0)]);
 }
 
+async fn watched_predictions_are_listed_alike_by_every_handle(h: Handles) {
+    let retry = Backoff {
+        base_ms: 1_000,
+        cap_ms: 3_000,
+    };
+    let now = now_ms();
+    let (first, second, gone) = (h.key("first"), h.key("second"), h.key("gone"));
+    h.a.track(&second, now + 50_000, TTL).await.unwrap();
+    h.a.track(&first, now - 10, TTL).await.unwrap();
+    h.a.track(&gone, now + 60_000, TTL).await.unwrap();
+    h.a.untrack(&gone).await.unwrap();
+    let listed = |all: Vec<WatchedPrediction>| {
+        all.into_iter()
+            .filter(|w| w.prediction_id.starts_with(&h.ns))
+            .map(|w| (w.prediction_id, w.due_ms, w.attempts))
+            .collect::<Vec<_>>()
+    };
+    // The other instance lists what this one watches, the soonest due first.
+    assert_eq!(
+        listed(h.b.watched(10_000).await.unwrap()),
+        [
+            (first.clone(), now - 10, 0),
+            (second.clone(), now + 50_000, 0)
+        ]
+    );
+    // A poll moves the next one and counts it, for every instance.
+    h.a.take_due(now, 10_000, retry).await.unwrap();
+    assert_eq!(
+        listed(h.b.watched(10_000).await.unwrap()),
+        [
+            (first.clone(), now + 1_000, 1),
+            (second.clone(), now + 50_000, 0)
+        ]
+    );
+    assert!(h.b.watched(1).await.unwrap().len() <= 1, "the limit holds");
+    h.b.untrack(&first).await.unwrap();
+    assert_eq!(
+        listed(h.a.watched(10_000).await.unwrap()),
+        [(second, now + 50_000, 0)]
+    );
+}
+
 fn gates(h: &Handles) -> (Gate, Gate) {
     let policy = Policy::default();
     (
@@ -433,6 +475,7 @@ conformance!(
     one_of_64_concurrent_claims_wins,
     markers_are_shared_between_handles,
     watched_predictions_are_taken_once_then_backed_off,
+    watched_predictions_are_listed_alike_by_every_handle,
     gate_admits_each_terminal_status_once,
     gate_release_lets_a_retry_run,
     gate_classifies_output_alike_on_every_handle,

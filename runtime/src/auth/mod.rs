@@ -361,7 +361,12 @@ mod tests {
             let key = scoped(&tenant::Tenant::new(tenant), id);
             assert_eq!(unscoped(&key), Some((tenant, id)), "{key}");
         }
-        for plain in ["ufawqhfynnddngldkgtslldrkq", "cog/p1", "t9:short/x", "tx:a/b"] {
+        for plain in [
+            "ufawqhfynnddngldkgtslldrkq",
+            "cog/p1",
+            "t9:short/x",
+            "tx:a/b",
+        ] {
             assert_eq!(unscoped(plain), None, "{plain}");
         }
     }

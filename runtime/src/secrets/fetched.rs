@@ -160,6 +160,8 @@ impl SecretSource for FetchedSecrets {
     }
 
     async fn api_token(&self, tenant: &str) -> Result<Option<SecretString>, SecretSourceError> {
-        Ok((self.tokens)(tenant.to_owned()).await?.map(SecretString::from))
+        Ok((self.tokens)(tenant.to_owned())
+            .await?
+            .map(SecretString::from))
     }
 }
