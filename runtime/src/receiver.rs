@@ -132,6 +132,7 @@ impl Receiver {
                 journal.clone(),
                 config.inbox.clone(),
                 config.monitor.clone(),
+                watched_store(config),
             )
         });
         let checks = Arc::new(Checks {
@@ -251,5 +252,19 @@ fn log_route(path: &str, route: &Route) {
             origin = module.origin,
             "replicate webhook route mounted"
         );
+    }
+}
+
+/// The store the reconciler's watch list is in, for the dashboard: none while it is off.
+#[cfg(feature = "dashboard")]
+fn watched_store(config: &WebhookConfig) -> Option<Arc<dyn crate::dedupe::DedupeStore>> {
+    #[cfg(feature = "client")]
+    {
+        config.reconcile.as_ref().map(|_| config.store.clone())
+    }
+    #[cfg(not(feature = "client"))]
+    {
+        let _ = config;
+        None
     }
 }

@@ -271,7 +271,11 @@ impl Task {
         };
         // One webhook id per prediction and status: a second poll that delivers again is a
         // duplicate, and the terminal key stops it even under another id.
-        let webhook_id = format!("msg_reconcile_{id}_{}", prediction.status);
+        let webhook_id = format!(
+            "{}{id}_{}",
+            crate::monitor::RECOVERED_PREFIX,
+            prediction.status
+        );
         let headers = sign(&account.secret, &webhook_id, unix_now(), &body);
         let mut request = http
             .post(&url)

@@ -108,7 +108,7 @@ pub(crate) fn scoped(tenant: &tenant::Tenant, id: &str) -> String {
 
 /// The tenant and the id a [`scoped`] key holds; `None` for a key in no tenant's namespace
 /// (Replicate's ids hold neither `:` nor `/`).
-#[cfg(feature = "client")]
+#[cfg(any(feature = "client", feature = "dashboard"))]
 pub(crate) fn unscoped(key: &str) -> Option<(&str, &str)> {
     let (len, rest) = key.strip_prefix('t')?.split_once(':')?;
     let len: usize = len.parse().ok()?;

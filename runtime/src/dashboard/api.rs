@@ -174,6 +174,23 @@ pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpR
     }
 }
 
+/// The reconciler's watch list and recoveries, as every instance sees them.
+pub(crate) async fn reconciler(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
+    if !mount.auth.bearer_ok(&req) {
+        return unauthorized();
+    }
+    let view = queries::reconciler(&mount).await;
+    let recovered: Option<Vec<DeliveryJson<'_>>> = view
+        .recovered
+        .as_ref()
+        .map(|rows| rows.iter().map(DeliveryJson::from).collect());
+    HttpResponse::Ok().json(serde_json::json!({
+        "watched": view.watched,
+        "recovered": recovered,
+        "problems": view.problems,
+    }))
+}
+
 /// Unknown paths: 401 unless authenticated, so nothing is learned without the token.
 pub(crate) async fn not_found(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
     let session = super::auth::session_of(&req)

@@ -135,6 +135,11 @@ impl JournalStore for PostgresJournal {
         if let Some(t) = search.until_ms {
             add("received_ms", "<", Box::new(t));
         }
+        if let Some(p) = &search.webhook_id_prefix {
+            // The length is a number, never text from the search.
+            let column = format!("left(webhook_id, {})", p.chars().count());
+            add(&column, "=", Box::new(p.clone()));
+        }
         let clause = if parts.is_empty() {
             String::new()
         } else {

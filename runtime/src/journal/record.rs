@@ -139,6 +139,9 @@ pub struct Search {
     pub since_ms: Option<i64>,
     /// Only rows received before this time.
     pub until_ms: Option<i64>,
+    /// Only rows whose `webhook-id` starts with this (the reconciler's start with
+    /// `msg_reconcile_`).
+    pub webhook_id_prefix: Option<String>,
     /// At most this many rows; 0 for 100.
     pub limit: usize,
 }
@@ -158,5 +161,9 @@ impl Search {
             && self.outcome.is_none_or(|o| o == row.outcome)
             && self.since_ms.is_none_or(|t| row.received_ms >= t)
             && self.until_ms.is_none_or(|t| row.received_ms < t)
+            && self
+                .webhook_id_prefix
+                .as_ref()
+                .is_none_or(|p| row.webhook_id.starts_with(p.as_str()))
     }
 }

@@ -173,6 +173,11 @@ fn where_clause(search: &Search) -> (String, Vec<Value>) {
     if let Some(t) = search.until_ms {
         add("received_ms", "<", Value::Integer(t));
     }
+    if let Some(p) = &search.webhook_id_prefix {
+        // The length is a number, never text from the search.
+        let column = format!("substr(webhook_id, 1, {})", p.chars().count());
+        add(&column, "=", Value::Text(p.clone()));
+    }
     if parts.is_empty() {
         (String::new(), values)
     } else {
