@@ -169,20 +169,7 @@ impl Receiver {
             })
             .collect();
         #[cfg(feature = "client")]
-        let reconciler = config.reconcile.clone().and_then(|reconcile| {
-            let watcher = config.watcher()?;
-            let secret = config.verifier.signing_secret().cloned();
-            if secret.is_none() && config.tenants.is_none() {
-                return None;
-            }
-            tracing::info!(after = ?reconcile.after, "reconciler on: silent predictions are polled");
-            Some(crate::reconcile::Task {
-                reconcile,
-                watcher,
-                secret,
-                tenants: config.tenants.clone(),
-            })
-        });
+        let reconciler = reconciler(config);
         Ok(Self {
             endpoints,
             live: config.live.clone(),
@@ -267,4 +254,23 @@ fn watched_store(config: &WebhookConfig) -> Option<Arc<dyn crate::dedupe::Dedupe
         let _ = config;
         None
     }
+}
+
+/// The reconciler's task, when it is on and has someone to sign for: the receiver's own secret,
+/// or its tenants'.
+#[cfg(feature = "client")]
+fn reconciler(config: &WebhookConfig) -> Option<crate::reconcile::Task> {
+    let reconcile = config.reconcile.clone()?;
+    let watcher = config.watcher()?;
+    let secret = config.verifier.signing_secret().cloned();
+    if secret.is_none() && config.tenants.is_none() {
+        return None;
+    }
+    tracing::info!(after = ?reconcile.after, "reconciler on: silent predictions are polled");
+    Some(crate::reconcile::Task {
+        reconcile,
+        watcher,
+        secret,
+        tenants: config.tenants.clone(),
+    })
 }

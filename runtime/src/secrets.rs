@@ -160,8 +160,18 @@ mod tests {
             map.refetch("acme").await.unwrap().is_none(),
             "nothing fresher"
         );
-        assert!(map.api_token("acme").await.unwrap().is_some());
-        assert!(map.api_token("other").await.unwrap().is_none());
+        assert!(
+            SecretSource::api_token(&map, "acme")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            SecretSource::api_token(&map, "other")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let shown = format!("{map:?}");
         assert!(
             shown.contains("acme") && !shown.contains("MfKQ9r8") && !shown.contains("r8_acme"),

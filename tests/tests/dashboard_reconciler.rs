@@ -113,7 +113,7 @@ async fn every_instance_shows_the_shared_watch_list_and_recoveries() {
         let recovered = TestDelivery::new(
             sample_prediction(&own, "acme/model", "succeeded", "x".into()).to_string(),
         )
-        .id(&format!("msg_reconcile_{own}_succeeded"))
+        .id(format!("msg_reconcile_{own}_succeeded"))
         .sign(&inbox::secret());
         assert_eq!(post(&a.base, &recovered).await.0, 200);
         let view = until_reconciler(&b, |v| {

@@ -259,7 +259,7 @@ impl Worker {
             prediction = job.prediction_id,
             model = job.model,
             status = job.status,
-            event = event.map(|e| e.as_str()),
+            event = event.map(crate::Event::as_str),
             handler = job.handler,
             attempt = job.attempts,
             outcome = tracing::field::Empty,
