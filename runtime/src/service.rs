@@ -112,6 +112,7 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default(),
         &body,
+        sender.tenant().map(crate::Tenant::name),
     );
 
     let envelope = match Envelope::parse(&body) {

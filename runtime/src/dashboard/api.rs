@@ -42,6 +42,7 @@ pub(crate) struct DeliveryJson<'a> {
     detail: Option<&'a str>,
     received_at: String,
     duration_ms: Option<f64>,
+    tenant: Option<&'a str>,
 }
 
 impl<'a> From<&'a Record> for DeliveryJson<'a> {
@@ -57,6 +58,7 @@ impl<'a> From<&'a Record> for DeliveryJson<'a> {
             detail: row.detail.as_deref(),
             received_at: queries::rfc3339(row.received_ms),
             duration_ms: row.duration_ms(),
+            tenant: row.tenant.as_deref(),
         }
     }
 }

@@ -238,7 +238,10 @@ fn delivery_rows(p: &str, rows: &[Record], link: bool) -> Markup {
                 @for r in rows {
                     tr class="delivery" {
                         td { (queries::rfc3339(r.received_ms)) }
-                        td { @if link && !r.prediction_id.is_empty() { a href={ (p) "/predictions/" (urlencode(&r.prediction_id)) } { (r.prediction_id) } } @else { (r.prediction_id) } }
+                        td {
+                            @if link && !r.prediction_id.is_empty() { a href={ (p) "/predictions/" (urlencode(&r.prediction_id)) } { (r.prediction_id) } } @else { (r.prediction_id) }
+                            @if let Some(tenant) = &r.tenant { " " span class="tag" title="tenant" { (tenant) } }
+                        }
                         td { (r.model) } td { (r.event) } td { (r.status) } td class="num" { (r.http_status) }
                         td { span class={ "tag o-" (r.outcome.as_str()) } { (r.outcome.as_str()) } }
                         td class="num" { (ms(r.duration_ms())) }

@@ -98,6 +98,10 @@ pub struct Record {
     pub duration_us: Option<i64>,
     /// The verified body, only when the app opted in to keeping bodies.
     pub body: Option<String>,
+    /// The tenant the delivery was sent for, in a multi-account app (see [`crate::Tenants`]):
+    /// the same prediction id under two tenants is two predictions.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 impl Record {
@@ -122,6 +126,7 @@ impl std::fmt::Debug for Record {
             .field("outcome", &self.outcome)
             .field("duration_us", &self.duration_us)
             .field("body_kept", &self.body.is_some())
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
