@@ -188,6 +188,11 @@ async fn two_accounts_each_with_its_own_fetched_secret() {
         .unwrap()
         .expect("a known tenant");
     assert!(source.client("nobody").await.unwrap().is_none());
+    // Acting for the tenant: through `config.watching(..)` what it creates is watched in the
+    // tenant's namespace and polled with its token (`tenant_reconcile.rs`).
+    let shown = format!("{client:?}");
+    assert!(shown.contains(r#"tenant: Some("acme")"#), "{shown}");
+    assert!(!shown.contains(TOKEN_A), "{shown}");
     let request = CreatePrediction::new(
         Target::Version("replicate/hello-world".into()),
         serde_json::json!({"text": "x"}),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 /// Reconciler deliveries carry webhook ids starting with this (see `reconcile.rs`).
-const RECOVERED_PREFIX: &str = "msg_reconcile_";
+pub(crate) const RECOVERED_PREFIX: &str = "msg_reconcile_";
 /// Watched predictions kept for the dashboard at most.
 const WATCHED_MAX: usize = 10_000;
 /// Recent recoveries kept for the dashboard.

@@ -22,7 +22,7 @@
 //! ```
 
 use actix_web::http::header::HeaderMap;
-use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
@@ -112,6 +112,47 @@ pub(crate) fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
     let parent = TraceContextPropagator::new().extract(&Headers(headers));
     // Fails only when the span is disabled or already started: nothing to continue then.
     let _ = span.set_parent(parent);
+}
+
+/// The W3C trace context of the current span (`traceparent`, and `tracestate` when set), to
+/// store with an inbox job so that its run continues the delivery's trace; empty when no
+/// OpenTelemetry layer records the span.
+pub(crate) fn current_trace_headers() -> Vec<(String, String)> {
+    let mut headers = Injected(Vec::new());
+    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut headers);
+    headers.0
+}
+
+struct Injected(Vec<(String, String)>);
+
+impl Injector for Injected {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+/// Makes `span` a child of the trace context stored with a job, when it has one.
+pub(crate) fn continue_stored_trace(span: &tracing::Span, headers: &[(String, String)]) {
+    if !headers.iter().any(|(name, _)| name == "traceparent") {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&Stored(headers));
+    let _ = span.set_parent(parent);
+}
+
+struct Stored<'a>(&'a [(String, String)]);
+
+impl Extractor for Stored<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_str()).collect()
+    }
 }
 
 struct Headers<'a>(&'a HeaderMap);

@@ -132,6 +132,7 @@ impl Receiver {
                 journal.clone(),
                 config.inbox.clone(),
                 config.monitor.clone(),
+                watched_store(config),
             )
         });
         let checks = Arc::new(Checks {
@@ -168,16 +169,7 @@ impl Receiver {
             })
             .collect();
         #[cfg(feature = "client")]
-        let reconciler = config.reconcile.clone().and_then(|reconcile| {
-            let watcher = config.watcher()?;
-            let secret = config.verifier.signing_secret()?.clone();
-            tracing::info!(after = ?reconcile.after, "reconciler on: silent predictions are polled");
-            Some(crate::reconcile::Task {
-                reconcile,
-                watcher,
-                secret,
-            })
-        });
+        let reconciler = reconciler(config);
         Ok(Self {
             endpoints,
             live: config.live.clone(),
@@ -248,4 +240,37 @@ fn log_route(path: &str, route: &Route) {
             "replicate webhook route mounted"
         );
     }
+}
+
+/// The store the reconciler's watch list is in, for the dashboard: none while it is off.
+#[cfg(feature = "dashboard")]
+fn watched_store(config: &WebhookConfig) -> Option<Arc<dyn crate::dedupe::DedupeStore>> {
+    #[cfg(feature = "client")]
+    {
+        config.reconcile.as_ref().map(|_| config.store.clone())
+    }
+    #[cfg(not(feature = "client"))]
+    {
+        let _ = config;
+        None
+    }
+}
+
+/// The reconciler's task, when it is on and has someone to sign for: the receiver's own secret,
+/// or its tenants'.
+#[cfg(feature = "client")]
+fn reconciler(config: &WebhookConfig) -> Option<crate::reconcile::Task> {
+    let reconcile = config.reconcile.clone()?;
+    let watcher = config.watcher()?;
+    let secret = config.verifier.signing_secret().cloned();
+    if secret.is_none() && config.tenants.is_none() {
+        return None;
+    }
+    tracing::info!(after = ?reconcile.after, "reconciler on: silent predictions are polled");
+    Some(crate::reconcile::Task {
+        reconcile,
+        watcher,
+        secret,
+        tenants: config.tenants.clone(),
+    })
 }

@@ -8,11 +8,17 @@
 //! terminal, delivers it to the prediction's own webhook URL, signed with the receiver's secret,
 //! as Replicate would have. It goes through the same pipeline and the same terminal dedupe key,
 //! so the handler runs exactly once whether the webhook or the poll arrives first.
+//!
+//! A tenant's prediction (see [`crate::Tenants`]) is watched in the tenant's namespace, polled
+//! with the tenant's own API token ([`crate::secrets::SecretSource::api_token`]; each account
+//! sees only its own predictions) and delivered signed with the tenant's secret. A tenant
+//! without a token is not polled, and a log line says so.
 
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
+use crate::auth::tenant::Tenants;
 use crate::client::{Client, ClientError};
 use crate::dedupe::{Backoff, now_ms};
 use crate::prediction::Prediction;
@@ -111,7 +117,16 @@ pub enum ReconcileError {
 pub(crate) struct Task {
     pub(crate) reconcile: Reconcile,
     pub(crate) watcher: Watcher,
-    pub(crate) secret: Secret,
+    /// The receiver's own signing secret, for the predictions of no tenant; `None` in an app
+    /// that receives for tenants only.
+    pub(crate) secret: Option<Secret>,
+    pub(crate) tenants: Option<Tenants>,
+}
+
+/// Whose a watched prediction is: the client to poll it with and the secret to sign it with.
+struct Account {
+    client: Client,
+    secret: Secret,
 }
 
 impl Task {
@@ -141,23 +156,93 @@ impl Task {
             };
             let (task, http) = (&self, &http);
             futures_util::stream::iter(due)
-                .for_each_concurrent(self.reconcile.concurrency, |(id, attempts)| async move {
-                    task.poll(http, &id, attempts).await;
+                .for_each_concurrent(self.reconcile.concurrency, |(key, attempts)| async move {
+                    task.poll(http, &key, attempts).await;
                 })
                 .await;
         }
     }
 
-    async fn poll(&self, http: &reqwest::Client, id: &str, attempts: u32) {
-        let prediction: Prediction<serde_json::Value, serde_json::Value> = match self
-            .reconcile
+    /// The account `tenant`'s predictions are polled and signed with; `None`, after a log
+    /// line, when it cannot be polled now. `Err(())` when it never can: stop watching.
+    async fn account(&self, tenant: Option<&str>, id: &str) -> Result<Option<Account>, ()> {
+        let Some(tenant) = tenant else {
+            let Some(secret) = self.secret.clone() else {
+                tracing::warn!(
+                    prediction = id,
+                    "reconciler: no signing secret of the receiver's own; not polled"
+                );
+                return Err(());
+            };
+            let client = self.reconcile.client.clone();
+            return Ok(Some(Account { client, secret }));
+        };
+        let Some(tenants) = &self.tenants else {
+            tracing::warn!(
+                tenant,
+                prediction = id,
+                "reconciler: a tenant's prediction, and no tenants configured; not polled"
+            );
+            return Err(());
+        };
+        let token = match tenants.source.api_token(tenant).await {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                tracing::warn!(
+                    tenant,
+                    prediction = id,
+                    "reconciler: the tenant has no API token configured; its prediction is not polled"
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!(tenant, prediction = id, error = %e, "reconciler: the tenant's API token could not be read; will retry");
+                return Ok(None);
+            }
+        };
+        let secret = match tenants.source.secrets(tenant).await {
+            Ok(Some(secrets)) if !secrets.is_empty() => secrets[0].clone(),
+            Ok(_) => {
+                tracing::warn!(
+                    tenant,
+                    prediction = id,
+                    "reconciler: the tenant is gone or has no secret; stops watching"
+                );
+                return Err(());
+            }
+            Err(e) => {
+                tracing::warn!(tenant, prediction = id, error = %e, "reconciler: the tenant's secret could not be read; will retry");
+                return Ok(None);
+            }
+        };
+        Ok(Some(Account {
+            client: self.reconcile.client.with_token(token),
+            secret,
+        }))
+    }
+
+    /// Polls the prediction watched under `key` (its id, or its id in a tenant's namespace).
+    async fn poll(&self, http: &reqwest::Client, key: &str, attempts: u32) {
+        let (tenant, id) = match crate::auth::unscoped(key) {
+            Some((tenant, id)) => (Some(tenant), id),
+            None => (None, key),
+        };
+        let account = match self.account(tenant, id).await {
+            Ok(Some(account)) => account,
+            Ok(None) => return,
+            Err(()) => {
+                self.watcher.done(key).await;
+                return;
+            }
+        };
+        let prediction: Prediction<serde_json::Value, serde_json::Value> = match account
             .client
             .get_as(id)
             .await
         {
             Ok(p) => p,
             Err(ClientError::Api { status: 404, .. }) => {
-                self.watcher.done(id).await;
+                self.watcher.done(key).await;
                 return;
             }
             Err(e) => {
@@ -174,7 +259,7 @@ impl Task {
                 prediction = id,
                 "reconciler: finished without a webhook URL; not delivered"
             );
-            self.watcher.done(id).await;
+            self.watcher.done(key).await;
             return;
         };
         let body = match serde_json::to_vec(&prediction) {
@@ -186,8 +271,12 @@ impl Task {
         };
         // One webhook id per prediction and status: a second poll that delivers again is a
         // duplicate, and the terminal key stops it even under another id.
-        let webhook_id = format!("msg_reconcile_{id}_{}", prediction.status);
-        let headers = sign(&self.secret, &webhook_id, unix_now(), &body);
+        let webhook_id = format!(
+            "{}{id}_{}",
+            crate::monitor::RECOVERED_PREFIX,
+            prediction.status
+        );
+        let headers = sign(&account.secret, &webhook_id, unix_now(), &body);
         let mut request = http
             .post(&url)
             .header("content-type", "application/json")
@@ -197,8 +286,8 @@ impl Task {
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => {
-                tracing::info!(prediction = id, status = %prediction.status, "reconciler: delivered a lost terminal webhook");
-                self.watcher.done(id).await;
+                tracing::info!(prediction = id, tenant, status = %prediction.status, "reconciler: delivered a lost terminal webhook");
+                self.watcher.done(key).await;
             }
             Ok(response) => {
                 tracing::warn!(

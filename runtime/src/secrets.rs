@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use secrecy::SecretString;
 
 use crate::signature::Secret;
 
@@ -43,11 +44,22 @@ pub trait SecretSource: Send + Sync + 'static {
         let _ = tenant;
         Ok(None)
     }
+
+    /// `tenant`'s Replicate API token, which the reconciler polls that tenant's predictions
+    /// with (each account sees only its own); `None` when the app has none, and then the
+    /// tenant's lost webhooks are not recovered (a log line says so). The default has none.
+    async fn api_token(&self, tenant: &str) -> Result<Option<SecretString>, SecretSourceError> {
+        let _ = tenant;
+        Ok(None)
+    }
 }
 
-/// Secrets known up front, by tenant.
+/// Secrets known up front, by tenant, and the API tokens the reconciler polls with.
 #[derive(Clone, Default)]
-pub struct StaticSecrets(HashMap<String, Vec<Secret>>);
+pub struct StaticSecrets {
+    secrets: HashMap<String, Vec<Secret>>,
+    tokens: HashMap<String, SecretString>,
+}
 
 impl StaticSecrets {
     /// No tenants yet.
@@ -58,14 +70,22 @@ impl StaticSecrets {
     /// Adds `tenant` with `secret` (call again for a second secret during a rotation).
     #[must_use]
     pub fn tenant(mut self, tenant: impl Into<String>, secret: Secret) -> Self {
-        self.0.entry(tenant.into()).or_default().push(secret);
+        self.secrets.entry(tenant.into()).or_default().push(secret);
+        self
+    }
+
+    /// `tenant`'s Replicate API token, for the reconciler to poll its predictions with.
+    #[must_use]
+    pub fn api_token(mut self, tenant: impl Into<String>, token: impl Into<String>) -> Self {
+        self.tokens
+            .insert(tenant.into(), SecretString::from(token.into()));
         self
     }
 }
 
 impl fmt::Debug for StaticSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut tenants: Vec<_> = self.0.keys().collect();
+        let mut tenants: Vec<_> = self.secrets.keys().collect();
         tenants.sort();
         f.debug_struct("StaticSecrets")
             .field("tenants", &tenants)
@@ -76,7 +96,11 @@ impl fmt::Debug for StaticSecrets {
 #[async_trait::async_trait]
 impl SecretSource for StaticSecrets {
     async fn secrets(&self, tenant: &str) -> Result<Option<Vec<Secret>>, SecretSourceError> {
-        Ok(self.0.get(tenant).cloned())
+        Ok(self.secrets.get(tenant).cloned())
+    }
+
+    async fn api_token(&self, tenant: &str) -> Result<Option<SecretString>, SecretSourceError> {
+        Ok(self.tokens.get(tenant).cloned())
     }
 }
 
@@ -127,16 +151,30 @@ mod tests {
     #[actix_web::test]
     async fn static_and_function_sources_answer_by_tenant() {
         let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let map = StaticSecrets::new().tenant("acme", secret.clone());
+        let map = StaticSecrets::new()
+            .tenant("acme", secret.clone())
+            .api_token("acme", "r8_acme_token");
         assert_eq!(map.secrets("acme").await.unwrap().unwrap().len(), 1);
         assert!(map.secrets("other").await.unwrap().is_none());
         assert!(
             map.refetch("acme").await.unwrap().is_none(),
             "nothing fresher"
         );
+        assert!(
+            SecretSource::api_token(&map, "acme")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            SecretSource::api_token(&map, "other")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let shown = format!("{map:?}");
         assert!(
-            shown.contains("acme") && !shown.contains("MfKQ9r8"),
+            shown.contains("acme") && !shown.contains("MfKQ9r8") && !shown.contains("r8_acme"),
             "{shown}"
         );
 
@@ -151,6 +189,10 @@ mod tests {
             }
         });
         assert!(function.secrets("acme").await.unwrap().is_some());
+        assert!(
+            function.api_token("acme").await.unwrap().is_none(),
+            "a function of secrets knows no token"
+        );
         assert!(function.secrets("other").await.unwrap().is_none());
         let err = function.secrets("down").await.unwrap_err();
         assert!(err.to_string().contains("database unreachable"), "{err}");

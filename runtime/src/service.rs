@@ -108,7 +108,7 @@ async fn answer(
         Err(refused) => return refused,
     };
     let webhook_id = auth::webhook_id(&req);
-    facts.verified(webhook_id, &body);
+    facts.verified(webhook_id, &body, sender.tenant().map(crate::Tenant::name));
 
     let envelope = match Envelope::parse(&body) {
         Ok(envelope) => envelope,
@@ -188,15 +188,19 @@ async fn deliver(mut delivery: Verified<'_>, endpoint: &Endpoint) -> HttpRespons
     // Watched before its handler runs: a crash right after must not lose the prediction.
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && *sender == auth::Sender::Replicate
+        && sender.reconciled()
         && !envelope.status().is_terminal()
     {
-        watcher.heard(envelope.id()).await;
+        watcher.heard(prediction).await;
     }
-    // What the expected-delivery monitor needs once a terminal delivery is handled.
+    // What the expected-delivery monitor needs once a terminal delivery is handled; the model
+    // too, since the handler takes the decoded body out of `envelope`.
     #[cfg(feature = "client")]
-    let arrival = (endpoint.checks.watcher.is_some() && envelope.status().is_terminal())
-        .then(|| (delivery.webhook_id.to_owned(), body.clone()));
+    let arrival =
+        (endpoint.checks.watcher.is_some() && envelope.status().is_terminal()).then(|| {
+            let model = envelope.model().to_owned();
+            (delivery.webhook_id.to_owned(), body.clone(), model)
+        });
 
     // The body carries no event name: a `processing` delivery is an output when its output
     // differs from the last one any instance saw for the prediction, else logs; one with less
@@ -261,16 +265,13 @@ async fn deliver(mut delivery: Verified<'_>, endpoint: &Endpoint) -> HttpRespons
     }
     #[cfg(feature = "client")]
     if let Some(watcher) = &endpoint.checks.watcher
-        && *sender == auth::Sender::Replicate
+        && sender.reconciled()
         && delivery.envelope.status().is_terminal()
         && response.status().is_success()
     {
-        let envelope = &delivery.envelope;
-        watcher.done(envelope.id()).await;
-        if let Some((webhook_id, body)) = &arrival {
-            watcher
-                .monitor
-                .arrived(envelope.id(), envelope.model(), webhook_id, body);
+        watcher.done(prediction).await;
+        if let Some((webhook_id, body, model)) = &arrival {
+            watcher.monitor.arrived(prediction, model, webhook_id, body);
         }
     }
     response

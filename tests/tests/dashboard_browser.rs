@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use fantoccini::key::Key;
+use replicate_webhook::client::Client;
 use replicate_webhook::dashboard::Dashboard;
 use replicate_webhook::inbox::{Filter, Inbox, JobState};
+use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{HandlerError, HandlerKind, Module, Prediction};
 use replicate_webhook_tests::browser::Browser;
@@ -38,8 +40,12 @@ async fn an_operator_finds_a_timeline_and_replays_a_dead_job_in_a_browser() {
             }
         }
     });
+    // The reconciler on, its first poll an hour away: the reconciler page lists what it watches.
+    let reconcile = Reconcile::new(Client::new("http://127.0.0.1:9/v1", None).unwrap())
+        .after(Duration::from_hours(1));
     let config = db
         .config(module, ib::fast_options())
+        .reconcile(reconcile)
         .dashboard(Dashboard::new(TOKEN).prefix(PREFIX));
     let inbox = Inbox::open_url(&db.url()).unwrap();
     let server = ib::serve(config);
@@ -196,6 +202,11 @@ async fn an_operator_finds_a_timeline_and_replays_a_dead_job_in_a_browser() {
     assert_eq!(state, "done");
     browser.screenshot("dashboard-inbox").await;
 
+    // A prediction that started and has not finished: watched, as the store holds it.
+    let running = new_prediction_id();
+    let body = sample_prediction(&running, &model, "starting", serde_json::Value::Null);
+    let d = TestDelivery::new(body.to_string());
+    assert_eq!(post(&server.base, &d.sign(&ib::secret())).await.0, 200);
     browser
         .goto(&server.url(&format!("{PREFIX}/reconciler")))
         .await;
@@ -204,6 +215,16 @@ async fn an_operator_finds_a_timeline_and_replays_a_dead_job_in_a_browser() {
             t == "Reconciler"
         })
         .await;
+    let row = browser
+        .wait_text("tr.watched", WAIT, "dashboard-reconciler", |t| {
+            t.contains(running.as_str())
+        })
+        .await;
+    assert!(row.contains(&running), "{row}");
+    assert!(
+        !row.contains(&prediction),
+        "a handled prediction is no longer watched: {row}"
+    );
     browser.screenshot("dashboard-reconciler").await;
     browser.close().await;
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use replicate_webhook::Status;
 use replicate_webhook::dedupe::{
     Admission, Backoff, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore,
-    Progress, RedisStore, SqliteStore, now_ms,
+    Progress, RedisStore, SqliteStore, WatchedPrediction, now_ms,
 };
 use replicate_webhook_tests::services;
 
@@ -275,6 +275,87 @@ async fn watched_predictions_are_taken_once_then_backed_off(h: Handles) {
     h.a.untrack(&due).await.unwrap();
     let all = mine(h.b.take_due(now + 600_000, 100, retry).await.unwrap());
     assert_eq!(all, [(later, 0)]);
+}
+
+/// Two handles on a store of this test's own (a Redis prefix, a PostgreSQL database): polling
+/// takes every due prediction in the store, so a shared one would take other tests' too.
+async fn open_alone(kind: &str) -> Option<Handles> {
+    let ns = services::unique(kind);
+    let url = match kind {
+        "redis" => format!("{}?prefix={ns}", services::redis_url()?),
+        "postgres" => {
+            replicate_webhook_tests::inbox::fresh_database(&services::database_url()?).await
+        }
+        _ => return open(kind).await,
+    };
+    let (a, b): (Arc<dyn DedupeStore>, Arc<dyn DedupeStore>) = if kind == "redis" {
+        (
+            Arc::new(RedisStore::new(&url).unwrap()),
+            Arc::new(RedisStore::new(&url).unwrap()),
+        )
+    } else {
+        (
+            Arc::new(PostgresStore::connect(&url).await.unwrap()),
+            Arc::new(PostgresStore::connect(&url).await.unwrap()),
+        )
+    };
+    Some(Handles {
+        a,
+        b,
+        ns,
+        _dir: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watched_predictions_are_listed_alike_by_every_handle_of_every_store() {
+    for kind in ["memory", "sqlite", "redis", "postgres"] {
+        if let Some(handles) = open_alone(kind).await {
+            watched_predictions_are_listed_alike_by_every_handle(handles).await;
+        }
+    }
+}
+
+async fn watched_predictions_are_listed_alike_by_every_handle(h: Handles) {
+    let retry = Backoff {
+        base_ms: 1_000,
+        cap_ms: 3_000,
+    };
+    let now = now_ms();
+    let (first, second, gone) = (h.key("first"), h.key("second"), h.key("gone"));
+    h.a.track(&second, now + 50_000, TTL).await.unwrap();
+    h.a.track(&first, now - 10, TTL).await.unwrap();
+    h.a.track(&gone, now + 60_000, TTL).await.unwrap();
+    h.a.untrack(&gone).await.unwrap();
+    let listed = |all: Vec<WatchedPrediction>| {
+        all.into_iter()
+            .filter(|w| w.prediction_id.starts_with(&h.ns))
+            .map(|w| (w.prediction_id, w.due_ms, w.attempts))
+            .collect::<Vec<_>>()
+    };
+    // The other instance lists what this one watches, the soonest due first.
+    assert_eq!(
+        listed(h.b.watched(10_000).await.unwrap()),
+        [
+            (first.clone(), now - 10, 0),
+            (second.clone(), now + 50_000, 0)
+        ]
+    );
+    // A poll moves the next one and counts it, for every instance.
+    h.a.take_due(now, 10_000, retry).await.unwrap();
+    assert_eq!(
+        listed(h.b.watched(10_000).await.unwrap()),
+        [
+            (first.clone(), now + 1_000, 1),
+            (second.clone(), now + 50_000, 0)
+        ]
+    );
+    assert!(h.b.watched(1).await.unwrap().len() <= 1, "the limit holds");
+    h.b.untrack(&first).await.unwrap();
+    assert_eq!(
+        listed(h.a.watched(10_000).await.unwrap()),
+        [(second, now + 50_000, 0)]
+    );
 }
 
 fn gates(h: &Handles) -> (Gate, Gate) {

@@ -43,6 +43,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             })),
     )
     .route("/_simulator/deliveries", web::get().to(deliveries))
+    .route("/_simulator/reads", web::get().to(reads))
     .route("/_simulator/rotate-secret", web::post().to(rotate_secret));
 }
 
@@ -133,10 +134,44 @@ async fn get(state: Shared, req: HttpRequest, id: web::Path<String>) -> HttpResp
     if let Some(refused) = gate(&state, &req) {
         return refused;
     }
-    match state.lock().predictions.get(id.as_str()) {
-        Some(sim) => HttpResponse::Ok().json(&sim.body),
-        None => problem(StatusCode::NOT_FOUND, "Not found."),
-    }
+    let account = super::request::account(&state, &req);
+    let mut inner = state.lock();
+    // As on Replicate, an account sees only its own predictions.
+    let (response, status) = match inner.predictions.get(id.as_str()) {
+        Some(sim) if sim.account == account => (HttpResponse::Ok().json(&sim.body), 200),
+        _ => (problem(StatusCode::NOT_FOUND, "Not found."), 404),
+    };
+    inner.reads.push(Read {
+        prediction_id: id.into_inner(),
+        account,
+        status,
+    });
+    response
+}
+
+/// One `GET /v1/predictions/{id}`: by which account (0 for the main one, `n` for
+/// `Config::accounts[n - 1]`; never the token itself) and what it was answered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct Read {
+    prediction_id: String,
+    account: usize,
+    status: u16,
+}
+
+/// `GET /_simulator/reads[?prediction=ID]`: every read of a prediction so far, in order.
+async fn reads(state: Shared, query: web::Query<DeliveriesQuery>) -> HttpResponse {
+    let inner = state.lock();
+    let reads: Vec<&Read> = inner
+        .reads
+        .iter()
+        .filter(|r| {
+            query
+                .prediction
+                .as_deref()
+                .is_none_or(|p| p == r.prediction_id)
+        })
+        .collect();
+    HttpResponse::Ok().json(reads)
 }
 
 async fn cancel(state: Shared, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
@@ -144,7 +179,13 @@ async fn cancel(state: Shared, req: HttpRequest, id: web::Path<String>) -> HttpR
         return refused;
     }
     let state = state.into_inner();
-    if !state.lock().predictions.contains_key(id.as_str()) {
+    let account = super::request::account(&state, &req);
+    if state
+        .lock()
+        .predictions
+        .get(id.as_str())
+        .is_none_or(|sim| sim.account != account)
+    {
         return problem(StatusCode::NOT_FOUND, "Not found.");
     }
     lifecycle::finish(&state, &id, Finish::Cancel);

@@ -17,6 +17,7 @@
 //! | `POST /v1/models/{owner}/{name}/versions/{id}/trainings` | create a training (`destination` required) |
 //! | `GET /v1/trainings/{id}`, `POST /v1/trainings/{id}/cancel` | read, cancel a training |
 //! | `GET /_simulator/deliveries[?prediction=ID]` | every delivery attempt so far |
+//! | `GET /_simulator/reads[?prediction=ID]` | every `GET /v1/predictions/{id}` so far: `[{"prediction_id", "account", "status"}]` (`account` 0 is the main one, `n` the `n`th of `Config::accounts`; an account reads only its own predictions) |
 //! | `POST /_simulator/rotate-secret` | a new signing secret for the caller's account: `{"key": "whsec_…"}` |
 //!
 //! # Lifecycle

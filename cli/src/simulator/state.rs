@@ -41,6 +41,8 @@ pub(super) struct Inner {
     pub(super) predictions: HashMap<String, Sim>,
     pub(super) deliveries: Vec<DeliveryRecord>,
     pub(super) api_errors: VecDeque<u16>,
+    /// Every `GET /v1/predictions/{id}`, in order.
+    pub(super) reads: Vec<super::api::Read>,
 }
 
 /// Shared simulator state.

@@ -85,6 +85,13 @@ impl Sender {
         }
     }
 
+    /// Whether the reconciler watches its predictions: Replicate's and a tenant's (polled with
+    /// that tenant's token), never Cog's, which no API can be asked about.
+    #[cfg(feature = "client")]
+    pub(crate) fn reconciled(&self) -> bool {
+        !matches!(self, Self::Cog)
+    }
+
     /// The tenant, for one of a multi-account app's accounts.
     pub fn tenant(&self) -> Option<&tenant::Tenant> {
         match self {
@@ -95,8 +102,18 @@ impl Sender {
 }
 
 /// `id` in `tenant`'s namespace; the name's length first, so no two (tenant, id) pairs meet.
-fn scoped(tenant: &tenant::Tenant, id: &str) -> String {
+pub(crate) fn scoped(tenant: &tenant::Tenant, id: &str) -> String {
     format!("t{}:{}/{id}", tenant.name().len(), tenant.name())
+}
+
+/// The tenant and the id a [`scoped`] key holds; `None` for a key in no tenant's namespace
+/// (Replicate's ids hold neither `:` nor `/`).
+#[cfg(any(feature = "client", feature = "dashboard"))]
+pub(crate) fn unscoped(key: &str) -> Option<(&str, &str)> {
+    let (len, rest) = key.strip_prefix('t')?.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let (tenant, id) = (rest.get(..len)?, rest.get(len..)?.strip_prefix('/')?);
+    Some((tenant, id))
 }
 
 /// The `webhook-id` header, or empty.
@@ -332,5 +349,26 @@ fn body_refused(checks: &Checks, e: &BodyError) -> HttpResponse {
             "body-unreadable",
             format!("could not read body: {e}"),
         ),
+    }
+}
+
+#[cfg(all(test, feature = "client"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scoped_key_gives_back_its_tenant_and_id() {
+        for (tenant, id) in [("acme", "p1"), ("a:b/c", "x/y"), ("", "z")] {
+            let key = scoped(&tenant::Tenant::new(tenant), id);
+            assert_eq!(unscoped(&key), Some((tenant, id)), "{key}");
+        }
+        for plain in [
+            "ufawqhfynnddngldkgtslldrkq",
+            "cog/p1",
+            "t9:short/x",
+            "tx:a/b",
+        ] {
+            assert_eq!(unscoped(plain), None, "{plain}");
+        }
     }
 }

@@ -80,6 +80,8 @@ pub struct Client {
     /// Set by [`crate::WebhookConfig::watching`]: created predictions are watched for the
     /// reconciler from the moment they exist.
     watcher: Option<crate::watcher::Watcher>,
+    /// Set by [`Client::tenant`]: the account whose predictions this client creates.
+    tenant: Option<crate::Tenant>,
 }
 
 impl fmt::Debug for Client {
@@ -89,6 +91,7 @@ impl fmt::Debug for Client {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("webhook_base", &self.webhook_base.as_ref().map(Url::as_str))
             .field("retry", &self.retry)
+            .field("tenant", &self.tenant.as_ref().map(crate::Tenant::name))
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +130,7 @@ impl Client {
             webhook_base: None,
             retry: RetryPolicy::default(),
             watcher: None,
+            tenant: None,
         })
     }
 
@@ -155,6 +159,24 @@ impl Client {
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Marks this client as acting for `tenant` of a multi-account app (its token must be that
+    /// tenant's): through [`crate::WebhookConfig::watching`], the predictions it creates are
+    /// watched in the tenant's namespace, where its deliveries are, and the reconciler polls
+    /// them with the tenant's token. [`crate::secrets::FetchedSecrets::client`] sets it.
+    #[must_use]
+    pub fn tenant(mut self, tenant: crate::Tenant) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// This client with another token: the same connection pool, base URL and retry policy.
+    pub(crate) fn with_token(&self, token: SecretString) -> Self {
+        Self {
+            token: Some(token),
+            ..self.clone()
+        }
     }
 
     /// The API base URL.
@@ -206,8 +228,13 @@ impl Client {
             .send(Method::POST, url, headers, Some(&body), retry_5xx)
             .await?;
         if let Some(watcher) = &self.watcher {
-            watcher.heard(&created.id).await;
-            watcher.monitor.expect(&created.id, &created.model);
+            // The key its deliveries are known by: the tenant's namespace for a tenant's.
+            let key = match &self.tenant {
+                Some(tenant) => std::borrow::Cow::Owned(crate::auth::scoped(tenant, &created.id)),
+                None => std::borrow::Cow::Borrowed(created.id.as_str()),
+            };
+            watcher.heard(&key).await;
+            watcher.monitor.expect(&key, &created.model);
         }
         Ok(created)
     }

@@ -42,6 +42,7 @@ pub(crate) struct DeliveryJson<'a> {
     detail: Option<&'a str>,
     received_at: String,
     duration_ms: Option<f64>,
+    tenant: Option<&'a str>,
 }
 
 impl<'a> From<&'a Record> for DeliveryJson<'a> {
@@ -57,6 +58,7 @@ impl<'a> From<&'a Record> for DeliveryJson<'a> {
             detail: row.detail.as_deref(),
             received_at: queries::rfc3339(row.received_ms),
             duration_ms: row.duration_ms(),
+            tenant: row.tenant.as_deref(),
         }
     }
 }
@@ -172,6 +174,23 @@ pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpR
         Ok(overview) => HttpResponse::Ok().json(overview),
         Err(e) => error(&e),
     }
+}
+
+/// The reconciler's watch list and recoveries, as every instance sees them.
+pub(crate) async fn reconciler(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
+    if !mount.auth.bearer_ok(&req) {
+        return unauthorized();
+    }
+    let view = queries::reconciler(&mount).await;
+    let recovered: Option<Vec<DeliveryJson<'_>>> = view
+        .recovered
+        .as_ref()
+        .map(|rows| rows.iter().map(DeliveryJson::from).collect());
+    HttpResponse::Ok().json(serde_json::json!({
+        "watched": view.watched,
+        "recovered": recovered,
+        "problems": view.problems,
+    }))
 }
 
 /// Unknown paths: 401 unless authenticated, so nothing is learned without the token.

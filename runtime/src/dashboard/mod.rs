@@ -85,6 +85,18 @@ pub(crate) struct Mount {
     pub(crate) journal: Option<Journal>,
     pub(crate) inbox: Option<Inbox>,
     pub(crate) monitor: Monitor,
+    /// The store the reconciler's watch list is in, when the reconciler is on.
+    pub(crate) watched: Option<WatchList>,
+}
+
+/// The dedupe store, read for the reconciler's watch list only.
+#[derive(Clone)]
+pub(crate) struct WatchList(pub(crate) Arc<dyn crate::dedupe::DedupeStore>);
+
+impl std::fmt::Debug for WatchList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WatchList(..)")
+    }
 }
 
 impl Mount {
@@ -93,13 +105,16 @@ impl Mount {
         journal: Option<Journal>,
         inbox: Option<Inbox>,
         monitor: Monitor,
+        watched: Option<Arc<dyn crate::dedupe::DedupeStore>>,
     ) -> Self {
+        let watched = watched.map(WatchList);
         Self {
             auth: Arc::new(auth::Auth::new(&dashboard.token)),
             prefix: dashboard.prefix,
             journal,
             inbox,
             monitor,
+            watched,
         }
     }
 

@@ -360,8 +360,6 @@ pub(crate) async fn reconciler(req: HttpRequest, mount: web::Data<Mount>) -> Htt
         Ok(page) => page,
         Err(login) => return login,
     };
-    html(
-        StatusCode::OK,
-        templates::reconciler(&page, &mount.monitor.snapshot()),
-    )
+    let view = queries::reconciler(&mount).await;
+    html(StatusCode::OK, templates::reconciler(&page, &view))
 }

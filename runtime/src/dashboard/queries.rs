@@ -81,6 +81,7 @@ pub(crate) async fn deliveries(
             .filter(|m| *m > 0)
             .map(|minutes| crate::journal::now_ms() - minutes.saturating_mul(60_000)),
         until_ms: None,
+        webhook_id_prefix: None,
         limit: limit.unwrap_or(100).clamp(1, 1000),
     };
     Ok(journal.search(&search).await?)
@@ -269,6 +270,85 @@ pub(crate) async fn overview(mount: &Mount) -> Result<Overview, QueryError> {
         backlog,
         monitor: mount.monitor.snapshot(),
     })
+}
+
+/// Watched predictions listed at most.
+const WATCHED_SHOWN: usize = 200;
+/// Recoveries listed at most.
+const RECOVERED_SHOWN: usize = 100;
+
+/// One prediction the reconciler watches, as the store holds it.
+#[derive(Debug, Serialize)]
+pub(crate) struct WatchedRow {
+    pub(crate) prediction_id: String,
+    /// Its tenant, for a multi-account app's.
+    pub(crate) tenant: Option<String>,
+    pub(crate) next_poll_at: String,
+    pub(crate) polls: u32,
+}
+
+/// The reconciler's page: its watch list and its recoveries from the shared stores (what every
+/// instance sees), and this instance's monitor.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct ReconcilerView {
+    /// `None` while the reconciler is off.
+    pub(crate) watched: Option<Vec<WatchedRow>>,
+    /// The reconciler's deliveries in the journal, newest first; `None` without a journal.
+    pub(crate) recovered: Option<Vec<Record>>,
+    #[serde(skip)]
+    pub(crate) monitor: MonitorSnapshot,
+    /// Why a list could not be read.
+    pub(crate) problems: Vec<String>,
+}
+
+pub(crate) async fn reconciler(mount: &Mount) -> ReconcilerView {
+    let mut problems = Vec::new();
+    let watched = match &mount.watched {
+        Some(list) => Some(match list.0.watched(WATCHED_SHOWN).await {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|w| {
+                    let (tenant, id) = match crate::auth::unscoped(&w.prediction_id) {
+                        Some((tenant, id)) => (Some(tenant.to_owned()), id.to_owned()),
+                        None => (None, w.prediction_id.clone()),
+                    };
+                    WatchedRow {
+                        prediction_id: id,
+                        tenant,
+                        next_poll_at: rfc3339(w.due_ms),
+                        polls: w.attempts,
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                problems.push(format!("watched predictions: {e}"));
+                Vec::new()
+            }
+        }),
+        None => None,
+    };
+    let recovered = match &mount.journal {
+        Some(journal) => Some(
+            journal
+                .search(&Search {
+                    webhook_id_prefix: Some(crate::monitor::RECOVERED_PREFIX.to_owned()),
+                    limit: RECOVERED_SHOWN,
+                    ..Search::default()
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    problems.push(format!("journal: {e}"));
+                    Vec::new()
+                }),
+        ),
+        None => None,
+    };
+    ReconcilerView {
+        watched,
+        recovered,
+        monitor: mount.monitor.snapshot(),
+        problems,
+    }
 }
 
 /// A time for people and scripts: RFC 3339, UTC, milliseconds.

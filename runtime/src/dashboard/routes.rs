@@ -39,6 +39,7 @@ pub(crate) fn mount(mount: &Mount, cfg: &mut web::ServiceConfig) {
             .route("/api/jobs/{id}/replay", web::post().to(api::replay))
             .route("/api/jobs/{id}/discard", web::post().to(api::discard))
             .route("/api/overview", web::get().to(api::overview))
+            .route("/api/reconciler", web::get().to(api::reconciler))
             .default_service(web::to(api::not_found)),
     );
 }

@@ -3,7 +3,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use super::queries::{self, DeliveryQuery, JobQuery, Overview, Timeline};
+use super::queries::{self, DeliveryQuery, JobQuery, Overview, ReconcilerView, Timeline};
 use crate::inbox::{Job, JobState};
 use crate::journal::{Outcome, Record};
 use crate::monitor::{LAG_BUCKETS, MonitorSnapshot};
@@ -238,7 +238,10 @@ fn delivery_rows(p: &str, rows: &[Record], link: bool) -> Markup {
                 @for r in rows {
                     tr class="delivery" {
                         td { (queries::rfc3339(r.received_ms)) }
-                        td { @if link && !r.prediction_id.is_empty() { a href={ (p) "/predictions/" (urlencode(&r.prediction_id)) } { (r.prediction_id) } } @else { (r.prediction_id) } }
+                        td {
+                            @if link && !r.prediction_id.is_empty() { a href={ (p) "/predictions/" (urlencode(&r.prediction_id)) } { (r.prediction_id) } } @else { (r.prediction_id) }
+                            @if let Some(tenant) = &r.tenant { " " span class="tag" title="tenant" { (tenant) } }
+                        }
                         td { (r.model) } td { (r.event) } td { (r.status) } td class="num" { (r.http_status) }
                         td { span class={ "tag o-" (r.outcome.as_str()) } { (r.outcome.as_str()) } }
                         td class="num" { (ms(r.duration_ms())) }
@@ -383,34 +386,45 @@ pub(crate) fn confirm(
     layout(page, "Confirm", &body)
 }
 
-pub(crate) fn reconciler(page: &Page, m: &MonitorSnapshot) -> Markup {
+pub(crate) fn reconciler(page: &Page, view: &ReconcilerView) -> Markup {
     let p = &page.prefix;
     let body = html! {
-        section { h2 { "By model" } (monitor_table(m)) }
+        @for problem in &view.problems { p class="error" { "Could not read " (problem) } }
         section {
             h2 { "Watched predictions" }
-            p { "Created through a watching client and not finished yet; the reconciler polls each once it has been silent too long." }
-            @if m.watched.is_empty() { p { "None." } } @else {
-                table class="rows" {
-                    thead { tr { th scope="col" { "Prediction" } th scope="col" { "Model" } th scope="col" { "Created (UTC)" } } }
-                    tbody { @for w in &m.watched { tr {
-                        td { a href={ (p) "/predictions/" (urlencode(&w.prediction_id)) } { (w.prediction_id) } }
-                        td { (w.model) } td { (queries::rfc3339(w.created_ms)) }
-                    } } }
+            @match &view.watched {
+                None => p { "The reconciler is off: nothing is watched (it needs an API token, REPLICATE_API_TOKEN)." },
+                Some(watched) => {
+                    p { "From the dedupe store, as every instance sharing it sees them: predictions heard of (by a delivery or a watching client) whose terminal webhook has not been handled yet, soonest poll first. A tenant's are polled with that tenant's API token." }
+                    @if watched.is_empty() { p { "None." } } @else {
+                        table class="rows" {
+                            thead { tr { th scope="col" { "Prediction" } th scope="col" { "Tenant" } th scope="col" { "Next poll (UTC)" } th scope="col" { "Polls so far" } } }
+                            tbody { @for w in watched { tr class="watched" {
+                                td { a href={ (p) "/predictions/" (urlencode(&w.prediction_id)) } { (w.prediction_id) } }
+                                td { (w.tenant.as_deref().unwrap_or("")) }
+                                td { (w.next_poll_at) } td class="num" { (w.polls) }
+                            } } }
+                        }
+                    }
                 }
             }
         }
         section {
             h2 { "Recovered" }
-            @if m.recovered.is_empty() { p { "Nothing recovered: every result came by webhook." } } @else {
-                table class="rows" {
-                    thead { tr { th scope="col" { "Prediction" } th scope="col" { "Model" } th scope="col" { "Recovered at (UTC)" } } }
-                    tbody { @for r in &m.recovered { tr {
-                        td { a href={ (p) "/predictions/" (urlencode(&r.prediction_id)) } { (r.prediction_id) } }
-                        td { (r.model) } td { (queries::rfc3339(r.at_ms)) }
-                    } } }
+            @match &view.recovered {
+                None => p { "The journal is off: recoveries are not listed." },
+                Some(rows) => {
+                    p { "The reconciler's deliveries in the journal (every instance's), newest first, with the answer each got." }
+                    @if rows.is_empty() { p { "Nothing recovered: every result came by webhook." } } @else {
+                        (delivery_rows(p, rows, true))
+                    }
                 }
             }
+        }
+        section {
+            h2 { "By model, on this instance" }
+            p { "Counted by this instance since it started: predictions it created through a watching client, and their results it handled." }
+            (monitor_table(&view.monitor))
         }
     };
     layout(page, "Reconciler", &body)

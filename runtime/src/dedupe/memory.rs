@@ -556,6 +556,10 @@ impl DedupeStore for MemoryStore {
     ) -> Result<Vec<(String, u32)>, StoreError> {
         Ok(self.lock_tracked().take_due(now_ms, limit, retry))
     }
+
+    async fn watched(&self, limit: usize) -> Result<Vec<super::WatchedPrediction>, StoreError> {
+        Ok(self.lock_tracked().list(limit))
+    }
 }
 
 mod watch;

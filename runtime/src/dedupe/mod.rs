@@ -100,6 +100,17 @@ impl StoreError {
     }
 }
 
+/// A prediction the reconciler watches, as [`DedupeStore::watched`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedPrediction {
+    /// Its id as the store keeps it (in its tenant's namespace, for a tenant's).
+    pub prediction_id: String,
+    /// When it is polled next, in milliseconds since the Unix epoch.
+    pub due_ms: i64,
+    /// Polls so far.
+    pub attempts: u32,
+}
+
 /// An atomic claim / complete / release store, plus the per-prediction output marker.
 ///
 /// Implementations must make `claim` atomic across every process sharing the store: of two
@@ -170,6 +181,16 @@ pub trait DedupeStore: Send + Sync + 'static {
         limit: usize,
         retry: Backoff,
     ) -> Result<Vec<(String, u32)>, StoreError>;
+
+    /// Up to `limit` watched predictions, the soonest due first: what the dashboard's
+    /// reconciler page shows, the same from every instance sharing the store. The default says
+    /// the store cannot list them (the built-in stores can).
+    async fn watched(&self, limit: usize) -> Result<Vec<WatchedPrediction>, StoreError> {
+        let _ = limit;
+        Err(StoreError::new(
+            "this store does not list its watched predictions",
+        ))
+    }
 
     /// Whether every call finishes without waiting on anything outside the process: no I/O, no
     /// lock held across an await. Such a store cannot stall, so its calls are not put under the

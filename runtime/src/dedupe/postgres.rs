@@ -711,4 +711,28 @@ impl DedupeStore for PostgresStore {
             })
             .collect())
     }
+
+    async fn watched(&self, limit: usize) -> Result<Vec<super::WatchedPrediction>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT prediction, due_ms, attempts FROM replicate_webhook_watched \
+                 WHERE expires_at > now() ORDER BY due_ms LIMIT $1",
+                &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(|e| pg_error(&e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let attempts: i32 = row.get(2);
+                super::WatchedPrediction {
+                    prediction_id: row.get(0),
+                    due_ms: row.get(1),
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                }
+            })
+            .collect())
+    }
 }

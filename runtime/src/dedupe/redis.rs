@@ -470,4 +470,41 @@ impl DedupeStore for RedisStore {
             .await
             .map_err(|e| redis_error(&e))
     }
+
+    async fn watched(&self, limit: usize) -> Result<Vec<super::WatchedPrediction>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        // Scores are due times in milliseconds: exact in a double until the year 287 396.
+        let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.key("watched:due"))
+            .arg(0)
+            .arg(isize::try_from(limit).unwrap_or(isize::MAX) - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let attempts: Vec<Option<u32>> = redis::cmd("HMGET")
+            .arg(self.key("watched:attempts"))
+            .arg(due.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        Ok(due
+            .into_iter()
+            .zip(attempts)
+            .map(
+                |((prediction_id, due), attempts)| super::WatchedPrediction {
+                    prediction_id,
+                    #[allow(clippy::cast_possible_truncation)]
+                    due_ms: due as i64,
+                    attempts: attempts.unwrap_or(0),
+                },
+            )
+            .collect())
+    }
 }

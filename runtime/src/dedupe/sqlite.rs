@@ -391,4 +391,24 @@ impl DedupeStore for SqliteStore {
         })
         .await
     }
+
+    async fn watched(&self, limit: usize) -> Result<Vec<super::WatchedPrediction>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.file
+            .read(NAME, move |conn| {
+                conn.prepare_cached(
+                    "SELECT prediction, due_ms, attempts FROM replicate_webhook_watched \
+                 WHERE expires_ms > ?1 ORDER BY due_ms LIMIT ?2",
+                )?
+                .query_map(params![now_ms(), limit], |row| {
+                    Ok(super::WatchedPrediction {
+                        prediction_id: row.get(0)?,
+                        due_ms: row.get(1)?,
+                        attempts: row.get(2)?,
+                    })
+                })?
+                .collect()
+            })
+            .await
+    }
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
 
 use super::{BacklogLimit, Inbox, NewJob, module_key};
 use crate::answer;
@@ -21,6 +21,26 @@ const KEPT_HEADERS: [&str; 5] = [
     "content-type",
     "user-agent",
 ];
+
+/// The W3C trace context the job's run continues: the delivery span's own (so the run is its
+/// child) when OpenTelemetry records it, else the `traceparent` / `tracestate` the request
+/// carried.
+fn trace_context(req: &HttpRequest) -> Vec<(String, String)> {
+    #[cfg(feature = "otel")]
+    {
+        let current = crate::otel::current_trace_headers();
+        if !current.is_empty() {
+            return current;
+        }
+    }
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
 
 /// Where verified deliveries of inbox modules go.
 pub(crate) struct Intake {
@@ -80,6 +100,7 @@ impl Intake {
                     let value = headers.get(*name)?.to_str().ok()?;
                     Some(((*name).to_owned(), value.to_owned()))
                 })
+                .chain(trace_context(req))
                 .collect(),
             body: delivery.body.to_vec(),
         };

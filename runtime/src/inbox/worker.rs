@@ -269,14 +269,21 @@ impl Worker {
     }
 
     async fn run_job(&self, job: Job, hold: &Hold, requests: &Requests) {
+        // Named and shaped as the delivery's span, whose trace it continues (see `otel`).
+        let event = HandlerKind::from_fn_name(&job.handler).and_then(HandlerKind::event);
         let span = tracing::info_span!(
             "inbox_job",
             job = job.id,
             prediction = job.prediction_id,
             model = job.model,
+            status = job.status,
+            event = event.map(crate::Event::as_str),
             handler = job.handler,
-            attempt = job.attempts
+            attempt = job.attempts,
+            outcome = tracing::field::Empty,
         );
+        #[cfg(feature = "otel")]
+        crate::otel::continue_stored_trace(&span, &job.headers);
         self.run_job_inner(job, hold, requests)
             .instrument(span)
             .await;
@@ -307,6 +314,7 @@ impl Worker {
                 tokio::select! {
                     outcome = &mut handler => outcome,
                     () = &mut heartbeat => {
+                        tracing::Span::current().record("outcome", "lost");
                         tracing::warn!("job hold lost to another worker; this run stops");
                         super::metrics::run(kind.fn_name(), "lost", started.elapsed());
                         return;
@@ -422,6 +430,7 @@ impl Worker {
             Settle::Retry { .. } => "retry",
             Settle::Dead { .. } => "dead",
         };
+        tracing::Span::current().record("outcome", result);
         for attempt in 0..5u32 {
             match self.inbox.queue.settle(job, hold, settle.clone()).await {
                 Ok(true) => {

@@ -228,6 +228,7 @@ impl Journal {
                 .body
                 .filter(|_| self.inner.options.keep_bodies)
                 .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            tenant: facts.tenant,
         };
         if self.inner.sender.try_send(row).is_err() {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +250,7 @@ pub(crate) struct Facts {
     model: String,
     status: String,
     body: Option<Bytes>,
+    tenant: Option<String>,
 }
 
 impl Facts {
@@ -263,17 +265,20 @@ impl Facts {
             model: String::new(),
             status: String::new(),
             body: None,
+            tenant: None,
         }
     }
 
-    /// Its signature is verified: its `webhook-id`, and its body (kept only on opt-in).
-    pub(crate) fn verified(&mut self, webhook_id: &str, body: &Bytes) {
+    /// Its signature is verified: its `webhook-id`, its body (kept only on opt-in), and the
+    /// tenant it was sent for, if any.
+    pub(crate) fn verified(&mut self, webhook_id: &str, body: &Bytes, tenant: Option<&str>) {
         if !self.enabled {
             return;
         }
         self.verified = true;
         webhook_id.clone_into(&mut self.webhook_id);
         self.body = Some(body.clone());
+        self.tenant = tenant.map(str::to_owned);
     }
 
     /// Adds what the envelope says.

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
     duration_us BIGINT,
     body TEXT
 );
+ALTER TABLE replicate_webhook_journal ADD COLUMN IF NOT EXISTS tenant TEXT;
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_received ON replicate_webhook_journal (received_ms);
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_prediction ON replicate_webhook_journal (prediction_id, id);
 ";
@@ -85,7 +86,7 @@ impl JournalStore for PostgresJournal {
         let insert = tx
             .prepare_cached(&format!(
                 "INSERT INTO replicate_webhook_journal ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ))
             .await
             .map_err(pg_error)?;
@@ -104,6 +105,7 @@ impl JournalStore for PostgresJournal {
                     &row.detail,
                     &row.duration_us,
                     &row.body,
+                    &row.tenant,
                 ],
             )
             .await
@@ -134,6 +136,11 @@ impl JournalStore for PostgresJournal {
         }
         if let Some(t) = search.until_ms {
             add("received_ms", "<", Box::new(t));
+        }
+        if let Some(p) = &search.webhook_id_prefix {
+            // The length is a number, never text from the search.
+            let column = format!("left(webhook_id, {})", p.chars().count());
+            add(&column, "=", Box::new(p.clone()));
         }
         let clause = if parts.is_empty() {
             String::new()
@@ -168,6 +175,7 @@ impl JournalStore for PostgresJournal {
                 detail: row.get(9),
                 duration_us: row.get(10),
                 body: row.get(11),
+                tenant: row.get(12),
             })
             .collect())
     }

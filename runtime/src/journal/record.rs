@@ -98,6 +98,10 @@ pub struct Record {
     pub duration_us: Option<i64>,
     /// The verified body, only when the app opted in to keeping bodies.
     pub body: Option<String>,
+    /// The tenant the delivery was sent for, in a multi-account app (see [`crate::Tenants`]):
+    /// the same prediction id under two tenants is two predictions.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 impl Record {
@@ -122,6 +126,7 @@ impl std::fmt::Debug for Record {
             .field("outcome", &self.outcome)
             .field("duration_us", &self.duration_us)
             .field("body_kept", &self.body.is_some())
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +144,9 @@ pub struct Search {
     pub since_ms: Option<i64>,
     /// Only rows received before this time.
     pub until_ms: Option<i64>,
+    /// Only rows whose `webhook-id` starts with this (the reconciler's start with
+    /// `msg_reconcile_`).
+    pub webhook_id_prefix: Option<String>,
     /// At most this many rows; 0 for 100.
     pub limit: usize,
 }
@@ -158,5 +166,9 @@ impl Search {
             && self.outcome.is_none_or(|o| o == row.outcome)
             && self.since_ms.is_none_or(|t| row.received_ms >= t)
             && self.until_ms.is_none_or(|t| row.received_ms < t)
+            && self
+                .webhook_id_prefix
+                .as_ref()
+                .is_none_or(|p| row.webhook_id.starts_with(p.as_str()))
     }
 }

@@ -1,9 +1,9 @@
-//! The journal in `SQLite`: its own connection to the store's file.
+//! The journal in `SQLite`: a table in the store's file, written in the file's group commits.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{params_from_iter, types::Value};
+use rusqlite::{Connection, params_from_iter, types::Value};
 
 use super::store::{COLUMNS, JournalStore};
 use super::{Outcome, Record, Search};
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
     outcome TEXT NOT NULL,
     detail TEXT,
     duration_us INTEGER,
-    body TEXT
+    body TEXT,
+    tenant TEXT
 );
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_received ON replicate_webhook_journal (received_ms);
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_prediction ON replicate_webhook_journal (prediction_id, id);
@@ -36,13 +37,22 @@ pub(crate) struct SqliteJournal {
 /// How the journal's errors begin.
 const NAME: &str = "journal sqlite";
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
+fn db_error(e: rusqlite::Error) -> StoreError {
+    StoreError::new(format_args!("{NAME}: {e}"))
+}
+
 impl SqliteJournal {
     /// The journal's table in the file at `path`; its rows are written in the file's group
     /// commits, beside the claims of the deliveries they record.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self {
-            file: SqliteFile::open(path, SCHEMA, NAME)?,
-        })
+        let file = SqliteFile::open(path, SCHEMA, NAME)?;
+        // A journal created before rows named their tenant gains the column, once.
+        let conn = rusqlite::Connection::open(path).map_err(db_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_error)?;
+        add_tenant_column(&conn).map_err(db_error)?;
+        Ok(Self { file })
     }
 }
 
@@ -54,7 +64,7 @@ impl JournalStore for SqliteJournal {
                 {
                     let mut insert = conn.prepare_cached(&format!(
                         "INSERT INTO replicate_webhook_journal ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                     ))?;
                     for row in &rows {
                         insert.execute(rusqlite::params![
@@ -69,6 +79,7 @@ impl JournalStore for SqliteJournal {
                             row.detail,
                             row.duration_us,
                             row.body,
+                            row.tenant,
                         ])?;
                     }
                 }
@@ -101,6 +112,7 @@ impl JournalStore for SqliteJournal {
                         detail: row.get(9)?,
                         duration_us: row.get(10)?,
                         body: row.get(11)?,
+                        tenant: row.get(12)?,
                     })
                 })?;
                 rows.collect()
@@ -128,6 +140,24 @@ impl JournalStore for SqliteJournal {
 }
 
 /// The filters of `search` as SQL with numbered parameters.
+/// The one migration so far: journals created before tenants had no `tenant` column. Two
+/// processes opening one file at once may both add it: the second's "duplicate column" is fine.
+fn add_tenant_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('replicate_webhook_journal') \
+         WHERE name = 'tenant')",
+        [],
+        |row| row.get(0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    match conn.execute_batch("ALTER TABLE replicate_webhook_journal ADD COLUMN tenant TEXT") {
+        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
+        other => other,
+    }
+}
+
 fn where_clause(search: &Search) -> (String, Vec<Value>) {
     let mut parts = Vec::new();
     let mut values: Vec<Value> = Vec::new();
@@ -150,9 +180,60 @@ fn where_clause(search: &Search) -> (String, Vec<Value>) {
     if let Some(t) = search.until_ms {
         add("received_ms", "<", Value::Integer(t));
     }
+    if let Some(p) = &search.webhook_id_prefix {
+        // The length is a number, never text from the search.
+        let column = format!("substr(webhook_id, 1, {})", p.chars().count());
+        add(&column, "=", Value::Text(p.clone()));
+    }
     if parts.is_empty() {
         (String::new(), values)
     } else {
         (format!(" WHERE {}", parts.join(" AND ")), values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_journal_made_before_tenants_gets_the_column_and_keeps_its_rows() {
+        let path = std::env::temp_dir().join(format!(
+            "replicate-webhook-journal-{}-{}.db",
+            std::process::id(),
+            crate::journal::now_ms()
+        ));
+        {
+            // The table as the first release made it, with one row.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE replicate_webhook_journal (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, received_ms INTEGER NOT NULL,
+                    webhook_id TEXT NOT NULL, prediction_id TEXT NOT NULL, model TEXT NOT NULL,
+                    event TEXT NOT NULL, status TEXT NOT NULL, http_status INTEGER NOT NULL,
+                    outcome TEXT NOT NULL, detail TEXT, duration_us INTEGER, body TEXT);
+                 INSERT INTO replicate_webhook_journal (received_ms, webhook_id, prediction_id,
+                    model, event, status, http_status, outcome)
+                    VALUES (1, 'msg_old', 'old', 'a/b', 'completed', 'succeeded', 200, 'ran');",
+            )
+            .unwrap();
+        }
+        // Opened twice, as two processes starting together would: both see the column.
+        let journal = SqliteJournal::open(&path).unwrap();
+        SqliteJournal::open(&path).unwrap();
+        let mut row = journal.search(&Search::default()).await.unwrap().remove(0);
+        assert_eq!(
+            (row.prediction_id.as_str(), row.tenant.as_deref()),
+            ("old", None)
+        );
+        row.webhook_id = "msg_new".to_owned();
+        row.tenant = Some("acme".to_owned());
+        journal.insert(vec![row]).await.unwrap();
+        let rows = journal.search(&Search::default()).await.unwrap();
+        assert_eq!(rows[0].tenant.as_deref(), Some("acme"));
+        assert_eq!(rows[1].tenant, None);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }

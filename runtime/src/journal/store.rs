@@ -61,4 +61,4 @@ fn open_error(url: &StoreUrl, e: &StoreError) -> StoreUrlError {
 /// The one table every SQL engine uses (`SQLite` and `PostgreSQL` spell `id` differently).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const COLUMNS: &str = "received_ms, webhook_id, prediction_id, model, event, status, \
-    http_status, outcome, detail, duration_us, body";
+    http_status, outcome, detail, duration_us, body, tenant";

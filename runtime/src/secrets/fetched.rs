@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use secrecy::SecretString;
 
 use super::{SecretSource, SecretSourceError};
 use crate::client::Client;
@@ -84,14 +85,15 @@ impl FetchedSecrets {
     }
 
     /// A Replicate client acting as `tenant`: its own token, this source's base URL (so its
-    /// predictions are created, read and cancelled in that account); `None` for an unknown
-    /// tenant.
+    /// predictions are created, read and cancelled in that account), and the tenant's namespace
+    /// (through [`crate::WebhookConfig::watching`], its predictions are watched as the tenant's
+    /// and polled with its token); `None` for an unknown tenant.
     pub async fn client(&self, tenant: &str) -> Result<Option<Client>, SecretSourceError> {
         let Some(token) = (self.tokens)(tenant.to_owned()).await? else {
             return Ok(None);
         };
         Client::new(&self.base, Some(token))
-            .map(Some)
+            .map(|client| Some(client.tenant(crate::Tenant::new(tenant))))
             .map_err(SecretSourceError::new)
     }
 
@@ -155,5 +157,11 @@ impl SecretSource for FetchedSecrets {
             Err(Miss::Unknown) => Ok(None),
             Err(Miss::Failed(e)) => Err(e),
         }
+    }
+
+    async fn api_token(&self, tenant: &str) -> Result<Option<SecretString>, SecretSourceError> {
+        Ok((self.tokens)(tenant.to_owned())
+            .await?
+            .map(SecretString::from))
     }
 }

@@ -67,6 +67,23 @@ impl Tracked {
         Ok(())
     }
 
+    /// [`DedupeStore::watched`](super::super::DedupeStore::watched).
+    pub(super) fn list(&self, limit: usize) -> Vec<super::super::WatchedPrediction> {
+        let now = Instant::now();
+        self.by_due
+            .iter()
+            .filter_map(|(due_ms, id)| {
+                let watch = self.by_id.get(id).filter(|w| w.forget_after > now)?;
+                Some(super::super::WatchedPrediction {
+                    prediction_id: id.clone(),
+                    due_ms: *due_ms,
+                    attempts: watch.attempts,
+                })
+            })
+            .take(limit)
+            .collect()
+    }
+
     /// [`DedupeStore::take_due`](super::super::DedupeStore::take_due).
     pub(super) fn take_due(
         &mut self,
