@@ -67,11 +67,21 @@ pub struct Container {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     child: Child,
+    /// Held while the container runs: see [`ONE_AT_A_TIME`].
+    _alone: std::sync::MutexGuard<'static, ()>,
 }
+
+/// One coglet at a time in a test process. Two started together by parallel tests from the same
+/// model directory mixed up their predictions' webhooks (a test saw another prediction's events
+/// go to another test's receiver), which made the real-sender tests fail now and then.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Container {
     /// Starts coglet from `venv` on a free port; its webhooks carry `token` when given.
     pub fn start(venv: &Path, token: Option<&str>) -> Self {
+        let alone = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let port = crate::process::free_port();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cog");
         // coglet runs the predictor in a worker subprocess found on PATH: the venv's python.
@@ -101,6 +111,7 @@ impl Container {
         Self {
             base: format!("http://127.0.0.1:{port}"),
             child,
+            _alone: alone,
         }
     }
 
