@@ -19,17 +19,17 @@ pub(crate) fn rows(env: &Env, table: &mut Table) {
     for (row, what, target) in [
         (
             "same_instance_ms",
-            "live channel: 200 to subscriber's event, one instance",
+            "live channel: request to subscriber's event, one instance",
             5.0,
         ),
         (
             "across_redis_ms",
-            "live channel: 200 to event across instances, Redis",
+            "live channel: request to event across instances, Redis",
             20.0,
         ),
         (
             "across_postgres_ms",
-            "live channel: 200 to event across instances, PostgreSQL",
+            "live channel: request to event across instances, PostgreSQL",
             20.0,
         ),
     ] {
