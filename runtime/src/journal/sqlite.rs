@@ -128,18 +128,20 @@ impl JournalStore for SqliteJournal {
                     "DELETE FROM replicate_webhook_journal WHERE received_ms < ?1",
                     [before_ms],
                 )?;
-                conn.execute(
+                // Ids only grow (AUTOINCREMENT, and rows go oldest first), so the newest `keep`
+                // rows are those above `max(id) - keep`: two lookups of the rowid index, where
+                // an `OFFSET keep` walked `keep` index entries on every trim.
+                conn.prepare_cached(
                     "DELETE FROM replicate_webhook_journal WHERE id <= \
-                 (SELECT id FROM replicate_webhook_journal ORDER BY id DESC LIMIT 1 OFFSET ?1)",
-                    [keep],
-                )?;
+                     (SELECT max(id) FROM replicate_webhook_journal) - ?1",
+                )?
+                .execute([keep])?;
                 Ok(())
             })
             .await
     }
 }
 
-/// The filters of `search` as SQL with numbered parameters.
 /// The one migration so far: journals created before tenants had no `tenant` column. Two
 /// processes opening one file at once may both add it: the second's "duplicate column" is fine.
 fn add_tenant_column(conn: &Connection) -> rusqlite::Result<()> {
@@ -158,6 +160,7 @@ fn add_tenant_column(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
+/// The filters of `search` as SQL with numbered parameters.
 fn where_clause(search: &Search) -> (String, Vec<Value>) {
     let mut parts = Vec::new();
     let mut values: Vec<Value> = Vec::new();
