@@ -395,7 +395,7 @@ pub(crate) fn reconciler(page: &Page, view: &ReconcilerView) -> Markup {
             @match &view.watched {
                 None => p { "The reconciler is off: nothing is watched (it needs an API token, REPLICATE_API_TOKEN)." },
                 Some(watched) => {
-                    p { "From the dedupe store, as every instance sharing it sees them: predictions heard of (by a delivery or a watching client) whose terminal webhook has not been handled yet, soonest poll first. A tenant's are polled with that tenant's API token." }
+                    p { "From the dedupe store, as every instance sharing it sees them: predictions heard of (by a delivery or a watching client) whose terminal webhook has not been handled yet, soonest poll first. A tenant's predictions are polled with that tenant's API token." }
                     @if watched.is_empty() { p { "None." } } @else {
                         table class="rows" {
                             thead { tr { th scope="col" { "Prediction" } th scope="col" { "Tenant" } th scope="col" { "Next poll (UTC)" } th scope="col" { "Polls so far" } } }
