@@ -9,6 +9,11 @@
 //!
 //! Receivers run as child processes (`live_channel serve BIND [STORE]`), so their memory and CPU are
 //! their own and each side has its own file-descriptor limit.
+//!
+//! The idle figure has a floor beside it: the same 10,000 connections held open by a bare actix
+//! endpoint (`live_channel serve-floor BIND`) whose event stream sends one comment and then
+//! nothing, so that what the live channel adds is told apart from what every actix-web
+//! streaming response costs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer};
 use replicate_webhook::dedupe::StoreUrl;
-use replicate_webhook::live::{Live, LiveOptions};
+use replicate_webhook::live::LiveOptions;
 use replicate_webhook::testkit::TestDelivery;
 use replicate_webhook::{
     ANY_MODEL, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
@@ -86,13 +91,18 @@ impl Drop for Receiver {
 }
 
 fn spawn(store: Option<&str>) -> Receiver {
+    spawn_with(&["serve"], store)
+}
+
+/// This binary as a child process: `args`, a free loopback address, then `store` if any.
+fn spawn_with(args: &[&str], store: Option<&str>) -> Receiver {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     let bind = format!("127.0.0.1:{port}");
     let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.args(["serve", &bind]);
+    cmd.args(args).arg(&bind);
     if let Some(store) = store {
         cmd.arg(store);
     }
@@ -137,18 +147,8 @@ async fn post(http: &reqwest::Client, base: &str, delivery: &TestDelivery) {
 }
 
 /// Subscribes over HTTP; each event's arrival time goes to `events`.
-async fn subscribe(
-    http: &reqwest::Client,
-    base: &str,
-    live: &Live,
-    id: &str,
-    events: mpsc::UnboundedSender<Instant>,
-) {
-    let resp = http
-        .get(format!("{base}{}", live.events_url(id)))
-        .send()
-        .await
-        .expect("subscribe");
+async fn subscribe(http: &reqwest::Client, url: &str, events: mpsc::UnboundedSender<Instant>) {
+    let resp = http.get(url).send().await.expect("subscribe");
     assert_eq!(resp.status(), 200);
     let mut body = resp;
     tokio::spawn(async move {
@@ -185,7 +185,7 @@ async fn latency(to: &str, from: &str, samples: usize) -> (f64, f64) {
     let id = format!("lat-{}", std::process::id());
     let (tx, mut rx) = mpsc::unbounded_channel();
     post(&http, to, &delivery(&id, "starting", "")).await;
-    subscribe(&http, from, &live, &id, tx).await;
+    subscribe(&http, &format!("{from}{}", live.events_url(&id)), tx).await;
     rx.recv().await.expect("state event");
     let mut logs = String::new();
     let mut took = Vec::with_capacity(samples);
@@ -216,7 +216,7 @@ async fn fanout(base: &str, n: usize) -> (f64, f64) {
     let mut receivers = Vec::with_capacity(n);
     for _ in 0..n {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        subscribe(&http, base, &live, &id, tx).await;
+        subscribe(&http, &format!("{base}{}", live.events_url(&id)), tx).await;
         rx.recv().await.expect("state event");
         receivers.push(rx);
     }
@@ -257,26 +257,18 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
-/// `n` idle subscribers, each on its own prediction: the receiver's resident memory added (MB)
-/// and its CPU ticks over 10 idle seconds.
-async fn idle(receiver: &Receiver, n: usize) -> (f64, u64) {
+/// `n` idle subscribers, the `i`th on the stream at `path(i)`: the receiver's resident memory
+/// added (MB) and its CPU ticks over 10 idle seconds.
+async fn idle(receiver: &Receiver, n: usize, path: impl Fn(usize) -> String) -> (f64, u64) {
     let pid = receiver.child.id();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
         .expect("client");
-    let live = config(None).live_channel().expect("on");
     let before = proc_field(pid, "status", "VmRSS:");
     let (tx, _rx) = mpsc::unbounded_channel();
     for i in 0..n {
-        subscribe(
-            &http,
-            &receiver.base,
-            &live,
-            &format!("idle-{i}"),
-            tx.clone(),
-        )
-        .await;
+        subscribe(&http, &format!("{}{}", receiver.base, path(i)), tx.clone()).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = proc_field(pid, "status", "VmRSS:");
@@ -300,6 +292,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("serve") {
         serve(&args[2], args.get(3).map(String::as_str));
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("serve-floor") {
+        floor::serve(&args[2]);
         return;
     }
     let samples = flag("--samples", 500);
@@ -341,11 +337,77 @@ fn main() {
             serde_json::json!({"subscribers": fan, "p50": p50, "max": max}),
         );
         let quiet = spawn(None);
-        let (mb, ticks) = idle(&quiet, idle_n).await;
+        let live = config(None).live_channel().expect("on");
+        let (mb, ticks) = idle(&quiet, idle_n, |i| live.events_url(&format!("idle-{i}"))).await;
+        drop(quiet);
+        let bare = spawn_with(&["serve-floor"], None);
+        let (floor_mb, floor_ticks) = idle(&bare, idle_n, |i| format!("/floor/{i}")).await;
         out.insert(
             "idle".into(),
-            serde_json::json!({"subscribers": idle_n, "rss_mb": mb, "cpu_ticks_10s": ticks}),
+            serde_json::json!({
+                "subscribers": idle_n,
+                "rss_mb": mb,
+                "cpu_ticks_10s": ticks,
+                "floor_rss_mb": floor_mb,
+                "floor_cpu_ticks_10s": floor_ticks,
+            }),
         );
     });
     println!("{}", serde_json::Value::Object(out));
+}
+
+/// The floor under the idle figure: a bare actix-web server holding event streams open.
+mod floor {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use actix_web::body::{BodySize, MessageBody};
+    use actix_web::web::Bytes;
+    use actix_web::{App, HttpResponse, HttpServer, web};
+
+    /// One comment, then nothing until the client leaves: the least an open event stream is.
+    struct Idle {
+        first: Option<Bytes>,
+    }
+
+    impl MessageBody for Idle {
+        type Error = std::convert::Infallible;
+
+        fn size(&self) -> BodySize {
+            BodySize::Stream
+        }
+
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+            // Never woken again: an idle stream has nothing to send.
+            self.first
+                .take()
+                .map_or(Poll::Pending, |b| Poll::Ready(Some(Ok(b))))
+        }
+    }
+
+    async fn events() -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body(Idle {
+                first: Some(Bytes::from_static(b": open\n\n")),
+            })
+    }
+
+    /// `live_channel serve-floor BIND`: the same server settings as `serve`, one route.
+    pub(super) fn serve(bind: &str) {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(|| App::new().route("/floor/{id}", web::get().to(events)))
+                .backlog(4096)
+                .max_connections(50_000)
+                .workers(2)
+                .bind(bind)
+                .expect("bind")
+                .run();
+            println!("ready");
+            server.await.expect("serve");
+        });
+    }
 }

@@ -22,10 +22,7 @@ struct Rows {
 #[async_trait::async_trait]
 impl JournalStore for MemoryJournal {
     async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
-        let mut state = self
-            .rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.lock();
         for mut row in rows {
             state.next_id += 1;
             row.id = state.next_id;
@@ -35,10 +32,7 @@ impl JournalStore for MemoryJournal {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
-        let state = self
-            .rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.lock();
         Ok(state
             .rows
             .iter()
@@ -50,18 +44,39 @@ impl JournalStore for MemoryJournal {
     }
 
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
-        let mut state = self
-            .rows
+        self.lock().trim(keep, before_ms);
+        Ok(())
+    }
+
+    fn append_now(&self, mut row: Record, keep: u64, before_ms: i64) -> Option<Record> {
+        let mut state = self.lock();
+        state.next_id += 1;
+        row.id = state.next_id;
+        state.rows.push_back(row);
+        // At most one row over the bound was just added, and the oldest age out one by one:
+        // trimming here costs a pop now and then.
+        state.trim(keep, before_ms);
+        None
+    }
+}
+
+impl MemoryJournal {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rows> {
+        self.rows
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Rows {
+    fn trim(&mut self, keep: u64, before_ms: i64) {
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-        while state
+        while self
             .rows
             .front()
-            .is_some_and(|row| row.received_ms < before_ms || state.rows.len() > keep)
+            .is_some_and(|row| row.received_ms < before_ms || self.rows.len() > keep)
         {
-            state.rows.pop_front();
+            self.rows.pop_front();
         }
-        Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The request path hands a finished [`Record`] to a bounded channel and goes on; a task writes
 //! rows in batches to the configured store. When the channel is full the row is dropped and
-//! counted: a delivery never waits for, or fails because of, its journal. Requests refused before
+//! counted: a delivery never waits for, or fails because of, its journal. The memory ring is the
+//! exception: a push under its lock costs less than waking the task, so rows go straight in. Requests refused before
 //! verification are not rows: they are counted by reason and the latest few are sampled
 //! ([`Journal::refusals`]), so a flood of forged requests cannot evict real history. Rows are
 //! bounded by count and age ([`JournalOptions`]); bodies are kept only when the app opts in, and
@@ -74,6 +75,14 @@ impl Default for JournalOptions {
             capacity: 4096,
             keep_bodies: false,
         }
+    }
+}
+
+impl JournalOptions {
+    /// Rows received before this time (ms since the epoch) are past `max_age` at `now_ms`.
+    fn cutoff_ms(&self, now_ms: i64) -> i64 {
+        let max_age = i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX);
+        now_ms.saturating_sub(max_age)
     }
 }
 
@@ -229,6 +238,16 @@ impl Journal {
                 .filter(|_| self.inner.options.keep_bodies)
                 .map(|b| String::from_utf8_lossy(&b).into_owned()),
             tenant: facts.tenant,
+        };
+        let options = &self.inner.options;
+        let before_ms = options.cutoff_ms(row.received_ms);
+        let Some(row) = self
+            .inner
+            .store
+            .append_now(row, options.max_rows, before_ms)
+        else {
+            self.inner.written.fetch_add(1, Ordering::Relaxed);
+            return;
         };
         if self.inner.sender.try_send(row).is_err() {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);

@@ -16,6 +16,14 @@ pub(crate) trait JournalStore: Send + Sync + 'static {
 
     /// Deletes rows received before `before_ms`, then all but the newest `keep`.
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError>;
+
+    /// Appends `row` on the caller's thread, within the bounds, when that costs no more than a
+    /// short lock (the ring in memory), and returns `None`; otherwise hands the row back to be
+    /// queued for the writer. Skipping the queue saves the writer task's wake-up on every
+    /// delivery, which was most of what the memory journal cost.
+    fn append_now(&self, row: Record, _keep: u64, _before_ms: i64) -> Option<Record> {
+        Some(row)
+    }
 }
 
 /// Opens the journal for `url` (lazily for the networked engines).

@@ -9,8 +9,12 @@ use super::{Journal, Record, now_ms};
 const BATCH: usize = 256;
 /// How long one store call may take before its batch counts as failed.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Bounds are enforced once the queue is drained, and at least every this many rows.
+/// Bounds are enforced at least every this many rows...
 const TRIM_ROWS: u64 = 1000;
+/// ...and once the queue has stayed empty this long after rows were written. Trimming whenever
+/// the queue ran dry deleted a row or two per delivery under a steady load: on `SQLite` that
+/// dirtied the far end of the table and both indexes in every commit.
+const TRIM_IDLE: Duration = Duration::from_millis(250);
 
 pub(super) async fn run(journal: Journal, mut receiver: tokio::sync::mpsc::Receiver<Record>) {
     let inner = &*journal.inner;
@@ -18,7 +22,26 @@ pub(super) async fn run(journal: Journal, mut receiver: tokio::sync::mpsc::Recei
     let mut since_trim = 0u64;
     let trim_rows = (inner.options.max_rows / 4).clamp(1, TRIM_ROWS);
     let mut last_warning: Option<Instant> = None;
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+    loop {
+        let got = if since_trim == 0 {
+            receiver.recv_many(&mut batch, BATCH).await
+        } else {
+            // `recv_many` is cancel-safe: rows that arrive as the time runs out stay queued.
+            match tokio::time::timeout(TRIM_IDLE, receiver.recv_many(&mut batch, BATCH)).await {
+                Ok(got) => got,
+                Err(_idle) => {
+                    trim(&journal, &mut since_trim).await;
+                    continue;
+                }
+            }
+        };
+        if got == 0 {
+            // Closed: the last rows are trimmed before the task ends.
+            if since_trim > 0 {
+                trim(&journal, &mut since_trim).await;
+            }
+            return;
+        }
         let n = batch.len() as u64;
         match tokio::time::timeout(TIMEOUT, inner.store.insert(std::mem::take(&mut batch))).await {
             Ok(Ok(())) => since_trim += n,
@@ -36,21 +59,26 @@ pub(super) async fn run(journal: Journal, mut receiver: tokio::sync::mpsc::Recei
                 }
             }
         }
-        if since_trim >= trim_rows || (since_trim > 0 && receiver.is_empty()) {
-            let max_age = i64::try_from(inner.options.max_age.as_millis()).unwrap_or(i64::MAX);
-            let trimmed = tokio::time::timeout(
-                TIMEOUT,
-                inner
-                    .store
-                    .trim(inner.options.max_rows, now_ms().saturating_sub(max_age)),
-            )
-            .await;
-            if let Ok(Err(e)) = trimmed {
-                tracing::warn!(error = %e, "journal could not be trimmed");
-            }
-            // Counted once within bounds, so whoever sees the count sees a trimmed journal.
-            inner.written.fetch_add(since_trim, Ordering::Relaxed);
-            since_trim = 0;
+        if since_trim >= trim_rows {
+            trim(&journal, &mut since_trim).await;
         }
     }
+}
+
+/// Enforces the bounds, then counts the rows written since the last trim.
+async fn trim(journal: &Journal, since_trim: &mut u64) {
+    let inner = &*journal.inner;
+    let trimmed = tokio::time::timeout(
+        TIMEOUT,
+        inner
+            .store
+            .trim(inner.options.max_rows, inner.options.cutoff_ms(now_ms())),
+    )
+    .await;
+    if let Ok(Err(e)) = trimmed {
+        tracing::warn!(error = %e, "journal could not be trimmed");
+    }
+    // Counted once within bounds, so whoever sees the count sees a trimmed journal.
+    inner.written.fetch_add(*since_trim, Ordering::Relaxed);
+    *since_trim = 0;
 }

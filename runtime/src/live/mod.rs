@@ -283,7 +283,7 @@ impl fmt::Debug for Live {
 /// What a subscriber is sent first, and the receiver of what comes after.
 pub(crate) struct Subscription {
     pub(crate) initial: Vec<LiveEvent>,
-    pub(crate) live: broadcast::Receiver<LiveEvent>,
+    pub(crate) live: broadcast::Receiver<Arc<LiveEvent>>,
     /// The prediction had ended when the subscriber joined: nothing follows `initial`.
     pub(crate) ended: bool,
 }
@@ -526,7 +526,7 @@ impl Drop for Slot {
 fn stream(subscription: Subscription) -> impl Stream<Item = LiveEvent> + Send + use<> {
     struct Cursor {
         pending: std::collections::VecDeque<LiveEvent>,
-        live: broadcast::Receiver<LiveEvent>,
+        live: broadcast::Receiver<Arc<LiveEvent>>,
         last: Option<u64>,
         done: bool,
     }
@@ -547,7 +547,8 @@ fn stream(subscription: Subscription) -> impl Stream<Item = LiveEvent> + Send + 
             match c.live.recv().await {
                 // Already sent (the snapshot covers every event up to its own number).
                 Ok(event) if c.last.is_some_and(|last| event.seq <= last) => {}
-                Ok(event) => break event,
+                // The last subscriber to see an event takes it without a copy.
+                Ok(event) => break Arc::unwrap_or_clone(event),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     metrics::counter!("replicate_webhook_live_lagged_total").increment(1);
                     c.done = true;

@@ -60,6 +60,23 @@ pub(crate) fn rows(env: &Env, table: &mut Table) {
         "",
         None,
     );
+    // The same connections held by a bare actix-web event stream: what any streaming response
+    // costs on actix-web, below which the live channel cannot go.
+    table.row(
+        &format!(
+            "bare actix-web event streams: {} idle, resident memory added / CPU ticks in 10 s",
+            v["idle"]["subscribers"]
+        ),
+        format!(
+            "{:.1} MB / {}",
+            ms("idle", "floor_rss_mb"),
+            v["idle"]["floor_cpu_ticks_10s"]
+        ),
+        String::new(),
+        String::new(),
+        "",
+        None,
+    );
     table.row(
         &format!(
             "live channel: {} idle subscribers, resident memory added / CPU ticks in 10 s",
