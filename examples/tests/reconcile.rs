@@ -211,12 +211,13 @@ async fn sim_deliveries_refused(sim: &simulator::Running) -> (usize, usize) {
 #[actix_rt::test]
 async fn predictions_created_through_a_watching_client_are_watched_at_once() {
     use replicate_webhook::WebhookConfig;
-    use replicate_webhook::dedupe::{Backoff, DedupeStore, MemoryStore, now_ms};
+    use replicate_webhook::dedupe::{Backoff, MemoryStore, WatchList as _};
     use replicate_webhook::reconcile::Reconcile;
+    use replicate_webhook::testkit::protocol::now_ms;
 
     let sim = simulator();
     let client = Client::new(&sim.api_base, Some(TOKEN.to_owned())).unwrap();
-    let store: std::sync::Arc<dyn DedupeStore> = std::sync::Arc::new(MemoryStore::new());
+    let store = std::sync::Arc::new(MemoryStore::new());
     let config = WebhookConfig::new(Secret::parse(SECRET).unwrap())
         .shared_store(store.clone())
         .reconcile(Reconcile::new(client.clone()).after(Duration::from_mins(1)));

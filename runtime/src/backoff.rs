@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Exponential backoff: the delay after `n` earlier tries is `min(base * 2^n, cap)`.
 ///
 /// In whole milliseconds, so stores can compute it in SQL too (see
-/// [`DedupeStore::take_due`](crate::dedupe::DedupeStore::take_due)).
+/// [`WatchList::take_due`](crate::dedupe::WatchList::take_due)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// The first delay, in milliseconds.

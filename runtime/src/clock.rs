@@ -3,6 +3,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, from the system clock.
+#[cfg_attr(
+    not(feature = "testkit"),
+    expect(unreachable_pub, reason = "public only through testkit::protocol")
+)]
 pub fn now_ms() -> i64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -290,10 +290,11 @@ impl WebhookConfig {
 
     #[cfg(feature = "client")]
     pub(crate) fn watcher(&self) -> Option<crate::watcher::Watcher> {
-        self.reconcile.as_ref().map(|r| crate::watcher::Watcher {
-            store: self.store.clone(),
-            after: r.after,
-            watch_for: r.watch_for,
+        let reconcile = self.reconcile.as_ref()?;
+        Some(crate::watcher::Watcher {
+            list: self.store.clone().watch_list()?,
+            after: reconcile.after,
+            watch_for: reconcile.watch_for,
             timeout: self.policy.timeout,
             monitor: self.monitor.clone(),
         })

@@ -95,6 +95,8 @@ mod handler;
 pub mod inbox;
 pub mod journal;
 pub mod live;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migrate;
 pub mod monitor;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]

@@ -98,6 +98,12 @@ impl Receiver {
                 origin: module.origin.clone(),
             });
         }
+        #[cfg(feature = "client")]
+        if config.reconcile.is_some() && config.store.clone().watch_list().is_none() {
+            return Err(SetupError::NoWatchList {
+                store: config.store_name.clone(),
+            });
+        }
         let routes = registry::build_routes(modules)?;
         let (wake, woken) = tokio::sync::watch::channel(0u64);
         let intake = config
@@ -244,10 +250,10 @@ fn log_route(path: &str, route: &Route) {
 
 /// The store the reconciler's watch list is in, for the dashboard: none while it is off.
 #[cfg(feature = "dashboard")]
-fn watched_store(config: &WebhookConfig) -> Option<Arc<dyn crate::dedupe::DedupeStore>> {
+fn watched_store(config: &WebhookConfig) -> Option<Arc<dyn crate::dedupe::WatchList>> {
     #[cfg(feature = "client")]
     {
-        config.reconcile.as_ref().map(|_| config.store.clone())
+        config.watcher().map(|w| w.list)
     }
     #[cfg(not(feature = "client"))]
     {

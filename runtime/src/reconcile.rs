@@ -142,7 +142,7 @@ impl Task {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let due = self.watcher.bounded(self.watcher.store.take_due(
+            let due = self.watcher.bounded(self.watcher.list.take_due(
                 now_ms(),
                 self.reconcile.concurrency * 4,
                 self.reconcile.backoff,

@@ -316,6 +316,15 @@ pub enum SetupError {
          Module::inbox(true), or WebhookConfig::inbox_every_module(true)"
     )]
     NoInboxModules,
+    /// The reconciler is on, but the dedupe store keeps no [`WatchList`](crate::dedupe::WatchList).
+    #[error(
+        "the reconciler needs a dedupe store with a watch list, and the store `{store}` keeps \
+         none: use one of the built-in stores, or implement DedupeStore::watch_list"
+    )]
+    NoWatchList {
+        /// The store's name.
+        store: String,
+    },
     /// The delivery journal could not be opened.
     #[error("the delivery journal could not be opened: {reason}")]
     Journal {

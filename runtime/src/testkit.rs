@@ -17,6 +17,14 @@ use crate::signature::{
     self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Secret, SignedHeaders,
 };
 
+/// The dedupe protocol itself, for tests of a store or of the inbox. An app never calls it: the
+/// receiver and the inbox do, and [`dedupe`](crate::dedupe) exports only what an app or a
+/// custom store uses.
+pub mod protocol {
+    pub use crate::clock::now_ms;
+    pub use crate::dedupe::gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
+}
+
 /// A prediction body to deliver, before signing.
 #[derive(Debug, Clone)]
 pub struct TestDelivery {

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dedupe::{DedupeStore, StoreError, bounded, millis, now_ms};
+use crate::dedupe::{StoreError, WatchList, bounded, millis, now_ms};
 
 /// Watches predictions in a store: what the receiver and a watching [`Client`](crate::client::Client) call.
 #[derive(Clone)]
 pub(crate) struct Watcher {
-    pub(crate) store: Arc<dyn DedupeStore>,
+    pub(crate) list: Arc<dyn WatchList>,
     pub(crate) after: Duration,
     pub(crate) watch_for: Duration,
     pub(crate) timeout: Duration,
@@ -22,7 +22,7 @@ impl Watcher {
     /// Heard of `prediction_id` now: poll it if nothing more is heard within `after`.
     pub(crate) async fn heard(&self, prediction_id: &str) {
         let due = now_ms().saturating_add(millis(self.after));
-        let tracked = self.store.track(prediction_id, due, self.watch_for);
+        let tracked = self.list.track(prediction_id, due, self.watch_for);
         if let Err(e) = self.bounded(tracked).await {
             tracing::warn!(prediction = prediction_id, error = %e, "could not watch the prediction");
         }
@@ -30,7 +30,7 @@ impl Watcher {
 
     /// Its terminal status was handled: stop watching.
     pub(crate) async fn done(&self, prediction_id: &str) {
-        if let Err(e) = self.bounded(self.store.untrack(prediction_id)).await {
+        if let Err(e) = self.bounded(self.list.untrack(prediction_id)).await {
             tracing::warn!(prediction = prediction_id, error = %e, "could not stop watching the prediction");
         }
     }

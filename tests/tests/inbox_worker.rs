@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use replicate_webhook::dedupe::{Admission, Gate, Policy, SqliteStore};
+use replicate_webhook::dedupe::SqliteStore;
 use replicate_webhook::inbox::{Filter, Inbox, InboxOptions, Job, JobState, Worker};
+use replicate_webhook::testkit::protocol::{Admission, Gate, Policy};
 use replicate_webhook::testkit::{Signed, TestDelivery};
 use replicate_webhook::{DeadLetter, Event, HandlerError, HandlerKind, Module, Prediction};
 use replicate_webhook_tests::TestServer;
@@ -245,7 +246,7 @@ async fn intake_answers_409_with_retry_after_while_an_inline_claim_holds_the_key
     );
     let prediction = id_of(&delivery);
     let admitted = gate
-        .admit(replicate_webhook::dedupe::Delivery {
+        .admit(replicate_webhook::testkit::protocol::Delivery {
             webhook_id: "msg_held_inline",
             prediction_id: &prediction,
             status: &replicate_webhook::Status::Succeeded,

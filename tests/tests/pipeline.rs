@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use replicate_webhook::dedupe::{Backoff, Claim, ClaimToken, DedupeStore, MemoryStore, StoreError};
+use replicate_webhook::dedupe::{
+    Claim, ClaimToken, DedupeStore, MemoryStore, ProgressMarkers, StoreError,
+};
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_prediction};
 use replicate_webhook::{
     DecodeError, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
@@ -102,8 +104,21 @@ async fn every_event_reaches_the_matching_handler() {
     let secret = Secret::generate();
     let log = Log::default();
     let srv = server(&secret, recording_module(&log));
-    let id = new_prediction_id();
+    each_event_reaches_its_handler(&srv, &secret, &log).await;
+}
 
+/// A custom store may offer claims only: outputs and logs are then told apart by the progress
+/// markers the gate keeps in this process.
+#[actix_web::test]
+async fn a_store_without_progress_markers_still_tells_output_from_logs() {
+    let secret = Secret::generate();
+    let log = Log::default();
+    let (srv, _) = flaky_server(&secret, recording_module(&log));
+    each_event_reaches_its_handler(&srv, &secret, &log).await;
+}
+
+async fn each_event_reaches_its_handler(srv: &TestServer, secret: &Secret, log: &Log) {
+    let id = new_prediction_id();
     for (status, output) in [
         ("starting", json!(null)),
         ("processing", json!(null)),
@@ -112,7 +127,7 @@ async fn every_event_reaches_the_matching_handler() {
         ("processing", json!(["a", "b"])),
         ("failed", json!(null)),
     ] {
-        let d = delivery(&id, status, output).sign(&secret);
+        let d = delivery(&id, status, output).sign(secret);
         assert_eq!(srv.deliver(&d).await.0, 200);
     }
     let expected: Vec<String> = [
@@ -127,6 +142,29 @@ async fn every_event_reaches_the_matching_handler() {
     .map(|k| format!("{k} {id}"))
     .collect();
     assert_eq!(log.entries(), expected);
+}
+
+/// The reconciler polls what the store's watch list holds: a store that keeps none is refused
+/// when the receiver is built, not discovered when a webhook goes missing.
+#[test]
+fn a_reconciler_over_a_store_without_a_watch_list_is_refused_at_set_up() {
+    use replicate_webhook::client::Client;
+    use replicate_webhook::reconcile::Reconcile;
+
+    let client = Client::new("http://127.0.0.1:9/v1", Some("token".to_owned())).unwrap();
+    let config = WebhookConfig::new(Secret::generate())
+        .collect_registered(false)
+        .module(recording_module(&Log::default()))
+        .store(FlakyStore::default())
+        .reconcile(Reconcile::new(client));
+    let Err(err) = replicate_webhook::try_configure(config) else {
+        panic!("a reconciler without a watch list was accepted");
+    };
+    assert!(
+        matches!(err, replicate_webhook::SetupError::NoWatchList { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("watch list"), "{err}");
 }
 
 #[actix_web::test]
@@ -472,6 +510,14 @@ impl DedupeStore for DownStore {
     async fn mark_done(&self, _: &str, _: Duration) -> Result<(), StoreError> {
         Err(StoreError::new("connection refused"))
     }
+    fn markers(self: Arc<Self>) -> Option<Arc<dyn ProgressMarkers>> {
+        Some(self)
+    }
+}
+
+/// Its progress markers are down too; it keeps no watch list (no reconciler runs over it).
+#[async_trait::async_trait]
+impl ProgressMarkers for DownStore {
     async fn swap_marker(&self, _: &str, _: u64, _: Duration) -> Result<Option<u64>, StoreError> {
         Err(StoreError::new("connection refused"))
     }
@@ -482,20 +528,6 @@ impl DedupeStore for DownStore {
         _: Option<u64>,
         _: Duration,
     ) -> Result<(), StoreError> {
-        Err(StoreError::new("connection refused"))
-    }
-    async fn track(&self, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
-        Err(StoreError::new("connection refused"))
-    }
-    async fn untrack(&self, _: &str) -> Result<(), StoreError> {
-        Err(StoreError::new("connection refused"))
-    }
-    async fn take_due(
-        &self,
-        _: i64,
-        _: usize,
-        _: Backoff,
-    ) -> Result<Vec<(String, u32)>, StoreError> {
         Err(StoreError::new("connection refused"))
     }
 }
@@ -661,7 +693,8 @@ struct Faults {
 /// How late a `late_claim` is answered: well past the store timeout of the test that uses it.
 const LATE_BY: Duration = Duration::from_millis(400);
 
-/// A memory store whose operations fail on demand; `claim` always works, late on demand.
+/// A memory store whose operations fail on demand; `claim` always works, late on demand. It
+/// offers claims only, as a custom store may: the gate keeps this process's progress markers.
 #[derive(Clone, Default)]
 struct FlakyStore {
     inner: Arc<MemoryStore>,
@@ -708,42 +741,6 @@ impl DedupeStore for FlakyStore {
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         fail_if(&self.faults.mark_done)?;
         self.inner.mark_done(key, ttl).await
-    }
-    async fn swap_marker(
-        &self,
-        key: &str,
-        marker: u64,
-        ttl: Duration,
-    ) -> Result<Option<u64>, StoreError> {
-        self.inner.swap_marker(key, marker, ttl).await
-    }
-    async fn restore_marker(
-        &self,
-        key: &str,
-        current: u64,
-        previous: Option<u64>,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.restore_marker(key, current, previous, ttl).await
-    }
-    async fn track(
-        &self,
-        prediction_id: &str,
-        due_ms: i64,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.inner.track(prediction_id, due_ms, ttl).await
-    }
-    async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
-        self.inner.untrack(prediction_id).await
-    }
-    async fn take_due(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        retry: Backoff,
-    ) -> Result<Vec<(String, u32)>, StoreError> {
-        self.inner.take_due(now_ms, limit, retry).await
     }
 }
 

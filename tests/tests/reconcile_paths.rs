@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use replicate_webhook::client::{Client, RetryPolicy};
-use replicate_webhook::dedupe::{Backoff, DedupeStore, MemoryStore, now_ms};
+use replicate_webhook::dedupe::{Backoff, DedupeStore, MemoryStore};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::signature::sign;
+use replicate_webhook::testkit::protocol::now_ms;
 use replicate_webhook::testkit::{TestDelivery, sample_prediction};
 use replicate_webhook::{HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig};
 use replicate_webhook_tests::TestServer;
@@ -115,7 +116,9 @@ async fn watched(store: &Arc<dyn DedupeStore>) -> Vec<String> {
         base_ms: 0,
         cap_ms: 0,
     };
-    let mut ids: Vec<String> = store
+    let mut ids: Vec<String> = Arc::clone(store)
+        .watch_list()
+        .expect("the memory store keeps a watch list")
         .take_due(later, 100, again)
         .await
         .unwrap()

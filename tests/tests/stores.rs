@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use replicate_webhook::Status;
 use replicate_webhook::dedupe::{
-    Admission, Backoff, Claim, DedupeStore, Delivery, Gate, MemoryStore, Policy, PostgresStore,
-    Progress, RedisStore, SqliteStore, WatchedPrediction, now_ms,
+    Backoff, Claim, DedupeStore, MemoryStore, PostgresStore, ProgressMarkers, RedisStore,
+    SqliteStore, WatchList, WatchedPrediction,
 };
+use replicate_webhook::testkit::protocol::{Admission, Delivery, Gate, Policy, Progress, now_ms};
 use replicate_webhook_tests::services;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -33,6 +34,35 @@ impl Handles {
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.ns)
     }
+
+    /// The two handles' progress markers: every built-in store keeps them.
+    fn markers(&self) -> Both<dyn ProgressMarkers> {
+        let of =
+            |s: &Arc<dyn DedupeStore>| s.clone().markers().expect("a built-in store keeps markers");
+        Both {
+            a: of(&self.a),
+            b: of(&self.b),
+        }
+    }
+
+    /// The two handles' watch lists: every built-in store keeps one.
+    fn lists(&self) -> Both<dyn WatchList> {
+        let of = |s: &Arc<dyn DedupeStore>| {
+            s.clone()
+                .watch_list()
+                .expect("a built-in store keeps a watch list")
+        };
+        Both {
+            a: of(&self.a),
+            b: of(&self.b),
+        }
+    }
+}
+
+/// One part of a store, through each of the two handles.
+struct Both<T: ?Sized> {
+    a: Arc<T>,
+    b: Arc<T>,
 }
 
 async fn open(kind: &str) -> Option<Handles> {
@@ -201,42 +231,44 @@ async fn one_of_64_concurrent_claims_wins(h: Handles) {
 }
 
 async fn markers_are_shared_between_handles(h: Handles) {
+    let m = h.markers();
     let k = h.key("marker");
-    assert_eq!(h.a.swap_marker(&k, 1, TTL).await.unwrap(), None);
-    assert_eq!(h.b.swap_marker(&k, 2, TTL).await.unwrap(), Some(1));
-    assert_eq!(h.a.swap_marker(&k, u64::MAX, TTL).await.unwrap(), Some(2));
+    assert_eq!(m.a.swap_marker(&k, 1, TTL).await.unwrap(), None);
+    assert_eq!(m.b.swap_marker(&k, 2, TTL).await.unwrap(), Some(1));
+    assert_eq!(m.a.swap_marker(&k, u64::MAX, TTL).await.unwrap(), Some(2));
     // Undo of the last swap puts the one before back.
-    h.b.restore_marker(&k, u64::MAX, Some(2), TTL)
+    m.b.restore_marker(&k, u64::MAX, Some(2), TTL)
         .await
         .unwrap();
-    assert_eq!(h.a.swap_marker(&k, 3, TTL).await.unwrap(), Some(2));
+    assert_eq!(m.a.swap_marker(&k, 3, TTL).await.unwrap(), Some(2));
     // An undo whose marker was superseded changes nothing.
-    h.b.restore_marker(&k, 2, Some(1), TTL).await.unwrap();
-    assert_eq!(h.a.swap_marker(&k, 3, TTL).await.unwrap(), Some(3));
-    h.b.restore_marker(&k, 3, None, TTL).await.unwrap();
-    assert_eq!(h.a.swap_marker(&k, 4, SHORT).await.unwrap(), None);
+    m.b.restore_marker(&k, 2, Some(1), TTL).await.unwrap();
+    assert_eq!(m.a.swap_marker(&k, 3, TTL).await.unwrap(), Some(3));
+    m.b.restore_marker(&k, 3, None, TTL).await.unwrap();
+    assert_eq!(m.a.swap_marker(&k, 4, SHORT).await.unwrap(), None);
     // Reading a marker renews it, so expiry is waited out rather than polled.
     tokio::time::sleep(SHORT * 2).await;
     assert_eq!(
-        h.b.swap_marker(&k, 5, TTL).await.unwrap(),
+        m.b.swap_marker(&k, 5, TTL).await.unwrap(),
         None,
         "marker expired"
     );
 }
 
 async fn watched_predictions_are_taken_once_then_backed_off(h: Handles) {
+    let w = h.lists();
     let retry = Backoff {
         base_ms: 1_000,
         cap_ms: 3_000,
     };
     let now = now_ms();
     let (due, later, gone) = (h.key("due"), h.key("later"), h.key("gone"));
-    h.a.track(&due, now - 10, TTL).await.unwrap();
-    h.a.track(&later, now + 60_000, TTL).await.unwrap();
-    h.a.track(&gone, now - 5, TTL).await.unwrap();
-    h.b.untrack(&gone).await.unwrap();
+    w.a.track(&due, now - 10, TTL).await.unwrap();
+    w.a.track(&later, now + 60_000, TTL).await.unwrap();
+    w.a.track(&gone, now - 5, TTL).await.unwrap();
+    w.b.untrack(&gone).await.unwrap();
     // Both handles poll at once: the due prediction goes to exactly one of them.
-    let (x, y) = tokio::join!(h.a.take_due(now, 100, retry), h.b.take_due(now, 100, retry));
+    let (x, y) = tokio::join!(w.a.take_due(now, 100, retry), w.b.take_due(now, 100, retry));
     let mine = |taken: Vec<(String, u32)>| {
         taken
             .into_iter()
@@ -250,30 +282,30 @@ async fn watched_predictions_are_taken_once_then_backed_off(h: Handles) {
         "{x:?} {y:?}"
     );
     // Taken, it is due again only after the backoff, and counts its attempts.
-    assert!(mine(h.a.take_due(now + 999, 100, retry).await.unwrap()).is_empty());
+    assert!(mine(w.a.take_due(now + 999, 100, retry).await.unwrap()).is_empty());
     assert_eq!(
-        mine(h.b.take_due(now + 1_000, 100, retry).await.unwrap()),
+        mine(w.b.take_due(now + 1_000, 100, retry).await.unwrap()),
         [(due.clone(), 1)]
     );
-    assert!(mine(h.b.take_due(now + 2_999, 100, retry).await.unwrap()).is_empty());
+    assert!(mine(w.b.take_due(now + 2_999, 100, retry).await.unwrap()).is_empty());
     assert_eq!(
-        mine(h.a.take_due(now + 3_000, 100, retry).await.unwrap()),
+        mine(w.a.take_due(now + 3_000, 100, retry).await.unwrap()),
         [(due.clone(), 2)]
     );
     // The cap: 3 s, not 4 s.
     assert_eq!(
-        mine(h.a.take_due(now + 6_000, 100, retry).await.unwrap()),
+        mine(w.a.take_due(now + 6_000, 100, retry).await.unwrap()),
         [(due.clone(), 3)]
     );
     // Tracking again (a delivery arrived) moves it and resets its attempts; untrack ends it.
-    h.b.track(&due, now + 7_000, TTL).await.unwrap();
-    assert!(mine(h.a.take_due(now + 6_999, 100, retry).await.unwrap()).is_empty());
+    w.b.track(&due, now + 7_000, TTL).await.unwrap();
+    assert!(mine(w.a.take_due(now + 6_999, 100, retry).await.unwrap()).is_empty());
     assert_eq!(
-        mine(h.a.take_due(now + 7_000, 100, retry).await.unwrap()),
+        mine(w.a.take_due(now + 7_000, 100, retry).await.unwrap()),
         [(due.clone(), 0)]
     );
-    h.a.untrack(&due).await.unwrap();
-    let all = mine(h.b.take_due(now + 600_000, 100, retry).await.unwrap());
+    w.a.untrack(&due).await.unwrap();
+    let all = mine(w.b.take_due(now + 600_000, 100, retry).await.unwrap());
     assert_eq!(all, [(later, 0)]);
 }
 
@@ -317,16 +349,17 @@ async fn watched_predictions_are_listed_alike_by_every_handle_of_every_store() {
 }
 
 async fn watched_predictions_are_listed_alike_by_every_handle(h: Handles) {
+    let w = h.lists();
     let retry = Backoff {
         base_ms: 1_000,
         cap_ms: 3_000,
     };
     let now = now_ms();
     let (first, second, gone) = (h.key("first"), h.key("second"), h.key("gone"));
-    h.a.track(&second, now + 50_000, TTL).await.unwrap();
-    h.a.track(&first, now - 10, TTL).await.unwrap();
-    h.a.track(&gone, now + 60_000, TTL).await.unwrap();
-    h.a.untrack(&gone).await.unwrap();
+    w.a.track(&second, now + 50_000, TTL).await.unwrap();
+    w.a.track(&first, now - 10, TTL).await.unwrap();
+    w.a.track(&gone, now + 60_000, TTL).await.unwrap();
+    w.a.untrack(&gone).await.unwrap();
     let listed = |all: Vec<WatchedPrediction>| {
         all.into_iter()
             .filter(|w| w.prediction_id.starts_with(&h.ns))
@@ -335,25 +368,25 @@ async fn watched_predictions_are_listed_alike_by_every_handle(h: Handles) {
     };
     // The other instance lists what this one watches, the soonest due first.
     assert_eq!(
-        listed(h.b.watched(10_000).await.unwrap()),
+        listed(w.b.watched(10_000).await.unwrap()),
         [
             (first.clone(), now - 10, 0),
             (second.clone(), now + 50_000, 0)
         ]
     );
     // A poll moves the next one and counts it, for every instance.
-    h.a.take_due(now, 10_000, retry).await.unwrap();
+    w.a.take_due(now, 10_000, retry).await.unwrap();
     assert_eq!(
-        listed(h.b.watched(10_000).await.unwrap()),
+        listed(w.b.watched(10_000).await.unwrap()),
         [
             (first.clone(), now + 1_000, 1),
             (second.clone(), now + 50_000, 0)
         ]
     );
-    assert!(h.b.watched(1).await.unwrap().len() <= 1, "the limit holds");
-    h.b.untrack(&first).await.unwrap();
+    assert!(w.b.watched(1).await.unwrap().len() <= 1, "the limit holds");
+    w.b.untrack(&first).await.unwrap();
     assert_eq!(
-        listed(h.a.watched(10_000).await.unwrap()),
+        listed(w.a.watched(10_000).await.unwrap()),
         [(second, now + 50_000, 0)]
     );
 }
@@ -520,28 +553,53 @@ conformance!(
     gate_classifies_output_alike_on_every_handle,
 );
 
+/// A database of its own on the test server, dropped by [`Fresh::drop_database`].
+struct Fresh {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl Fresh {
+    async fn create(url: &str, tag: &str) -> Self {
+        let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let name = services::unique(tag)
+            .trim_end_matches(':')
+            .replace('-', "_");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut fresh = url::Url::parse(url).unwrap();
+        fresh.set_path(&name);
+        Self {
+            admin,
+            name,
+            url: fresh.to_string(),
+        }
+    }
+
+    async fn drop_database(self) {
+        self.admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .unwrap();
+    }
+}
+
 /// Eight instances starting at once on an empty database all migrate it, and it works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_migration_is_safe_when_instances_start_together() {
     let Some(url) = services::database_url() else {
         return;
     };
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let name = services::unique("migrate")
-        .trim_end_matches(':')
-        .replace('-', "_");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let mut fresh = url::Url::parse(&url).unwrap();
-    fresh.set_path(&name);
+    let fresh = Fresh::create(&url, "migrate").await;
     let starts: Vec<_> = (0..8)
         .map(|_| {
-            let url = fresh.to_string();
+            let url = fresh.url.clone();
             tokio::spawn(async move { PostgresStore::connect(&url).await })
         })
         .collect();
@@ -555,8 +613,55 @@ async fn postgres_migration_is_safe_when_instances_start_together() {
     stores[7].complete("k", &token, TTL).await.unwrap();
     assert!(stores[3].is_done("k").await.unwrap());
     drop(stores);
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+    fresh.drop_database().await;
+}
+
+/// A database the earlier migrator made (its own version table, tables created without
+/// `IF NOT EXISTS`) opens with its rows, and is then recorded as up to date.
+#[tokio::test]
+async fn postgres_database_made_by_the_earlier_migrator_keeps_its_rows() {
+    let Some(url) = services::database_url() else {
+        return;
+    };
+    let fresh = Fresh::create(&url, "legacy").await;
+    let (old, connection) = tokio_postgres::connect(&fresh.url, tokio_postgres::NoTls)
         .await
         .unwrap();
+    tokio::spawn(connection);
+    old.batch_execute(
+        "CREATE TABLE replicate_webhook_migrations (version INTEGER PRIMARY KEY);
+         INSERT INTO replicate_webhook_migrations VALUES (1), (2);
+         CREATE TABLE replicate_webhook_keys (key TEXT PRIMARY KEY, token TEXT,
+             expires_at TIMESTAMPTZ NOT NULL);
+         CREATE INDEX replicate_webhook_keys_expiry ON replicate_webhook_keys (expires_at);
+         CREATE TABLE replicate_webhook_markers (key TEXT PRIMARY KEY, marker BIGINT NOT NULL,
+             expires_at TIMESTAMPTZ NOT NULL);
+         CREATE INDEX replicate_webhook_markers_expiry ON replicate_webhook_markers (expires_at);
+         CREATE TABLE replicate_webhook_watched (prediction TEXT PRIMARY KEY,
+             due_ms BIGINT NOT NULL, attempts INTEGER NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
+         CREATE INDEX replicate_webhook_watched_due ON replicate_webhook_watched (due_ms);
+         INSERT INTO replicate_webhook_keys VALUES ('handled', NULL, now() + interval '1 hour');",
+    )
+    .await
+    .unwrap();
+    let store = PostgresStore::connect(&fresh.url).await.unwrap();
+    assert!(
+        store.is_done("handled").await.unwrap(),
+        "the old row is kept"
+    );
+    assert!(matches!(
+        store.claim("new", LEASE).await.unwrap(),
+        Claim::Acquired(_)
+    ));
+    let version: i64 = old
+        .query_one(
+            "SELECT version FROM replicate_webhook_schema WHERE part = 'dedupe'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    drop((store, old));
+    fresh.drop_database().await;
 }

@@ -86,16 +86,16 @@ pub(crate) struct Mount {
     pub(crate) inbox: Option<Inbox>,
     pub(crate) monitor: Monitor,
     /// The store the reconciler's watch list is in, when the reconciler is on.
-    pub(crate) watched: Option<WatchList>,
+    pub(crate) watched: Option<Watched>,
 }
 
-/// The dedupe store, read for the reconciler's watch list only.
+/// The reconciler's watch list, read for its page.
 #[derive(Clone)]
-pub(crate) struct WatchList(pub(crate) Arc<dyn crate::dedupe::DedupeStore>);
+pub(crate) struct Watched(pub(crate) Arc<dyn crate::dedupe::WatchList>);
 
-impl std::fmt::Debug for WatchList {
+impl std::fmt::Debug for Watched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WatchList(..)")
+        f.write_str("Watched(..)")
     }
 }
 
@@ -105,9 +105,9 @@ impl Mount {
         journal: Option<Journal>,
         inbox: Option<Inbox>,
         monitor: Monitor,
-        watched: Option<Arc<dyn crate::dedupe::DedupeStore>>,
+        watched: Option<Arc<dyn crate::dedupe::WatchList>>,
     ) -> Self {
-        let watched = watched.map(WatchList);
+        let watched = watched.map(Watched);
         Self {
             auth: Arc::new(auth::Auth::new(&dashboard.token)),
             prefix: dashboard.prefix,

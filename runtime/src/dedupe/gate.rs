@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError};
+use super::{Claim, ClaimToken, DedupeStore, ProgressMarkers, StoreError};
 use crate::prediction::Status;
 
 /// How long each piece of dedupe state lives, and how long a store call may take.
@@ -63,6 +63,10 @@ pub enum Admission {
     /// Run the handler, then [`Gate::complete`] or [`Gate::release`] the lease.
     Run(Lease),
     /// Admitted and stored as inbox job `N`, which holds the delivery's keys until it is done.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres", feature = "testkit")),
+        allow(dead_code, reason = "only a SQL inbox stores jobs")
+    )]
     Stored(i64),
     /// This `webhook-id` was already handled (or is stored as a job).
     Duplicate,
@@ -319,6 +323,8 @@ impl Mark {
 #[derive(Clone)]
 pub struct Gate {
     store: Arc<dyn DedupeStore>,
+    /// The store's own, or this process's when the store keeps none.
+    markers: Arc<dyn ProgressMarkers>,
     policy: Policy,
 }
 
@@ -333,12 +339,14 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// A gate over `store` with `policy`.
     pub fn new(store: Arc<dyn DedupeStore>, policy: Policy) -> Self {
-        Self { store, policy }
-    }
-
-    /// The timing this gate applies.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+        let markers = Arc::clone(&store)
+            .markers()
+            .unwrap_or_else(|| Arc::new(super::MemoryStore::new()));
+        Self {
+            store,
+            markers,
+            policy,
+        }
     }
 
     /// Claims what a delivery needs to run: for a terminal status the prediction's terminal key,
@@ -388,7 +396,7 @@ impl Gate {
         let marker = progress_key(prediction_id);
         let previous = self
             .call(
-                self.store
+                self.markers
                     .swap_marker(&marker, current.0, self.policy.progress_ttl),
             )
             .await?
@@ -416,7 +424,7 @@ impl Gate {
     /// classified as it was; a later delivery's progress is left alone.
     pub async fn undo_output(&self, prediction_id: &str, undo: OutputUndo) {
         let marker = progress_key(prediction_id);
-        let restored = self.store.restore_marker(
+        let restored = self.markers.restore_marker(
             &marker,
             undo.current,
             undo.previous,

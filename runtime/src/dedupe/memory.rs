@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError};
+use super::{Backoff, Claim, ClaimToken, DedupeStore, ProgressMarkers, StoreError, WatchList};
 
 /// An in-memory store for one process: fast, lost on restart, not shared between instances.
 ///
@@ -491,6 +491,17 @@ impl DedupeStore for MemoryStore {
         )
     }
 
+    fn markers(self: Arc<Self>) -> Option<Arc<dyn ProgressMarkers>> {
+        Some(self)
+    }
+
+    fn watch_list(self: Arc<Self>) -> Option<Arc<dyn WatchList>> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ProgressMarkers for MemoryStore {
     async fn swap_marker(
         &self,
         key: &str,
@@ -532,7 +543,10 @@ impl DedupeStore for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait::async_trait]
+impl WatchList for MemoryStore {
     async fn track(
         &self,
         prediction_id: &str,

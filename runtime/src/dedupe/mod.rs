@@ -1,4 +1,5 @@
-//! Deduplication of deliveries: one protocol ([`Gate`]), one trait ([`DedupeStore`]), four stores.
+//! Deduplication of deliveries: one protocol (the crate's gate), one trait ([`DedupeStore`]), four
+//! stores.
 //!
 //! One key protects a handler run (design.md §4). A terminal event claims the prediction's
 //! terminal key, which keeps a single `on_succeeded` per prediction, whether the same result
@@ -17,7 +18,11 @@
 
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod batch;
-mod gate;
+#[cfg_attr(
+    not(feature = "testkit"),
+    expect(unreachable_pub, reason = "public only through testkit::protocol")
+)]
+pub(crate) mod gate;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -31,11 +36,12 @@ mod token;
 mod url;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "postgres")]
 pub(crate) use batch::Batcher;
-pub use gate::{Admission, Delivery, Gate, Lease, OutputUndo, Policy, Progress};
+pub(crate) use gate::{Admission, Delivery, Gate, Lease, Policy, Progress};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use gate::{Claims, admit};
 pub(crate) use gate::{Keys, Ttls, bounded};
@@ -45,7 +51,7 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{
-    keys as postgres_keys, migrate as postgres_migrate, pg_error, pool as postgres_pool,
+    MIGRATIONS as POSTGRES_MIGRATIONS, keys as postgres_keys, pg_error, pool as postgres_pool,
     pool_of as postgres_pool_of,
 };
 #[cfg(feature = "redis")]
@@ -58,7 +64,7 @@ pub(crate) use redis::{client as redis_client, manager_config as redis_manager_c
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite::{
-    SCHEMA as SQLITE_SCHEMA, keys as sqlite_keys, open_private as sqlite_open,
+    MIGRATIONS as SQLITE_MIGRATIONS, keys as sqlite_keys, open_private as sqlite_open,
 };
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite_file::SqliteFile;
@@ -66,8 +72,7 @@ pub use token::ClaimToken;
 pub use url::{StoreUrl, StoreUrlError, open};
 
 pub use crate::backoff::Backoff;
-pub(crate) use crate::clock::millis;
-pub use crate::clock::now_ms;
+pub(crate) use crate::clock::{millis, now_ms};
 
 /// The answer to a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +105,7 @@ impl StoreError {
     }
 }
 
-/// A prediction the reconciler watches, as [`DedupeStore::watched`] lists it.
+/// A prediction the reconciler watches, as [`WatchList::watched`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedPrediction {
     /// Its id as the store keeps it (in its tenant's namespace, for a tenant's).
@@ -111,11 +116,18 @@ pub struct WatchedPrediction {
     pub attempts: u32,
 }
 
-/// An atomic claim / complete / release store, plus the per-prediction output marker.
+/// An atomic claim / complete / release store: what every dedupe store offers.
 ///
 /// Implementations must make `claim` atomic across every process sharing the store: of two
 /// concurrent claims of one key, exactly one gets [`Claim::Acquired`]. Every key expires.
 /// `tests/tests/stores.rs` runs one conformance suite against every implementation.
+///
+/// A store may also keep the two other kinds of state the receiver shares between instances,
+/// each its own trait, offered through an accessor that says `None` unless overridden:
+/// [`ProgressMarkers`] (which tell an `output` delivery from a `logs` one; without them each
+/// process keeps its own, in memory) and the reconciler's [`WatchList`] (without it, a
+/// configuration with a reconciler is refused when the receiver is built). The four built-in
+/// stores offer both.
 #[async_trait::async_trait]
 pub trait DedupeStore: Send + Sync + 'static {
     /// Claims `key` for `lease`, unless it is in flight (lease not expired) or done (not expired).
@@ -138,6 +150,28 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Marks `key` done for `ttl`, whatever its state, without running anything.
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
 
+    /// Whether every call finishes without waiting on anything outside the process: no I/O, no
+    /// lock held across an await. Such a store cannot stall, so its calls are not put under the
+    /// store timeout, whose timer would cost more than the call. `false` unless overridden.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
+
+    /// This store's progress markers, if it keeps them (so that every instance sharing it
+    /// classifies a delivery alike). `None` unless overridden.
+    fn markers(self: Arc<Self>) -> Option<Arc<dyn ProgressMarkers>> {
+        None
+    }
+
+    /// This store's watch list for the reconciler, if it keeps one. `None` unless overridden.
+    fn watch_list(self: Arc<Self>) -> Option<Arc<dyn WatchList>> {
+        None
+    }
+}
+
+/// The last progress seen of each running prediction, shared by the instances of a store.
+#[async_trait::async_trait]
+pub trait ProgressMarkers: Send + Sync + 'static {
     /// Records `marker` under `key` for `ttl` and returns the marker it replaced, atomically.
     ///
     /// Progress markers live in their own namespace: `key` never collides with a claim's key.
@@ -157,7 +191,11 @@ pub trait DedupeStore: Send + Sync + 'static {
         previous: Option<u64>,
         ttl: Duration,
     ) -> Result<(), StoreError>;
+}
 
+/// The reconciler's watch list: predictions to poll when no webhook finished them in time.
+#[async_trait::async_trait]
+pub trait WatchList: Send + Sync + 'static {
     /// Watches `prediction_id` for the reconciler: due at `due_ms` (milliseconds since the Unix
     /// epoch) unless tracked again (which moves it and resets its attempts) or untracked first.
     /// Forgotten after `ttl` whatever happens.
@@ -190,12 +228,5 @@ pub trait DedupeStore: Send + Sync + 'static {
         Err(StoreError::new(
             "this store does not list its watched predictions",
         ))
-    }
-
-    /// Whether every call finishes without waiting on anything outside the process: no I/O, no
-    /// lock held across an await. Such a store cannot stall, so its calls are not put under the
-    /// store timeout, whose timer would cost more than the call. `false` unless overridden.
-    fn answers_at_once(&self) -> bool {
-        false
     }
 }

@@ -12,7 +12,10 @@ use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
 use super::batch::Batcher;
-use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
+use super::{
+    Backoff, Claim, ClaimToken, DedupeStore, ProgressMarkers, StoreError, WatchList, millis,
+};
+use crate::migrate::{Migrations, Step};
 
 /// A store in `PostgreSQL` tables (`postgres://USER:PASSWORD@HOST:PORT/DB`), through a pool;
 /// feature `postgres`.
@@ -40,12 +43,18 @@ struct Db {
 impl Db {
     /// A pooled connection, after the migration ran once for this store.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let client = self
+        let mut client = self
             .pool
             .get()
             .await
             .map_err(|e| StoreError::new(format_args!("postgres pool: {e}")))?;
-        self.migrated.get_or_try_init(|| migrate(&client)).await?;
+        self.migrated
+            .get_or_try_init(|| async {
+                crate::migrate::postgres(&mut client, &[&MIGRATIONS])
+                    .await
+                    .map_err(|e| pg_error(&e))
+            })
+            .await?;
         Ok(client)
     }
 }
@@ -154,35 +163,39 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// Migrations, applied in order, each once; the version table records which ran.
-const MIGRATIONS: &[&str] = &[
-    "
-CREATE TABLE replicate_webhook_keys (
+/// The dedupe tables; the inbox's migrate after them.
+pub(crate) const MIGRATIONS: Migrations = Migrations {
+    part: "dedupe",
+    steps: &[
+        Step::Sql(
+            "
+CREATE TABLE IF NOT EXISTS replicate_webhook_keys (
     key TEXT PRIMARY KEY,
     token TEXT,                          -- NULL once done
     expires_at TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX replicate_webhook_keys_expiry ON replicate_webhook_keys (expires_at);
-CREATE TABLE replicate_webhook_markers (
+CREATE INDEX IF NOT EXISTS replicate_webhook_keys_expiry ON replicate_webhook_keys (expires_at);
+CREATE TABLE IF NOT EXISTS replicate_webhook_markers (
     key TEXT PRIMARY KEY,
     marker BIGINT NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX replicate_webhook_markers_expiry ON replicate_webhook_markers (expires_at);
+CREATE INDEX IF NOT EXISTS replicate_webhook_markers_expiry ON replicate_webhook_markers (expires_at);
 ",
-    "
-CREATE TABLE replicate_webhook_watched (
+        ),
+        Step::Sql(
+            "
+CREATE TABLE IF NOT EXISTS replicate_webhook_watched (
     prediction TEXT PRIMARY KEY,
     due_ms BIGINT NOT NULL,
     attempts INTEGER NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX replicate_webhook_watched_due ON replicate_webhook_watched (due_ms);
+CREATE INDEX IF NOT EXISTS replicate_webhook_watched_due ON replicate_webhook_watched (due_ms);
 ",
-];
-
-/// Any constant: instances migrating at once serialise on it.
-const MIGRATION_LOCK: i64 = 0x7265_706c_6963_6174;
+        ),
+    ],
+};
 
 const CLAIM: &str = "
 WITH claimed AS (
@@ -333,46 +346,6 @@ impl PostgresStore {
                 .map_err(|e| pg_error(&e))?;
         }
         Ok(())
-    }
-}
-
-pub(crate) async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
-    let run = async {
-        client.batch_execute("BEGIN").await?;
-        client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS replicate_webhook_migrations (version INTEGER PRIMARY KEY)",
-            )
-            .await?;
-        let done: i32 = client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM replicate_webhook_migrations",
-                &[],
-            )
-            .await?
-            .get(0);
-        for (version, sql) in (1..).zip(MIGRATIONS) {
-            if version > done {
-                client.batch_execute(sql).await?;
-                client
-                    .execute(
-                        "INSERT INTO replicate_webhook_migrations (version) VALUES ($1)",
-                        &[&version],
-                    )
-                    .await?;
-            }
-        }
-        client.batch_execute("COMMIT").await
-    };
-    match run.await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(pg_error(&e))
-        }
     }
 }
 
@@ -580,6 +553,17 @@ impl DedupeStore for PostgresStore {
             .await
     }
 
+    fn markers(self: Arc<Self>) -> Option<Arc<dyn ProgressMarkers>> {
+        Some(self)
+    }
+
+    fn watch_list(self: Arc<Self>) -> Option<Arc<dyn WatchList>> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ProgressMarkers for PostgresStore {
     async fn swap_marker(
         &self,
         key: &str,
@@ -641,7 +625,10 @@ impl DedupeStore for PostgresStore {
         };
         result.map(drop).map_err(|e| pg_error(&e))
     }
+}
 
+#[async_trait::async_trait]
+impl WatchList for PostgresStore {
     async fn track(
         &self,
         prediction_id: &str,

@@ -8,7 +8,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
 
 use super::batch::Batcher;
-use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis};
+use super::{
+    Backoff, Claim, ClaimToken, DedupeStore, ProgressMarkers, StoreError, WatchList, millis,
+};
 
 /// A store in Redis (`redis://HOST:PORT/DB`, or `rediss://` for TLS); feature `redis`.
 ///
@@ -378,6 +380,17 @@ impl DedupeStore for RedisStore {
             .map_err(|e| redis_error(&e))
     }
 
+    fn markers(self: Arc<Self>) -> Option<Arc<dyn ProgressMarkers>> {
+        Some(self)
+    }
+
+    fn watch_list(self: Arc<Self>) -> Option<Arc<dyn WatchList>> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ProgressMarkers for RedisStore {
     async fn swap_marker(
         &self,
         key: &str,
@@ -414,7 +427,10 @@ impl DedupeStore for RedisStore {
             .map(drop)
             .map_err(|e| redis_error(&e))
     }
+}
 
+#[async_trait::async_trait]
+impl WatchList for RedisStore {
     async fn track(
         &self,
         prediction_id: &str,

@@ -7,7 +7,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::sqlite_file::SqliteFile;
-use super::{Backoff, Claim, ClaimToken, DedupeStore, StoreError, millis, now_ms};
+use super::{
+    Backoff, Claim, ClaimToken, DedupeStore, ProgressMarkers, StoreError, WatchList, millis, now_ms,
+};
+use crate::migrate::{Migrations, Step};
 
 /// A store in one `SQLite` file, in WAL mode (feature `sqlite`). Survives restarts, so a deploy
 /// inside Replicate's retry window does not run a handler twice.
@@ -28,7 +31,12 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// The dedupe tables (the inbox's sit beside them in the same file).
-pub(crate) const SCHEMA: &str = "
+pub(crate) const MIGRATIONS: Migrations = Migrations {
+    part: "dedupe",
+    steps: &[Step::Sql(SCHEMA)],
+};
+
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS replicate_webhook_keys (
     key TEXT PRIMARY KEY NOT NULL,
     token TEXT,                 -- NULL once done
@@ -101,14 +109,14 @@ impl SqliteStore {
     /// file's mode: they hold delivery ids and, in inbox mode, whole request bodies.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Ok(Self {
-            file: SqliteFile::open(path.as_ref(), SCHEMA, NAME)?,
+            file: SqliteFile::open(path.as_ref(), &[&MIGRATIONS], NAME)?,
         })
     }
 
     /// A private database in memory (for tests: nothing survives).
     pub fn in_memory() -> Result<Self, StoreError> {
         Ok(Self {
-            file: SqliteFile::in_memory(SCHEMA, NAME)?,
+            file: SqliteFile::in_memory(&[&MIGRATIONS], NAME)?,
         })
     }
 
@@ -275,6 +283,17 @@ impl DedupeStore for SqliteStore {
             .await
     }
 
+    fn markers(self: Arc<Self>) -> Option<Arc<dyn ProgressMarkers>> {
+        Some(self)
+    }
+
+    fn watch_list(self: Arc<Self>) -> Option<Arc<dyn WatchList>> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ProgressMarkers for SqliteStore {
     async fn swap_marker(
         &self,
         key: &str,
@@ -329,7 +348,10 @@ impl DedupeStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl WatchList for SqliteStore {
     async fn track(
         &self,
         prediction_id: &str,

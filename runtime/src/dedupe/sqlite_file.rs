@@ -20,6 +20,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::StoreError;
+use crate::migrate::Migrations;
 
 /// Requests committed in one transaction at most: bounds the wait of the last one in a batch.
 const MAX_BATCH: usize = 512;
@@ -48,11 +49,11 @@ impl std::fmt::Debug for SqliteFile {
 }
 
 impl SqliteFile {
-    /// The file at `path`, opened once per process, with `schema` created in it. A new file is
-    /// created owner-only (see [`super::sqlite_open`]).
+    /// The file at `path`, opened once per process, with the tables of `parts` migrated in it.
+    /// A new file is created owner-only (see [`super::sqlite_open`]).
     pub(crate) fn open(
         path: &Path,
-        schema: &str,
+        parts: &[&Migrations],
         name: &'static str,
     ) -> Result<Arc<Self>, StoreError> {
         let error = |e: rusqlite::Error| StoreError::new(format_args!("{name}: {e}"));
@@ -64,10 +65,10 @@ impl SqliteFile {
         })?;
         if let Some(file) = open.get(&canonical).and_then(Weak::upgrade) {
             // Created through a connection of its own, committed before the first request.
-            prepare(&writer, schema).map_err(error)?;
+            prepare(&writer, parts).map_err(error)?;
             return Ok(file);
         }
-        prepare(&writer, schema).map_err(error)?;
+        prepare(&writer, parts).map_err(error)?;
         let reader = Connection::open(&canonical).map_err(error)?;
         reader.set_prepared_statement_cache_capacity(STATEMENTS);
         reader.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
@@ -81,10 +82,13 @@ impl SqliteFile {
     }
 
     /// A private database in memory (for tests: nothing survives).
-    pub(crate) fn in_memory(schema: &str, name: &'static str) -> Result<Arc<Self>, StoreError> {
+    pub(crate) fn in_memory(
+        parts: &[&Migrations],
+        name: &'static str,
+    ) -> Result<Arc<Self>, StoreError> {
         let error = |e: rusqlite::Error| StoreError::new(format_args!("{name}: {e}"));
         let writer = Connection::open_in_memory().map_err(error)?;
-        prepare(&writer, schema).map_err(error)?;
+        prepare(&writer, parts).map_err(error)?;
         Ok(Arc::new(Self::start(writer, None)))
     }
 
@@ -154,15 +158,16 @@ impl SqliteFile {
 }
 
 /// Sets a connection up: WAL, so readers go on while one writes, and NORMAL sync, durable against
-/// a crashed or killed process (not against power loss of the last commits); then `schema`.
-fn prepare(conn: &Connection, schema: &str) -> rusqlite::Result<()> {
+/// a crashed or killed process (not against power loss of the last commits); then the
+/// migrations of `parts`.
+fn prepare(conn: &Connection, parts: &[&Migrations]) -> rusqlite::Result<()> {
     // Every statement of the store, the inbox and the journal stays prepared: the default cache
     // of 16 is smaller than they are, and re-preparing costs more than running most of them.
     conn.set_prepared_statement_cache_capacity(STATEMENTS);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.execute_batch(schema)
+    crate::migrate::sqlite(conn, parts)
 }
 
 /// What a request's work may fail with: a database error, or a store error (already named).

@@ -14,14 +14,18 @@ use tokio_postgres::Row;
 use super::job::{COLUMNS, KEEP_FINISHED_MS};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
-    Admission, Batcher, Claim, ClaimToken, Claims, Lease, StoreError, Ttls, admit, millis, now_ms,
-    pg_error, postgres_keys as keys,
+    Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, StoreError, Ttls,
+    admit, millis, now_ms, pg_error, postgres_keys as keys,
 };
+use crate::migrate::{Migrations, Step};
 
-/// Inbox migrations, each once, after the dedupe store's (whose tables the inbox shares).
-const MIGRATIONS: &[&str] = &[
+/// The inbox's tables, migrated after the dedupe store's (which the inbox admits through).
+const MIGRATIONS: Migrations = Migrations {
+    part: "inbox",
+    steps: &[
+        Step::Sql(
     "
-CREATE TABLE replicate_webhook_jobs (
+CREATE TABLE IF NOT EXISTS replicate_webhook_jobs (
     id BIGSERIAL PRIMARY KEY,
     module TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -43,16 +47,17 @@ CREATE TABLE replicate_webhook_jobs (
     claim TEXT NOT NULL,
     finished_ms BIGINT
 );
-CREATE INDEX replicate_webhook_jobs_ready ON replicate_webhook_jobs (module, state, run_at_ms);
-CREATE INDEX replicate_webhook_jobs_prediction ON replicate_webhook_jobs (prediction_id, id);
+CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_ready ON replicate_webhook_jobs (module, state, run_at_ms);
+CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_prediction ON replicate_webhook_jobs (prediction_id, id);
 ",
-    "
-CREATE INDEX replicate_webhook_jobs_claim ON replicate_webhook_jobs (claim);
+        ),
+        Step::Sql(
+            "
+CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_claim ON replicate_webhook_jobs (claim);
 ",
-];
-
-/// Not the dedupe store's lock: the inbox migrates after it, in its own transaction.
-const MIGRATION_LOCK: i64 = 0x7277_5f69_6e62_6f78;
+        ),
+    ],
+};
 
 /// The database's clock, so instances with skewed clocks agree on what is due.
 const NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
@@ -128,36 +133,9 @@ impl PostgresQueue {
 }
 
 async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
-    crate::dedupe::postgres_migrate(client).await?;
-    let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
-    let run = async {
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS replicate_webhook_inbox_migrations (version INTEGER PRIMARY KEY)",
-        )
-        .await?;
-        let done: i32 = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM replicate_webhook_inbox_migrations",
-                &[],
-            )
-            .await?
-            .get(0);
-        for (version, sql) in (1..).zip(MIGRATIONS) {
-            if version > done {
-                tx.batch_execute(sql).await?;
-                tx.execute(
-                    "INSERT INTO replicate_webhook_inbox_migrations (version) VALUES ($1)",
-                    &[&version],
-                )
-                .await?;
-            }
-        }
-        Ok::<(), tokio_postgres::Error>(())
-    };
-    run.await.map_err(|e| pg_error(&e))?;
-    tx.commit().await.map_err(|e| pg_error(&e))
+    crate::migrate::postgres(client, &[&POSTGRES_MIGRATIONS, &MIGRATIONS])
+        .await
+        .map_err(|e| pg_error(&e))
 }
 
 fn job_from_row(row: &Row) -> Job {

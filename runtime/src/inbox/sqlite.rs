@@ -11,8 +11,14 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use super::job::{COLUMNS, KEEP_FINISHED_MS};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
-    Admission, Claim, ClaimToken, Claims, Lease, SQLITE_SCHEMA, SqliteFile, StoreError, Ttls,
+    Admission, Claim, ClaimToken, Claims, Lease, SQLITE_MIGRATIONS, SqliteFile, StoreError, Ttls,
     admit, millis, now_ms, sqlite_keys as keys,
+};
+use crate::migrate::{Migrations, Step};
+
+const MIGRATIONS: Migrations = Migrations {
+    part: "inbox",
+    steps: &[Step::Sql(SCHEMA)],
 };
 
 /// Jobs, one row each; `claim` is the token its dedupe keys are held with.
@@ -62,9 +68,9 @@ fn ms(duration: Duration) -> i64 {
 
 impl SqliteQueue {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let schema = [SQLITE_SCHEMA, SCHEMA].concat();
+        // The dedupe tables first: the inbox admits through them.
         Ok(Self {
-            file: SqliteFile::open(path, &schema, NAME)?,
+            file: SqliteFile::open(path, &[&SQLITE_MIGRATIONS, &MIGRATIONS], NAME)?,
         })
     }
 }

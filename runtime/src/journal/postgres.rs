@@ -8,8 +8,23 @@ use tokio_postgres::types::ToSql;
 use super::store::{COLUMNS, JournalStore};
 use super::{Outcome, Record, Search};
 use crate::dedupe::StoreError;
+use crate::migrate::{Migrations, Step};
 
-const SCHEMA: &str = "
+const MIGRATIONS: Migrations = Migrations {
+    part: "journal",
+    steps: &[
+        Step::Sql(TABLE),
+        // Journals made before rows named their tenant gain the column.
+        Step::AddColumn {
+            table: "replicate_webhook_journal",
+            column: "tenant",
+            declaration: "TEXT",
+        },
+    ],
+};
+
+/// The table as the first release made it.
+const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
     id BIGSERIAL PRIMARY KEY,
     received_ms BIGINT NOT NULL,
@@ -24,7 +39,6 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
     duration_us BIGINT,
     body TEXT
 );
-ALTER TABLE replicate_webhook_journal ADD COLUMN IF NOT EXISTS tenant TEXT;
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_received ON replicate_webhook_journal (received_ms);
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_prediction ON replicate_webhook_journal (prediction_id, id);
 ";
@@ -58,18 +72,14 @@ impl PostgresJournal {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let client = self
+        let mut client = self
             .pool
             .get()
             .await
             .map_err(|e| StoreError::new(format_args!("journal postgres: {e}")))?;
         self.migrated
             .get_or_try_init(|| async {
-                // Instances starting together must not race on CREATE TABLE.
-                client
-                    .batch_execute(&format!(
-                        "BEGIN; SELECT pg_advisory_xact_lock(7262811); {SCHEMA} COMMIT;"
-                    ))
+                crate::migrate::postgres(&mut client, &[&MIGRATIONS])
                     .await
                     .map_err(pg_error)
             })

@@ -3,13 +3,28 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{Connection, params_from_iter, types::Value};
+use rusqlite::{params_from_iter, types::Value};
 
 use super::store::{COLUMNS, JournalStore};
 use super::{Outcome, Record, Search};
 use crate::dedupe::{SqliteFile, StoreError};
+use crate::migrate::{Migrations, Step};
 
-const SCHEMA: &str = "
+const MIGRATIONS: Migrations = Migrations {
+    part: "journal",
+    steps: &[
+        Step::Sql(TABLE),
+        // Journals made before rows named their tenant gain the column.
+        Step::AddColumn {
+            table: "replicate_webhook_journal",
+            column: "tenant",
+            declaration: "TEXT",
+        },
+    ],
+};
+
+/// The table as the first release made it.
+const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_ms INTEGER NOT NULL,
@@ -22,8 +37,7 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_journal (
     outcome TEXT NOT NULL,
     detail TEXT,
     duration_us INTEGER,
-    body TEXT,
-    tenant TEXT
+    body TEXT
 );
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_received ON replicate_webhook_journal (received_ms);
 CREATE INDEX IF NOT EXISTS replicate_webhook_journal_prediction ON replicate_webhook_journal (prediction_id, id);
@@ -37,22 +51,13 @@ pub(crate) struct SqliteJournal {
 /// How the journal's errors begin.
 const NAME: &str = "journal sqlite";
 
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
-fn db_error(e: rusqlite::Error) -> StoreError {
-    StoreError::new(format_args!("{NAME}: {e}"))
-}
-
 impl SqliteJournal {
     /// The journal's table in the file at `path`; its rows are written in the file's group
     /// commits, beside the claims of the deliveries they record.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let file = SqliteFile::open(path, SCHEMA, NAME)?;
-        // A journal created before rows named their tenant gains the column, once.
-        let conn = rusqlite::Connection::open(path).map_err(db_error)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_error)?;
-        add_tenant_column(&conn).map_err(db_error)?;
-        Ok(Self { file })
+        Ok(Self {
+            file: SqliteFile::open(path, &[&MIGRATIONS], NAME)?,
+        })
     }
 }
 
@@ -142,24 +147,6 @@ impl JournalStore for SqliteJournal {
     }
 }
 
-/// The one migration so far: journals created before tenants had no `tenant` column. Two
-/// processes opening one file at once may both add it: the second's "duplicate column" is fine.
-fn add_tenant_column(conn: &Connection) -> rusqlite::Result<()> {
-    let has: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('replicate_webhook_journal') \
-         WHERE name = 'tenant')",
-        [],
-        |row| row.get(0),
-    )?;
-    if has {
-        return Ok(());
-    }
-    match conn.execute_batch("ALTER TABLE replicate_webhook_journal ADD COLUMN tenant TEXT") {
-        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
-        other => other,
-    }
-}
-
 /// The filters of `search` as SQL with numbered parameters.
 fn where_clause(search: &Search) -> (String, Vec<Value>) {
     let mut parts = Vec::new();
@@ -197,6 +184,8 @@ fn where_clause(search: &Search) -> (String, Vec<Value>) {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::Connection;
+
     use super::*;
 
     #[actix_web::test]

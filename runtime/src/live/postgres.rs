@@ -21,6 +21,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::hub::Hub;
 use super::state::{LiveEvent, State};
 use super::{Bounds, Change, LiveError};
+use crate::migrate::{Migrations, Step};
 
 const NOT_LISTENING: &str = "postgres: the live listener is not listening";
 const CHANNEL: &str = "replicate_webhook_live";
@@ -30,11 +31,10 @@ const MAX_PAYLOAD: usize = 7_000;
 /// Writes between two deletes of expired rows.
 const PURGE_EVERY: usize = 256;
 
-// In one transaction under an advisory lock: instances starting together must not race on
-// `CREATE TABLE IF NOT EXISTS`, which is not safe against a concurrent twin.
-const MIGRATION: &str = "
-BEGIN;
-SELECT pg_advisory_xact_lock(hashtext('replicate_webhook_live'));
+const MIGRATIONS: Migrations = Migrations {
+    part: "live",
+    steps: &[Step::Sql(
+        "
 CREATE TABLE IF NOT EXISTS replicate_webhook_live_state (
     prediction_id TEXT PRIMARY KEY,
     seq BIGINT NOT NULL,
@@ -50,8 +50,9 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_live_events (
     expires_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (prediction_id, seq)
 );
-COMMIT;
-";
+",
+    )],
+};
 
 pub(crate) struct PostgresLive {
     url: String,
@@ -96,11 +97,10 @@ impl PostgresLive {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, LiveError> {
-        let client = self.pool.get().await.map_err(|e| db_error(&e))?;
+        let mut client = self.pool.get().await.map_err(|e| db_error(&e))?;
         self.migrated
             .get_or_try_init(|| async {
-                client
-                    .batch_execute(MIGRATION)
+                crate::migrate::postgres(&mut client, &[&MIGRATIONS])
                     .await
                     .map_err(|e| db_error(&e))
             })
