@@ -49,21 +49,19 @@ const VERSIONS: &str = "CREATE TABLE IF NOT EXISTS replicate_webhook_schema (
 )";
 
 /// Applies what `parts` lack to the SQLite database of `conn`, in one transaction.
+///
+/// An up-to-date file (every open after the first) is only read: the write lock, which the
+/// file's writer thread and other processes contend for, is taken only when a part is behind.
 #[cfg(feature = "sqlite")]
 pub(crate) fn sqlite(conn: &rusqlite::Connection, parts: &[&Migrations]) -> rusqlite::Result<()> {
-    use rusqlite::OptionalExtension as _;
-
+    if sqlite_up_to_date(conn, parts)? {
+        return Ok(());
+    }
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(VERSIONS)?;
     for part in parts {
-        let version: i64 = tx
-            .query_row(
-                "SELECT version FROM replicate_webhook_schema WHERE part = ?1",
-                [part.part],
-                |row| row.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
+        // Read again under the lock: another process may have migrated meanwhile.
+        let version = sqlite_version(&tx, part)?;
         if version >= part.latest() {
             continue;
         }
@@ -95,6 +93,40 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection, parts: &[&Migrations]) -> rusq
         )?;
     }
     tx.commit()
+}
+
+/// Whether every part is recorded at its latest version, read without the write lock.
+#[cfg(feature = "sqlite")]
+fn sqlite_up_to_date(conn: &rusqlite::Connection, parts: &[&Migrations]) -> rusqlite::Result<bool> {
+    let has_versions: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'replicate_webhook_schema')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_versions {
+        return Ok(false);
+    }
+    for part in parts {
+        if sqlite_version(conn, part)? < part.latest() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The version `part` is recorded at (0 when it is not).
+#[cfg(feature = "sqlite")]
+fn sqlite_version(conn: &rusqlite::Connection, part: &Migrations) -> rusqlite::Result<i64> {
+    use rusqlite::OptionalExtension as _;
+
+    Ok(conn
+        .query_row(
+            "SELECT version FROM replicate_webhook_schema WHERE part = ?1",
+            [part.part],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// Any constant: instances migrating one database at once serialise on it.
@@ -213,6 +245,35 @@ mod tests {
         sqlite(&conn, &[&idempotent]).unwrap();
         assert_eq!(version(&conn), 2);
         assert_eq!(rows(&conn), 1);
+    }
+
+    /// Every open after the first only reads: it succeeds while another connection holds the
+    /// file's write lock (as the file's writer thread or another process may), where taking the
+    /// lock would wait out the busy timeout and fail.
+    #[test]
+    fn an_up_to_date_file_is_opened_without_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let all = Migrations {
+            part: "t",
+            steps: &STEPS[..2],
+        };
+        let first = Connection::open(&path).unwrap();
+        sqlite(&first, &[&all]).unwrap();
+        first.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let second = Connection::open(&path).unwrap();
+        second.busy_timeout(std::time::Duration::ZERO).unwrap();
+        sqlite(&second, &[&all]).unwrap();
+        first.execute_batch("COMMIT").unwrap();
+        let behind = Migrations {
+            part: "t",
+            steps: STEPS,
+        };
+        first.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert!(
+            sqlite(&second, &[&behind]).is_err(),
+            "a part that is behind takes the lock"
+        );
     }
 
     #[test]

@@ -339,9 +339,13 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// A gate over `store` with `policy`.
     pub fn new(store: Arc<dyn DedupeStore>, policy: Policy) -> Self {
-        let markers = Arc::clone(&store)
-            .markers()
-            .unwrap_or_else(|| Arc::new(super::MemoryStore::new()));
+        let markers = Arc::clone(&store).markers().unwrap_or_else(|| {
+            tracing::info!(
+                "the dedupe store keeps no progress markers: output and logs deliveries are told \
+                 apart by this process alone, not across instances"
+            );
+            Arc::new(super::MemoryStore::new())
+        });
         Self {
             store,
             markers,

@@ -1,13 +1,14 @@
-//! Deduplication of deliveries: one protocol (the crate's gate), one trait ([`DedupeStore`]), four
-//! stores.
+//! Deduplication of deliveries: one protocol (the crate's gate), the traits a store implements
+//! ([`DedupeStore`], and [`ProgressMarkers`] and [`WatchList`] where it offers them), four stores.
 //!
 //! One key protects a handler run (design.md §4). A terminal event claims the prediction's
 //! terminal key, which keeps a single `on_succeeded` per prediction, whether the same result
 //! comes back as a retry or under another webhook id. An intermediate event claims its
 //! `webhook-id`, which absorbs Replicate's retries, and is stale once the prediction's terminal
-//! key is done. Each key is either in flight (claimed, with a lease) or done (with a time to live). The same
-//! store also holds what tells an `output` delivery from a `logs` one, so every instance sharing
-//! the store classifies a delivery the same way.
+//! key is done. Each key is either in flight (claimed, with a lease) or done (with a time to live).
+//! A store that offers [`ProgressMarkers`] (the four built-in ones do) also holds what tells an
+//! `output` delivery from a `logs` one, so every instance sharing it classifies a delivery the
+//! same way.
 //!
 //! | store | feature | URL (`REPLICATE_WEBHOOK_STORE`) | for |
 //! |---|---|---|---|
