@@ -6,7 +6,8 @@
 //! ```
 //!
 //! `BENCH_STORE=sqlite://PATH` (or any store URL) replaces the memory store,
-//! `BENCH_JOURNAL=memory` or `sqlite://PATH` turns the delivery journal on there, and
+//! `BENCH_JOURNAL=memory` or `sqlite://PATH` turns the delivery journal on there (bounded to
+//! `BENCH_JOURNAL_ROWS` rows, by default the journal's own default of 10,000), and
 //! `BENCH_DASHBOARD_TOKEN` mounts the dashboard at `/replicate/dashboard`, for the journal's
 //! figures.
 //!
@@ -69,10 +70,13 @@ fn main() -> std::io::Result<()> {
     let mut config = WebhookConfig::with_secrets(secrets);
     if let Ok(url) = std::env::var("BENCH_JOURNAL") {
         let store = StoreUrl::parse(&url).expect("BENCH_JOURNAL is a store URL");
+        let defaults = JournalOptions::default();
         config = config.journal(JournalOptions {
             store: Some(store),
-            max_rows: 200_000,
-            ..JournalOptions::default()
+            max_rows: std::env::var("BENCH_JOURNAL_ROWS").map_or(defaults.max_rows, |n| {
+                n.parse().expect("BENCH_JOURNAL_ROWS")
+            }),
+            ..defaults
         });
     }
     if let Ok(url) = std::env::var("BENCH_STORE") {
