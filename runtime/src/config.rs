@@ -54,7 +54,8 @@ pub struct WebhookConfig {
     pub(crate) collect_registered: bool,
     #[cfg(feature = "client")]
     pub(crate) reconcile: Option<crate::reconcile::Reconcile>,
-    /// Filled by the first `configure` of this config or any of its clones.
+    /// Filled by the first `configure` of this config or any of its clones (actix calls
+    /// `configure` once per worker, with a clone); emptied for a clone that is then changed.
     pub(crate) built: Arc<Mutex<Option<Arc<Receiver>>>>,
     /// Where inbox modules store their deliveries.
     pub(crate) inbox: Option<Inbox>,
@@ -131,6 +132,12 @@ pub enum ConfigError {
 }
 
 impl WebhookConfig {
+    /// Called by every setter: a changed configuration is another receiver, so a clone changed
+    /// after its original was mounted builds its own instead of sharing the original's.
+    fn changed(&mut self) {
+        self.built = Arc::default();
+    }
+
     /// The default body limit: 8 MiB (bodies carry the whole input and cumulative logs).
     pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
     /// How long a `webhook-id` is remembered.
@@ -272,6 +279,7 @@ impl WebhookConfig {
     #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     #[must_use]
     pub fn reconcile(mut self, reconcile: crate::reconcile::Reconcile) -> Self {
+        self.changed();
         self.reconcile = Some(reconcile);
         self
     }
@@ -305,6 +313,7 @@ impl WebhookConfig {
     /// dedupe store's database unless `options.store` names another.
     #[must_use]
     pub fn journal(mut self, options: JournalOptions) -> Self {
+        self.changed();
         self.journal = Some(options);
         self
     }
@@ -314,6 +323,7 @@ impl WebhookConfig {
     #[cfg(feature = "dashboard")]
     #[must_use]
     pub fn dashboard(mut self, dashboard: crate::dashboard::Dashboard) -> Self {
+        self.changed();
         self.dashboard = Some(dashboard);
         self
     }
@@ -321,6 +331,7 @@ impl WebhookConfig {
     /// When the expected-delivery monitor alerts (see [`crate::monitor`]).
     #[must_use]
     pub fn monitor(mut self, options: MonitorOptions) -> Self {
+        self.changed();
         self.monitor = Monitor::new(options);
         self
     }
@@ -345,6 +356,7 @@ impl WebhookConfig {
     /// run the handlers (see [`crate::inbox`]).
     #[must_use]
     pub fn inbox(mut self, inbox: Inbox) -> Self {
+        self.changed();
         self.inbox = Some(inbox);
         self
     }
@@ -353,6 +365,7 @@ impl WebhookConfig {
     /// `REPLICATE_WEBHOOK_INBOX` does).
     #[must_use]
     pub fn inbox_every_module(mut self, on: bool) -> Self {
+        self.changed();
         self.inbox_every_module = on;
         self
     }
@@ -360,6 +373,7 @@ impl WebhookConfig {
     /// How workers run jobs: retries, timeouts, concurrency, whether one runs in this process.
     #[must_use]
     pub fn inbox_options(mut self, options: InboxOptions) -> Self {
+        self.changed();
         self.inbox_options = options;
         self
     }
@@ -368,6 +382,7 @@ impl WebhookConfig {
     /// registers: a worker has no app of its own, so give it what the handlers extract.
     #[must_use]
     pub fn worker_data<T: Clone + Send + Sync + 'static>(mut self, data: T) -> Self {
+        self.changed();
         self.worker_data
             .push(Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
                 cfg.app_data(data.clone());
@@ -383,6 +398,7 @@ impl WebhookConfig {
     /// The token is compared in constant time and never logged or shown by `Debug`.
     #[must_use]
     pub fn cog_token(mut self, token: CogToken) -> Self {
+        self.changed();
         self.cog_token = Some(token);
         self
     }
@@ -393,6 +409,7 @@ impl WebhookConfig {
     /// naming none is verified with this configuration's own secrets, as before.
     #[must_use]
     pub fn tenants(mut self, tenants: Tenants) -> Self {
+        self.changed();
         self.tenants = Some(tenants);
         self
     }
@@ -409,6 +426,7 @@ impl WebhookConfig {
         mut self,
         options: crate::live::LiveOptions,
     ) -> Result<Self, crate::live::LiveError> {
+        self.changed();
         let live = crate::live::Live::new(
             options,
             self.verifier.signing_secret(),
@@ -427,6 +445,7 @@ impl WebhookConfig {
 
     /// Opens the store `url` names and uses it (see [`dedupe::open`]).
     pub fn store_url(mut self, url: &StoreUrl) -> Result<Self, StoreUrlError> {
+        self.changed();
         self.store = dedupe::open(url)?;
         self.store_name = url.redacted();
         self.store_url = Some(url.clone());
@@ -441,6 +460,7 @@ impl WebhookConfig {
     /// The accepted clock difference for `webhook-timestamp` (default 300 s, both directions).
     #[must_use]
     pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.changed();
         self.verifier = self.verifier.tolerance(tolerance);
         self
     }
@@ -448,6 +468,7 @@ impl WebhookConfig {
     /// The largest accepted body, in bytes (default 8 MiB). Larger bodies get 413.
     #[must_use]
     pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.changed();
         self.body_limit = bytes;
         self
     }
@@ -455,6 +476,7 @@ impl WebhookConfig {
     /// The longest a body may take to arrive after the headers (default 30 s); slower gets 408.
     #[must_use]
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.changed();
         self.read_timeout = timeout;
         self
     }
@@ -462,6 +484,7 @@ impl WebhookConfig {
     /// The longest a body may pause between two chunks (default 5 s); longer gets 408.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.changed();
         self.idle_timeout = timeout;
         self
     }
@@ -471,6 +494,7 @@ impl WebhookConfig {
     /// unauthenticated clients cannot make the receiver hold more.
     #[must_use]
     pub fn unverified_limit(mut self, bytes: usize) -> Self {
+        self.changed();
         self.unverified_limit = bytes;
         self
     }
@@ -479,6 +503,7 @@ impl WebhookConfig {
     /// so Replicate retries (default: the lease, past which a retry could run it again).
     #[must_use]
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.changed();
         self.handler_timeout = Some(timeout);
         self
     }
@@ -492,6 +517,7 @@ impl WebhookConfig {
     /// The dedupe store, shared with other code.
     #[must_use]
     pub fn shared_store(mut self, store: Arc<dyn DedupeStore>) -> Self {
+        self.changed();
         self.store = store;
         "custom".clone_into(&mut self.store_name);
         self.store_url = None;
@@ -501,6 +527,7 @@ impl WebhookConfig {
     /// How long a `webhook-id` is remembered (default 24 h).
     #[must_use]
     pub fn webhook_ttl(mut self, ttl: Duration) -> Self {
+        self.changed();
         self.policy.webhook_ttl = ttl;
         self
     }
@@ -508,6 +535,7 @@ impl WebhookConfig {
     /// How long a prediction's terminal status is remembered (default 7 days).
     #[must_use]
     pub fn terminal_ttl(mut self, ttl: Duration) -> Self {
+        self.changed();
         self.policy.terminal_ttl = ttl;
         self
     }
@@ -516,6 +544,7 @@ impl WebhookConfig {
     /// may be run again by a retry: answer fast and do slow work elsewhere.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
+        self.changed();
         self.policy.lease = lease;
         self
     }
@@ -524,6 +553,7 @@ impl WebhookConfig {
     /// Replicate retries it.
     #[must_use]
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.changed();
         self.policy.timeout = timeout;
         self
     }
@@ -534,6 +564,7 @@ impl WebhookConfig {
     /// field is not checked, and its handlers get no [`crate::SignedQuery`].
     #[must_use]
     pub fn require_signed_query(mut self, on: bool) -> Self {
+        self.changed();
         self.signed_query = on;
         self
     }
@@ -541,6 +572,7 @@ impl WebhookConfig {
     /// Adds a module built in code, beside those registered with the attribute.
     #[must_use]
     pub fn module(mut self, module: Module) -> Self {
+        self.changed();
         self.modules.push(module);
         self
     }
@@ -548,6 +580,7 @@ impl WebhookConfig {
     /// Whether modules registered with `#[replicate_webhook]` are mounted (default true).
     #[must_use]
     pub fn collect_registered(mut self, on: bool) -> Self {
+        self.changed();
         self.collect_registered = on;
         self
     }

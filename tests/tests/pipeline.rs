@@ -551,6 +551,38 @@ async fn an_unreachable_store_gives_503_and_runs_nothing() {
     assert!(log.entries().is_empty());
 }
 
+/// actix calls `configure` once per worker with a clone of the config, and the clones share the
+/// receiver the first one built; a clone changed afterwards is another receiver.
+#[actix_web::test]
+async fn a_config_changed_after_it_was_mounted_is_mounted_as_changed() {
+    let secret = Secret::generate();
+    let log = Log::default();
+    let base = WebhookConfig::new(secret.clone())
+        .collect_registered(false)
+        .module(recording_module(&log));
+    let first = {
+        let config = base.clone();
+        TestServer::start(move || configure(config.clone()))
+    };
+    let small = {
+        let config = base.clone().body_limit(1024);
+        TestServer::start(move || configure(config.clone()))
+    };
+    let large =
+        || delivery(&new_prediction_id(), "succeeded", json!("a".repeat(4096))).sign(&secret);
+    assert_eq!(first.deliver(&large()).await.0, 200);
+    assert_eq!(
+        small.deliver(&large()).await.0,
+        413,
+        "the changed clone has its own limit"
+    );
+    assert_eq!(
+        first.deliver(&large()).await.0,
+        200,
+        "and the original keeps its own"
+    );
+}
+
 #[actix_web::test]
 async fn signed_query_must_match_the_request_query() {
     let secret = Secret::generate();
