@@ -43,10 +43,14 @@ impl Migrations {
     }
 }
 
+// The same text for both engines: SQLite reads `$1` as a parameter too, bound by position.
 const VERSIONS: &str = "CREATE TABLE IF NOT EXISTS replicate_webhook_schema (
     part TEXT PRIMARY KEY NOT NULL,
     version BIGINT NOT NULL
 )";
+const VERSION_OF: &str = "SELECT version FROM replicate_webhook_schema WHERE part = $1";
+const RECORD: &str = "INSERT INTO replicate_webhook_schema (part, version) VALUES ($1, $2) \
+                      ON CONFLICT (part) DO UPDATE SET version = excluded.version";
 
 /// Applies what `parts` lack to the SQLite database of `conn`, in one transaction.
 ///
@@ -86,11 +90,7 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection, parts: &[&Migrations]) -> rusq
                 }
             }
         }
-        tx.execute(
-            "INSERT INTO replicate_webhook_schema (part, version) VALUES (?1, ?2) \
-             ON CONFLICT (part) DO UPDATE SET version = excluded.version",
-            rusqlite::params![part.part, part.latest()],
-        )?;
+        tx.execute(RECORD, rusqlite::params![part.part, part.latest()])?;
     }
     tx.commit()
 }
@@ -120,11 +120,7 @@ fn sqlite_version(conn: &rusqlite::Connection, part: &Migrations) -> rusqlite::R
     use rusqlite::OptionalExtension as _;
 
     Ok(conn
-        .query_row(
-            "SELECT version FROM replicate_webhook_schema WHERE part = ?1",
-            [part.part],
-            |row| row.get(0),
-        )
+        .query_row(VERSION_OF, [part.part], |row| row.get(0))
         .optional()?
         .unwrap_or(0))
 }
@@ -145,10 +141,7 @@ pub(crate) async fn postgres(
     tx.batch_execute(VERSIONS).await?;
     for part in parts {
         let version: i64 = tx
-            .query_opt(
-                "SELECT version FROM replicate_webhook_schema WHERE part = $1",
-                &[&part.part],
-            )
+            .query_opt(VERSION_OF, &[&part.part])
             .await?
             .map_or(0, |row| row.get(0));
         if version >= part.latest() {
@@ -169,12 +162,7 @@ pub(crate) async fn postgres(
                 }
             }
         }
-        tx.execute(
-            "INSERT INTO replicate_webhook_schema (part, version) VALUES ($1, $2) \
-             ON CONFLICT (part) DO UPDATE SET version = excluded.version",
-            &[&part.part, &part.latest()],
-        )
-        .await?;
+        tx.execute(RECORD, &[&part.part, &part.latest()]).await?;
     }
     tx.commit().await
 }

@@ -248,7 +248,7 @@ fn log_route(path: &str, route: &Route) {
     }
 }
 
-/// The store the reconciler's watch list is in, for the dashboard: none while it is off.
+/// The reconciler's watch list, for the dashboard: none while it is off.
 #[cfg(feature = "dashboard")]
 fn watched_store(config: &WebhookConfig) -> Option<Arc<dyn crate::dedupe::WatchList>> {
     #[cfg(feature = "client")]

@@ -24,7 +24,7 @@ const MIGRATIONS: Migrations = Migrations {
     part: "inbox",
     steps: &[
         Step::Sql(
-    "
+            "
 CREATE TABLE IF NOT EXISTS replicate_webhook_jobs (
     id BIGSERIAL PRIMARY KEY,
     module TEXT NOT NULL,

@@ -12,15 +12,7 @@ use crate::migrate::{Migrations, Step};
 
 const MIGRATIONS: Migrations = Migrations {
     part: "journal",
-    steps: &[
-        Step::Sql(TABLE),
-        // Journals made before rows named their tenant gain the column.
-        Step::AddColumn {
-            table: "replicate_webhook_journal",
-            column: "tenant",
-            declaration: "TEXT",
-        },
-    ],
+    steps: &[Step::Sql(TABLE), super::store::TENANT_COLUMN],
 };
 
 /// The table as the first release made it.

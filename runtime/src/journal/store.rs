@@ -70,3 +70,12 @@ fn open_error(url: &StoreUrl, e: &StoreError) -> StoreUrlError {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const COLUMNS: &str = "received_ms, webhook_id, prediction_id, model, event, status, \
     http_status, outcome, detail, duration_us, body, tenant";
+
+/// The journal's one migration after its table, the same on both engines: journals made before
+/// rows named their tenant gain the column.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const TENANT_COLUMN: crate::migrate::Step = crate::migrate::Step::AddColumn {
+    table: "replicate_webhook_journal",
+    column: "tenant",
+    declaration: "TEXT",
+};
