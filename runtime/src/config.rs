@@ -1,6 +1,6 @@
 //! Receiver settings, from code or from the environment.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::auth::cog::{CogToken, ENV_COG_TOKEN};
@@ -9,7 +9,6 @@ use crate::dedupe::{self, DedupeStore, MemoryStore, Policy, StoreUrl, StoreUrlEr
 use crate::inbox::{ENV_INBOX, Inbox, InboxOptions};
 use crate::journal::JournalOptions;
 use crate::monitor::{Monitor, MonitorOptions};
-use crate::receiver::Receiver;
 use crate::registry::Module;
 use crate::signature::{DEFAULT_TOLERANCE, Secret, SecretError, Verifier};
 
@@ -24,8 +23,8 @@ pub const ENV_DASHBOARD_TOKEN: &str = "REPLICATE_WEBHOOK_DASHBOARD_TOKEN";
 
 /// The receiver's settings: secrets, limits, timing, the dedupe store and the handler modules.
 ///
-/// Cheap to clone: actix calls `configure` once per worker. The state built from it (routes,
-/// verifier, the dedupe protocol over the store) is built once and shared by every clone.
+/// Settings only: [`WebhookConfig::build`] turns them into the receiver (its routes, verifier,
+/// the dedupe protocol over the store), which every actix worker then clones.
 #[derive(Clone)]
 pub struct WebhookConfig {
     pub(crate) verifier: Verifier,
@@ -54,9 +53,9 @@ pub struct WebhookConfig {
     pub(crate) collect_registered: bool,
     #[cfg(feature = "client")]
     pub(crate) reconcile: Option<crate::reconcile::Reconcile>,
-    /// Filled by the first `configure` of this config or any of its clones (actix calls
-    /// `configure` once per worker, with a clone); emptied for a clone that is then changed.
-    pub(crate) built: Arc<Mutex<Option<Arc<Receiver>>>>,
+    /// Which configuration this is, for [`crate::configure`]: clones share it, so the workers
+    /// that each mount a clone mount one receiver; a clone changed by a setter gets its own.
+    pub(crate) identity: Arc<Identity>,
     /// Where inbox modules store their deliveries.
     pub(crate) inbox: Option<Inbox>,
     /// Every module runs in inbox mode, not only those that ask.
@@ -67,6 +66,10 @@ pub struct WebhookConfig {
     /// The live channel, when on (see [`crate::live`]).
     pub(crate) live: Option<crate::live::Live>,
 }
+
+/// What tells one configuration from another; see [`WebhookConfig::identity`].
+#[derive(Default)]
+pub(crate) struct Identity;
 
 /// Adds one piece of app data to the app a worker rebuilds requests in.
 pub(crate) type DataFn = Arc<dyn Fn(&mut actix_web::web::ServiceConfig) + Send + Sync>;
@@ -135,7 +138,7 @@ impl WebhookConfig {
     /// Called by every setter: a changed configuration is another receiver, so a clone changed
     /// after its original was mounted builds its own instead of sharing the original's.
     fn changed(&mut self) {
-        self.built = Arc::default();
+        self.identity = Arc::default();
     }
 
     /// The default body limit: 8 MiB (bodies carry the whole input and cumulative logs).
@@ -189,7 +192,7 @@ impl WebhookConfig {
             collect_registered: true,
             #[cfg(feature = "client")]
             reconcile: None,
-            built: Arc::default(),
+            identity: Arc::default(),
             inbox: None,
             inbox_every_module: false,
             inbox_options: InboxOptions::default(),

@@ -2,7 +2,8 @@
 //! deduplicated, typed.
 //!
 //! Annotate a module of handlers; the attribute generates the route, the signature check, the
-//! dedupe hook and the typed dispatch, and [`configure`] mounts every annotated module:
+//! dedupe hook and the typed dispatch; [`WebhookConfig::build`] builds the receiver of every
+//! annotated module once, and each actix worker mounts it with [`Webhooks::configure`]:
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer};
@@ -31,7 +32,8 @@
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let config = WebhookConfig::from_env().expect("REPLICATE_WEBHOOK_SECRET");
-//!     HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
+//!     let webhooks = config.build().unwrap_or_else(|e| panic!("{e}"));
+//!     HttpServer::new(move || App::new().configure(webhooks.configure()))
 //!         // A kept-alive connection's next request head has no deadline in actix-web:
 //!         // without keep-alive, `client_request_timeout` bounds every request's head.
 //!         .keep_alive(actix_web::http::KeepAlive::Disabled)
@@ -59,7 +61,8 @@
 //!
 //! Modules are collected at link time with `inventory`. A library crate whose items the binary
 //! never references is not linked, so its handlers are missing; add `use that_crate as _;` to
-//! the binary. [`configure`] panics with this advice when it finds no handler at all.
+//! the binary. [`WebhookConfig::build`] fails with this advice when it finds no handler at all
+//! (and [`configure`], the shorthand, panics with it).
 //!
 //! # Cargo features
 //!
@@ -120,6 +123,7 @@ mod training;
 mod verified;
 #[cfg(feature = "client")]
 mod watcher;
+mod webhooks;
 
 pub use auth::Sender;
 pub use auth::tenant::{NoTenant, Tenant, Tenants};
@@ -218,8 +222,8 @@ pub use replicate_webhook_macros::replicate_model;
 /// }
 /// ```
 ///
-/// Mount every annotated module once with
-/// `App::new().configure(replicate_webhook::configure(config))`; you do not list them.
+/// [`WebhookConfig::build`] collects every annotated module, and
+/// `App::new().configure(webhooks.configure())` mounts them; you do not list them.
 ///
 /// # Arguments
 ///
@@ -266,10 +270,10 @@ pub use replicate_webhook_macros::replicate_model;
 /// further argument that is not an extractor, a wrong return type, and the attribute on
 /// anything but an inline `mod name { ... }`.
 pub use replicate_webhook_macros::replicate_webhook;
-pub use service::{configure, try_configure};
 pub use signature::Secret;
 pub use training::{BodyKind, Training, TrainingOutput};
 pub use url::Url;
+pub use webhooks::{Webhooks, configure, try_configure};
 
 /// Not public API. Used by generated code.
 #[doc(hidden)]

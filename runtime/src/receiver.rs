@@ -1,5 +1,5 @@
-//! The state a configuration builds once and every actix worker shares: routes, the verifier,
-//! the dedupe protocol over the store.
+//! What a configuration builds once and every actix worker shares: routes, the verifier, the
+//! dedupe protocol over the store, the background work. [`crate::Webhooks`] is its handle.
 
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ pub(crate) struct Receiver {
     pub(crate) endpoints: Vec<(String, web::Data<Endpoint>)>,
     /// The live channel whose route `configure()` mounts.
     pub(crate) live: Option<crate::live::Live>,
-    /// Started by the first mount inside a runtime (`try_configure` may run outside one).
+    /// Started by the first mount inside a runtime (`build` may run outside one).
     #[cfg(feature = "client")]
     reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
     /// The in-process inbox worker; stops (without waiting) when the receiver is dropped.
@@ -71,24 +71,8 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    /// The receiver of `config`, built by the first call for it or any of its clones.
-    ///
-    /// actix calls the app factory once per worker thread; building once keeps one store
-    /// connection pool and one route table per process, and logs the routes once.
-    pub(crate) fn shared(config: &WebhookConfig) -> Result<Arc<Self>, SetupError> {
-        let mut slot = config
-            .built
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(receiver) = &*slot {
-            return Ok(receiver.clone());
-        }
-        let receiver = Arc::new(Self::build(config)?);
-        *slot = Some(receiver.clone());
-        Ok(receiver)
-    }
-
-    fn build(config: &WebhookConfig) -> Result<Self, SetupError> {
+    /// Builds the receiver of `config`; [`WebhookConfig::build`] is the public way.
+    pub(crate) fn build(config: &WebhookConfig) -> Result<Self, SetupError> {
         let modules = config.every_module();
         let inbox_modules = modules.iter().filter(|m| m.inbox).count();
         if let Some(module) = modules.iter().find(|m| m.inbox)

@@ -1,7 +1,6 @@
-//! The actix glue: `configure()` mounts one route per path, and [`receive`] handles a delivery
-//! in one straight line: signature headers → body (size, time and memory limits) → verify →
-//! decode envelope → signed query → route → classify → dedupe claim → typed decode and dispatch
-//! → respond. The dedupe protocol itself lives in [`crate::dedupe::Gate`] and body reading in
+//! The request path: [`receive`] handles a delivery in one straight line: signature headers →
+//! body (size, time and memory limits) → verify → decode envelope → signed query → route →
+//! classify → dedupe claim → typed decode and dispatch → respond. The dedupe protocol itself lives in [`crate::dedupe::Gate`] and body reading in
 //! [`crate::body`]; this file only maps their answers to status codes.
 
 use actix_web::http::StatusCode;
@@ -10,79 +9,19 @@ use actix_web::{HttpRequest, HttpResponse};
 use tracing::Instrument as _;
 
 use crate::answer;
-use crate::auth::tenant::Tenants;
 use crate::auth::{self, Authenticated};
-use crate::config::WebhookConfig;
 use crate::dedupe::{Admission, Delivery, Gate, Lease, Progress, StoreError};
 use crate::envelope::Envelope;
 use crate::handler::{Call, HandlerKind, Outcome, Verdict};
 use crate::journal::{self, Facts, Noted as _, Outcome as Journaled};
 use crate::prediction::{Event, Status};
 use crate::query;
-use crate::receiver::{Endpoint, Receiver};
-use crate::registry::{Module, SetupError};
+use crate::receiver::Endpoint;
+use crate::registry::Module;
 use crate::verified::Verified;
 
-/// Mounts every registered webhook route. Use with `App::configure`.
-///
-/// Panics with a message that explains the fix when no handler is registered or two modules
-/// claim the same model on one path; see [`try_configure`] for a `Result`.
-pub fn configure(config: WebhookConfig) -> impl FnOnce(&mut web::ServiceConfig) {
-    match try_configure(config) {
-        Ok(f) => f,
-        Err(e) => panic!("replicate-webhook: {e}"),
-    }
-}
-
-/// Like [`configure`], but returns set-up errors instead of panicking.
-#[allow(clippy::needless_pass_by_value)] // by value like `configure`, which users call
-pub fn try_configure(
-    config: WebhookConfig,
-) -> Result<impl FnOnce(&mut web::ServiceConfig), SetupError> {
-    let receiver = Receiver::shared(&config)?;
-    Ok(move |cfg: &mut web::ServiceConfig| {
-        receiver.start_background();
-        for (path, endpoint) in &receiver.endpoints {
-            // Handler arguments that read the body (`web::Bytes`, `web::Json`, ...) get the
-            // receiver's limit, not actix's smaller defaults, or a large valid delivery would
-            // fail in every retry.
-            let limit = endpoint.checks.body.max;
-            let mut paths = vec![path.clone()];
-            // Tenants named by path: `{path}/{tenant}` beside the path itself.
-            if endpoint
-                .checks
-                .tenants
-                .as_ref()
-                .is_some_and(Tenants::by_path_segment)
-            {
-                paths.push(format!(
-                    "{}/{{{}}}",
-                    path.trim_end_matches('/'),
-                    auth::tenant::PATH_PARAMETER
-                ));
-            }
-            for path in paths {
-                cfg.service(
-                    web::resource(path)
-                        .app_data(endpoint.clone())
-                        .app_data(web::PayloadConfig::new(limit))
-                        .app_data(web::JsonConfig::default().limit(limit))
-                        .route(web::post().to(receive)),
-                );
-            }
-        }
-        #[cfg(feature = "dashboard")]
-        if let Some(dashboard) = &receiver.dashboard {
-            dashboard.mount(cfg);
-        }
-        if let Some(live) = &receiver.live {
-            crate::live::mount(cfg, live);
-        }
-    })
-}
-
 /// Handles one delivery, and journals the answer when the journal is on.
-async fn receive(
+pub(crate) async fn receive(
     req: HttpRequest,
     payload: web::Payload,
     endpoint: web::Data<Endpoint>,

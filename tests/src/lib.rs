@@ -106,9 +106,14 @@ impl TestServer {
         }
     }
 
-    /// Serves `config` (cloned for each worker), one worker.
+    /// Serves the receiver `config` builds, one worker.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "callers hand over a config made for this server"
+    )]
     pub fn serve(config: WebhookConfig) -> Self {
-        Self::start(move || replicate_webhook::configure(config.clone()))
+        let webhooks = config.build().unwrap_or_else(|e| panic!("{e}"));
+        Self::start(move || webhooks.configure())
     }
 
     /// The absolute URL of `path`.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use replicate_webhook::inbox::{Filter, Inbox, InboxOptions, JobState};
 use replicate_webhook::testkit::{TestDelivery, new_prediction_id, sample_prediction};
-use replicate_webhook::{DeadLetter, HandlerError, HandlerKind, Module, Prediction, WebhookConfig};
+use replicate_webhook::{
+    DeadLetter, HandlerError, HandlerKind, Module, Prediction, WebhookConfig, configure,
+};
 use replicate_webhook_tests::inbox::{
     Db, fast_options, id_of, model, next, secret, send, serve, until_state,
 };
@@ -501,4 +503,27 @@ async fn shutdown_stops_taking_jobs_and_waits_for_running_ones() {
     until_state(&inbox, &id_of(&first), JobState::Done).await;
     until_state(&inbox, &id_of(&second), JobState::Pending).await;
     assert!(rx.try_recv().is_err(), "a stopping worker took a new job");
+}
+
+/// The app holds what it mounted: with the configuration moved into `configure` and dropped,
+/// the in-process worker still runs the jobs the app stores (it used to stop with the config).
+#[actix_rt::test]
+async fn the_worker_runs_while_its_app_does_after_the_config_is_gone() {
+    let db = Db::sqlite();
+    let model = model("app-holds");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let module = Module::new(&model).on(HandlerKind::Succeeded, move |p: Prediction| {
+        let _ = tx.send(p.id);
+        async { Ok::<(), HandlerError>(()) }
+    });
+    let app = actix_web::test::init_service(
+        actix_web::App::new().configure(configure(db.config(module, fast_options()))),
+    )
+    .await;
+    let delivery = TestDelivery::succeeded(&model, json!("x"));
+    let response =
+        actix_web::test::call_service(&app, delivery.sign(&secret()).to_request().to_request())
+            .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(next(&mut rx).await, id_of(&delivery));
 }

@@ -267,3 +267,40 @@ async fn every_store_forgets_rows_older_than_max_age() {
         assert_eq!(rows[0]["prediction_id"], inbox::id_of(&d).as_str());
     }
 }
+
+/// One receiver however many workers mount it, whether built once with `config.build()` or by
+/// the first worker's `configure(config.clone())`: one journal, whichever worker answered a
+/// delivery or serves the dashboard.
+#[actix_rt::test]
+async fn one_receiver_is_one_journal_for_every_worker() {
+    for built in [true, false] {
+        let model = inbox::model("journal-workers");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let config = config(
+            &StoreUrl::Memory,
+            module(&model, &runs),
+            JournalOptions::default(),
+        );
+        let server = if built {
+            let webhooks = config.build().unwrap();
+            TestServer::with_workers(4, move || webhooks.configure())
+        } else {
+            TestServer::with_workers(4, move || replicate_webhook::configure(config.clone()))
+        };
+        // Each on a new connection, so actix hands them to every worker in turn.
+        for _ in 0..8 {
+            let d = TestDelivery::succeeded(&model, serde_json::json!("x"));
+            assert_eq!(post(&server.base, &d.sign(&secret())).await.0, 200);
+        }
+        operator::until_journal(&server, |j| j["written"] == 8).await;
+        for _ in 0..8 {
+            let (status, overview) = operator::api(&server, "/api/overview").await;
+            assert_eq!(status, 200, "{overview}");
+            assert_eq!(
+                overview["journal"]["written"], 8,
+                "built: {built}: {overview}"
+            );
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 8);
+    }
+}

@@ -109,12 +109,14 @@ async fn run(prompt: Option<String>) -> Result<(), String> {
     let secret = secret(client.as_ref()).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let finished = web::Data::new(Finished(tx));
-    let config = WebhookConfig::new(secret);
+    let webhooks = WebhookConfig::new(secret)
+        .build()
+        .map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(finished.clone())
-            .configure(replicate_webhook::configure(config.clone()))
+            .configure(webhooks.configure())
     })
     .workers(1)
     // Keep-alive off: see README, "Serving it".

@@ -130,6 +130,7 @@ async fn run() -> Result<(), String> {
         .live(LiveOptions::default())
         .map_err(|e| e.to_string())?;
     let live = config.live_channel().expect("turned on above");
+    let webhooks = config.build().map_err(|e| e.to_string())?;
     let state = web::Data::new(AppState {
         client,
         live,
@@ -138,7 +139,7 @@ async fn run() -> Result<(), String> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(replicate_webhook::configure(config.clone()))
+            .configure(webhooks.configure())
             .route("/", web::get().to(page))
             .route("/live.js", web::get().to(script))
             .route("/live.css", web::get().to(style))

@@ -32,7 +32,7 @@ use replicate_webhook::live::{ENV_LIVE, LiveOptions};
 use replicate_webhook::reconcile::Reconcile;
 use replicate_webhook::{
     CogToken, ConfigError, ENV_COG_TOKEN, ENV_DASHBOARD_TOKEN, ENV_SECRET, ENV_STORE, HandlerError,
-    Prediction, Secret, TrainingOutput, WebhookConfig, parse_secrets, replicate_webhook,
+    Prediction, Secret, TrainingOutput, WebhookConfig, Webhooks, parse_secrets, replicate_webhook,
 };
 
 /// Any model, every event.
@@ -342,12 +342,15 @@ fn run() -> ExitCode {
         return work(&config);
     }
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    // Fail before binding when the route table is wrong, instead of in every worker.
-    if let Err(e) = replicate_webhook::try_configure(config.clone()) {
-        eprintln!("quickstart: {e}");
-        return ExitCode::from(2);
-    }
-    match actix_web::rt::System::new().block_on(serve(config, &bind)) {
+    // Built once, before binding: a wrong route table fails here, not in every worker.
+    let webhooks = match config.build() {
+        Ok(webhooks) => webhooks,
+        Err(e) => {
+            eprintln!("quickstart: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match actix_web::rt::System::new().block_on(serve(webhooks, &bind)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("quickstart: cannot serve on {bind}: {e}");
@@ -386,15 +389,14 @@ fn work(config: &WebhookConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(config: WebhookConfig, bind: &str) -> std::io::Result<()> {
-    let server =
-        HttpServer::new(move || App::new().configure(replicate_webhook::configure(config.clone())))
-            // actix-web puts a deadline on a connection's first request head only: a kept-alive
-            // connection's next head may trickle in for ever, and enough of them pin every file
-            // descriptor. Without keep-alive every request is a first one, bounded by
-            // `client_request_timeout` (5 s by default).
-            .keep_alive(KeepAlive::Disabled)
-            .bind(bind)?;
+async fn serve(webhooks: Webhooks, bind: &str) -> std::io::Result<()> {
+    let server = HttpServer::new(move || App::new().configure(webhooks.configure()))
+        // actix-web puts a deadline on a connection's first request head only: a kept-alive
+        // connection's next head may trickle in for ever, and enough of them pin every file
+        // descriptor. Without keep-alive every request is a first one, bounded by
+        // `client_request_timeout` (5 s by default).
+        .keep_alive(KeepAlive::Disabled)
+        .bind(bind)?;
     eprintln!("quickstart: listening on http://{bind}/webhooks/replicate");
     server.run().await
 }
