@@ -63,6 +63,9 @@ pub(crate) struct Receiver {
     reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
     /// The in-process inbox worker; stops (without waiting) when the receiver is dropped.
     _worker: Option<WorkerHandle>,
+    /// The tasks `start_background` spawned (the journal's writer, the reconciler): they hold
+    /// what they need, not the receiver, so they are stopped when the receiver is dropped.
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     /// The journal's writer starts with the background work.
     pub(crate) journal: Option<crate::journal::Journal>,
     /// The dashboard, mounted beside the endpoints.
@@ -166,6 +169,7 @@ impl Receiver {
             #[cfg(feature = "client")]
             reconciler: std::sync::Mutex::new(reconciler),
             _worker: worker,
+            tasks: std::sync::Mutex::default(),
             journal,
             #[cfg(feature = "dashboard")]
             dashboard,
@@ -173,12 +177,17 @@ impl Receiver {
     }
 
     /// Starts the background work once, on the runtime of the first worker that mounts it.
-    // Without `client` there is no reconciler and so nothing to start yet; the one call site
-    // stays the same in every build.
-    #[cfg_attr(not(feature = "client"), allow(clippy::unused_self))]
     pub(crate) fn start_background(&self) {
-        if let Some(journal) = &self.journal {
-            journal.start();
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(writer) = self
+            .journal
+            .as_ref()
+            .and_then(crate::journal::Journal::start)
+        {
+            tasks.push(writer);
         }
         #[cfg(feature = "client")]
         if tokio::runtime::Handle::try_current().is_ok()
@@ -188,7 +197,21 @@ impl Receiver {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take()
         {
-            tokio::spawn(task.run());
+            tasks.push(tokio::spawn(task.run()).abort_handle());
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Rows still queued for the journal are lost, as they are when the runtime stops.
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
         }
     }
 }

@@ -278,7 +278,8 @@ impl Module {
     }
 }
 
-/// Why the route table could not be built. `configure` panics with this message.
+/// Why the receiver could not be built: [`WebhookConfig::build`](crate::WebhookConfig::build)
+/// returns it, and the `configure` shorthand panics with its message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
     /// No module was registered at all.

@@ -1,7 +1,8 @@
 //! The request path: [`receive`] handles a delivery in one straight line: signature headers →
 //! body (size, time and memory limits) → verify → decode envelope → signed query → route →
-//! classify → dedupe claim → typed decode and dispatch → respond. The dedupe protocol itself lives in [`crate::dedupe::Gate`] and body reading in
-//! [`crate::body`]; this file only maps their answers to status codes.
+//! classify → dedupe claim → typed decode and dispatch → respond. The dedupe protocol itself
+//! lives in [`crate::dedupe::Gate`] and body reading in [`crate::body`]; this file only maps
+//! their answers to status codes. [`crate::Webhooks`] mounts it.
 
 use actix_web::http::StatusCode;
 use actix_web::web;

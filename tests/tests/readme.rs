@@ -37,10 +37,18 @@ fn ttl_and_lease_defaults_are_24_hours_7_days_and_30_seconds() {
     }
 }
 
-/// "`configure` panics with this advice when it finds no handler at all."
+/// "`config.build()` fails with this advice when it finds no handler at all (and the
+/// `configure` shorthand panics with it)."
 #[test]
 fn configure_without_any_handler_panics_with_the_use_advice() {
     let config = WebhookConfig::new(Secret::generate()).collect_registered(false);
+    let error = config
+        .build()
+        .expect_err("build must fail without handlers");
+    assert!(
+        error.to_string().contains("use that_crate as _;"),
+        "{error}"
+    );
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let _mount = configure(config);
     }))

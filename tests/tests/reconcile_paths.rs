@@ -228,3 +228,28 @@ async fn the_reconciler_forgets_404_polls_again_after_429_and_5xx_redelivers_a_r
     drop(receiver);
     drop(api_server);
 }
+
+/// The reconciler stops with its receiver: once the app that mounted it (on this runtime) is
+/// dropped, with the config it was moved out of, the reconciler's task lets go of the store.
+/// It used to run, holding the store, until the runtime stopped.
+#[actix_rt::test]
+async fn the_reconciler_stops_with_its_receiver() {
+    // Never called: nothing is watched.
+    let client = Client::new("http://127.0.0.1:9/v1", Some(TOKEN.to_owned())).unwrap();
+    let store: Arc<dyn DedupeStore> = Arc::new(MemoryStore::new());
+    let runs: Runs = Arc::default();
+    let config = WebhookConfig::new(Secret::generate())
+        .collect_registered(false)
+        .shared_store(store.clone())
+        .reconcile(Reconcile::new(client))
+        .module(module(&runs));
+    let app = actix_web::test::init_service(
+        actix_web::App::new().configure(replicate_webhook::configure(config)),
+    )
+    .await;
+    // Let the reconciler's task start on this runtime.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(Arc::strong_count(&store) > 1);
+    drop(app);
+    until("the store is let go", || Arc::strong_count(&store) == 1).await;
+}

@@ -151,20 +151,17 @@ impl Journal {
         &self.inner.name
     }
 
-    /// Starts the writer on the current runtime, once; later calls do nothing.
-    pub(crate) fn start(&self) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
+    /// Starts the writer on the current runtime, once, and returns what stops it; later calls
+    /// do nothing.
+    pub(crate) fn start(&self) -> Option<tokio::task::AbortHandle> {
+        tokio::runtime::Handle::try_current().ok()?;
         let receiver = self
             .inner
             .receiver
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(receiver) = receiver {
-            tokio::spawn(writer::run(self.clone(), receiver));
-        }
+            .take()?;
+        Some(tokio::spawn(writer::run(self.clone(), receiver)).abort_handle())
     }
 
     /// Rows matching `search`, newest first.
