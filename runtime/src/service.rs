@@ -172,7 +172,7 @@ async fn deliver(mut delivery: Verified<'_>, endpoint: &Endpoint) -> HttpRespons
 
     let mut response = if let Some(kind) = handler {
         // What identifies this delivery across retries, in the sender's namespace.
-        let webhook_id = sender.delivery_id(delivery.req, envelope);
+        let webhook_id = sender.delivery_id(delivery.webhook_id, envelope);
         let status = envelope.status().clone();
         let keys = Delivery {
             webhook_id: &webhook_id,

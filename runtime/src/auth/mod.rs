@@ -53,7 +53,7 @@ impl Sender {
     /// which sends none, one derived from the prediction's id, status and progress.
     pub(crate) fn delivery_id<'a>(
         &self,
-        req: &'a HttpRequest,
+        webhook_id: &'a str,
         envelope: &Envelope<'_>,
     ) -> Cow<'a, str> {
         match self {
@@ -63,8 +63,8 @@ impl Sender {
                 envelope.output(),
                 envelope.logs_len(),
             )),
-            Self::Replicate => Cow::Borrowed(webhook_id(req)),
-            Self::Tenant(tenant) => Cow::Owned(scoped(tenant, webhook_id(req))),
+            Self::Replicate => Cow::Borrowed(webhook_id),
+            Self::Tenant(tenant) => Cow::Owned(scoped(tenant, webhook_id)),
         }
     }
 
