@@ -74,6 +74,7 @@
 
 mod answer;
 mod auth;
+mod background;
 mod backoff;
 mod body;
 mod borrowed;

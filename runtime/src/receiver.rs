@@ -7,6 +7,7 @@ use actix_web::web;
 
 use crate::auth::cog::CogToken;
 use crate::auth::tenant::Tenants;
+use crate::background::{self, Background};
 use crate::body::{BodyLimits, Budget};
 use crate::config::WebhookConfig;
 use crate::dedupe::Gate;
@@ -58,16 +59,11 @@ pub(crate) struct Receiver {
     pub(crate) endpoints: Vec<(String, web::Data<Endpoint>)>,
     /// The live channel whose route `configure()` mounts.
     pub(crate) live: Option<crate::live::Live>,
-    /// Started by the first mount inside a runtime (`build` may run outside one).
-    #[cfg(feature = "client")]
-    reconciler: std::sync::Mutex<Option<crate::reconcile::Task>>,
     /// The in-process inbox worker; stops (without waiting) when the receiver is dropped.
     _worker: Option<WorkerHandle>,
-    /// The tasks `start_background` spawned (the journal's writer, the reconciler): they hold
-    /// what they need, not the receiver, so they are stopped when the receiver is dropped.
-    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
-    /// The journal's writer starts with the background work.
-    pub(crate) journal: Option<crate::journal::Journal>,
+    /// The journal's writer and the reconciler; stop (without waiting) when the receiver is
+    /// dropped.
+    _background: Option<Background>,
     /// The dashboard, mounted beside the endpoints.
     #[cfg(feature = "dashboard")]
     pub(crate) dashboard: Option<crate::dashboard::Mount>,
@@ -161,58 +157,21 @@ impl Receiver {
                 (path, web::Data::new(endpoint))
             })
             .collect();
+        let mut tasks: Vec<background::Task> = Vec::new();
+        tasks.extend(journal.as_ref().and_then(crate::journal::Journal::writer));
         #[cfg(feature = "client")]
-        let reconciler = reconciler(config);
+        tasks.extend(reconciler(config).map(|task| -> background::Task { Box::pin(task.run()) }));
+        let background = Background::start(tasks).map_err(|e| SetupError::Worker {
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             endpoints,
             live: config.live.clone(),
-            #[cfg(feature = "client")]
-            reconciler: std::sync::Mutex::new(reconciler),
             _worker: worker,
-            tasks: std::sync::Mutex::default(),
-            journal,
+            _background: background,
             #[cfg(feature = "dashboard")]
             dashboard,
         })
-    }
-
-    /// Starts the background work once, on the runtime of the first worker that mounts it.
-    pub(crate) fn start_background(&self) {
-        let mut tasks = self
-            .tasks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(writer) = self
-            .journal
-            .as_ref()
-            .and_then(crate::journal::Journal::start)
-        {
-            tasks.push(writer);
-        }
-        #[cfg(feature = "client")]
-        if tokio::runtime::Handle::try_current().is_ok()
-            && let Some(task) = self
-                .reconciler
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-        {
-            tasks.push(tokio::spawn(task.run()).abort_handle());
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        // Rows still queued for the journal are lost, as they are when the runtime stops.
-        for task in self
-            .tasks
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain(..)
-        {
-            task.abort();
-        }
     }
 }
 

@@ -34,7 +34,9 @@ use crate::registry::SetupError;
 /// }
 /// ```
 ///
-/// The background work runs while this handle, or an app that mounted it, lives.
+/// The receiver lives while this handle or an app that mounted it does. Its background work
+/// (the journal's writer, the reconciler, the in-process inbox worker) runs on threads of its
+/// own from [`WebhookConfig::build`] on, and stops when the receiver is dropped.
 #[derive(Clone)]
 pub struct Webhooks {
     receiver: Arc<Receiver>,
@@ -74,7 +76,6 @@ impl Webhooks {
 }
 
 fn mount(receiver: &Arc<Receiver>, cfg: &mut web::ServiceConfig) {
-    receiver.start_background();
     for (path, endpoint) in &receiver.endpoints {
         // Handler arguments that read the body (`web::Bytes`, `web::Json`, ...) get the
         // receiver's limit, not actix's smaller defaults, or a large valid delivery would fail
@@ -97,7 +98,7 @@ fn mount(receiver: &Arc<Receiver>, cfg: &mut web::ServiceConfig) {
         for path in paths {
             cfg.service(
                 web::resource(path)
-                    // The app holds its receiver: the background work runs while the app does,
+                    // The app holds its receiver: its background work runs while the app does,
                     // and `configure(config)` finds it for the next worker.
                     .app_data(web::Data::from(receiver.clone()))
                     .app_data(endpoint.clone())
@@ -121,8 +122,9 @@ fn mount(receiver: &Arc<Receiver>, cfg: &mut web::ServiceConfig) {
 ///
 /// A shorthand for [`WebhookConfig::build`] and [`Webhooks::configure`]: the receiver is
 /// built by the first call and mounted by every later call for the same configuration or an
-/// unchanged clone of it, while an app that mounted it still runs. Building once with
-/// [`WebhookConfig::build`] instead reports set-up errors before the server starts.
+/// unchanged clone of it, while an app that mounted it still runs. A receiver no app mounted
+/// is not kept: to check the set-up before the server starts, build it with
+/// [`WebhookConfig::build`] and mount that.
 ///
 /// Panics with a message that explains the fix when no handler is registered or two modules
 /// claim the same model on one path; see [`try_configure`] for a `Result`.
@@ -134,7 +136,10 @@ pub fn configure(config: WebhookConfig) -> impl FnOnce(&mut web::ServiceConfig) 
 }
 
 /// Like [`configure`], but returns set-up errors instead of panicking.
-#[allow(clippy::needless_pass_by_value)] // by value like `configure`, which users call
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "by value like `configure`, which apps call with a clone"
+)]
 pub fn try_configure(
     config: WebhookConfig,
 ) -> Result<impl FnOnce(&mut web::ServiceConfig), SetupError> {
@@ -150,12 +155,13 @@ static SHARED: Mutex<Vec<(Weak<Identity>, Weak<Receiver>)>> = Mutex::new(Vec::ne
 
 /// The receiver built for `config` (or a clone of it) and still mounted, or a new one.
 fn shared(config: &WebhookConfig) -> Result<Webhooks, SetupError> {
-    // Held while building, so workers starting together build one receiver.
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    shared
+    // Held while building, so workers starting together build one receiver (and configs
+    // mounted at the same moment build one after the other).
+    let mut registry = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    registry
         .retain(|(identity, receiver)| identity.strong_count() > 0 && receiver.strong_count() > 0);
     let identity = Arc::downgrade(&config.identity);
-    if let Some(receiver) = shared
+    if let Some(receiver) = registry
         .iter()
         .find(|(built_for, _)| built_for.ptr_eq(&identity))
         .and_then(|(_, receiver)| receiver.upgrade())
@@ -163,6 +169,6 @@ fn shared(config: &WebhookConfig) -> Result<Webhooks, SetupError> {
         return Ok(Webhooks { receiver });
     }
     let webhooks = config.build()?;
-    shared.push((identity, Arc::downgrade(&webhooks.receiver)));
+    registry.push((identity, Arc::downgrade(&webhooks.receiver)));
     Ok(webhooks)
 }

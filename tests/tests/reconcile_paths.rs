@@ -87,6 +87,21 @@ async fn hook(api: web::Data<Api>, req: HttpRequest, body: web::Bytes) -> HttpRe
     HttpResponse::Ok().finish()
 }
 
+/// The stand-in API, served on 127.0.0.1.
+fn stand_in() -> (web::Data<Api>, TestServer) {
+    let api = web::Data::new(Api::default());
+    let shared = api.clone();
+    let server = TestServer::start(move || {
+        let api = shared.clone();
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(api)
+                .route("/v1/predictions/{id}", web::get().to(get_prediction))
+                .route("/hook", web::post().to(hook));
+        }
+    });
+    (api, server)
+}
+
 /// Runs of `on_succeeded` per prediction id; a `refused_…` prediction fails its first run.
 type Runs = Arc<Mutex<HashMap<String, usize>>>;
 
@@ -141,16 +156,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 #[actix_rt::test]
 async fn the_reconciler_forgets_404_polls_again_after_429_and_5xx_redelivers_a_refusal_skips_no_url_and_signs_with_the_new_secret()
  {
-    let api = web::Data::new(Api::default());
-    let served = api.clone();
-    let api_server = TestServer::start(move || {
-        let api = served.clone();
-        move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(api)
-                .route("/v1/predictions/{id}", web::get().to(get_prediction))
-                .route("/hook", web::post().to(hook));
-        }
-    });
+    let (api, api_server) = stand_in();
     *api.hook.lock().unwrap() = format!("{}/hook", api_server.base);
 
     // Rotated: the new secret first (it signs), the old one still accepted.
@@ -252,4 +258,33 @@ async fn the_reconciler_stops_with_its_receiver() {
     assert!(Arc::strong_count(&store) > 1);
     drop(app);
     until("the store is let go", || Arc::strong_count(&store) == 1).await;
+}
+
+/// The reconciler runs from `config.build()` on, on a thread of the receiver's own: built on a
+/// thread with no runtime and mounted by no app, it still polls a watched prediction. (It used
+/// to start only when an app mounted the receiver, on that actix worker's runtime.)
+#[actix_rt::test]
+async fn the_reconciler_runs_from_build_on_without_a_mounted_app() {
+    let (api, api_server) = stand_in();
+    let client = Client::new(&format!("{}/v1", api_server.base), Some(TOKEN.to_owned())).unwrap();
+    let store: Arc<dyn DedupeStore> = Arc::new(MemoryStore::new());
+    // Due now; 404 from the stand-in, so one poll forgets it.
+    let id = format!("gone_{}", replicate_webhook::testkit::new_prediction_id());
+    Arc::clone(&store)
+        .watch_list()
+        .expect("the memory store keeps a watch list")
+        .track(&id, now_ms(), Duration::from_mins(1))
+        .await
+        .unwrap();
+    let runs: Runs = Arc::default();
+    let config = WebhookConfig::new(Secret::generate())
+        .collect_registered(false)
+        .shared_store(store.clone())
+        .reconcile(Reconcile::new(client).after(Duration::from_millis(100)))
+        .module(module(&runs));
+    let webhooks = std::thread::spawn(move || config.build().unwrap())
+        .join()
+        .unwrap();
+    until("the watched prediction polled", || api.polls(&id) >= 1).await;
+    drop(webhooks);
 }

@@ -108,7 +108,7 @@ struct Inner {
     name: String,
     options: JournalOptions,
     sender: tokio::sync::mpsc::Sender<Record>,
-    /// Taken by the first runtime that starts the writer.
+    /// Taken by the writer, which the receiver runs on its background thread.
     receiver: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Record>>>,
     written: AtomicU64,
     dropped: AtomicU64,
@@ -151,17 +151,15 @@ impl Journal {
         &self.inner.name
     }
 
-    /// Starts the writer on the current runtime, once, and returns what stops it; later calls
-    /// do nothing.
-    pub(crate) fn start(&self) -> Option<tokio::task::AbortHandle> {
-        tokio::runtime::Handle::try_current().ok()?;
+    /// The writer, for the receiver's background thread; `None` once taken.
+    pub(crate) fn writer(&self) -> Option<crate::background::Task> {
         let receiver = self
             .inner
             .receiver
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()?;
-        Some(tokio::spawn(writer::run(self.clone(), receiver)).abort_handle())
+        Some(Box::pin(writer::run(self.clone(), receiver)))
     }
 
     /// Rows matching `search`, newest first.
