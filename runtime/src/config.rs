@@ -289,8 +289,8 @@ impl WebhookConfig {
 
     /// `client`, with every prediction it creates watched by this receiver's reconciler (a
     /// no-op when the reconciler is off, or when the store keeps no watch list, which the
-    /// receiver refuses with the reconciler on), so even a prediction whose every webhook is lost is
-    /// recovered. Feature `client`.
+    /// receiver refuses with the reconciler on), so even a prediction whose every webhook is
+    /// lost is recovered. Feature `client`.
     #[cfg(feature = "client")]
     #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     pub fn watching(&self, client: crate::client::Client) -> crate::client::Client {

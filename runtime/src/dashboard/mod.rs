@@ -85,7 +85,7 @@ pub(crate) struct Mount {
     pub(crate) journal: Option<Journal>,
     pub(crate) inbox: Option<Inbox>,
     pub(crate) monitor: Monitor,
-    /// The store the reconciler's watch list is in, when the reconciler is on.
+    /// The reconciler's watch list, when the reconciler is on.
     pub(crate) watched: Option<Watched>,
 }
 
