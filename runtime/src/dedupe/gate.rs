@@ -102,15 +102,15 @@ impl Lease {
         }
     }
 
-    /// The claim with how long it stays done once handled (one: the SQL engines complete
-    /// whatever a lease holds inside their own transactions).
-    pub(crate) fn held(&self, ttls: Ttls) -> impl Iterator<Item = (&str, &ClaimToken, Duration)> {
+    /// The claim, with how long its key stays done once handled: what the gate completes, and
+    /// what the SQL engines complete inside their own transactions.
+    pub(crate) fn held(&self, ttls: Ttls) -> (&str, &ClaimToken, Duration) {
         let ttl = if self.terminal {
             ttls.terminal
         } else {
             ttls.webhook
         };
-        std::iter::once((self.key.as_str(), &self.token, ttl))
+        (&self.key, &self.token, ttl)
     }
 }
 
@@ -246,19 +246,6 @@ pub(crate) async fn admit<C: Claims>(
     }
 }
 
-/// Records a handled delivery: its key stays done for its TTL. Until this succeeds a retry may
-/// run the handler again (at-least-once).
-pub(crate) async fn complete<C: Claims>(
-    claims: &C,
-    lease: &Lease,
-    ttls: Ttls,
-) -> Result<(), StoreError> {
-    for (key, token, ttl) in lease.held(ttls) {
-        claims.complete(key, token, ttl).await?;
-    }
-    Ok(())
-}
-
 async fn release_quietly<C: Claims>(claims: &C, key: &str, token: &ClaimToken) {
     if let Err(e) = claims.release(key, token).await {
         tracing::warn!(error = %e, "could not release a dedupe claim; it expires with its lease");
@@ -369,7 +356,8 @@ impl Gate {
     /// Records a handled delivery. Until this succeeds a retry may run the handler again
     /// (at-least-once, never at-most-once).
     pub async fn complete(&self, lease: &Lease) -> Result<(), StoreError> {
-        complete(self, lease, Ttls::from(&self.policy)).await
+        let (key, token, ttl) = lease.held(Ttls::from(&self.policy));
+        Claims::complete(self, key, token, ttl).await
     }
 
     /// Gives the lease up so a retry can run the handler. Failures are logged, not returned:

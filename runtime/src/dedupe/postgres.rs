@@ -61,8 +61,8 @@ impl Db {
 
 /// One batcher per kind of key call: what each statement takes, and what it answers.
 struct Batches {
-    claim: Batcher<(String, ClaimToken, i64), Claim>,
-    complete: Batcher<(String, ClaimToken, i64), ()>,
+    claim: Batcher<keys::Timed, Claim>,
+    complete: Batcher<keys::Timed, ()>,
     release: Batcher<(String, ClaimToken), ()>,
     is_done: Batcher<String, bool>,
     mark_done: Batcher<(String, i64), ()>,
@@ -105,56 +105,28 @@ impl Batches {
     fn new(db: &Db) -> Self {
         Self {
             claim: batcher(db, |client, requests| async move {
-                keys::claim_many(&client, &requests).await
+                keys::claim(&client, &requests).await
             }),
-            complete: batcher(
-                db,
-                |client, requests: Vec<(String, ClaimToken, i64)>| async move {
-                    let (keys, tokens, ttls) = columns3(&requests);
-                    let statement = client.prepare_cached(COMPLETE_MANY).await?;
-                    client.execute(&statement, &[&keys, &tokens, &ttls]).await?;
-                    Ok(vec![(); requests.len()])
-                },
-            ),
-            release: batcher(
-                db,
-                |client, requests: Vec<(String, ClaimToken)>| async move {
-                    let keys: Vec<&str> = requests.iter().map(|(k, _)| k.as_str()).collect();
-                    let tokens: Vec<&str> = requests.iter().map(|(_, t)| t.as_str()).collect();
-                    let statement = client.prepare_cached(RELEASE_MANY).await?;
-                    client.execute(&statement, &[&keys, &tokens]).await?;
-                    Ok(vec![(); requests.len()])
-                },
-            ),
-            is_done: batcher(db, |client, requests: Vec<String>| async move {
-                let statement = client.prepare_cached(IS_DONE_MANY).await?;
-                let rows = client.query(&statement, &[&requests]).await?;
-                Ok(rows.iter().map(|row| row.get(0)).collect())
+            complete: batcher(db, |client, requests| async move {
+                keys::complete(&client, &requests).await?;
+                Ok(vec![(); requests.len()])
+            }),
+            release: batcher(db, |client, requests| async move {
+                keys::release(&client, &requests).await?;
+                Ok(vec![(); requests.len()])
+            }),
+            is_done: batcher(db, |client, requests| async move {
+                keys::is_done(&client, &requests).await
             }),
             mark_done: batcher(db, |client, requests: Vec<(String, i64)>| async move {
-                let keys: Vec<&str> = requests.iter().map(|(k, _)| k.as_str()).collect();
-                let ttls: Vec<i64> = requests.iter().map(|(_, ttl)| *ttl).collect();
+                let (keys, ttls): (Vec<&str>, Vec<i64>) =
+                    requests.iter().map(|(k, ttl)| (k.as_str(), *ttl)).unzip();
                 let statement = client.prepare_cached(MARK_DONE_MANY).await?;
                 client.execute(&statement, &[&keys, &ttls]).await?;
                 Ok(vec![(); requests.len()])
             }),
         }
     }
-}
-
-/// The key, token and milliseconds of each request, as the three arrays a statement unnests.
-fn columns3(requests: &[(String, ClaimToken, i64)]) -> (Vec<&str>, Vec<&str>, Vec<i64>) {
-    let mut columns = (
-        Vec::with_capacity(requests.len()),
-        Vec::with_capacity(requests.len()),
-        Vec::with_capacity(requests.len()),
-    );
-    for (key, token, ms) in requests {
-        columns.0.push(key.as_str());
-        columns.1.push(token.as_str());
-        columns.2.push(*ms);
-    }
-    columns
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -197,23 +169,9 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_watched_due ON replicate_webhook_wa
     ],
 };
 
-const CLAIM: &str = "
-WITH claimed AS (
-    INSERT INTO replicate_webhook_keys (key, token, expires_at)
-    VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
-    ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-        WHERE replicate_webhook_keys.expires_at <= now()
-    RETURNING 1
-)
-SELECT EXISTS (SELECT 1 FROM claimed),
-       -- NULL, not true, when the row is not in this statement's snapshot (see `claim`).
-       CASE WHEN k.key IS NULL THEN NULL ELSE k.token IS NULL END,
-       greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
-FROM (SELECT 1) AS one
-LEFT JOIN replicate_webhook_keys k ON k.key = $1";
-
-/// [`CLAIM`] for many distinct keys at once, answered in the order given. The rows are inserted
-/// in key order, so two batches that share keys lock them in the same order and never deadlock.
+/// Claims distinct keys, each inserted or taken over where its claim expired, atomically across
+/// instances; answered in the order given. The rows are inserted in key order, so two batches
+/// that share keys lock them in the same order and never deadlock.
 const CLAIM_MANY: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY
@@ -226,6 +184,7 @@ WITH input AS (
     RETURNING key
 )
 SELECT c.key IS NOT NULL,
+       -- NULL, not true, when the row is not in this statement's snapshot (see `keys::claim`).
        CASE WHEN k.key IS NULL THEN NULL ELSE k.token IS NULL END,
        greatest(0, extract(epoch FROM k.expires_at - now()) * 1000)::bigint
 FROM input i
@@ -353,27 +312,28 @@ fn signed(marker: u64) -> i64 {
     i64::from_ne_bytes(marker.to_ne_bytes())
 }
 
-/// The claim primitives, each one statement on a client or inside the caller's transaction: the
-/// store runs each on its own, the inbox in the transaction that stores a job, so several
-/// deliveries' statements can be pipelined into one.
+/// The key statements, each over arrays of keys, on a client or inside the caller's transaction:
+/// the store runs each for a batch of concurrent calls, the inbox for one delivery in the
+/// transaction that stores its job, so several deliveries' statements can be pipelined into one.
 pub(crate) mod keys {
     use deadpool_postgres::GenericClient;
     use tokio_postgres::Error;
 
-    use super::{CLAIM, CLAIM_MANY, Claim, ClaimToken, Duration, HashMap};
+    use super::{
+        CLAIM_MANY, COMPLETE_MANY, Claim, ClaimToken, Duration, HashMap, IS_DONE_MANY, RELEASE_MANY,
+    };
 
-    /// Claims `key` for `lease_ms`, unless it is in flight or done.
-    pub(crate) async fn claim(
-        client: &impl GenericClient,
-        key: &str,
-        token: &ClaimToken,
-        lease_ms: i64,
-    ) -> Result<Claim, Error> {
-        let statement = client.prepare_cached(CLAIM).await?;
-        let row = client
-            .query_one(&statement, &[&key, &token.as_str(), &lease_ms])
-            .await?;
-        Ok(answer(&row, token))
+    /// A key, the token that claims it and milliseconds: a lease to claim, or a time to live
+    /// to complete.
+    pub(crate) type Timed = (String, ClaimToken, i64);
+
+    /// The key, token and milliseconds of each request, as the arrays a statement unnests.
+    fn columns<'a>(
+        requests: impl Iterator<Item = &'a Timed>,
+    ) -> (Vec<&'a str>, (Vec<&'a str>, Vec<i64>)) {
+        requests
+            .map(|(key, token, ms)| (key.as_str(), (token.as_str(), *ms)))
+            .unzip()
     }
 
     /// What a claim statement's row says: won, done, or in flight for how long.
@@ -393,14 +353,15 @@ pub(crate) mod keys {
         }
     }
 
-    /// Claims each `(key, token, lease_ms)` in one statement, answered in the order given.
+    /// Claims each `(key, token, lease_ms)` unless it is in flight or done, in one statement,
+    /// answered in the order given.
     ///
     /// A key asked twice is claimed once: one statement may not take a row twice. The later
     /// asks get what the store holds once the first is answered: in flight for its lease when
     /// the first won, else the first's answer.
-    pub(crate) async fn claim_many(
+    pub(crate) async fn claim(
         client: &impl GenericClient,
-        requests: &[(String, ClaimToken, i64)],
+        requests: &[Timed],
     ) -> Result<Vec<Claim>, Error> {
         // Each key's first ask, by index into `requests`, and each ask's first.
         let mut first: HashMap<&str, usize> = HashMap::with_capacity(requests.len());
@@ -415,21 +376,9 @@ pub(crate) mod keys {
                 })
             })
             .collect();
-        let mut columns = (
-            Vec::with_capacity(leaders.len()),
-            Vec::with_capacity(leaders.len()),
-            Vec::with_capacity(leaders.len()),
-        );
-        for &i in &leaders {
-            let (key, token, lease_ms) = &requests[i];
-            columns.0.push(key.as_str());
-            columns.1.push(token.as_str());
-            columns.2.push(*lease_ms);
-        }
+        let (keys, (tokens, leases)) = columns(leaders.iter().map(|&i| &requests[i]));
         let statement = client.prepare_cached(CLAIM_MANY).await?;
-        let rows = client
-            .query(&statement, &[&columns.0, &columns.1, &columns.2])
-            .await?;
+        let rows = client.query(&statement, &[&keys, &tokens, &leases]).await?;
         let mut claims: Vec<Option<Claim>> = vec![None; requests.len()];
         for (row, &i) in rows.iter().zip(&leaders) {
             claims[i] = Some(answer(row, &requests[i].1));
@@ -453,49 +402,44 @@ pub(crate) mod keys {
             .collect())
     }
 
-    /// Marks `key` done for `ttl_ms`, if `token` still holds it.
+    /// Marks each `(key, token, ttl_ms)` done for its time to live, where its token still
+    /// holds it.
     pub(crate) async fn complete(
         client: &impl GenericClient,
-        key: &str,
-        token: &ClaimToken,
-        ttl_ms: i64,
+        requests: &[Timed],
     ) -> Result<(), Error> {
+        let (keys, (tokens, ttls)) = columns(requests.iter());
+        let statement = client.prepare_cached(COMPLETE_MANY).await?;
         client
-            .execute(
-                "UPDATE replicate_webhook_keys \
-                 SET token = NULL, expires_at = now() + $3::bigint * interval '1 millisecond' \
-                 WHERE key = $1 AND token = $2",
-                &[&key, &token.as_str(), &ttl_ms],
-            )
+            .execute(&statement, &[&keys, &tokens, &ttls])
             .await
             .map(drop)
     }
 
-    /// Drops `key`'s claim, if `token` still holds it.
+    /// Drops each key's claim, where its token still holds it.
     pub(crate) async fn release(
         client: &impl GenericClient,
-        key: &str,
-        token: &ClaimToken,
+        requests: &[(String, ClaimToken)],
     ) -> Result<(), Error> {
+        let (keys, tokens): (Vec<&str>, Vec<&str>) = requests
+            .iter()
+            .map(|(key, token)| (key.as_str(), token.as_str()))
+            .unzip();
+        let statement = client.prepare_cached(RELEASE_MANY).await?;
         client
-            .execute(
-                "DELETE FROM replicate_webhook_keys WHERE key = $1 AND token = $2",
-                &[&key, &token.as_str()],
-            )
+            .execute(&statement, &[&keys, &tokens])
             .await
             .map(drop)
     }
 
-    /// Whether `key` is done.
-    pub(crate) async fn is_done(client: &impl GenericClient, key: &str) -> Result<bool, Error> {
-        client
-            .query_opt(
-                "SELECT 1 FROM replicate_webhook_keys \
-                 WHERE key = $1 AND token IS NULL AND expires_at > now()",
-                &[&key],
-            )
-            .await
-            .map(|row| row.is_some())
+    /// Whether each key is done, in the order given.
+    pub(crate) async fn is_done(
+        client: &impl GenericClient,
+        keys: &[String],
+    ) -> Result<Vec<bool>, Error> {
+        let statement = client.prepare_cached(IS_DONE_MANY).await?;
+        let rows = client.query(&statement, &[&keys]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }
 

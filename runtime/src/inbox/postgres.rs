@@ -177,9 +177,12 @@ impl Claims for JobClaims<'_> {
     }
 
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let claim = keys::claim(self.client, key, self.token, millis(lease))
+        let asked = [(key.to_owned(), self.token.clone(), millis(lease))];
+        let claim = keys::claim(self.client, &asked)
             .await
-            .map_err(|e| pg_error(&e))?;
+            .map_err(|e| pg_error(&e))?
+            .pop()
+            .ok_or_else(|| StoreError::new("postgres inbox: a claim went unanswered"))?;
         if !matches!(claim, Claim::InFlight { .. }) {
             return Ok(claim);
         }
@@ -201,34 +204,33 @@ impl Claims for JobClaims<'_> {
         token: &ClaimToken,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        keys::complete(self.client, key, token, millis(ttl))
+        keys::complete(self.client, &[(key.to_owned(), token.clone(), millis(ttl))])
             .await
             .map_err(|e| pg_error(&e))
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
-        keys::release(self.client, key, token)
+        keys::release(self.client, &[(key.to_owned(), token.clone())])
             .await
             .map_err(|e| pg_error(&e))
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
-        keys::is_done(self.client, key)
+        let done = keys::is_done(self.client, &[key.to_owned()])
             .await
-            .map_err(|e| pg_error(&e))
+            .map_err(|e| pg_error(&e))?;
+        Ok(done == [true])
     }
 }
 
-/// Marks a handled (or discarded) job's keys done.
-async fn complete_keys(
+/// Marks a handled (or discarded) job's key done.
+async fn complete_key(
     tx: &deadpool_postgres::Transaction<'_>,
     lease: &Lease,
     ttls: Ttls,
 ) -> Result<(), tokio_postgres::Error> {
-    for (key, token, ttl) in lease.held(ttls) {
-        keys::complete(tx, key, token, millis(ttl)).await?;
-    }
-    Ok(())
+    let (key, token, ttl) = lease.held(ttls);
+    keys::complete(tx, &[(key.to_owned(), token.clone(), millis(ttl))]).await
 }
 
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
@@ -461,7 +463,7 @@ impl Queue for PostgresQueue {
                         .await?
                         == 1;
                     if changed {
-                        complete_keys(&tx, &job.lease(), *ttls).await?;
+                        complete_key(&tx, &job.lease(), *ttls).await?;
                         if job.id % 256 == 0 {
                             tx.execute(
                                 "DELETE FROM replicate_webhook_jobs WHERE id IN (SELECT id FROM \
@@ -577,7 +579,7 @@ impl Queue for PostgresQueue {
                 .await?
                 == 1;
             if changed {
-                complete_keys(&tx, &job.lease(), ttls).await?;
+                complete_key(&tx, &job.lease(), ttls).await?;
             }
             Ok::<bool, tokio_postgres::Error>(changed)
         };

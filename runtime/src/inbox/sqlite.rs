@@ -62,10 +62,6 @@ fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::new(format_args!("{NAME}: {e}"))
 }
 
-fn ms(duration: Duration) -> i64 {
-    millis(duration)
-}
-
 impl SqliteQueue {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         // The dedupe tables first: the inbox admits through them.
@@ -91,7 +87,7 @@ impl Claims for JobClaims<'_> {
 
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let claim =
-            keys::claim(self.conn, key, self.token, ms(lease), self.now).map_err(db_error)?;
+            keys::claim(self.conn, key, self.token, millis(lease), self.now).map_err(db_error)?;
         if !matches!(claim, Claim::InFlight { .. }) {
             return Ok(claim);
         }
@@ -112,7 +108,8 @@ impl Claims for JobClaims<'_> {
         token: &ClaimToken,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        keys::complete(self.conn, key, token, self.now.saturating_add(ms(ttl))).map_err(db_error)
+        keys::complete(self.conn, key, token, self.now.saturating_add(millis(ttl)))
+            .map_err(db_error)
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
@@ -124,12 +121,10 @@ impl Claims for JobClaims<'_> {
     }
 }
 
-/// Marks a handled (or discarded) job's keys done.
-fn complete_keys(conn: &Connection, lease: &Lease, now: i64, ttls: Ttls) -> rusqlite::Result<()> {
-    for (key, token, ttl) in lease.held(ttls) {
-        keys::complete(conn, key, token, now.saturating_add(ms(ttl)))?;
-    }
-    Ok(())
+/// Marks a handled (or discarded) job's key done.
+fn complete_key(conn: &Connection, lease: &Lease, now: i64, ttls: Ttls) -> rusqlite::Result<()> {
+    let (key, token, ttl) = lease.held(ttls);
+    keys::complete(conn, key, token, now.saturating_add(millis(ttl)))
 }
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
@@ -221,7 +216,7 @@ impl Queue for SqliteQueue {
                 ))?;
                 statement
                     .query_map(
-                        params![token, now.saturating_add(ms(visibility)), module, now, limit],
+                        params![token, now.saturating_add(millis(visibility)), module, now, limit],
                         job_from_row,
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?
@@ -241,7 +236,7 @@ impl Queue for SqliteQueue {
                 conn.execute(
                     "UPDATE replicate_webhook_jobs SET lease_until_ms = ?3 \
                  WHERE id = ?1 AND lease = ?2 AND state = 'running'",
-                    params![id, token, now_ms().saturating_add(ms(visibility))],
+                    params![id, token, now_ms().saturating_add(millis(visibility))],
                 )
                 .map(|n| n == 1)
             })
@@ -259,14 +254,14 @@ impl Queue for SqliteQueue {
                     params![id, lease, now],
                 )? == 1
                     && {
-                        complete_keys(conn, &claims, now, *ttls)?;
+                        complete_key(conn, &claims, now, *ttls)?;
                         true
                     },
                 Settle::Retry { delay, error } => conn.execute(
                     "UPDATE replicate_webhook_jobs \
                      SET state = 'pending', lease = NULL, run_at_ms = ?3, last_error = ?4 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
-                    params![id, lease, now.saturating_add(ms(*delay)), error],
+                    params![id, lease, now.saturating_add(millis(*delay)), error],
                 )? == 1,
                 Settle::Dead { error } => conn.execute(
                     "UPDATE replicate_webhook_jobs \
@@ -351,7 +346,7 @@ impl Queue for SqliteQueue {
                 params![id, now],
             )? == 1;
             if changed {
-                complete_keys(conn, &claims, now, ttls)?;
+                complete_key(conn, &claims, now, ttls)?;
             }
             Ok(changed)
         })
