@@ -21,7 +21,7 @@ use super::StoreError;
 type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// What runs one batch: its requests in, one answer per request out, in the same order.
-pub(crate) type Run<R, T> = Arc<
+type Run<R, T> = Box<
     dyn Fn(Vec<R>) -> Pin<Box<dyn Future<Output = Result<Vec<T>, StoreError>> + Send>>
         + Send
         + Sync,
@@ -53,15 +53,23 @@ struct Queue<R, T> {
 }
 
 impl<R: Send + 'static, T: Send + 'static> Batcher<R, T> {
-    /// A batcher running at most `parallel` batches at once, each of at most `max` requests.
-    pub(crate) fn new(parallel: usize, max: usize, run: Run<R, T>) -> Self {
+    /// A batcher running at most `parallel` batches at once, each of at most `max` requests,
+    /// through `run`.
+    pub(crate) fn new<F>(
+        parallel: usize,
+        max: usize,
+        run: impl Fn(Vec<R>) -> F + Send + Sync + 'static,
+    ) -> Self
+    where
+        F: Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
+    {
         Self {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue {
                     waiting: Vec::new(),
                     running: 0,
                 }),
-                run,
+                run: Box::new(move |requests| Box::pin(run(requests))),
                 parallel: parallel.max(1),
                 max: max.max(1),
             }),
@@ -162,14 +170,13 @@ mod tests {
     async fn concurrent_calls_share_batches_and_each_gets_its_own_answer() {
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
-        let run: Run<u32, u32> = Arc::new(move |requests: Vec<u32>| {
+        let batcher = Batcher::new(1, 1000, move |requests: Vec<u32>| {
             counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Box::pin(async move {
+            async move {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 Ok(requests.into_iter().map(|r| r * 2).collect())
-            })
+            }
         });
-        let batcher = Batcher::new(1, 1000, run);
         let calls: Vec<_> = (0..200)
             .map(|i| {
                 let batcher = batcher.clone();
@@ -186,9 +193,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_reaches_every_caller_of_its_batch() {
-        let run: Run<u32, u32> =
-            Arc::new(|_| Box::pin(async { Err(StoreError::new("server gone")) }));
-        let batcher = Batcher::new(2, 10, run);
+        let batcher: Batcher<u32, u32> =
+            Batcher::new(2, 10, |_| async { Err(StoreError::new("server gone")) });
         let (a, b) = tokio::join!(batcher.call(1), batcher.call(2));
         assert!(a.unwrap_err().to_string().contains("server gone"));
         assert!(b.unwrap_err().to_string().contains("server gone"));

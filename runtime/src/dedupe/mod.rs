@@ -52,7 +52,7 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{
-    MIGRATIONS as POSTGRES_MIGRATIONS, keys as postgres_keys, pg_error, pool as postgres_pool,
+    Db as PostgresDb, MIGRATIONS as POSTGRES_MIGRATIONS, PgResult, keys as postgres_keys,
     pool_of as postgres_pool_of,
 };
 #[cfg(feature = "redis")]

@@ -33,26 +33,42 @@ pub struct PostgresStore {
     batches: Arc<Batches>,
 }
 
-/// The pool, and whether this store migrated it yet.
+/// A pool, the tables it serves, and whether they were migrated yet: the store's, and the
+/// inbox's (whose tables sit beside the store's).
 #[derive(Clone)]
-struct Db {
+pub(crate) struct Db {
     pool: Pool,
+    parts: &'static [&'static Migrations],
+    /// How its pool's errors begin.
+    name: &'static str,
     migrated: Arc<OnceCell<()>>,
 }
 
 impl Db {
-    /// A pooled connection, after the migration ran once for this store.
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    /// A pool for `url` that migrates `parts` on first use. Connects lazily.
+    pub(crate) fn new(
+        url: &str,
+        parts: &'static [&'static Migrations],
+        name: &'static str,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: pool_of(url, POOL_SIZE)?,
+            parts,
+            name,
+            migrated: Arc::default(),
+        })
+    }
+
+    /// A pooled connection, after the migration ran once for this pool.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         let mut client = self
             .pool
             .get()
             .await
-            .map_err(|e| StoreError::new(format_args!("postgres pool: {e}")))?;
+            .map_err(|e| StoreError::new(format_args!("{} pool: {e}", self.name)))?;
         self.migrated
             .get_or_try_init(|| async {
-                crate::migrate::postgres(&mut client, &[&MIGRATIONS])
-                    .await
-                    .map_err(|e| pg_error(&e))
+                crate::migrate::postgres(&mut client, self.parts).await.pg()
             })
             .await?;
         Ok(client)
@@ -84,21 +100,14 @@ fn batcher<R, T, F, Fut>(db: &Db, statement: F) -> Batcher<R, T>
 where
     R: Send + 'static,
     T: Send + 'static,
-    F: Fn(deadpool_postgres::Object, Vec<R>) -> Fut + Send + Sync + 'static,
+    F: Fn(deadpool_postgres::Object, Vec<R>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Vec<T>, tokio_postgres::Error>> + Send + 'static,
 {
-    let (db, statement) = (db.clone(), Arc::new(statement));
-    Batcher::new(
-        PARALLEL,
-        MAX_BATCH,
-        Arc::new(move |requests| {
-            let (db, statement) = (db.clone(), Arc::clone(&statement));
-            Box::pin(async move {
-                let client = db.client().await?;
-                statement(client, requests).await.map_err(|e| pg_error(&e))
-            })
-        }),
-    )
+    let db = db.clone();
+    Batcher::new(PARALLEL, MAX_BATCH, move |requests| {
+        let (db, statement) = (db.clone(), statement.clone());
+        async move { statement(db.client().await?, requests).await.pg() }
+    })
 }
 
 impl Batches {
@@ -225,7 +234,19 @@ ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = EXCLUDED.expires_at";
 /// Expired rows are purged after every this many claims, a bounded batch at a time.
 const PURGE_EVERY: u64 = 1024;
 
-pub(crate) fn pg_error(e: &tokio_postgres::Error) -> StoreError {
+/// A driver result with its error as the store's, for `?`: `.pg()?`.
+pub(crate) trait PgResult<T> {
+    /// The result, its error told as [`pg_error`] tells it.
+    fn pg(self) -> Result<T, StoreError>;
+}
+
+impl<T> PgResult<T> for Result<T, tokio_postgres::Error> {
+    fn pg(self) -> Result<T, StoreError> {
+        self.map_err(|e| pg_error(&e))
+    }
+}
+
+fn pg_error(e: &tokio_postgres::Error) -> StoreError {
     // The driver's messages name the failed step and the server's answer, never the password;
     // a server error's own text says more than the driver's "db error".
     match e.as_db_error() {
@@ -238,14 +259,9 @@ pub(crate) fn pg_error(e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
-/// A connection pool for `url` whose every wait is bounded, so a database that is down is an
-/// error in seconds rather than a hung delivery. Connects lazily.
-pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
-    pool_of(url, POOL_SIZE)
-}
-
-/// Like [`pool`], with at most `size` connections: the journal and the live channel keep
-/// pools of their own, smaller than the dedupe store's.
+/// A connection pool for `url` of at most `size` connections, whose every wait is bounded, so a
+/// database that is down is an error in seconds rather than a hung delivery. Connects lazily.
+/// The journal and the live channel keep pools of their own, smaller than the dedupe store's.
 pub(crate) fn pool_of(url: &str, size: usize) -> Result<Pool, StoreError> {
     let mut config = Config::new();
     config.url = Some(url.to_owned());
@@ -269,10 +285,7 @@ pub(crate) fn pool_of(url: &str, size: usize) -> Result<Pool, StoreError> {
 impl PostgresStore {
     /// A store for `url`, connecting (and migrating) on first use.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let db = Db {
-            pool: pool(url)?,
-            migrated: Arc::default(),
-        };
+        let db = Db::new(url, &[&MIGRATIONS], "postgres")?;
         Ok(Self {
             batches: Arc::new(Batches::new(&db)),
             db,
@@ -282,16 +295,12 @@ impl PostgresStore {
     /// A store for `url`, connected and migrated before it returns.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let store = Self::new(url)?;
-        drop(store.client().await?);
+        drop(store.db.client().await?);
         Ok(store)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.db.client().await
-    }
-
     async fn purge(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         for table in ["replicate_webhook_keys", "replicate_webhook_markers"] {
             client
                 .execute(
@@ -302,7 +311,7 @@ impl PostgresStore {
                     &[],
                 )
                 .await
-                .map_err(|e| pg_error(&e))?;
+                .pg()?;
         }
         Ok(())
     }
@@ -517,6 +526,7 @@ impl ProgressMarkers for PostgresStore {
         // The old value comes from a row lock taken in the same statement's CTE, so two
         // concurrent swaps each see the other's marker or none, never the same previous twice.
         let row = self
+            .db
             .client()
             .await?
             .query_one(
@@ -534,7 +544,7 @@ impl ProgressMarkers for PostgresStore {
                 &[&key, &signed(marker), &millis(ttl)],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         let previous: Option<i64> = row.get(0);
         Ok(previous.map(|p| u64::from_ne_bytes(p.to_ne_bytes())))
     }
@@ -546,7 +556,7 @@ impl ProgressMarkers for PostgresStore {
         previous: Option<u64>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let result = match previous {
             Some(previous) => {
                 client
@@ -567,7 +577,7 @@ impl ProgressMarkers for PostgresStore {
                     .await
             }
         };
-        result.map(drop).map_err(|e| pg_error(&e))
+        result.map(drop).pg()
     }
 }
 
@@ -579,7 +589,8 @@ impl WatchList for PostgresStore {
         due_ms: i64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.client()
+        self.db
+            .client()
             .await?
             .execute(
                 "INSERT INTO replicate_webhook_watched (prediction, due_ms, attempts, expires_at) \
@@ -590,11 +601,12 @@ impl WatchList for PostgresStore {
             )
             .await
             .map(drop)
-            .map_err(|e| pg_error(&e))
+            .pg()
     }
 
     async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
-        self.client()
+        self.db
+            .client()
             .await?
             .execute(
                 "DELETE FROM replicate_webhook_watched WHERE prediction = $1",
@@ -602,7 +614,7 @@ impl WatchList for PostgresStore {
             )
             .await
             .map(drop)
-            .map_err(|e| pg_error(&e))
+            .pg()
     }
 
     async fn take_due(
@@ -611,7 +623,7 @@ impl WatchList for PostgresStore {
         limit: usize,
         retry: Backoff,
     ) -> Result<Vec<(String, u32)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         client
             .execute(
                 "DELETE FROM replicate_webhook_watched WHERE prediction IN \
@@ -619,7 +631,7 @@ impl WatchList for PostgresStore {
                 &[],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         // SKIP LOCKED: instances polling at once each take other predictions.
         let rows = client
             .query(
@@ -633,7 +645,7 @@ impl WatchList for PostgresStore {
                 &[&now_ms, &i64::try_from(limit).unwrap_or(i64::MAX), &retry.base_ms, &retry.cap_ms],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -645,6 +657,7 @@ impl WatchList for PostgresStore {
 
     async fn watched(&self, limit: usize) -> Result<Vec<super::WatchedPrediction>, StoreError> {
         let rows = self
+            .db
             .client()
             .await?
             .query(
@@ -653,7 +666,7 @@ impl WatchList for PostgresStore {
                 &[&i64::try_from(limit).unwrap_or(i64::MAX)],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         Ok(rows
             .iter()
             .map(|row| {

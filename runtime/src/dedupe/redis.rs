@@ -77,21 +77,17 @@ fn batcher<R, T, F, Fut>(conn: &Conn, script: F) -> Batcher<R, T>
 where
     R: Send + 'static,
     T: Send + 'static,
-    F: Fn(ConnectionManager, Vec<R>) -> Fut + Send + Sync + 'static,
+    F: Fn(ConnectionManager, Vec<R>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Vec<T>, redis::RedisError>> + Send + 'static,
 {
-    let (conn, script) = (conn.clone(), Arc::new(script));
-    Batcher::new(
-        PARALLEL,
-        MAX_BATCH,
-        Arc::new(move |requests| {
-            let (conn, script) = (conn.clone(), Arc::clone(&script));
-            Box::pin(async move {
-                let manager = conn.get().await?;
-                script(manager, requests).await.map_err(|e| redis_error(&e))
-            })
-        }),
-    )
+    let conn = conn.clone();
+    Batcher::new(PARALLEL, MAX_BATCH, move |requests| {
+        let (conn, script) = (conn.clone(), script.clone());
+        async move {
+            let manager = conn.get().await?;
+            script(manager, requests).await.map_err(|e| redis_error(&e))
+        }
+    })
 }
 
 impl Batches {

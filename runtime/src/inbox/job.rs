@@ -63,7 +63,20 @@ pub(super) const COLUMNS: &str = "id, module, model, prediction_id, status, hand
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
-pub(super) const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Deletes a batch of the jobs finished before `$1` (text both engines run).
+pub(super) const PURGE_FINISHED: &str = "DELETE FROM replicate_webhook_jobs WHERE id IN \
+    (SELECT id FROM replicate_webhook_jobs \
+     WHERE state IN ('done', 'discarded') AND finished_ms < $1 LIMIT 1000)";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// When settling job `id` done at `now` purges finished jobs too (one settle in 256): those
+/// finished before the time returned.
+pub(super) fn purge_before(id: i64, now: i64) -> Option<i64> {
+    (id % 256 == 0).then(|| now - KEEP_FINISHED_MS)
+}
 
 /// A verified delivery on its way into the queue.
 #[derive(Debug, Clone)]

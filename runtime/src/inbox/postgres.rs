@@ -4,18 +4,15 @@
 //! that transaction: their claims are pipelined, their jobs inserted by one statement, and one
 //! commit makes them all durable before any of them is acknowledged.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
-use tokio::sync::OnceCell;
 use tokio_postgres::Row;
 
-use super::job::{COLUMNS, KEEP_FINISHED_MS};
+use super::job::{COLUMNS, PURGE_FINISHED, purge_before};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
-    Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, StoreError, Ttls,
-    admit, millis, now_ms, pg_error, postgres_keys as keys,
+    Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, PgResult as _,
+    PostgresDb as Db, StoreError, Ttls, admit, millis, now_ms, postgres_keys as keys,
 };
 use crate::migrate::{Migrations, Step};
 
@@ -67,27 +64,6 @@ pub(crate) struct PostgresQueue {
     intake: Batcher<Arrival, Admission>,
 }
 
-/// The pool, and whether this queue migrated it yet.
-#[derive(Clone)]
-struct Db {
-    pool: Pool,
-    migrated: Arc<OnceCell<()>>,
-}
-
-impl Db {
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::new(format_args!("postgres inbox pool: {e}")))?;
-        self.migrated
-            .get_or_try_init(|| migrate(&mut client))
-            .await?;
-        Ok(client)
-    }
-}
-
 /// A delivery to admit and store, with the token its job holds its keys under.
 struct Arrival {
     job: NewJob,
@@ -104,38 +80,22 @@ const MAX_BATCH: usize = 256;
 
 impl PostgresQueue {
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        let db = Db {
-            pool: crate::dedupe::postgres_pool(url)?,
-            migrated: Arc::default(),
-        };
+        // The dedupe tables first: the inbox admits through them.
+        let db = Db::new(url, &[&POSTGRES_MIGRATIONS, &MIGRATIONS], "postgres inbox")?;
         let intake_db = db.clone();
-        let intake = Batcher::new(
-            PARALLEL,
-            MAX_BATCH,
-            Arc::new(move |arrivals: Vec<Arrival>| {
-                let db = intake_db.clone();
-                Box::pin(async move {
-                    let client = db.client().await?;
-                    let result = enqueue_many(&client, &arrivals).await;
-                    if result.is_err() {
-                        let _ = client.batch_execute("ROLLBACK").await;
-                    }
-                    result
-                })
-            }),
-        );
+        let intake = Batcher::new(PARALLEL, MAX_BATCH, move |arrivals: Vec<Arrival>| {
+            let db = intake_db.clone();
+            async move {
+                let client = db.client().await?;
+                let result = enqueue_many(&client, &arrivals).await;
+                if result.is_err() {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
+                result
+            }
+        });
         Ok(Self { db, intake })
     }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.db.client().await
-    }
-}
-
-async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
-    crate::migrate::postgres(client, &[&POSTGRES_MIGRATIONS, &MIGRATIONS])
-        .await
-        .map_err(|e| pg_error(&e))
 }
 
 fn job_from_row(row: &Row) -> Job {
@@ -180,7 +140,7 @@ impl Claims for JobClaims<'_> {
         let asked = [(key.to_owned(), self.token.clone(), millis(lease))];
         let claim = keys::claim(self.client, &asked)
             .await
-            .map_err(|e| pg_error(&e))?
+            .pg()?
             .pop()
             .ok_or_else(|| StoreError::new("postgres inbox: a claim went unanswered"))?;
         if !matches!(claim, Claim::InFlight { .. }) {
@@ -194,7 +154,7 @@ impl Claims for JobClaims<'_> {
                 &[&key],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         Ok(if stored.is_some() { Claim::Done } else { claim })
     }
 
@@ -206,19 +166,17 @@ impl Claims for JobClaims<'_> {
     ) -> Result<(), StoreError> {
         keys::complete(self.client, &[(key.to_owned(), token.clone(), millis(ttl))])
             .await
-            .map_err(|e| pg_error(&e))
+            .pg()
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         keys::release(self.client, &[(key.to_owned(), token.clone())])
             .await
-            .map_err(|e| pg_error(&e))
+            .pg()
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
-        let done = keys::is_done(self.client, &[key.to_owned()])
-            .await
-            .map_err(|e| pg_error(&e))?;
+        let done = keys::is_done(self.client, &[key.to_owned()]).await.pg()?;
         Ok(done == [true])
     }
 }
@@ -228,9 +186,11 @@ async fn complete_key(
     tx: &deadpool_postgres::Transaction<'_>,
     lease: &Lease,
     ttls: Ttls,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), StoreError> {
     let (key, token, ttl) = lease.held(ttls);
-    keys::complete(tx, &[(key.to_owned(), token.clone(), millis(ttl))]).await
+    keys::complete(tx, &[(key.to_owned(), token.clone(), millis(ttl))])
+        .await
+        .pg()
 }
 
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
@@ -302,14 +262,8 @@ async fn enqueue_many(
     client: &deadpool_postgres::Object,
     arrivals: &[Arrival],
 ) -> Result<Vec<Admission>, StoreError> {
-    let insert = client
-        .prepare_cached(INSERT_JOBS)
-        .await
-        .map_err(|e| pg_error(&e))?;
-    let lock = client
-        .prepare_cached(LOCK_PREDICTIONS)
-        .await
-        .map_err(|e| pg_error(&e))?;
+    let insert = client.prepare_cached(INSERT_JOBS).await.pg()?;
+    let lock = client.prepare_cached(LOCK_PREDICTIONS).await.pg()?;
     let predictions: Vec<&str> = arrivals
         .iter()
         .map(|a| a.job.prediction_id.as_str())
@@ -333,8 +287,8 @@ async fn enqueue_many(
         client.query_one(&lock, &lock_params),
         admits
     );
-    begun.map_err(|e| pg_error(&e))?;
-    locked.map_err(|e| pg_error(&e))?;
+    begun.pg()?;
+    locked.pg()?;
     let admissions = admitted.into_iter().collect::<Result<Vec<_>, _>>()?;
     let stored: Vec<&Arrival> = arrivals
         .iter()
@@ -343,18 +297,15 @@ async fn enqueue_many(
         .map(|(a, _)| a)
         .collect();
     if stored.is_empty() {
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| pg_error(&e))?;
+        client.batch_execute("COMMIT").await.pg()?;
         return Ok(admissions);
     }
     let (rows, commit) = tokio::join!(
         insert_jobs(client, &insert, &stored),
         client.batch_execute("COMMIT")
     );
-    let rows = rows.map_err(|e| pg_error(&e))?;
-    commit.map_err(|e| pg_error(&e))?;
+    let rows = rows.pg()?;
+    commit.pg()?;
     let ids: std::collections::HashMap<String, i64> = rows
         .iter()
         .map(|row| (row.get::<_, String>(1), row.get::<_, i64>(0)))
@@ -391,7 +342,7 @@ impl Queue for PostgresQueue {
     }
 
     async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let statement = client
             .prepare_cached(&format!(
                 "WITH next AS (
@@ -418,20 +369,21 @@ impl Queue for PostgresQueue {
                     .join(", ")
             ))
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let visibility = millis(hold.visibility);
         let rows = client
             .query(&statement, &[&hold.token, &visibility, &module, &limit])
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect();
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
     }
 
     async fn heartbeat(&self, id: i64, hold: &Hold) -> Result<bool, StoreError> {
-        self.client()
+        self.db
+            .client()
             .await?
             .execute(
                 &format!(
@@ -442,75 +394,63 @@ impl Queue for PostgresQueue {
             )
             .await
             .map(|n| n == 1)
-            .map_err(|e| pg_error(&e))
+            .pg()
     }
 
     async fn settle(&self, job: &Job, hold: &Hold, settle: Settle) -> Result<bool, StoreError> {
         let lease = &hold.token;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
-        let run = async {
-            let changed = match &settle {
-                Settle::Done(ttls) => {
-                    let changed = tx
-                        .execute(
-                            &format!(
-                                "UPDATE replicate_webhook_jobs SET state = 'done', lease = NULL, \
-                                 finished_ms = {NOW_MS} WHERE id = $1 AND lease = $2 AND state = 'running'"
-                            ),
-                            &[&job.id, &lease],
-                        )
-                        .await?
-                        == 1;
-                    if changed {
-                        complete_key(&tx, &job.lease(), *ttls).await?;
-                        if job.id % 256 == 0 {
-                            tx.execute(
-                                "DELETE FROM replicate_webhook_jobs WHERE id IN (SELECT id FROM \
-                                 replicate_webhook_jobs WHERE state IN ('done', 'discarded') \
-                                 AND finished_ms < $1 LIMIT 1000)",
-                                &[&(now_ms() - KEEP_FINISHED_MS)],
-                            )
-                            .await?;
-                        }
-                    }
-                    changed
-                }
-                Settle::Retry { delay, error } => {
-                    tx.execute(
-                        &format!(
-                            "UPDATE replicate_webhook_jobs SET state = 'pending', lease = NULL, \
-                             run_at_ms = {NOW_MS} + $3, last_error = $4 \
-                             WHERE id = $1 AND lease = $2 AND state = 'running'"
-                        ),
-                        &[&job.id, &lease, &millis(*delay), error],
-                    )
-                    .await?
-                        == 1
-                }
-                Settle::Dead { error } => {
-                    tx.execute(
-                        &format!(
-                            "UPDATE replicate_webhook_jobs SET state = 'dead', lease = NULL, \
-                             last_error = $3, finished_ms = {NOW_MS} \
-                             WHERE id = $1 AND lease = $2 AND state = 'running'"
-                        ),
-                        &[&job.id, &lease, error],
-                    )
-                    .await?
-                        == 1
-                }
-            };
-            Ok::<bool, tokio_postgres::Error>(changed)
-        };
-        let changed = run.await.map_err(|e| pg_error(&e))?;
-        tx.commit().await.map_err(|e| pg_error(&e))?;
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.pg()?;
+        let changed = match &settle {
+            Settle::Done(_) => {
+                tx.execute(
+                    &format!(
+                        "UPDATE replicate_webhook_jobs SET state = 'done', lease = NULL, \
+                         finished_ms = {NOW_MS} WHERE id = $1 AND lease = $2 AND state = 'running'"
+                    ),
+                    &[&job.id, &lease],
+                )
+                .await
+            }
+            Settle::Retry { delay, error } => {
+                tx.execute(
+                    &format!(
+                        "UPDATE replicate_webhook_jobs SET state = 'pending', lease = NULL, \
+                         run_at_ms = {NOW_MS} + $3, last_error = $4 \
+                         WHERE id = $1 AND lease = $2 AND state = 'running'"
+                    ),
+                    &[&job.id, &lease, &millis(*delay), error],
+                )
+                .await
+            }
+            Settle::Dead { error } => {
+                tx.execute(
+                    &format!(
+                        "UPDATE replicate_webhook_jobs SET state = 'dead', lease = NULL, \
+                         last_error = $3, finished_ms = {NOW_MS} \
+                         WHERE id = $1 AND lease = $2 AND state = 'running'"
+                    ),
+                    &[&job.id, &lease, error],
+                )
+                .await
+            }
+        }
+        .pg()?
+            == 1;
+        if let (true, Settle::Done(ttls)) = (changed, &settle) {
+            complete_key(&tx, &job.lease(), *ttls).await?;
+            if let Some(before) = purge_before(job.id, now_ms()) {
+                tx.execute(PURGE_FINISHED, &[&before]).await.pg()?;
+            }
+        }
+        tx.commit().await.pg()?;
         Ok(changed)
     }
 
     async fn list(&self, filter: &Filter) -> Result<Vec<Job>, StoreError> {
         let state = filter.state.map(JobState::as_str);
         let rows = self
+            .db
             .client()
             .await?
             .query(
@@ -528,12 +468,13 @@ impl Queue for PostgresQueue {
                 ],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         Ok(rows.iter().map(job_from_row).collect())
     }
 
     async fn get(&self, id: i64) -> Result<Option<Job>, StoreError> {
         let row = self
+            .db
             .client()
             .await?
             .query_opt(
@@ -541,12 +482,13 @@ impl Queue for PostgresQueue {
                 &[&id],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         Ok(row.as_ref().map(job_from_row))
     }
 
     async fn replay(&self, id: Option<i64>) -> Result<u64, StoreError> {
-        self.client()
+        self.db
+            .client()
             .await?
             .execute(
                 &format!(
@@ -558,38 +500,36 @@ impl Queue for PostgresQueue {
                 &[&id],
             )
             .await
-            .map_err(|e| pg_error(&e))
+            .pg()
     }
 
     async fn discard(&self, id: i64, ttls: Ttls) -> Result<bool, StoreError> {
         let Some(job) = self.get(id).await? else {
             return Ok(false);
         };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| pg_error(&e))?;
-        let run = async {
-            let changed = tx
-                .execute(
-                    &format!(
-                        "UPDATE replicate_webhook_jobs SET state = 'discarded', lease = NULL, \
-                         finished_ms = {NOW_MS} WHERE id = $1 AND state IN ('pending', 'dead')"
-                    ),
-                    &[&id],
-                )
-                .await?
-                == 1;
-            if changed {
-                complete_key(&tx, &job.lease(), ttls).await?;
-            }
-            Ok::<bool, tokio_postgres::Error>(changed)
-        };
-        let changed = run.await.map_err(|e| pg_error(&e))?;
-        tx.commit().await.map_err(|e| pg_error(&e))?;
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.pg()?;
+        let changed = tx
+            .execute(
+                &format!(
+                    "UPDATE replicate_webhook_jobs SET state = 'discarded', lease = NULL, \
+                     finished_ms = {NOW_MS} WHERE id = $1 AND state IN ('pending', 'dead')"
+                ),
+                &[&id],
+            )
+            .await
+            .pg()?
+            == 1;
+        if changed {
+            complete_key(&tx, &job.lease(), ttls).await?;
+        }
+        tx.commit().await.pg()?;
         Ok(changed)
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
         let rows = self
+            .db
             .client()
             .await?
             .query(
@@ -601,7 +541,7 @@ impl Queue for PostgresQueue {
                 &[],
             )
             .await
-            .map_err(|e| pg_error(&e))?;
+            .pg()?;
         let mut backlog = Backlog::default();
         for row in &rows {
             let state: String = row.get(0);

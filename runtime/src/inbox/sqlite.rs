@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
-use super::job::{COLUMNS, KEEP_FINISHED_MS};
+use super::job::{COLUMNS, PURGE_FINISHED, purge_before};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
     Admission, Claim, ClaimToken, Claims, Lease, SQLITE_MIGRATIONS, SqliteFile, StoreError, Ttls,
@@ -248,34 +248,29 @@ impl Queue for SqliteQueue {
         self.file.write(NAME, move |conn| {
             let now = now_ms();
             let changed = match &settle {
-                Settle::Done(ttls) => conn.execute(
+                Settle::Done(_) => conn.execute(
                     "UPDATE replicate_webhook_jobs SET state = 'done', lease = NULL, finished_ms = ?3 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
                     params![id, lease, now],
-                )? == 1
-                    && {
-                        complete_key(conn, &claims, now, *ttls)?;
-                        true
-                    },
+                )?,
                 Settle::Retry { delay, error } => conn.execute(
                     "UPDATE replicate_webhook_jobs \
                      SET state = 'pending', lease = NULL, run_at_ms = ?3, last_error = ?4 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
                     params![id, lease, now.saturating_add(millis(*delay)), error],
-                )? == 1,
+                )?,
                 Settle::Dead { error } => conn.execute(
                     "UPDATE replicate_webhook_jobs \
                      SET state = 'dead', lease = NULL, last_error = ?3, finished_ms = ?4 \
                      WHERE id = ?1 AND lease = ?2 AND state = 'running'",
                     params![id, lease, error, now],
-                )? == 1,
-            };
-            if changed && matches!(settle, Settle::Done { .. }) && id % 256 == 0 {
-                conn.execute(
-                    "DELETE FROM replicate_webhook_jobs WHERE id IN (SELECT id FROM replicate_webhook_jobs \
-                     WHERE state IN ('done', 'discarded') AND finished_ms < ?1 LIMIT 1000)",
-                    params![now - KEEP_FINISHED_MS],
-                )?;
+                )?,
+            } == 1;
+            if let (true, Settle::Done(ttls)) = (changed, &settle) {
+                complete_key(conn, &claims, now, *ttls)?;
+                if let Some(before) = purge_before(id, now) {
+                    conn.execute(PURGE_FINISHED, params![before])?;
+                }
             }
             Ok(changed)
         })
