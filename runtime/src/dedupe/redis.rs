@@ -317,10 +317,6 @@ impl RedisStore {
         self
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        self.conn.get().await
-    }
-
     fn key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.prefix.len() + key.len());
         full.push_str(&self.prefix);
@@ -359,7 +355,8 @@ impl DedupeStore for RedisStore {
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
         let value: Option<String> = self
-            .conn()
+            .conn
+            .get()
             .await?
             .get(self.key(key))
             .await
@@ -369,7 +366,8 @@ impl DedupeStore for RedisStore {
 
     async fn mark_done(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let ttl = u64::try_from(px(ttl)).unwrap_or(1);
-        self.conn()
+        self.conn
+            .get()
             .await?
             .pset_ex::<_, _, ()>(self.key(key), "d", ttl)
             .await
@@ -399,7 +397,7 @@ impl ProgressMarkers for RedisStore {
             .key(self.key(key))
             .arg(marker)
             .arg(px(ttl))
-            .invoke_async(&mut self.conn().await?)
+            .invoke_async(&mut self.conn.get().await?)
             .await
             .map_err(|e| redis_error(&e))?;
         Ok(old.and_then(|o| o.parse().ok()))
@@ -418,7 +416,7 @@ impl ProgressMarkers for RedisStore {
             .arg(current)
             .arg(previous.map(|p| p.to_string()).unwrap_or_default())
             .arg(px(ttl))
-            .invoke_async::<i64>(&mut self.conn().await?)
+            .invoke_async::<i64>(&mut self.conn.get().await?)
             .await
             .map(drop)
             .map_err(|e| redis_error(&e))
@@ -446,7 +444,7 @@ impl WatchList for RedisStore {
             .ignore()
             .pexpire(&attempts, px(ttl))
             .ignore()
-            .query_async::<()>(&mut self.conn().await?)
+            .query_async::<()>(&mut self.conn.get().await?)
             .await
             .map_err(|e| redis_error(&e))
     }
@@ -458,7 +456,7 @@ impl WatchList for RedisStore {
             .ignore()
             .hdel(self.key("watched:attempts"), prediction_id)
             .ignore()
-            .query_async::<()>(&mut self.conn().await?)
+            .query_async::<()>(&mut self.conn.get().await?)
             .await
             .map_err(|e| redis_error(&e))
     }
@@ -478,7 +476,7 @@ impl WatchList for RedisStore {
             .arg(limit)
             .arg(retry.base_ms)
             .arg(retry.cap_ms)
-            .invoke_async::<Vec<(String, u32)>>(&mut self.conn().await?)
+            .invoke_async::<Vec<(String, u32)>>(&mut self.conn.get().await?)
             .await
             .map_err(|e| redis_error(&e))
     }
@@ -487,7 +485,7 @@ impl WatchList for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.get().await?;
         // Scores are due times in milliseconds: exact in a double until the year 287 396.
         let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(self.key("watched:due"))

@@ -102,38 +102,39 @@ impl fmt::Debug for StoreUrl {
 /// Opens the store a URL names. Network stores connect lazily, so a store that is down at start
 /// makes deliveries 503 until it is back instead of keeping the receiver from starting.
 pub fn open(url: &StoreUrl) -> Result<Arc<dyn DedupeStore>, StoreUrlError> {
-    match url {
+    let opened: Result<Arc<dyn DedupeStore>, super::StoreError> = match url {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "sqlite")]
-        StoreUrl::Sqlite(path) => super::SqliteStore::open(path)
-            .map(|s| Arc::new(s) as Arc<dyn DedupeStore>)
-            .map_err(|e| StoreUrlError::Open {
-                url: url.redacted(),
-                reason: e.to_string(),
-            }),
+        StoreUrl::Sqlite(path) => super::SqliteStore::open(path).map(|s| Arc::new(s) as _),
         #[cfg(feature = "redis")]
-        StoreUrl::Redis(text) => super::RedisStore::new(text)
-            .map(|s| Arc::new(s) as Arc<dyn DedupeStore>)
-            .map_err(|e| StoreUrlError::Open {
-                url: url.redacted(),
-                reason: e.to_string(),
-            }),
+        StoreUrl::Redis(text) => super::RedisStore::new(text).map(|s| Arc::new(s) as _),
         #[cfg(feature = "postgres")]
-        StoreUrl::Postgres(text) => super::PostgresStore::new(text)
-            .map(|s| Arc::new(s) as Arc<dyn DedupeStore>)
-            .map_err(|e| StoreUrlError::Open {
-                url: url.redacted(),
-                reason: e.to_string(),
-            }),
+        StoreUrl::Postgres(text) => super::PostgresStore::new(text).map(|s| Arc::new(s) as _),
         #[allow(unreachable_patterns)]
-        other => Err(StoreUrlError::FeatureMissing {
-            url: other.redacted(),
-            feature: match other {
+        _ => return Err(StoreUrlError::feature_missing(url)),
+    };
+    opened.map_err(|e| StoreUrlError::open(url, &e))
+}
+
+impl StoreUrlError {
+    /// `url` could not be opened, for `reason` (which must name no credentials).
+    pub(crate) fn open(url: &StoreUrl, reason: &impl fmt::Display) -> Self {
+        Self::Open {
+            url: url.redacted(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `url` names a store whose cargo feature is off in this build.
+    pub(crate) fn feature_missing(url: &StoreUrl) -> Self {
+        Self::FeatureMissing {
+            url: url.redacted(),
+            feature: match url {
                 StoreUrl::Sqlite(_) => "sqlite",
                 StoreUrl::Redis(_) => "redis",
                 _ => "postgres",
             },
-        }),
+        }
     }
 }
 

@@ -151,32 +151,16 @@ impl Inbox {
 fn queue(url: &StoreUrl) -> Result<Arc<dyn Queue>, StoreUrlError> {
     match url {
         #[cfg(feature = "sqlite")]
-        StoreUrl::Sqlite(path) => sqlite::SqliteQueue::open(path)
-            .map(|q| Arc::new(q) as Arc<dyn Queue>)
-            .map_err(|e| open_error(url, &e)),
+        StoreUrl::Sqlite(path) => Ok(Arc::new(
+            sqlite::SqliteQueue::open(path).map_err(|e| StoreUrlError::open(url, &e))?,
+        )),
         #[cfg(feature = "postgres")]
-        StoreUrl::Postgres(text) => postgres::PostgresQueue::new(text)
-            .map(|q| Arc::new(q) as Arc<dyn Queue>)
-            .map_err(|e| open_error(url, &e)),
-        #[cfg(not(feature = "sqlite"))]
-        StoreUrl::Sqlite(_) => Err(StoreUrlError::FeatureMissing {
-            url: url.redacted(),
-            feature: "sqlite",
-        }),
-        #[cfg(not(feature = "postgres"))]
-        StoreUrl::Postgres(_) => Err(StoreUrlError::FeatureMissing {
-            url: url.redacted(),
-            feature: "postgres",
-        }),
+        StoreUrl::Postgres(text) => Ok(Arc::new(
+            postgres::PostgresQueue::new(text).map_err(|e| StoreUrlError::open(url, &e))?,
+        )),
+        #[allow(unreachable_patterns)]
+        StoreUrl::Sqlite(_) | StoreUrl::Postgres(_) => Err(StoreUrlError::feature_missing(url)),
         _ => Err(StoreUrlError::Unsupported(url.redacted())),
-    }
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn open_error(url: &StoreUrl, e: &StoreError) -> StoreUrlError {
-    StoreUrlError::Open {
-        url: url.redacted(),
-        reason: e.to_string(),
     }
 }
 

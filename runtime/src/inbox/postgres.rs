@@ -346,7 +346,7 @@ impl Queue for PostgresQueue {
         let statement = client
             .prepare_cached(&format!(
                 "WITH next AS (
-                     SELECT j.id FROM replicate_webhook_jobs j
+                     SELECT j.id AS next_id FROM replicate_webhook_jobs j
                      WHERE j.module = $3
                        AND ((j.state = 'pending' AND j.run_at_ms <= {NOW_MS})
                             OR (j.state = 'running' AND j.lease_until_ms <= {NOW_MS}))
@@ -360,13 +360,8 @@ impl Queue for PostgresQueue {
                  UPDATE replicate_webhook_jobs AS u
                  SET state = 'running', lease = $1, lease_until_ms = {NOW_MS} + $2,
                      attempts = u.attempts + 1
-                 FROM next WHERE u.id = next.id
-                 RETURNING {}",
-                COLUMNS
-                    .split(", ")
-                    .map(|c| format!("u.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                 FROM next WHERE u.id = next.next_id
+                 RETURNING {COLUMNS}"
             ))
             .await
             .pg()?;

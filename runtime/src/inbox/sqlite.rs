@@ -50,6 +50,29 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_prediction ON replicate_webhoo
 CREATE INDEX IF NOT EXISTS replicate_webhook_jobs_claim ON replicate_webhook_jobs (claim);
 ";
 
+/// Stores an admitted delivery as a pending job; answers its id.
+const INSERT_JOB: &str = "
+INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, webhook_id,
+    uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?11)
+RETURNING id";
+
+/// Takes up to `?5` jobs of module `?3` that may run at `?4`, none of a prediction that has an
+/// earlier job pending or running, under hold `?1` until `?2`.
+const TAKE: &str = "
+UPDATE replicate_webhook_jobs
+SET state = 'running', lease = ?1, lease_until_ms = ?2, attempts = attempts + 1
+WHERE id IN (
+    SELECT j.id FROM replicate_webhook_jobs j
+    WHERE j.module = ?3
+      AND ((j.state = 'pending' AND j.run_at_ms <= ?4)
+           OR (j.state = 'running' AND j.lease_until_ms <= ?4))
+      AND NOT EXISTS (
+          SELECT 1 FROM replicate_webhook_jobs e
+          WHERE e.prediction_id = j.prediction_id AND e.id < j.id
+            AND e.state IN ('pending', 'running'))
+    ORDER BY j.id LIMIT ?5)";
+
 pub(crate) struct SqliteQueue {
     file: Arc<SqliteFile>,
 }
@@ -160,73 +183,54 @@ impl Queue for SqliteQueue {
         // The primitives never wait, so the protocol runs to its end at once on the writer
         // thread: `block_on` only drives it there.
         let runtime = tokio::runtime::Handle::current();
-        self.file.write_or(NAME, move |conn| {
+        let admit_and_insert = move |conn: &Connection| {
             let now = now_ms();
-            let claims = JobClaims { conn, token: &token, now };
-            // Admit inside this transaction, then insert the job; an error rolls both back.
-            let admission = match runtime.block_on(admit(&claims, &job.keys, Duration::MAX, webhook_ttl)) {
-                Ok(Admission::Run(_)) => Admission::Stored(conn.query_row(
-                    "INSERT INTO replicate_webhook_jobs (module, model, prediction_id, status, handler, \
-                     webhook_id, uri, headers, body, state, received_ms, run_at_ms, budget_from_ms, claim) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?11) RETURNING id",
-                    params![
-                        job.module,
-                        job.model,
-                        job.prediction_id,
-                        job.status,
-                        job.handler.fn_name(),
-                        job.webhook_id,
-                        job.uri,
-                        headers,
-                        job.body,
-                        now,
-                        token.as_str()
-                    ],
-                    |row| row.get(0),
-                ).map_err(db_error)?),
-                Ok(refusal) => refusal,
-                // Rolls back what admission wrote before it failed.
-                Err(e) => return Err(e),
+            let claims = JobClaims {
+                conn,
+                token: &token,
+                now,
             };
-            Ok(admission)
-        })
-        .await
+            // Admit inside this transaction, then insert the job; an error (admission's too)
+            // rolls back what either wrote.
+            let admission =
+                runtime.block_on(admit(&claims, &job.keys, Duration::MAX, webhook_ttl))?;
+            if !matches!(admission, Admission::Run(_)) {
+                return Ok(admission);
+            }
+            let row = params![
+                job.module,
+                job.model,
+                job.prediction_id,
+                job.status,
+                job.handler.fn_name(),
+                job.webhook_id,
+                job.uri,
+                headers,
+                job.body,
+                now,
+                token.as_str()
+            ];
+            conn.query_row(INSERT_JOB, row, |row| row.get(0).map(Admission::Stored))
+                .map_err(db_error)
+        };
+        self.file.write_or(NAME, admit_and_insert).await
     }
 
     async fn take(&self, module: &str, hold: &Hold, n: usize) -> Result<Vec<Job>, StoreError> {
         let (module, Hold { token, visibility }) = (module.to_owned(), hold.clone());
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        self.file.write(NAME, move |conn| {
+        let take = move |conn: &Connection| {
             let now = now_ms();
-            let jobs = {
-                let mut statement = conn.prepare_cached(&format!(
-                    "UPDATE replicate_webhook_jobs \
-                     SET state = 'running', lease = ?1, lease_until_ms = ?2, attempts = attempts + 1 \
-                     WHERE id IN ( \
-                         SELECT j.id FROM replicate_webhook_jobs j \
-                         WHERE j.module = ?3 \
-                           AND ((j.state = 'pending' AND j.run_at_ms <= ?4) \
-                                OR (j.state = 'running' AND j.lease_until_ms <= ?4)) \
-                           AND NOT EXISTS ( \
-                               SELECT 1 FROM replicate_webhook_jobs e \
-                               WHERE e.prediction_id = j.prediction_id AND e.id < j.id \
-                                 AND e.state IN ('pending', 'running')) \
-                         ORDER BY j.id LIMIT ?5) \
-                     RETURNING {COLUMNS}"
-                ))?;
-                statement
-                    .query_map(
-                        params![token, now.saturating_add(millis(visibility)), module, now, limit],
-                        job_from_row,
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-            };
+            let until = now.saturating_add(millis(visibility));
+            let mut jobs = conn
+                .prepare_cached(&format!("{TAKE} RETURNING {COLUMNS}"))?
+                .query_map(params![token, until, module, now, limit], job_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             // RETURNING promises no order; a prediction's jobs must start in arrival order.
-            let mut jobs = jobs;
             jobs.sort_by_key(|j| j.id);
             Ok(jobs)
-        })
-        .await
+        };
+        self.file.write(NAME, take).await
     }
 
     async fn heartbeat(&self, id: i64, hold: &Hold) -> Result<bool, StoreError> {

@@ -225,14 +225,12 @@ impl Worker {
                 }
             }
             let changed = async {
-                match wake.as_mut() {
-                    Some(w) => {
-                        if w.changed().await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    None => std::future::pending().await,
+                if let Some(w) = wake.as_mut()
+                    && w.changed().await.is_ok()
+                {
+                    return;
                 }
+                std::future::pending::<()>().await;
             };
             tokio::select! {
                 () = changed => {}
