@@ -64,9 +64,7 @@ pub(crate) use redis::{client as redis_client, manager_config as redis_manager_c
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
-pub(crate) use sqlite::{
-    MIGRATIONS as SQLITE_MIGRATIONS, keys as sqlite_keys, open_private as sqlite_open,
-};
+pub(crate) use sqlite::{MIGRATIONS as SQLITE_MIGRATIONS, keys as sqlite_keys};
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite_file::SqliteFile;
 pub use token::ClaimToken;

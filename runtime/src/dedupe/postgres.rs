@@ -317,10 +317,6 @@ impl PostgresStore {
     }
 }
 
-fn signed(marker: u64) -> i64 {
-    i64::from_ne_bytes(marker.to_ne_bytes())
-}
-
 /// The key statements, each over arrays of keys, on a client or inside the caller's transaction:
 /// the store runs each for a batch of concurrent calls, the inbox for one delivery in the
 /// transaction that stores its job, so several deliveries' statements can be pipelined into one.
@@ -541,12 +537,12 @@ impl ProgressMarkers for PostgresStore {
                      RETURNING 1
                  )
                  SELECT (SELECT marker FROM old), (SELECT count(*) FROM new)",
-                &[&key, &signed(marker), &millis(ttl)],
+                &[&key, &marker.cast_signed(), &millis(ttl)],
             )
             .await
             .pg()?;
         let previous: Option<i64> = row.get(0);
-        Ok(previous.map(|p| u64::from_ne_bytes(p.to_ne_bytes())))
+        Ok(previous.map(i64::cast_unsigned))
     }
 
     async fn restore_marker(
@@ -564,7 +560,7 @@ impl ProgressMarkers for PostgresStore {
                         "UPDATE replicate_webhook_markers \
                          SET marker = $3, expires_at = now() + $4::bigint * interval '1 millisecond' \
                          WHERE key = $1 AND marker = $2",
-                        &[&key, &signed(current), &signed(previous), &millis(ttl)],
+                        &[&key, &current.cast_signed(), &previous.cast_signed(), &millis(ttl)],
                     )
                     .await
             }
@@ -572,7 +568,7 @@ impl ProgressMarkers for PostgresStore {
                 client
                     .execute(
                         "DELETE FROM replicate_webhook_markers WHERE key = $1 AND marker = $2",
-                        &[&key, &signed(current)],
+                        &[&key, &current.cast_signed()],
                     )
                     .await
             }

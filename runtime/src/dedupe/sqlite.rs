@@ -62,45 +62,6 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_watched_due ON replicate_webhook_wa
 const PURGE_EVERY: u64 = 1024;
 const PURGE_BATCH: i64 = 1000;
 
-/// Opens the database at `path`, creating it owner-only (`0600`) when it does not exist. An
-/// existing file keeps the mode its owner gave it; one that others can read is warned about.
-pub(crate) fn open_private(path: &Path) -> Result<Connection, StoreError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path);
-        match created {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if let Ok(meta) = std::fs::metadata(path)
-                    && meta.permissions().mode() & 0o077 != 0
-                {
-                    tracing::warn!(
-                        path = %path.display(),
-                        "the SQLite database is readable by other users; `chmod 600` it and its -wal and -shm files"
-                    );
-                }
-            }
-            Err(e) => {
-                return Err(StoreError::new(format_args!(
-                    "sqlite: cannot create {}: {e}",
-                    path.display()
-                )));
-            }
-        }
-    }
-    Connection::open(path).map_err(db_error)
-}
-
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
-fn db_error(e: rusqlite::Error) -> StoreError {
-    StoreError::new(format_args!("sqlite: {e}"))
-}
-
 impl SqliteStore {
     /// Opens (or creates) the database at `path` and its tables.
     ///
@@ -302,7 +263,7 @@ impl ProgressMarkers for SqliteStore {
     ) -> Result<Option<u64>, StoreError> {
         let (key, ttl) = (key.to_owned(), millis(ttl));
         // SQLite integers are signed: store the bits.
-        let marker = i64::from_ne_bytes(marker.to_ne_bytes());
+        let marker = marker.cast_signed();
         self.write(move |conn| {
             let now = now_ms();
             let previous: Option<i64> = conn
@@ -317,7 +278,7 @@ impl ProgressMarkers for SqliteStore {
                  ON CONFLICT (key) DO UPDATE SET marker = excluded.marker, expires_ms = excluded.expires_ms",
                 params![key, marker, now.saturating_add(ttl)],
             )?;
-            Ok(previous.map(|p| u64::from_ne_bytes(p.to_ne_bytes())))
+            Ok(previous.map(i64::cast_unsigned))
         })
         .await
     }
@@ -330,8 +291,7 @@ impl ProgressMarkers for SqliteStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let (key, ttl) = (key.to_owned(), millis(ttl));
-        let current = i64::from_ne_bytes(current.to_ne_bytes());
-        let previous = previous.map(|p| i64::from_ne_bytes(p.to_ne_bytes()));
+        let (current, previous) = (current.cast_signed(), previous.map(u64::cast_signed));
         self.write(move |conn| {
             match previous {
                 Some(previous) => conn.execute(

@@ -50,7 +50,7 @@ impl std::fmt::Debug for SqliteFile {
 
 impl SqliteFile {
     /// The file at `path`, opened once per process, with the tables of `parts` migrated in it.
-    /// A new file is created owner-only (see [`super::sqlite_open`]).
+    /// A new file is created owner-only (see [`open_private`]).
     pub(crate) fn open(
         path: &Path,
         parts: &[&Migrations],
@@ -59,16 +59,16 @@ impl SqliteFile {
         let error = |e: rusqlite::Error| StoreError::new(format_args!("{name}: {e}"));
         let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
         // Created (owner-only) before it is canonicalised: the path must exist for that.
-        let writer = super::sqlite_open(path)?;
+        let writer = open_private(path)?;
         let canonical = std::fs::canonicalize(path).map_err(|e| {
             StoreError::new(format_args!("{name}: cannot open {}: {e}", path.display()))
         })?;
+        // For a file open already, its new tables are created through a connection of their
+        // own, committed before the first request.
+        prepare(&writer, parts).map_err(error)?;
         if let Some(file) = open.get(&canonical).and_then(Weak::upgrade) {
-            // Created through a connection of its own, committed before the first request.
-            prepare(&writer, parts).map_err(error)?;
             return Ok(file);
         }
-        prepare(&writer, parts).map_err(error)?;
         let reader = Connection::open(&canonical).map_err(error)?;
         reader.set_prepared_statement_cache_capacity(STATEMENTS);
         reader.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
@@ -155,6 +155,40 @@ impl SqliteFile {
         .map_err(|e| StoreError::new(format_args!("{name}: read task failed: {e}")))?
         .map_err(|e| e.into_store_error(name))
     }
+}
+
+/// Opens the database at `path`, creating it owner-only (`0600`) when it does not exist. An
+/// existing file keeps the mode its owner gave it; one that others can read is warned about.
+fn open_private(path: &Path) -> Result<Connection, StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the SQLite database is readable by other users; `chmod 600` it and its -wal and -shm files"
+                    );
+                }
+            }
+            Err(e) => {
+                return Err(StoreError::new(format_args!(
+                    "sqlite: cannot create {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Connection::open(path).map_err(|e| StoreError::new(format_args!("sqlite: {e}")))
 }
 
 /// Sets a connection up: WAL, so readers go on while one writes, and NORMAL sync, durable against

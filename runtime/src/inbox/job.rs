@@ -62,6 +62,12 @@ pub(super) const COLUMNS: &str = "id, module, model, prediction_id, status, hand
     uri, headers, body, state, attempts, last_error, received_ms, run_at_ms, claim, budget_from_ms";
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Whether a stored job holds key `$1` (text both engines run): a job's claim that finds its key
+/// in flight counts it done when one does, since that job will run the handler.
+pub(super) const HELD_BY_A_JOB: &str = "SELECT 1 FROM replicate_webhook_keys k \
+    JOIN replicate_webhook_jobs j ON j.claim = k.token WHERE k.key = $1 LIMIT 1";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Finished jobs are kept this long for `inbox list`, then purged a batch at a time.
 const KEEP_FINISHED_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 

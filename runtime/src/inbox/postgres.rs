@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_postgres::Row;
 
-use super::job::{COLUMNS, PURGE_FINISHED, purge_before};
+use super::job::{COLUMNS, HELD_BY_A_JOB, PURGE_FINISHED, purge_before};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
     Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, PgResult as _,
@@ -146,15 +146,7 @@ impl Claims for JobClaims<'_> {
         if !matches!(claim, Claim::InFlight { .. }) {
             return Ok(claim);
         }
-        let stored = self
-            .client
-            .query_opt(
-                "SELECT 1 FROM replicate_webhook_keys k \
-                 JOIN replicate_webhook_jobs j ON j.claim = k.token WHERE k.key = $1 LIMIT 1",
-                &[&key],
-            )
-            .await
-            .pg()?;
+        let stored = self.client.query_opt(HELD_BY_A_JOB, &[&key]).await.pg()?;
         Ok(if stored.is_some() { Claim::Done } else { claim })
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
-use super::job::{COLUMNS, PURGE_FINISHED, purge_before};
+use super::job::{COLUMNS, HELD_BY_A_JOB, PURGE_FINISHED, purge_before};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
     Admission, Claim, ClaimToken, Claims, Lease, SQLITE_MIGRATIONS, SqliteFile, StoreError, Ttls,
@@ -116,10 +116,7 @@ impl Claims for JobClaims<'_> {
         }
         let stored = self
             .conn
-            .prepare_cached(
-                "SELECT 1 FROM replicate_webhook_keys k \
-                 JOIN replicate_webhook_jobs j ON j.claim = k.token WHERE k.key = ?1 LIMIT 1",
-            )
+            .prepare_cached(HELD_BY_A_JOB)
             .and_then(|mut s| s.query_row(params![key], |_| Ok(())).optional())
             .map_err(db_error)?;
         Ok(if stored.is_some() { Claim::Done } else { claim })
