@@ -204,31 +204,18 @@ async fn insert_jobs(
     stored: &[&Arrival],
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     let column = |f: fn(&Arrival) -> &str| stored.iter().map(|&a| f(a)).collect::<Vec<&str>>();
-    let (modules, models, predictions, statuses) = (
-        column(|a| &a.job.module),
-        column(|a| &a.job.model),
-        column(|a| &a.job.prediction_id),
-        column(|a| &a.job.status),
-    );
-    let (handlers, webhook_ids, uris, headers, tokens) = (
-        column(|a| a.job.handler.fn_name()),
-        column(|a| &a.job.webhook_id),
-        column(|a| &a.job.uri),
-        column(|a| &a.headers),
-        column(|a| a.token.as_str()),
-    );
     let bodies: Vec<&[u8]> = stored.iter().map(|a| a.job.body.as_slice()).collect();
     let insert_params: [&Param<'_>; 10] = [
-        &modules,
-        &models,
-        &predictions,
-        &statuses,
-        &handlers,
-        &webhook_ids,
-        &uris,
-        &headers,
+        &column(|a| &a.job.module),
+        &column(|a| &a.job.model),
+        &column(|a| &a.job.prediction_id),
+        &column(|a| &a.job.status),
+        &column(|a| a.job.handler.fn_name()),
+        &column(|a| &a.job.webhook_id),
+        &column(|a| &a.job.uri),
+        &column(|a| &a.headers),
         &bodies,
-        &tokens,
+        &column(|a| a.token.as_str()),
     ];
     client.query(insert, &insert_params).await
 }
