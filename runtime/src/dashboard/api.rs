@@ -1,7 +1,6 @@
 //! The JSON API under `{prefix}/api`: the pages' data for scripts and the CLI, behind
 //! `Authorization: Bearer <token>`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
@@ -18,15 +17,22 @@ fn unauthorized() -> HttpResponse {
 }
 
 fn error(e: &QueryError) -> HttpResponse {
-    let status = match e {
-        QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
-        QueryError::NoInbox | QueryError::NoJournal => StatusCode::NOT_FOUND,
-        QueryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    if let QueryError::Store(e) = e {
-        tracing::warn!(error = %e, "dashboard query failed");
+    HttpResponse::build(e.reported()).json(serde_json::json!({ "error": e.to_string() }))
+}
+
+/// 401 without the token; otherwise what `call` gives, as JSON, or its error.
+async fn answer<T: Serialize>(
+    req: &HttpRequest,
+    mount: &Mount,
+    call: impl AsyncFnOnce() -> Result<T, QueryError>,
+) -> HttpResponse {
+    if !mount.auth.bearer_ok(req) {
+        return unauthorized();
     }
-    HttpResponse::build(status).json(serde_json::json!({ "error": e.to_string() }))
+    match call().await {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(e) => error(&e),
+    }
 }
 
 /// A journal row as the API shows it.
@@ -99,16 +105,12 @@ pub(crate) async fn deliveries(
     mount: web::Data<Mount>,
     query: web::Query<DeliveryQuery>,
 ) -> HttpResponse {
-    if !mount.auth.bearer_ok(&req) {
-        return unauthorized();
-    }
-    match queries::deliveries(&mount, &query).await {
-        Ok(rows) => {
-            let rows: Vec<DeliveryJson<'_>> = rows.iter().map(DeliveryJson::from).collect();
-            HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows }))
-        }
-        Err(e) => error(&e),
-    }
+    answer(&req, &mount, async || {
+        let rows = queries::deliveries(&mount, &query).await?;
+        let rows: Vec<DeliveryJson<'_>> = rows.iter().map(DeliveryJson::from).collect();
+        Ok(serde_json::json!({ "deliveries": rows }))
+    })
+    .await
 }
 
 pub(crate) async fn jobs(
@@ -116,16 +118,12 @@ pub(crate) async fn jobs(
     mount: web::Data<Mount>,
     query: web::Query<JobQuery>,
 ) -> HttpResponse {
-    if !mount.auth.bearer_ok(&req) {
-        return unauthorized();
-    }
-    match queries::jobs(&mount, &query).await {
-        Ok(jobs) => {
-            let jobs: Vec<JobJson<'_>> = jobs.iter().map(JobJson::from).collect();
-            HttpResponse::Ok().json(serde_json::json!({ "jobs": jobs }))
-        }
-        Err(e) => error(&e),
-    }
+    answer(&req, &mount, async || {
+        let jobs = queries::jobs(&mount, &query).await?;
+        let jobs: Vec<JobJson<'_>> = jobs.iter().map(JobJson::from).collect();
+        Ok(serde_json::json!({ "jobs": jobs }))
+    })
+    .await
 }
 
 pub(crate) async fn replay(
@@ -133,18 +131,15 @@ pub(crate) async fn replay(
     mount: web::Data<Mount>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if !mount.auth.bearer_ok(&req) {
-        return unauthorized();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return error(&QueryError::Invalid(format!("{id:?} is not a job id")));
-    };
-    match queries::replay(&mount, id).await {
-        Ok(true) => HttpResponse::Ok().json(serde_json::json!({ "replayed": true })),
-        Ok(false) => HttpResponse::NotFound()
-            .json(serde_json::json!({ "error": format!("no dead job {id}") })),
-        Err(e) => error(&e),
-    }
+    on_job(
+        &req,
+        &mount,
+        &id,
+        queries::replay,
+        "replayed",
+        "no dead job",
+    )
+    .await
 }
 
 pub(crate) async fn discard(
@@ -152,52 +147,57 @@ pub(crate) async fn discard(
     mount: web::Data<Mount>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if !mount.auth.bearer_ok(&req) {
-        return unauthorized();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return error(&QueryError::Invalid(format!("{id:?} is not a job id")));
-    };
-    match queries::discard(&mount, id).await {
-        Ok(true) => HttpResponse::Ok().json(serde_json::json!({ "discarded": true })),
-        Ok(false) => HttpResponse::NotFound()
-            .json(serde_json::json!({ "error": format!("no pending or dead job {id}") })),
-        Err(e) => error(&e),
-    }
+    let missing = "no pending or dead job";
+    on_job(&req, &mount, &id, queries::discard, "discarded", missing).await
+}
+
+/// Runs `operation` on job `id`: `{"<done>": true}`, or 404 when the job is not in a state
+/// the operation applies to.
+async fn on_job(
+    req: &HttpRequest,
+    mount: &Mount,
+    id: &str,
+    operation: impl AsyncFnOnce(&Mount, i64) -> Result<bool, QueryError>,
+    done: &str,
+    missing: &str,
+) -> HttpResponse {
+    answer(req, mount, async || {
+        let Ok(id) = id.parse::<i64>() else {
+            return Err(QueryError::Invalid(format!("{id:?} is not a job id")));
+        };
+        if operation(mount, id).await? {
+            Ok(serde_json::json!({ done: true }))
+        } else {
+            Err(QueryError::Missing(format!("{missing} {id}")))
+        }
+    })
+    .await
 }
 
 pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
-    if !mount.auth.bearer_ok(&req) {
-        return unauthorized();
-    }
-    match queries::overview(&mount).await {
-        Ok(overview) => HttpResponse::Ok().json(overview),
-        Err(e) => error(&e),
-    }
+    answer(&req, &mount, async || queries::overview(&mount).await).await
 }
 
 /// The reconciler's watch list and recoveries, as every instance sees them.
 pub(crate) async fn reconciler(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
-    if !mount.auth.bearer_ok(&req) {
-        return unauthorized();
-    }
-    let view = queries::reconciler(&mount).await;
-    let recovered: Option<Vec<DeliveryJson<'_>>> = view
-        .recovered
-        .as_ref()
-        .map(|rows| rows.iter().map(DeliveryJson::from).collect());
-    HttpResponse::Ok().json(serde_json::json!({
-        "watched": view.watched,
-        "recovered": recovered,
-        "problems": view.problems,
-    }))
+    answer(&req, &mount, async || {
+        let view = queries::reconciler(&mount).await;
+        let recovered: Option<Vec<DeliveryJson<'_>>> = view
+            .recovered
+            .as_ref()
+            .map(|rows| rows.iter().map(DeliveryJson::from).collect());
+        Ok(serde_json::json!({
+            "watched": view.watched,
+            "recovered": recovered,
+            "problems": view.problems,
+        }))
+    })
+    .await
 }
 
 /// Unknown paths: 401 unless authenticated, so nothing is learned without the token.
 pub(crate) async fn not_found(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
-    let session = super::auth::session_of(&req)
-        .is_some_and(|s| mount.auth.session_ok(&s, super::auth::now_secs()));
-    if session || mount.auth.bearer_ok(&req) {
+    if mount.auth.session(&req).is_some() || mount.auth.bearer_ok(&req) {
         HttpResponse::NotFound().finish()
     } else {
         unauthorized()

@@ -115,6 +115,11 @@ impl Auth {
             && expires.is_some_and(|e| e > now)
     }
 
+    /// The session cookie of `req`, when it is one of ours and not expired.
+    pub(crate) fn session(&self, req: &HttpRequest) -> Option<String> {
+        session_of(req).filter(|s| self.session_ok(s, now_secs()))
+    }
+
     /// The CSRF token of `session`.
     pub(crate) fn csrf(&self, session: &str) -> String {
         hex::encode(

@@ -5,16 +5,14 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::queries;
-use super::{Mount, auth};
+use super::templates::ms;
+use super::{Mount, queries};
 
 /// How often the figures are sent.
 const EVERY: Duration = Duration::from_secs(2);
 
 pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
-    let logged_in =
-        auth::session_of(&req).is_some_and(|s| mount.auth.session_ok(&s, auth::now_secs()));
-    if !logged_in {
+    if mount.auth.session(&req).is_none() {
         return HttpResponse::Unauthorized().finish();
     }
     let mount = mount.into_inner();
@@ -27,8 +25,8 @@ pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpR
             let data = match queries::overview(&mount).await {
                 Ok(o) => serde_json::json!({
                     "deliveries": o.summary.deliveries.to_string(),
-                    "handler_p50": fmt_ms(o.summary.handler_p50_ms),
-                    "handler_p99": fmt_ms(o.summary.handler_p99_ms),
+                    "handler_p50": ms(o.summary.handler_p50_ms),
+                    "handler_p99": ms(o.summary.handler_p99_ms),
                     "refused": o.refusals.by_reason.values().sum::<u64>().to_string(),
                     "backlog": o.backlog.map(|b| format!("{} waiting, {} dead", b.pending + b.running, b.dead)),
                     "journal": format!("{} / {}", o.journal.dropped, o.journal.failed),
@@ -40,8 +38,4 @@ pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpR
         },
     ));
     crate::sse::response(events, crate::sse::DEFAULT_HEARTBEAT)
-}
-
-fn fmt_ms(value: Option<f64>) -> String {
-    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"))
 }

@@ -11,12 +11,12 @@ use super::{Mount, auth};
 /// A logged-in page view: what its forms need.
 #[allow(clippy::result_large_err)] // the error is the answer, returned at once
 fn session(req: &HttpRequest, mount: &Mount) -> Result<Page, HttpResponse> {
-    match auth::session_of(req) {
-        Some(session) if mount.auth.session_ok(&session, auth::now_secs()) => Ok(Page {
+    match mount.auth.session(req) {
+        Some(session) => Ok(Page {
             prefix: mount.prefix.clone(),
             csrf: mount.auth.csrf(&session),
         }),
-        _ => Err(login_page(mount, StatusCode::UNAUTHORIZED, None)),
+        None => Err(login_page(mount, StatusCode::UNAUTHORIZED, None)),
     }
 }
 
@@ -32,15 +32,23 @@ fn html(status: StatusCode, markup: maud::Markup) -> HttpResponse {
 }
 
 fn failed(page: &Page, e: &QueryError) -> HttpResponse {
-    let status = match e {
-        QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
-        QueryError::NoInbox | QueryError::NoJournal => StatusCode::NOT_FOUND,
-        QueryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    html(e.reported(), templates::problem(page, &e.to_string()))
+}
+
+/// A logged-in page: the login form without a session, the problem page when `render` fails.
+async fn show(
+    req: &HttpRequest,
+    mount: &Mount,
+    render: impl AsyncFnOnce(&Page) -> Result<maud::Markup, QueryError>,
+) -> HttpResponse {
+    let page = match session(req, mount) {
+        Ok(page) => page,
+        Err(login) => return login,
     };
-    if let QueryError::Store(e) = e {
-        tracing::warn!(error = %e, "dashboard query failed");
+    match render(&page).await {
+        Ok(markup) => html(StatusCode::OK, markup),
+        Err(e) => failed(&page, &e),
     }
-    html(status, templates::problem(page, &e.to_string()))
 }
 
 fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
@@ -104,9 +112,6 @@ pub(crate) async fn logout(
     mount: web::Data<Mount>,
     form: FormOf<CsrfForm>,
 ) -> HttpResponse {
-    if let Err(login) = session(&req, &mount) {
-        return login;
-    }
     let csrf = form.map(|f| f.into_inner().csrf).unwrap_or_default();
     if let Err(refused) = checked(&req, &mount, &csrf) {
         return refused;
@@ -136,17 +141,11 @@ fn checked(req: &HttpRequest, mount: &Mount, csrf: &str) -> Result<Page, HttpRes
 }
 
 pub(crate) async fn overview(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
-    let page = match session(&req, &mount) {
-        Ok(page) => page,
-        Err(login) => return login,
-    };
-    match queries::overview(&mount).await {
-        Ok(overview) => html(
-            StatusCode::OK,
-            templates::overview(&page, &overview, mount.inbox.is_some()),
-        ),
-        Err(e) => failed(&page, &e),
-    }
+    show(&req, &mount, async |page| {
+        let overview = queries::overview(&mount).await?;
+        Ok(templates::overview(page, &overview, mount.inbox.is_some()))
+    })
+    .await
 }
 
 pub(crate) async fn deliveries(
@@ -154,14 +153,11 @@ pub(crate) async fn deliveries(
     mount: web::Data<Mount>,
     query: web::Query<DeliveryQuery>,
 ) -> HttpResponse {
-    let page = match session(&req, &mount) {
-        Ok(page) => page,
-        Err(login) => return login,
-    };
-    match queries::deliveries(&mount, &query).await {
-        Ok(rows) => html(StatusCode::OK, templates::deliveries(&page, &query, &rows)),
-        Err(e) => failed(&page, &e),
-    }
+    show(&req, &mount, async |page| {
+        let rows = queries::deliveries(&mount, &query).await?;
+        Ok(templates::deliveries(page, &query, &rows))
+    })
+    .await
 }
 
 pub(crate) async fn timeline(
@@ -169,20 +165,16 @@ pub(crate) async fn timeline(
     mount: web::Data<Mount>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let page = match session(&req, &mount) {
-        Ok(page) => page,
-        Err(login) => return login,
-    };
-    match queries::timeline(&mount, &id).await {
-        Ok(timeline) => html(StatusCode::OK, templates::timeline(&page, &id, &timeline)),
-        Err(e) => failed(&page, &e),
-    }
+    show(&req, &mount, async |page| {
+        let timeline = queries::timeline(&mount, &id).await?;
+        Ok(templates::timeline(page, &id, &timeline))
+    })
+    .await
 }
 
 /// What the last action did, shown once.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Done {
-    #[serde(default)]
     done: Option<String>,
 }
 
@@ -192,17 +184,11 @@ pub(crate) async fn inbox(
     query: web::Query<JobQuery>,
     done: web::Query<Done>,
 ) -> HttpResponse {
-    let page = match session(&req, &mount) {
-        Ok(page) => page,
-        Err(login) => return login,
-    };
-    match queries::jobs(&mount, &query).await {
-        Ok(jobs) => html(
-            StatusCode::OK,
-            templates::inbox(&page, &query, &jobs, done.done.as_deref()),
-        ),
-        Err(e) => failed(&page, &e),
-    }
+    show(&req, &mount, async |page| {
+        let jobs = queries::jobs(&mount, &query).await?;
+        Ok(templates::inbox(page, &query, &jobs, done.done.as_deref()))
+    })
+    .await
 }
 
 /// An inbox action: `replay` or `discard` of job `id`, or `replay-all` / `discard-all` of every
@@ -212,13 +198,9 @@ pub(crate) async fn inbox(
 pub(crate) struct Action {
     #[serde(rename = "action")]
     kind: String,
-    #[serde(default)]
     id: Option<String>,
-    #[serde(default)]
     state: Option<String>,
-    #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
     prediction: Option<String>,
     #[serde(default)]
     csrf: String,
@@ -255,16 +237,10 @@ impl Action {
 }
 
 fn describe_filter(filter: &JobQuery) -> String {
-    let mut parts = Vec::new();
-    for (name, value) in [
-        ("state", &filter.state),
-        ("model", &filter.model),
-        ("prediction", &filter.prediction),
-    ] {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            parts.push(format!("{name} {value}"));
-        }
-    }
+    let parts: Vec<String> = filter
+        .filters()
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect();
     if parts.is_empty() {
         String::new()
     } else {
@@ -277,26 +253,20 @@ pub(crate) async fn confirm(
     mount: web::Data<Mount>,
     action: web::Query<Action>,
 ) -> HttpResponse {
-    let page = match session(&req, &mount) {
-        Ok(page) => page,
-        Err(login) => return login,
-    };
-    match action.describe() {
-        Some(question) => html(
-            StatusCode::OK,
-            templates::confirm(
-                &page,
-                &question,
-                &action.kind,
-                action.id(),
-                &action.filter(),
-            ),
-        ),
-        None => html(
-            StatusCode::BAD_REQUEST,
-            templates::problem(&page, "Unknown action."),
-        ),
-    }
+    show(&req, &mount, async |page| {
+        let question = action
+            .describe()
+            .ok_or_else(|| QueryError::Invalid("Unknown action.".to_owned()))?;
+        let filter = action.filter();
+        Ok(templates::confirm(
+            page,
+            &question,
+            &action.kind,
+            action.id(),
+            &filter,
+        ))
+    })
+    .await
 }
 
 pub(crate) async fn act(
@@ -308,7 +278,7 @@ pub(crate) async fn act(
         Ok(page) => page,
         Err(login) => return login,
     };
-    let form = match form {
+    let action = match form {
         Ok(form) => form.into_inner(),
         Err(e) => {
             return html(
@@ -317,10 +287,9 @@ pub(crate) async fn act(
             );
         }
     };
-    if let Err(refused) = checked(&req, &mount, &form.csrf) {
+    if let Err(refused) = checked(&req, &mount, &action.csrf) {
         return refused;
     }
-    let action = &form;
     let done = match (action.kind.as_str(), action.id()) {
         ("replay", Some(id)) => queries::replay(&mount, id).await.map(|ok| {
             if ok {
@@ -356,10 +325,11 @@ pub(crate) async fn act(
 }
 
 pub(crate) async fn reconciler(req: HttpRequest, mount: web::Data<Mount>) -> HttpResponse {
-    let page = match session(&req, &mount) {
-        Ok(page) => page,
-        Err(login) => return login,
-    };
-    let view = queries::reconciler(&mount).await;
-    html(StatusCode::OK, templates::reconciler(&page, &view))
+    show(&req, &mount, async |page| {
+        Ok(templates::reconciler(
+            page,
+            &queries::reconciler(&mount).await,
+        ))
+    })
+    .await
 }

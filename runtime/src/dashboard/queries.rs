@@ -1,5 +1,6 @@
 //! The queries the pages and the JSON API share, and the inbox operations the CLI uses.
 
+use actix_web::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::Mount;
@@ -17,24 +18,39 @@ pub(crate) enum QueryError {
     NoInbox,
     #[error("{0}")]
     Invalid(String),
+    /// No job the operation applies to (the API's 404).
+    #[error("{0}")]
+    Missing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+impl QueryError {
+    /// The status a page or the API answers it with; a store failure is logged here, once.
+    pub(crate) fn reported(&self) -> StatusCode {
+        match self {
+            QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
+            QueryError::NoInbox | QueryError::NoJournal | QueryError::Missing(_) => {
+                StatusCode::NOT_FOUND
+            }
+            QueryError::Store(e) => {
+                tracing::warn!(error = %e, "dashboard query failed");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+}
+
 /// The deliveries search, as a query string (`?prediction=…&model=…&outcome=…&since=…`).
-/// Every field is text, so no query string fails to parse before the caller is authenticated.
+/// Every field is text, so no query string fails to parse before the caller is authenticated
+/// (a missing field is `None`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct DeliveryQuery {
-    #[serde(default)]
     pub(crate) prediction: Option<String>,
-    #[serde(default)]
     pub(crate) model: Option<String>,
-    #[serde(default)]
     pub(crate) outcome: Option<String>,
     /// Only the last this many minutes.
-    #[serde(default)]
     pub(crate) since: Option<String>,
-    #[serde(default)]
     pub(crate) limit: Option<String>,
 }
 
@@ -126,14 +142,23 @@ pub(crate) async fn timeline(mount: &Mount, prediction: &str) -> Result<Timeline
 /// The jobs search: `?state=queued|retrying|pending|running|dead|done|discarded&model=…&prediction=…`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct JobQuery {
-    #[serde(default)]
     pub(crate) state: Option<String>,
-    #[serde(default)]
     pub(crate) model: Option<String>,
-    #[serde(default)]
     pub(crate) prediction: Option<String>,
-    #[serde(default)]
     pub(crate) limit: Option<String>,
+}
+
+impl JobQuery {
+    /// The filters set (`state`, `model`, `prediction`), by name: what a bulk action carries.
+    pub(crate) fn filters(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("state", &self.state),
+            ("model", &self.model),
+            ("prediction", &self.prediction),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_deref().filter(|v| !v.is_empty())?)))
+    }
 }
 
 /// The state a job is shown in: `pending` splits into `queued` (never run) and `retrying`.

@@ -88,7 +88,8 @@ pub(crate) fn problem(page: &Page, message: &str) -> Markup {
     )
 }
 
-fn ms(value: Option<f64>) -> String {
+/// A duration in milliseconds as the pages and the live counters show it.
+pub(crate) fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"))
 }
 
@@ -123,7 +124,7 @@ pub(crate) fn overview(page: &Page, o: &Overview, inbox_on: bool) -> Markup {
                 p { "No deliveries in the last hour." }
             } @else {
                 table class="minutes" {
-                    thead { tr { th scope="col" { "Minute (UTC)" } th scope="col" { "Count" } th scope="col" { "By outcome" } } }
+                    thead { (columns(&["Minute (UTC)", "Count", "By outcome"])) }
                     tbody {
                         @for m in s.per_minute.iter().rev().take(15) {
                             @let total = m.by_outcome.values().sum::<u64>();
@@ -175,6 +176,11 @@ pub(crate) fn overview(page: &Page, o: &Overview, inbox_on: bool) -> Markup {
     layout(page, "Overview", &body)
 }
 
+/// A table head row of these column names.
+fn columns(names: &[&str]) -> Markup {
+    html! { tr { @for name in names { th scope="col" { (name) } } } }
+}
+
 fn counts<K: std::fmt::Display>(map: &std::collections::BTreeMap<K, u64>) -> Markup {
     html! {
         @if map.is_empty() {
@@ -197,10 +203,7 @@ fn monitor_table(m: &MonitorSnapshot) -> Markup {
             p { "No predictions created through a watching client yet." }
         } @else {
             table {
-                thead { tr {
-                    th scope="col" { "Model" } th scope="col" { "Expected" } th scope="col" { "By webhook" }
-                    th scope="col" { "Recovered by the reconciler" } th scope="col" { "Lag (≤ s: count)" } th scope="col" { "Alert" }
-                } }
+                thead { (columns(&["Model", "Expected", "By webhook", "Recovered by the reconciler", "Lag (≤ s: count)", "Alert"])) }
                 tbody {
                     @for (model, s) in &m.models {
                         tr {
@@ -229,11 +232,7 @@ fn outcome_select(selected: Option<&str>) -> Markup {
 fn delivery_rows(p: &str, rows: &[Record], link: bool) -> Markup {
     html! {
         table class="rows" {
-            thead { tr {
-                th scope="col" { "Received (UTC)" } th scope="col" { "Prediction" } th scope="col" { "Model" }
-                th scope="col" { "Event" } th scope="col" { "Status" } th scope="col" { "Answer" }
-                th scope="col" { "Outcome" } th scope="col" { "Handler" } th scope="col" { "Detail" } th scope="col" { "webhook-id" }
-            } }
+            thead { (columns(&["Received (UTC)", "Prediction", "Model", "Event", "Status", "Answer", "Outcome", "Handler", "Detail", "webhook-id"])) }
             tbody {
                 @for r in rows {
                     tr class="delivery" {
@@ -291,10 +290,7 @@ fn job_rows(page: &Page, jobs: &[Job]) -> Markup {
     let p = &page.prefix;
     html! {
         table class="rows" {
-            thead { tr {
-                th scope="col" { "Job" } th scope="col" { "Prediction" } th scope="col" { "Model" } th scope="col" { "Handler" }
-                th scope="col" { "State" } th scope="col" { "Attempts" } th scope="col" { "Next run (UTC)" } th scope="col" { "Last error" } th scope="col" { "Actions" }
-            } }
+            thead { (columns(&["Job", "Prediction", "Model", "Handler", "State", "Attempts", "Next run (UTC)", "Last error", "Actions"])) }
             tbody {
                 @for job in jobs {
                     tr class="job" data-job=(job.id) {
@@ -322,23 +318,11 @@ fn job_rows(page: &Page, jobs: &[Job]) -> Markup {
 
 const SHOWN_STATES: [&str; 6] = ["queued", "running", "retrying", "dead", "done", "discarded"];
 
-fn filter_query(q: &JobQuery) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (name, value) in [
-        ("state", &q.state),
-        ("model", &q.model),
-        ("prediction", &q.prediction),
-    ] {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            s.append_pair(name, value);
-        }
-    }
-    s.finish()
-}
-
 pub(crate) fn inbox(page: &Page, q: &JobQuery, jobs: &[Job], done: Option<&str>) -> Markup {
     let p = &page.prefix;
-    let filter = filter_query(q);
+    let filter = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(q.filters())
+        .finish();
     let body = html! {
         @if let Some(done) = done { p class="notice" role="status" { (done) } }
         form method="get" action={ (p) "/inbox" } class="search" role="search" {
@@ -374,11 +358,7 @@ pub(crate) fn confirm(
             input type="hidden" name="csrf" value=(page.csrf);
             input type="hidden" name="action" value=(action);
             @if let Some(id) = id { input type="hidden" name="id" value=(id); }
-            @for (name, value) in [("state", &filter.state), ("model", &filter.model), ("prediction", &filter.prediction)] {
-                @if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                    input type="hidden" name=(name) value=(value);
-                }
-            }
+            @for (name, value) in filter.filters() { input type="hidden" name=(name) value=(value); }
             button type="submit" id="confirm" autofocus { "Confirm" } " "
             a href={ (p) "/inbox" } { "Cancel" }
         }
@@ -398,7 +378,7 @@ pub(crate) fn reconciler(page: &Page, view: &ReconcilerView) -> Markup {
                     p { "From the dedupe store, as every instance sharing it sees them: predictions heard of (by a delivery or a watching client) whose terminal webhook has not been handled yet, soonest poll first. A tenant's predictions are polled with that tenant's API token." }
                     @if watched.is_empty() { p { "None." } } @else {
                         table class="rows" {
-                            thead { tr { th scope="col" { "Prediction" } th scope="col" { "Tenant" } th scope="col" { "Next poll (UTC)" } th scope="col" { "Polls so far" } } }
+                            thead { (columns(&["Prediction", "Tenant", "Next poll (UTC)", "Polls so far"])) }
                             tbody { @for w in watched { tr class="watched" {
                                 td { a href={ (p) "/predictions/" (urlencode(&w.prediction_id)) } { (w.prediction_id) } }
                                 td { (w.tenant.as_deref().unwrap_or("")) }
