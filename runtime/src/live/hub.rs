@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
-use super::state::{LiveEvent, State, Update};
-use super::{Bounds, Subscription};
+use super::state::{LiveEvent, State};
+use super::{Bounds, Change, Subscription};
 
 /// Every channel of this process.
 pub(crate) struct Hub {
@@ -108,14 +108,11 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies `update` to its channel; the event it made, if any, is sent to subscribers.
-    pub(crate) fn publish(&self, update: &Update) -> Option<LiveEvent> {
+    /// Applies `change` to its channel; the event it made, if any, is sent to subscribers.
+    pub(crate) fn apply(&self, change: &Change<'_>) -> Option<LiveEvent> {
         let mut channels = self.lock();
-        let channel = channels
-            .by_id
-            .entry(update.id.clone())
-            .or_insert_with(|| Channel::new(self.bounds.subscriber_buffer));
-        let event = channel.state.apply(update);
+        let channel = channels.entry(change.id(), &self.bounds);
+        let event = change.apply(&mut channel.state);
         if let Some(event) = &event {
             channel.push(event.clone(), &self.bounds);
         }
@@ -124,27 +121,11 @@ impl Hub {
         event
     }
 
-    /// Publishes an app's own event on `id`'s channel.
-    pub(crate) fn custom(&self, id: &str, event: &str, data: &serde_json::Value) -> LiveEvent {
-        let mut channels = self.lock();
-        let channel = channels
-            .by_id
-            .entry(id.to_owned())
-            .or_insert_with(|| Channel::new(self.bounds.subscriber_buffer));
-        let event = channel.state.custom(event, data);
-        channel.push(event.clone(), &self.bounds);
-        channels.sweep(&self.bounds);
-        event
-    }
-
     /// Joins `id`'s channel: what to send first, then what is published from now on, with no gap
     /// and no repeat between the two (both are taken under one lock).
     pub(crate) fn subscribe(&self, id: &str, after: Option<u64>) -> Subscription {
         let mut channels = self.lock();
-        let channel = channels
-            .by_id
-            .entry(id.to_owned())
-            .or_insert_with(|| Channel::new(self.bounds.subscriber_buffer));
+        let channel = channels.entry(id, &self.bounds);
         channel.touched = Instant::now();
         Subscription {
             initial: channel.initial(id, after),
@@ -153,20 +134,16 @@ impl Hub {
         }
     }
 
-    // These two serve the store backends only.
-    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     /// This process's receiver of `id`'s events, for a subscriber whose first events come from
     /// the store.
     pub(crate) fn join(&self, id: &str) -> broadcast::Receiver<Arc<LiveEvent>> {
         let mut channels = self.lock();
-        let channel = channels
-            .by_id
-            .entry(id.to_owned())
-            .or_insert_with(|| Channel::new(self.bounds.subscriber_buffer));
+        let channel = channels.entry(id, &self.bounds);
         channel.touched = Instant::now();
         channel.tx.subscribe()
     }
 
+    // Serves the store backends only.
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     /// Hands an event another instance (or this one) published through the store to this
     /// process's subscribers of `id`, if any. The store holds state and replay, not the hub.
@@ -186,6 +163,13 @@ impl Hub {
 }
 
 impl Channels {
+    /// The channel of `id`, made empty if it had none.
+    fn entry(&mut self, id: &str, bounds: &Bounds) -> &mut Channel {
+        self.by_id
+            .entry(id.to_owned())
+            .or_insert_with(|| Channel::new(bounds.subscriber_buffer))
+    }
+
     /// Drops channels nobody listens to whose last change is older than the retention.
     fn sweep(&mut self, bounds: &Bounds) {
         self.since_sweep += 1;

@@ -19,6 +19,9 @@ mod postgres;
 mod redis;
 mod routes;
 pub mod state;
+// Without the store features no store is ever made.
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+mod store;
 pub mod token;
 
 use std::fmt;
@@ -221,8 +224,6 @@ pub(crate) enum Change<'a> {
     },
 }
 
-// Only the store backends read a change before applying it.
-#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 impl Change<'_> {
     pub(crate) fn id(&self) -> &str {
         match self {
@@ -240,18 +241,6 @@ impl Change<'_> {
     }
 }
 
-/// Where the channel's state, replay and fan-out live.
-enum Backend {
-    /// This process (memory and SQLite stores).
-    Local,
-    /// Redis: every instance sharing it serves every subscriber.
-    #[cfg(feature = "redis")]
-    Redis(Box<redis::RedisLive>),
-    /// PostgreSQL: every instance sharing it serves every subscriber.
-    #[cfg(feature = "postgres")]
-    Postgres(Box<postgres::PostgresLive>),
-}
-
 /// The live channel of one configuration: publish, subscribe, mint tokens.
 ///
 /// Cheap to clone. Handlers take it as an argument (it is an actix extractor, also in inbox
@@ -267,7 +256,9 @@ struct Inner {
     options: LiveOptions,
     key: TokenKey,
     hub: Arc<hub::Hub>,
-    backend: Backend,
+    /// Where the state, replay and fan-out live when not in this process alone (memory and
+    /// SQLite stores): Redis or PostgreSQL, so every instance serves every subscriber.
+    store: Option<Box<dyn store::LiveStore>>,
     subscribers: AtomicUsize,
 }
 
@@ -309,22 +300,22 @@ impl Live {
             (None, Some(secret)) => TokenKey::derive(secret),
             (None, None) => TokenKey::derive(&Secret::generate()),
         };
-        let backend = match store {
+        let store: Option<Box<dyn store::LiveStore>> = match store {
             #[cfg(feature = "redis")]
             Some(StoreUrl::Redis(url)) => {
-                Backend::Redis(Box::new(redis::RedisLive::open(url, options.bounds)?))
+                Some(Box::new(redis::RedisLive::open(url, options.bounds)?))
             }
             #[cfg(feature = "postgres")]
             Some(StoreUrl::Postgres(url)) => {
-                Backend::Postgres(Box::new(postgres::PostgresLive::open(url, options.bounds)?))
+                Some(Box::new(postgres::PostgresLive::open(url, options.bounds)?))
             }
-            _ => Backend::Local,
+            _ => None,
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 hub: Arc::new(hub::Hub::new(options.bounds)),
                 key,
-                backend,
+                store,
                 options,
                 subscribers: AtomicUsize::new(0),
             }),
@@ -332,31 +323,15 @@ impl Live {
     }
 
     /// Applies `change` where the channel lives, within the publish timeout.
-    #[cfg_attr(
-        not(any(feature = "redis", feature = "postgres")),
-        allow(clippy::unused_async)
-    )]
     async fn apply(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
-        match &self.inner.backend {
-            Backend::Local => Ok(match change {
-                Change::Delivery(update) => self.inner.hub.publish(update),
-                Change::App { id, event, data } => Some(self.inner.hub.custom(id, event, data)),
-            }),
-            #[cfg(feature = "redis")]
-            Backend::Redis(redis) => {
-                redis.start(&self.inner.hub);
-                self.bounded(redis.publish(change)).await
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                pg.start(&self.inner.hub);
-                self.bounded(pg.publish(change)).await
-            }
-        }
+        let Some(store) = &self.inner.store else {
+            return Ok(self.inner.hub.apply(change));
+        };
+        store.start(&self.inner.hub);
+        self.bounded(store.publish(change)).await
     }
 
     /// `call`, or an error once the store timeout passes.
-    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     async fn bounded<T>(
         &self,
         call: impl Future<Output = Result<T, LiveError>>,
@@ -451,35 +426,19 @@ impl Live {
     /// after `after`, the `seq` of the last event seen), then each event as it is published,
     /// ending after the terminal one, or with a `lagged` event when the consumer fell more
     /// than the subscriber buffer behind.
-    #[cfg_attr(
-        not(any(feature = "redis", feature = "postgres")),
-        allow(clippy::unused_async)
-    )]
     pub async fn subscribe(
         &self,
         prediction: &str,
         after: Option<u64>,
     ) -> Result<impl Stream<Item = LiveEvent> + Send + use<>, LiveError> {
-        let subscription = match &self.inner.backend {
-            Backend::Local => self.inner.hub.subscribe(prediction, after),
-            #[cfg(feature = "redis")]
-            Backend::Redis(redis) => {
+        let subscription = match &self.inner.store {
+            None => self.inner.hub.subscribe(prediction, after),
+            Some(store) => {
                 // Joined before the store is read: what is published meanwhile is relayed to
                 // this receiver, and anything also in the first read is skipped by its number.
-                redis.listen(&self.inner.hub).await?;
+                store.listen(&self.inner.hub).await?;
                 let live = self.inner.hub.join(prediction);
-                let (initial, ended) = self.bounded(redis.initial(prediction, after)).await?;
-                Subscription {
-                    initial,
-                    live,
-                    ended,
-                }
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                pg.listen(&self.inner.hub).await?;
-                let live = self.inner.hub.join(prediction);
-                let (initial, ended) = self.bounded(pg.initial(prediction, after)).await?;
+                let (initial, ended) = self.bounded(store.initial(prediction, after)).await?;
                 Subscription {
                     initial,
                     live,

@@ -11,15 +11,16 @@
 //! This backend opens its own connections from the store URL: it shares configuration with the
 //! dedupe store, not its internals.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deadpool_postgres::Pool;
+use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::hub::Hub;
 use super::state::{LiveEvent, State};
+use super::store::{self, Listener, LiveStore};
 use super::{Bounds, Change, LiveError};
 use crate::migrate::{Migrations, Step};
 
@@ -59,8 +60,7 @@ pub(crate) struct PostgresLive {
     pool: Pool,
     migrated: tokio::sync::OnceCell<()>,
     bounds: Bounds,
-    listening: AtomicBool,
-    ready: tokio::sync::watch::Sender<bool>,
+    listener: Listener,
     writes: AtomicUsize,
 }
 
@@ -90,8 +90,7 @@ impl PostgresLive {
             pool,
             migrated: tokio::sync::OnceCell::new(),
             bounds,
-            listening: AtomicBool::new(false),
-            ready: tokio::sync::watch::channel(false).0,
+            listener: Listener::new(NOT_LISTENING),
             writes: AtomicUsize::new(0),
         })
     }
@@ -107,35 +106,20 @@ impl PostgresLive {
             .await?;
         Ok(client)
     }
+}
 
-    /// Starts this instance's one `LISTEN` connection, and waits until it listens.
-    pub(crate) async fn listen(&self, hub: &Arc<Hub>) -> Result<(), LiveError> {
-        self.start(hub);
-        let mut ready = self.ready.subscribe();
-        match tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(LiveError::Store(NOT_LISTENING.to_owned())),
-        }
+#[async_trait::async_trait]
+impl LiveStore for PostgresLive {
+    fn listener(&self) -> &Listener {
+        &self.listener
     }
 
-    /// Starts this instance's one listener if it is not running yet, without waiting for it:
-    /// a publish needs no listener of its own.
-    pub(crate) fn start(&self, hub: &Arc<Hub>) {
-        if !self.listening.swap(true, Ordering::AcqRel) {
-            tokio::spawn(listener(
-                self.url.clone(),
-                self.pool.clone(),
-                Arc::downgrade(hub),
-                self.ready.clone(),
-            ));
-        }
+    fn spawn_listener(&self, hub: Weak<Hub>, ready: watch::Sender<bool>) {
+        tokio::spawn(listener(self.url.clone(), self.pool.clone(), hub, ready));
     }
 
     /// Applies `change` to the prediction's state under a row lock and notifies every instance.
-    pub(crate) async fn publish(
-        &self,
-        change: &Change<'_>,
-    ) -> Result<Option<LiveEvent>, LiveError> {
+    async fn publish(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
         let mut client = self.client().await?;
         let id = change.id();
         let retention = self.bounds.retention.as_secs_f64();
@@ -224,9 +208,7 @@ impl PostgresLive {
         Ok(Some(event))
     }
 
-    /// What a subscriber resuming after `after` (or connecting) is sent first, and whether the
-    /// prediction has ended.
-    pub(crate) async fn initial(
+    async fn initial(
         &self,
         id: &str,
         after: Option<u64>,
@@ -243,26 +225,10 @@ impl PostgresLive {
         let state: State = row
             .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
             .unwrap_or_default();
-        let ended = state.is_terminal();
-        if state.seq == 0 {
-            return Ok((Vec::new(), ended));
-        }
-        let snapshot = || Ok((vec![state.snapshot(id)], ended));
-        let Some(after) = after.filter(|a| *a <= state.seq) else {
-            return snapshot();
-        };
-        if after == state.seq {
-            return Ok((Vec::new(), ended));
-        }
-        // From `after` itself: its presence proves nothing between it and now was trimmed.
-        let events = events_from(&client, id, after.max(1)).await?;
-        if events.first().map(|e| e.seq) != Some(after.max(1)) {
-            return snapshot();
-        }
-        Ok((
-            events.into_iter().filter(|e| e.seq > after).collect(),
-            ended,
-        ))
+        store::initial(id, &state, after, async |from| {
+            events_from(&client, id, from).await
+        })
+        .await
     }
 }
 
@@ -291,12 +257,7 @@ async fn events_from(
 }
 
 /// Listens for as long as the hub lives, reconnecting after a failure.
-async fn listener(
-    url: String,
-    pool: Pool,
-    hub: Weak<Hub>,
-    ready: tokio::sync::watch::Sender<bool>,
-) {
+async fn listener(url: String, pool: Pool, hub: Weak<Hub>, ready: watch::Sender<bool>) {
     loop {
         match tokio_postgres::connect(&url, NoTls).await {
             Ok((client, mut connection)) => {
@@ -341,12 +302,9 @@ async fn listener(
             }
             Err(e) => tracing::warn!(error = %e, "live channel: postgres listener cannot connect"),
         }
-        ready.send_replace(false);
-        if hub.strong_count() == 0 {
+        if !store::reconnect(&ready, &hub).await {
             return;
         }
-        metrics::counter!("replicate_webhook_live_listener_reconnects_total").increment(1);
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -10,16 +10,16 @@
 //! This backend opens its own connections from the store URL: it shares configuration with the
 //! dedupe store, not its internals.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Weak;
 
 use futures_util::StreamExt as _;
 use redis::Script;
 use redis::aio::ConnectionManager;
+use tokio::sync::watch;
 
 use super::hub::Hub;
 use super::state::{LiveEvent, State};
+use super::store::{self, Listener, LiveStore};
 use super::{Bounds, Change, LiveError};
 
 const NOT_LISTENING: &str = "redis: the live listener is not subscribed";
@@ -32,10 +32,7 @@ pub(crate) struct RedisLive {
     prefix: String,
     channel: String,
     bounds: Bounds,
-    listening: AtomicBool,
-    /// True while the listener is subscribed: a subscriber waits for it before reading the
-    /// store, so no event falls between its first read and the relay.
-    ready: tokio::sync::watch::Sender<bool>,
+    listener: Listener,
     write: Script,
 }
 
@@ -61,8 +58,7 @@ impl RedisLive {
             channel: format!("{prefix}live"),
             prefix,
             bounds,
-            listening: AtomicBool::new(false),
-            ready: tokio::sync::watch::channel(false).0,
+            listener: Listener::new(NOT_LISTENING),
             // KEYS: state hash, events stream. ARGV: expected seq, new seq, state JSON, event,
             // data, terminal, replay length, retention ms, channel, relayed message.
             write: Script::new(
@@ -97,28 +93,6 @@ impl RedisLive {
         )
     }
 
-    /// Starts this instance's one listener, which hands relayed events to `hub`, and waits
-    /// until it is subscribed.
-    pub(crate) async fn listen(&self, hub: &Arc<Hub>) -> Result<(), LiveError> {
-        self.start(hub);
-        let mut ready = self.ready.subscribe();
-        match tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(LiveError::Store(NOT_LISTENING.to_owned())),
-        }
-    }
-
-    /// Starts this instance's one listener if it is not running yet, without waiting for it:
-    /// a publish needs no listener of its own.
-    pub(crate) fn start(&self, hub: &Arc<Hub>) {
-        if !self.listening.swap(true, Ordering::AcqRel) {
-            let client = self.client.clone();
-            let channel = self.channel.clone();
-            let hub = Arc::downgrade(hub);
-            tokio::spawn(listener(client, channel, hub, self.ready.clone()));
-        }
-    }
-
     async fn read_state(&self, conn: &mut ConnectionManager, id: &str) -> Result<State, LiveError> {
         let (state_key, _) = self.keys(id);
         let text: Option<String> = redis::cmd("HGET")
@@ -131,12 +105,24 @@ impl RedisLive {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
     }
+}
 
-    /// Applies `change` to the prediction's state in Redis and publishes its event.
-    pub(crate) async fn publish(
-        &self,
-        change: &Change<'_>,
-    ) -> Result<Option<LiveEvent>, LiveError> {
+#[async_trait::async_trait]
+impl LiveStore for RedisLive {
+    fn listener(&self) -> &Listener {
+        &self.listener
+    }
+
+    fn spawn_listener(&self, hub: Weak<Hub>, ready: watch::Sender<bool>) {
+        tokio::spawn(listener(
+            self.client.clone(),
+            self.channel.clone(),
+            hub,
+            ready,
+        ));
+    }
+
+    async fn publish(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
         let mut conn = self.conn().await?;
         let id = change.id();
         let (state_key, events_key) = self.keys(id);
@@ -183,48 +169,25 @@ impl RedisLive {
         )))
     }
 
-    /// What a subscriber resuming after `after` (or connecting) is sent first, and whether the
-    /// prediction has ended.
-    pub(crate) async fn initial(
+    async fn initial(
         &self,
         id: &str,
         after: Option<u64>,
     ) -> Result<(Vec<LiveEvent>, bool), LiveError> {
         let mut conn = self.conn().await?;
         let state = self.read_state(&mut conn, id).await?;
-        let ended = state.is_terminal();
-        if state.seq == 0 {
-            return Ok((Vec::new(), ended));
-        }
-        let snapshot = || Ok((vec![state.snapshot(id)], ended));
-        let Some(after) = after.filter(|a| *a <= state.seq) else {
-            return snapshot();
-        };
-        if after == state.seq {
-            return Ok((Vec::new(), ended));
-        }
         let (_, events_key) = self.keys(id);
-        // From `after` itself: its presence proves nothing between it and now was trimmed.
-        let start = if after == 0 {
-            "-".to_owned()
-        } else {
-            format!("{after}-0")
-        };
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(&events_key)
-            .arg(start)
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| store_error(&e))?;
-        let events: Vec<LiveEvent> = entries.iter().filter_map(entry).collect();
-        if events.first().map(|e| e.seq) != Some(after.max(1)) {
-            return snapshot();
-        }
-        Ok((
-            events.into_iter().filter(|e| e.seq > after).collect(),
-            ended,
-        ))
+        store::initial(id, &state, after, async |from| {
+            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                .arg(&events_key)
+                .arg(format!("{from}-0"))
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| store_error(&e))?;
+            Ok(entries.iter().filter_map(entry).collect())
+        })
+        .await
     }
 }
 
@@ -250,7 +213,7 @@ async fn listener(
     client: redis::Client,
     channel: String,
     hub: Weak<Hub>,
-    ready: tokio::sync::watch::Sender<bool>,
+    ready: watch::Sender<bool>,
 ) {
     loop {
         match client.get_async_pubsub().await {
@@ -272,11 +235,8 @@ async fn listener(
             },
             Err(e) => tracing::warn!(error = %e, "live channel: redis listener cannot connect"),
         }
-        ready.send_replace(false);
-        if hub.strong_count() == 0 {
+        if !store::reconnect(&ready, &hub).await {
             return;
         }
-        metrics::counter!("replicate_webhook_live_listener_reconnects_total").increment(1);
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
