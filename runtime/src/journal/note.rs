@@ -41,13 +41,7 @@ impl Noted for HttpResponse {
             note.outcome = Some(outcome);
             note.handler = Some(handler);
             note.detail = detail.map(|mut d| {
-                if d.len() > DETAIL_MAX {
-                    let mut end = DETAIL_MAX;
-                    while !d.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    d.truncate(end);
-                }
+                d.truncate(d.floor_char_boundary(DETAIL_MAX));
                 d
             });
         });

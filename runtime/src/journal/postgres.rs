@@ -5,7 +5,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 
-use super::store::{COLUMNS, JournalStore};
+use super::store::{COLUMNS, JournalStore, Param};
 use super::{Outcome, Record, Search};
 use crate::dedupe::StoreError;
 use crate::migrate::{Migrations, Step};
@@ -118,50 +118,15 @@ impl JournalStore for PostgresJournal {
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
         let client = self.client().await?;
-        let mut parts = Vec::new();
-        let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut add = |column: &str, op: &str, value: Box<dyn ToSql + Sync + Send>| {
-            values.push(value);
-            parts.push(format!("{column} {op} ${}", values.len()));
-        };
-        if let Some(p) = &search.prediction_id {
-            add("prediction_id", "=", Box::new(p.clone()));
-        }
-        if let Some(m) = &search.model {
-            add("model", "=", Box::new(m.clone()));
-        }
-        if let Some(o) = search.outcome {
-            add("outcome", "=", Box::new(o.as_str()));
-        }
-        if let Some(t) = search.since_ms {
-            add("received_ms", ">=", Box::new(t));
-        }
-        if let Some(t) = search.until_ms {
-            add("received_ms", "<", Box::new(t));
-        }
-        if let Some(p) = &search.webhook_id_prefix {
-            // The length is a number, never text from the search.
-            let column = format!("left(webhook_id, {})", p.chars().count());
-            add(&column, "=", Box::new(p.clone()));
-        }
-        let clause = if parts.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", parts.join(" AND "))
-        };
-        let limit = i64::try_from(search.limit()).unwrap_or(i64::MAX);
-        let params: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT id, {COLUMNS} FROM replicate_webhook_journal{clause} \
-                     ORDER BY id DESC LIMIT {limit}"
-                ),
-                &params,
-            )
-            .await
-            .map_err(pg_error)?;
+        let (query, values) = super::store::select(search);
+        let params: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|v| match v {
+                Param::Text(text) => text as &(dyn ToSql + Sync),
+                Param::Int(n) => n,
+            })
+            .collect();
+        let rows = client.query(&query, &params).await.map_err(pg_error)?;
         Ok(rows
             .iter()
             .map(|row| Record {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rusqlite::{params_from_iter, types::Value};
 
-use super::store::{COLUMNS, JournalStore};
+use super::store::{self, COLUMNS, JournalStore, Param};
 use super::{Outcome, Record, Search};
 use crate::dedupe::{SqliteFile, StoreError};
 use crate::migrate::{Migrations, Step};
@@ -86,14 +86,14 @@ impl JournalStore for SqliteJournal {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
-        let (clause, values) = where_clause(search);
-        let limit = i64::try_from(search.limit()).unwrap_or(i64::MAX);
+        let (query, values) = store::select(search);
+        let values = values.into_iter().map(|v| match v {
+            Param::Text(text) => Value::Text(text),
+            Param::Int(n) => Value::Integer(n),
+        });
         self.file
             .read(NAME, move |conn| {
-                let mut query = conn.prepare_cached(&format!(
-                    "SELECT id, {COLUMNS} FROM replicate_webhook_journal{clause} \
-                 ORDER BY id DESC LIMIT {limit}"
-                ))?;
+                let mut query = conn.prepare_cached(&query)?;
                 let rows = query.query_map(params_from_iter(values), |row| {
                     let outcome: String = row.get(8)?;
                     Ok(Record {
@@ -136,41 +136,6 @@ impl JournalStore for SqliteJournal {
                 Ok(())
             })
             .await
-    }
-}
-
-/// The filters of `search` as SQL with numbered parameters.
-fn where_clause(search: &Search) -> (String, Vec<Value>) {
-    let mut parts = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
-    let mut add = |column: &str, op: &str, value: Value| {
-        values.push(value);
-        parts.push(format!("{column} {op} ?{}", values.len()));
-    };
-    if let Some(p) = &search.prediction_id {
-        add("prediction_id", "=", Value::Text(p.clone()));
-    }
-    if let Some(m) = &search.model {
-        add("model", "=", Value::Text(m.clone()));
-    }
-    if let Some(o) = search.outcome {
-        add("outcome", "=", Value::Text(o.as_str().to_owned()));
-    }
-    if let Some(t) = search.since_ms {
-        add("received_ms", ">=", Value::Integer(t));
-    }
-    if let Some(t) = search.until_ms {
-        add("received_ms", "<", Value::Integer(t));
-    }
-    if let Some(p) = &search.webhook_id_prefix {
-        // The length is a number, never text from the search.
-        let column = format!("substr(webhook_id, 1, {})", p.chars().count());
-        add(&column, "=", Value::Text(p.clone()));
-    }
-    if parts.is_empty() {
-        (String::new(), values)
-    } else {
-        (format!(" WHERE {}", parts.join(" AND ")), values)
     }
 }
 

@@ -71,6 +71,55 @@ fn open_error(url: &StoreUrl, e: &StoreError) -> StoreUrlError {
 pub(crate) const COLUMNS: &str = "received_ms, webhook_id, prediction_id, model, event, status, \
     http_status, outcome, detail, duration_us, body, tenant";
 
+/// A value a search compares a column with.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The query of `search` on the SQL engines, newest first, and its parameters: both engines read
+/// `$n` as the n-th.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn select(search: &Search) -> (String, Vec<Param>) {
+    let mut parts = Vec::new();
+    let mut values = Vec::new();
+    let mut add = |column: &str, op: &str, value: Param| {
+        values.push(value);
+        parts.push(format!("{column} {op} ${}", values.len()));
+    };
+    if let Some(p) = &search.prediction_id {
+        add("prediction_id", "=", Param::Text(p.clone()));
+    }
+    if let Some(m) = &search.model {
+        add("model", "=", Param::Text(m.clone()));
+    }
+    if let Some(o) = search.outcome {
+        add("outcome", "=", Param::Text(o.as_str().to_owned()));
+    }
+    if let Some(t) = search.since_ms {
+        add("received_ms", ">=", Param::Int(t));
+    }
+    if let Some(t) = search.until_ms {
+        add("received_ms", "<", Param::Int(t));
+    }
+    if let Some(p) = &search.webhook_id_prefix {
+        // The length is a number, never text from the search.
+        let column = format!("substr(webhook_id, 1, {})", p.chars().count());
+        add(&column, "=", Param::Text(p.clone()));
+    }
+    let clause = if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", parts.join(" AND "))
+    };
+    let limit = i64::try_from(search.limit()).unwrap_or(i64::MAX);
+    let query = format!(
+        "SELECT id, {COLUMNS} FROM replicate_webhook_journal{clause} ORDER BY id DESC LIMIT {limit}"
+    );
+    (query, values)
+}
+
 /// The journal's one migration after its table, the same on both engines: journals made before
 /// rows named their tenant gain the column.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
