@@ -52,18 +52,10 @@ impl Event {
     pub fn encode(&self) -> Bytes {
         let mut out = String::with_capacity(self.data.len() + 64);
         if let Some(id) = &self.id {
-            let id: String = id
-                .chars()
-                .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
-                .collect();
-            let _ = writeln!(out, "id: {id}");
+            let _ = writeln!(out, "id: {}", one_line(id, Some('\0')));
         }
         if let Some(event) = &self.event {
-            let event: String = event
-                .chars()
-                .filter(|c| !matches!(c, '\r' | '\n'))
-                .collect();
-            let _ = writeln!(out, "event: {event}");
+            let _ = writeln!(out, "event: {}", one_line(event, None));
         }
         // CRLF, CR and LF each end a line in the stream; each line of data gets its own field.
         for line in self.data.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
@@ -76,8 +68,14 @@ impl Event {
 
 /// A comment line, ignored by clients: what keeps an idle stream open through proxies.
 pub fn comment(text: &str) -> Bytes {
-    let text: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
-    Bytes::from(format!(": {text}\n\n"))
+    Bytes::from(format!(": {}\n\n", one_line(text, None)))
+}
+
+/// `text` without line breaks, which would end its field, and without `also`.
+fn one_line(text: &str, also: Option<char>) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '\r' | '\n') && Some(*c) != also)
+        .collect()
 }
 
 /// The `Last-Event-ID` header of `req`, when present and valid UTF-8.

@@ -37,6 +37,8 @@ use tokio::sync::broadcast;
 pub use state::{LiveEvent, RESERVED, State, Update};
 pub use token::{TokenError, TokenKey};
 
+pub(crate) use routes::mount;
+
 use crate::dedupe::StoreUrl;
 use crate::signature::Secret;
 
@@ -543,11 +545,6 @@ pub(crate) async fn publish_delivery(live: Option<&Live>, body: &Bytes, response
         metrics::counter!("replicate_webhook_live_publish_failed_total").increment(1);
         tracing::warn!(error = %e, "live channel: delivery not published");
     }
-}
-
-/// Mounts the events route of `live`.
-pub(crate) fn mount(cfg: &mut actix_web::web::ServiceConfig, live: &Live) {
-    routes::mount(cfg, live);
 }
 
 impl FromRequest for Live {

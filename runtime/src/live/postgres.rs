@@ -148,8 +148,7 @@ impl LiveStore for PostgresLive {
         let Some(event) = change.apply(&mut state) else {
             return Ok(None);
         };
-        let state_json =
-            serde_json::to_string(&state).map_err(|e| LiveError::Data(e.to_string()))?;
+        let state_json = store::to_json(&state)?;
         let seq = seq_i64(event.seq);
         tx.execute(
             "UPDATE replicate_webhook_live_state SET seq = $2, state = $3,
@@ -187,11 +186,10 @@ impl LiveStore for PostgresLive {
             seq: event.seq,
             event: Some(event.clone()),
         };
-        let mut payload =
-            serde_json::to_string(&notice).map_err(|e| LiveError::Data(e.to_string()))?;
+        let mut payload = store::to_json(&notice)?;
         if payload.len() > MAX_PAYLOAD {
             notice.event = None;
-            payload = serde_json::to_string(&notice).map_err(|e| LiveError::Data(e.to_string()))?;
+            payload = store::to_json(&notice)?;
         }
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
             .await

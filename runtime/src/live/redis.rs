@@ -132,13 +132,11 @@ impl LiveStore for RedisLive {
             let Some(event) = change.apply(&mut state) else {
                 return Ok(None);
             };
-            let state_json =
-                serde_json::to_string(&state).map_err(|e| LiveError::Data(e.to_string()))?;
-            let relayed = serde_json::to_string(&Relayed {
+            let state_json = store::to_json(&state)?;
+            let relayed = store::to_json(&Relayed {
                 id: id.to_owned(),
                 event: event.clone(),
-            })
-            .map_err(|e| LiveError::Data(e.to_string()))?;
+            })?;
             let written: i64 = self
                 .write
                 .key(&state_key)

@@ -11,7 +11,8 @@ use futures_util::StreamExt as _;
 use super::{Live, TokenError};
 use crate::{answer, sse};
 
-pub(super) fn mount(cfg: &mut web::ServiceConfig, live: &Live) {
+/// Mounts the events route of `live`.
+pub(crate) fn mount(cfg: &mut web::ServiceConfig, live: &Live) {
     let path = format!("{}/predictions/{{id}}/events", live.options().path);
     cfg.app_data(live.clone()).service(
         web::resource(path)
@@ -21,8 +22,14 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig, live: &Live) {
 }
 
 async fn events(req: HttpRequest, id: web::Path<String>, live: web::Data<Live>) -> HttpResponse {
+    let response = stream(&req, &id, &live).await;
+    with_cors(&req, &live, response)
+}
+
+/// The stream of `id`'s events, or why not.
+async fn stream(req: &HttpRequest, id: &str, live: &Live) -> HttpResponse {
     let token = token_param(req.query_string());
-    if let Err(e) = live.check_token(token.as_deref(), &id) {
+    if let Err(e) = live.check_token(token.as_deref(), id) {
         let (status, reason) = match e {
             TokenError::OtherPrediction => (StatusCode::FORBIDDEN, "other-prediction"),
             TokenError::Missing => (StatusCode::UNAUTHORIZED, "missing"),
@@ -30,36 +37,22 @@ async fn events(req: HttpRequest, id: web::Path<String>, live: web::Data<Live>) 
             TokenError::Invalid => (StatusCode::UNAUTHORIZED, "invalid"),
         };
         metrics::counter!("replicate_webhook_live_refused_total", "reason" => reason).increment(1);
-        return with_cors(&req, &live, answer::text(status, e.to_string()));
+        return answer::text(status, e.to_string());
     }
     let Some(slot) = live.slot() else {
         metrics::counter!("replicate_webhook_live_refused_total", "reason" => "full").increment(1);
-        return with_cors(
-            &req,
-            &live,
-            answer::retry_after(
-                StatusCode::SERVICE_UNAVAILABLE,
-                5,
-                "too many live subscribers; retry later",
-            ),
-        );
+        let full = "too many live subscribers; retry later";
+        return answer::retry_after(StatusCode::SERVICE_UNAVAILABLE, 5, full);
     };
     // An id this channel did not send (another deployment's, or junk) resumes nowhere: the
     // subscriber gets the current state, as on a first connect.
-    let after = sse::last_event_id(&req).and_then(|id| id.parse::<u64>().ok());
-    let events = match live.subscribe(&id, after).await {
+    let after = sse::last_event_id(req).and_then(|id| id.parse::<u64>().ok());
+    let events = match live.subscribe(id, after).await {
         Ok(events) => events,
         Err(e) => {
             tracing::warn!(error = %e, "live channel: subscription failed");
-            return with_cors(
-                &req,
-                &live,
-                answer::retry_after(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    1,
-                    "live channel unavailable; retry later",
-                ),
-            );
+            let down = "live channel unavailable; retry later";
+            return answer::retry_after(StatusCode::SERVICE_UNAVAILABLE, 1, down);
         }
     };
     let events = events.map(move |event| {
@@ -67,8 +60,7 @@ async fn events(req: HttpRequest, id: web::Path<String>, live: web::Data<Live>) 
         let _ = &slot;
         sse::Event::new(event.event, event.data).with_id(event.seq.to_string())
     });
-    let response = sse::response(Box::pin(events), live.options().heartbeat);
-    with_cors(&req, &live, response)
+    sse::response(Box::pin(events), live.options().heartbeat)
 }
 
 /// The `token` query parameter, percent-decoded.

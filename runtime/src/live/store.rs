@@ -72,6 +72,11 @@ impl Listener {
     }
 }
 
+/// `value` as the JSON the store holds or sends.
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String, LiveError> {
+    serde_json::to_string(value).map_err(|e| LiveError::Data(e.to_string()))
+}
+
 /// After a listener's connection ended: no longer ready; `false` once the hub is gone (the
 /// listener stops), else `true` after a second (it reconnects).
 pub(crate) async fn reconnect(ready: &watch::Sender<bool>, hub: &Weak<Hub>) -> bool {

@@ -54,10 +54,7 @@ impl TokenKey {
     /// A key derived from the webhook signing secret (HMAC of a fixed label), so instances that
     /// share a secret accept each other's tokens with no extra setting.
     pub fn derive(secret: &Secret) -> Self {
-        let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC takes keys of any length");
-        mac.update(KEY_LABEL);
-        Self(mac.finalize().into_bytes().into())
+        Self::from_bytes(secret.expose().as_bytes())
     }
 
     /// A key of the app's own choosing (at least 32 random bytes are advisable).
