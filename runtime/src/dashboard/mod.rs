@@ -117,9 +117,4 @@ impl Mount {
             watched,
         }
     }
-
-    /// Adds the dashboard's routes to `cfg`.
-    pub(crate) fn mount(&self, cfg: &mut actix_web::web::ServiceConfig) {
-        routes::mount(self, cfg);
-    }
 }

@@ -42,11 +42,14 @@ pub struct RefusalStats {
 }
 
 impl Refused {
-    pub(crate) fn record(&self, http_status: u16, reason: &str, at_ms: i64) {
-        let mut state = self
-            .inner
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn record(&self, http_status: u16, reason: &str, at_ms: i64) {
+        let mut state = self.state();
         if let Some(n) = state.by_reason.get_mut(reason) {
             *n += 1;
         } else {
@@ -63,10 +66,7 @@ impl Refused {
     }
 
     pub(crate) fn stats(&self) -> RefusalStats {
-        let state = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         RefusalStats {
             by_reason: state.by_reason.clone(),
             sample: state.sample.iter().cloned().collect(),
