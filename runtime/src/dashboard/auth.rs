@@ -7,7 +7,6 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite};
@@ -20,9 +19,9 @@ use subtle::ConstantTimeEq as _;
 type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// The session cookie's name.
-pub(crate) const COOKIE: &str = "replicate_webhook_session";
-/// How long a login lasts.
-pub(crate) const SESSION: Duration = Duration::from_hours(12);
+const COOKIE: &str = "replicate_webhook_session";
+/// How long a login lasts, in seconds.
+const SESSION_SECS: i64 = 12 * 60 * 60;
 /// Login attempts allowed per client address and minute.
 const LOGINS_PER_MINUTE: u32 = 10;
 
@@ -88,9 +87,9 @@ impl Auth {
         self.logins.check_key(&ip).is_ok()
     }
 
-    /// A new session, valid for [`SESSION`] from `now` (Unix seconds).
+    /// A new session, valid for [`SESSION_SECS`] from `now` (Unix seconds).
     pub(crate) fn new_session(&self, now: i64) -> String {
-        let expires = now + i64::try_from(SESSION.as_secs()).unwrap_or(i64::MAX);
+        let expires = now + SESSION_SECS;
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS random source works");
         let head = format!("{expires}.{}", hex::encode(nonce));
@@ -143,13 +142,11 @@ impl Auth {
 /// scoped to the dashboard's prefix.
 pub(crate) fn cookie(value: String, prefix: &str, secure: bool) -> Cookie<'static> {
     Cookie::build(COOKIE, value)
-        .path(cookie_path(prefix))
+        .path(if prefix.is_empty() { "/" } else { prefix }.to_owned())
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(secure)
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            i64::try_from(SESSION.as_secs()).unwrap_or(i64::MAX),
-        ))
+        .max_age(actix_web::cookie::time::Duration::seconds(SESSION_SECS))
         .finish()
 }
 
@@ -158,14 +155,6 @@ pub(crate) fn logout_cookie(prefix: &str, secure: bool) -> Cookie<'static> {
     let mut cookie = cookie(String::new(), prefix, secure);
     cookie.make_removal();
     cookie
-}
-
-fn cookie_path(prefix: &str) -> String {
-    if prefix.is_empty() {
-        "/".to_owned()
-    } else {
-        prefix.to_owned()
-    }
 }
 
 /// Whether the request came over https (directly or as the proxy's `Forwarded` says).

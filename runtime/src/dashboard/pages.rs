@@ -69,12 +69,6 @@ pub(crate) struct Login {
     token: String,
 }
 
-impl std::fmt::Debug for Login {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login").finish_non_exhaustive()
-    }
-}
-
 pub(crate) async fn login(
     req: HttpRequest,
     mount: web::Data<Mount>,

@@ -23,10 +23,8 @@ struct Rows {
 impl JournalStore for MemoryJournal {
     async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
         let mut state = self.lock();
-        for mut row in rows {
-            state.next_id += 1;
-            row.id = state.next_id;
-            state.rows.push_back(row);
+        for row in rows {
+            state.push(row);
         }
         Ok(())
     }
@@ -48,11 +46,9 @@ impl JournalStore for MemoryJournal {
         Ok(())
     }
 
-    fn append_now(&self, mut row: Record, keep: u64, before_ms: i64) -> Option<Record> {
+    fn append_now(&self, row: Record, keep: u64, before_ms: i64) -> Option<Record> {
         let mut state = self.lock();
-        state.next_id += 1;
-        row.id = state.next_id;
-        state.rows.push_back(row);
+        state.push(row);
         // At most one row over the bound was just added, and the oldest age out one by one:
         // trimming here costs a pop now and then.
         state.trim(keep, before_ms);
@@ -69,6 +65,12 @@ impl MemoryJournal {
 }
 
 impl Rows {
+    fn push(&mut self, mut row: Record) {
+        self.next_id += 1;
+        row.id = self.next_id;
+        self.rows.push_back(row);
+    }
+
     fn trim(&mut self, keep: u64, before_ms: i64) {
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
         while self

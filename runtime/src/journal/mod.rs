@@ -252,7 +252,7 @@ impl Journal {
 }
 
 /// What the request path learned about a request before answering it.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Facts {
     /// Whether anything is journaled: when not, nothing is copied.
     enabled: bool,
@@ -273,13 +273,7 @@ impl Facts {
         Self {
             enabled,
             received_ms: if enabled { now_ms() } else { 0 },
-            verified: false,
-            webhook_id: String::new(),
-            prediction_id: String::new(),
-            model: String::new(),
-            status: String::new(),
-            body: None,
-            tenant: None,
+            ..Self::default()
         }
     }
 

@@ -40,12 +40,6 @@ pub(crate) struct PostgresJournal {
     migrated: Arc<tokio::sync::OnceCell<()>>,
 }
 
-impl std::fmt::Debug for PostgresJournal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresJournal").finish_non_exhaustive()
-    }
-}
-
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(pg_error)`
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     // `Display` of a tokio-postgres error never includes the connection string.

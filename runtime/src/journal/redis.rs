@@ -17,14 +17,6 @@ pub(crate) struct RedisJournal {
     seq: String,
 }
 
-impl std::fmt::Debug for RedisJournal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisJournal")
-            .field("key", &self.rows)
-            .finish_non_exhaustive()
-    }
-}
-
 fn redis_error(e: &redis::RedisError) -> StoreError {
     // Its `Display` names the failing command or I/O error, never the URL's password.
     StoreError::new(format_args!("journal redis: {e}"))
