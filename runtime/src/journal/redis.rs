@@ -46,6 +46,23 @@ impl RedisJournal {
             .cloned()
             .map_err(|e| redis_error(&e))
     }
+
+    /// `command` (a range read or delete) on the rows, over the ranks from `start` to `stop`.
+    async fn by_rank<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+        command: &str,
+        start: isize,
+        stop: impl redis::ToRedisArgs,
+    ) -> Result<T, StoreError> {
+        redis::cmd(command)
+            .arg(&self.rows)
+            .arg(start)
+            .arg(stop)
+            .query_async(conn)
+            .await
+            .map_err(|e| redis_error(&e))
+    }
 }
 
 #[async_trait::async_trait]
@@ -78,13 +95,9 @@ impl JournalStore for RedisJournal {
         let mut start = 0isize;
         // Newest first, a page at a time; the set is bounded by `trim`.
         while found.len() < search.limit() {
-            let page: Vec<String> = redis::cmd("ZREVRANGE")
-                .arg(&self.rows)
-                .arg(start)
-                .arg(start + PAGE - 1)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis_error(&e))?;
+            let page: Vec<String> = self
+                .by_rank(&mut conn, "ZREVRANGE", start, start + PAGE - 1)
+                .await?;
             let done = page.len() < usize::try_from(PAGE).unwrap_or(0);
             for json in page {
                 let Ok(row) = serde_json::from_str::<Record>(&json) else {
@@ -115,22 +128,12 @@ impl JournalStore for RedisJournal {
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let keep = isize::try_from(keep).unwrap_or(isize::MAX);
-        let _: i64 = redis::cmd("ZREMRANGEBYRANK")
-            .arg(&self.rows)
-            .arg(0)
-            .arg(-keep - 1)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| redis_error(&e))?;
+        let _: i64 = self
+            .by_rank(&mut conn, "ZREMRANGEBYRANK", 0, -keep - 1)
+            .await?;
         // The age bound: drop from the oldest while the oldest is too old.
         loop {
-            let oldest: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&self.rows)
-                .arg(0)
-                .arg(99)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis_error(&e))?;
+            let oldest: Vec<String> = self.by_rank(&mut conn, "ZRANGE", 0, 99).await?;
             let old = oldest
                 .iter()
                 .take_while(|json| {
@@ -140,13 +143,9 @@ impl JournalStore for RedisJournal {
             if old == 0 {
                 return Ok(());
             }
-            let _: i64 = redis::cmd("ZREMRANGEBYRANK")
-                .arg(&self.rows)
-                .arg(0)
-                .arg(old - 1)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis_error(&e))?;
+            let _: i64 = self
+                .by_rank(&mut conn, "ZREMRANGEBYRANK", 0, old - 1)
+                .await?;
             if old < oldest.len() {
                 return Ok(());
             }

@@ -264,15 +264,13 @@ async fn listener(url: String, pool: Pool, hub: Weak<Hub>, ready: watch::Sender<
                 let driver = tokio::spawn(async move {
                     let mut messages =
                         futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
-                        match message {
-                            Ok(AsyncMessage::Notification(n)) => {
-                                if tx.send(n.payload().to_owned()).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(_) => return,
+                    // An error ends the connection, and the task.
+                    while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await
+                    {
+                        if let AsyncMessage::Notification(n) = message
+                            && tx.send(n.payload().to_owned()).is_err()
+                        {
+                            return;
                         }
                     }
                 });
