@@ -107,14 +107,13 @@ impl Mount {
         monitor: Monitor,
         watched: Option<Arc<dyn crate::dedupe::WatchList>>,
     ) -> Self {
-        let watched = watched.map(Watched);
         Self {
             auth: Arc::new(auth::Auth::new(&dashboard.token)),
             prefix: dashboard.prefix,
             journal,
             inbox,
             monitor,
-            watched,
+            watched: watched.map(Watched),
         }
     }
 }

@@ -67,6 +67,13 @@ pub(crate) fn number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// The rows a search asks for: 100 unless it says, at most 1000.
+fn limit(value: Option<&String>) -> Result<usize, QueryError> {
+    Ok(number::<usize>("limit", value)?
+        .unwrap_or(100)
+        .clamp(1, 1000))
+}
+
 fn non_empty(value: Option<&String>) -> Option<String> {
     value
         .map(|v| v.trim())
@@ -80,15 +87,13 @@ pub(crate) async fn deliveries(
     query: &DeliveryQuery,
 ) -> Result<Vec<Record>, QueryError> {
     let journal = mount.journal.as_ref().ok_or(QueryError::NoJournal)?;
-    let outcome = match non_empty(query.outcome.as_ref()) {
-        Some(name) => Some(
+    let outcome = non_empty(query.outcome.as_ref())
+        .map(|name| {
             Outcome::parse(&name)
-                .ok_or_else(|| QueryError::Invalid(format!("unknown outcome {name:?}")))?,
-        ),
-        None => None,
-    };
+                .ok_or_else(|| QueryError::Invalid(format!("unknown outcome {name:?}")))
+        })
+        .transpose()?;
     let since: Option<i64> = number("since", query.since.as_ref())?;
-    let limit: Option<usize> = number("limit", query.limit.as_ref())?;
     let search = Search {
         prediction_id: non_empty(query.prediction.as_ref()),
         model: non_empty(query.model.as_ref()),
@@ -98,7 +103,7 @@ pub(crate) async fn deliveries(
             .map(|minutes| crate::journal::now_ms() - minutes.saturating_mul(60_000)),
         until_ms: None,
         webhook_id_prefix: None,
-        limit: limit.unwrap_or(100).clamp(1, 1000),
+        limit: limit(query.limit.as_ref())?,
     };
     Ok(journal.search(&search).await?)
 }
@@ -191,9 +196,7 @@ pub(crate) async fn jobs(mount: &Mount, query: &JobQuery) -> Result<Vec<Job>, Qu
             state,
             model: non_empty(query.model.as_ref()),
             prediction_id: non_empty(query.prediction.as_ref()),
-            limit: number::<usize>("limit", query.limit.as_ref())?
-                .unwrap_or(100)
-                .clamp(1, 1000),
+            limit: limit(query.limit.as_ref())?,
         })
         .await?;
     Ok(match wanted.as_deref() {

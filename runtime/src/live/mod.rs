@@ -51,8 +51,9 @@ pub const ENV_LIVE: &str = "REPLICATE_WEBHOOK_LIVE";
 /// The path under which the channel is mounted by default: `/live/predictions/{id}/events`.
 pub const DEFAULT_PATH: &str = "/live";
 
-/// How the live channel behaves: where it is mounted, its token lifetime and its bounds.
-#[derive(Clone)]
+/// How the live channel behaves: where it is mounted, its token lifetime and its bounds. Its
+/// `Debug` hides the token key (see [`TokenKey`]).
+#[derive(Clone, Debug)]
 pub struct LiveOptions {
     pub(crate) path: String,
     pub(crate) token_ttl: Duration,
@@ -72,21 +73,6 @@ pub(crate) struct Bounds {
     pub(crate) retention: Duration,
     pub(crate) subscriber_buffer: usize,
     pub(crate) max_predictions: usize,
-}
-
-impl fmt::Debug for LiveOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LiveOptions")
-            .field("path", &self.path)
-            .field("token_ttl", &self.token_ttl)
-            .field("token_key", &self.token_key.as_ref().map(|_| "<redacted>"))
-            .field("heartbeat", &self.heartbeat)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("max_subscribers", &self.max_subscribers)
-            .field("store_timeout", &self.store_timeout)
-            .field("bounds", &self.bounds)
-            .finish()
-    }
 }
 
 impl Default for LiveOptions {
