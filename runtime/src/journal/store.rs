@@ -31,39 +31,22 @@ pub(crate) fn open(url: &StoreUrl) -> Result<Arc<dyn JournalStore>, StoreUrlErro
     let opened: Arc<dyn JournalStore> = match url {
         StoreUrl::Memory => Arc::new(super::memory::MemoryJournal::default()),
         #[cfg(feature = "sqlite")]
-        StoreUrl::Sqlite(path) => {
-            Arc::new(super::sqlite::SqliteJournal::open(path).map_err(|e| open_error(url, &e))?)
-        }
+        StoreUrl::Sqlite(path) => Arc::new(
+            super::sqlite::SqliteJournal::open(path).map_err(|e| StoreUrlError::open(url, &e))?,
+        ),
         #[cfg(feature = "redis")]
-        StoreUrl::Redis(text) => {
-            Arc::new(super::redis::RedisJournal::new(text).map_err(|e| open_error(url, &e))?)
-        }
+        StoreUrl::Redis(text) => Arc::new(
+            super::redis::RedisJournal::new(text).map_err(|e| StoreUrlError::open(url, &e))?,
+        ),
         #[cfg(feature = "postgres")]
-        StoreUrl::Postgres(text) => {
-            Arc::new(super::postgres::PostgresJournal::new(text).map_err(|e| open_error(url, &e))?)
-        }
+        StoreUrl::Postgres(text) => Arc::new(
+            super::postgres::PostgresJournal::new(text)
+                .map_err(|e| StoreUrlError::open(url, &e))?,
+        ),
         #[allow(unreachable_patterns)]
-        other => {
-            let feature = match other {
-                StoreUrl::Sqlite(_) => "sqlite",
-                StoreUrl::Redis(_) => "redis",
-                _ => "postgres",
-            };
-            return Err(StoreUrlError::FeatureMissing {
-                url: url.redacted(),
-                feature,
-            });
-        }
+        _ => return Err(StoreUrlError::feature_missing(url)),
     };
     Ok(opened)
-}
-
-#[allow(dead_code)] // used by the engines behind features
-fn open_error(url: &StoreUrl, e: &StoreError) -> StoreUrlError {
-    StoreUrlError::Open {
-        url: url.redacted(),
-        reason: e.to_string(),
-    }
 }
 
 /// The one table every SQL engine uses (`SQLite` and `PostgreSQL` spell `id` differently).
