@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::{Stream, StreamExt as _};
@@ -94,13 +94,10 @@ where
     S: Stream<Item = Event> + Unpin + 'static,
 {
     HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        ))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         // nginx buffers responses by default, which would hold events back.
-        .insert_header(("x-accel-buffering", HeaderValue::from_static("no")))
+        .insert_header(("x-accel-buffering", "no"))
         .streaming(with_heartbeat(events, heartbeat).map(Ok::<_, std::convert::Infallible>))
 }
 

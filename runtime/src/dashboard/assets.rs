@@ -1,6 +1,5 @@
 //! The stylesheet and the script, embedded in the binary.
 
-use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
 const CSS: &str = include_str!("assets/dashboard.css");
@@ -12,7 +11,5 @@ pub(crate) async fn serve(name: web::Path<String>) -> HttpResponse {
         "dashboard.js" => (JS, "text/javascript; charset=utf-8"),
         _ => return HttpResponse::NotFound().finish(),
     };
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, content_type))
-        .body(body)
+    HttpResponse::Ok().content_type(content_type).body(body)
 }

@@ -27,7 +27,7 @@ fn login_page(mount: &Mount, status: StatusCode, error: Option<&str>) -> HttpRes
 
 fn html(status: StatusCode, markup: maud::Markup) -> HttpResponse {
     HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .content_type("text/html; charset=utf-8")
         .body(markup.into_string())
 }
 

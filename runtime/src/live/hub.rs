@@ -39,16 +39,6 @@ struct Channel {
 const SWEEP_EVERY: usize = 256;
 
 impl Channel {
-    fn new(buffer: usize) -> Self {
-        Self {
-            state: State::default(),
-            ring: VecDeque::new(),
-            ring_bytes: 0,
-            tx: broadcast::channel(buffer.max(1)).0,
-            touched: Instant::now(),
-        }
-    }
-
     fn push(&mut self, event: LiveEvent, bounds: &Bounds) {
         self.ring_bytes += event.data.len();
         self.ring.push_back(event.clone());
@@ -165,9 +155,13 @@ impl Hub {
 impl Channels {
     /// The channel of `id`, made empty if it had none.
     fn entry(&mut self, id: &str, bounds: &Bounds) -> &mut Channel {
-        self.by_id
-            .entry(id.to_owned())
-            .or_insert_with(|| Channel::new(bounds.subscriber_buffer))
+        self.by_id.entry(id.to_owned()).or_insert_with(|| Channel {
+            state: State::default(),
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            tx: broadcast::channel(bounds.subscriber_buffer.max(1)).0,
+            touched: Instant::now(),
+        })
     }
 
     /// Drops channels nobody listens to whose last change is older than the retention.
