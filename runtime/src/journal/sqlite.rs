@@ -58,27 +58,25 @@ impl JournalStore for SqliteJournal {
     async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
         self.file
             .write(NAME, move |conn| {
-                {
-                    let mut insert = conn.prepare_cached(&format!(
-                        "INSERT INTO replicate_webhook_journal ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                    ))?;
-                    for row in &rows {
-                        insert.execute(rusqlite::params![
-                            row.received_ms,
-                            row.webhook_id,
-                            row.prediction_id,
-                            row.model,
-                            row.event,
-                            row.status,
-                            row.http_status,
-                            row.outcome.as_str(),
-                            row.detail,
-                            row.duration_us,
-                            row.body,
-                            row.tenant,
-                        ])?;
-                    }
+                let mut insert = conn.prepare_cached(&format!(
+                    "INSERT INTO replicate_webhook_journal ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ))?;
+                for row in &rows {
+                    insert.execute(rusqlite::params![
+                        row.received_ms,
+                        row.webhook_id,
+                        row.prediction_id,
+                        row.model,
+                        row.event,
+                        row.status,
+                        row.http_status,
+                        row.outcome.as_str(),
+                        row.detail,
+                        row.duration_us,
+                        row.body,
+                        row.tenant,
+                    ])?;
                 }
                 Ok(())
             })
