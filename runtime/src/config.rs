@@ -135,10 +135,12 @@ pub enum ConfigError {
 }
 
 impl WebhookConfig {
-    /// Called by every setter: a changed configuration is another receiver, so a clone changed
-    /// after its original was mounted builds its own instead of sharing the original's.
-    fn changed(&mut self) {
+    /// Every setter goes through here: a changed configuration is another receiver, so a clone
+    /// changed after its original was mounted builds its own instead of sharing the original's.
+    fn changed(mut self, change: impl FnOnce(&mut Self)) -> Self {
         self.identity = Arc::default();
+        change(&mut self);
+        self
     }
 
     /// The default body limit: 8 MiB (bodies carry the whole input and cumulative logs).
@@ -281,10 +283,8 @@ impl WebhookConfig {
     #[cfg(feature = "client")]
     #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     #[must_use]
-    pub fn reconcile(mut self, reconcile: crate::reconcile::Reconcile) -> Self {
-        self.changed();
-        self.reconcile = Some(reconcile);
-        self
+    pub fn reconcile(self, reconcile: crate::reconcile::Reconcile) -> Self {
+        self.changed(|c| c.reconcile = Some(reconcile))
     }
 
     /// `client`, with every prediction it creates watched by this receiver's reconciler (a
@@ -315,28 +315,22 @@ impl WebhookConfig {
     /// Journals every verified request the receiver answers (see [`crate::journal`]): in the
     /// dedupe store's database unless `options.store` names another.
     #[must_use]
-    pub fn journal(mut self, options: JournalOptions) -> Self {
-        self.changed();
-        self.journal = Some(options);
-        self
+    pub fn journal(self, options: JournalOptions) -> Self {
+        self.changed(|c| c.journal = Some(options))
     }
 
     /// Mounts the operator's dashboard and its JSON API (see [`crate::dashboard`]); turns the
     /// journal on with its defaults unless [`WebhookConfig::journal`] set it.
     #[cfg(feature = "dashboard")]
     #[must_use]
-    pub fn dashboard(mut self, dashboard: crate::dashboard::Dashboard) -> Self {
-        self.changed();
-        self.dashboard = Some(dashboard);
-        self
+    pub fn dashboard(self, dashboard: crate::dashboard::Dashboard) -> Self {
+        self.changed(|c| c.dashboard = Some(dashboard))
     }
 
     /// When the expected-delivery monitor alerts (see [`crate::monitor`]).
     #[must_use]
-    pub fn monitor(mut self, options: MonitorOptions) -> Self {
-        self.changed();
-        self.monitor = Monitor::new(options);
-        self
+    pub fn monitor(self, options: MonitorOptions) -> Self {
+        self.changed(|c| c.monitor = Monitor::new(options))
     }
 
     /// The journal's options, when the journal is on.
@@ -358,39 +352,31 @@ impl WebhookConfig {
     /// [`Module::inbox`]): their deliveries are stored there and answered at once, and workers
     /// run the handlers (see [`crate::inbox`]).
     #[must_use]
-    pub fn inbox(mut self, inbox: Inbox) -> Self {
-        self.changed();
-        self.inbox = Some(inbox);
-        self
+    pub fn inbox(self, inbox: Inbox) -> Self {
+        self.changed(|c| c.inbox = Some(inbox))
     }
 
     /// Runs every module in inbox mode, not only those that ask for it (what
     /// `REPLICATE_WEBHOOK_INBOX` does).
     #[must_use]
-    pub fn inbox_every_module(mut self, on: bool) -> Self {
-        self.changed();
-        self.inbox_every_module = on;
-        self
+    pub fn inbox_every_module(self, on: bool) -> Self {
+        self.changed(|c| c.inbox_every_module = on)
     }
 
     /// How workers run jobs: retries, timeouts, concurrency, whether one runs in this process.
     #[must_use]
-    pub fn inbox_options(mut self, options: InboxOptions) -> Self {
-        self.changed();
-        self.inbox_options = options;
-        self
+    pub fn inbox_options(self, options: InboxOptions) -> Self {
+        self.changed(|c| c.inbox_options = options)
     }
 
     /// App data for handlers run by inbox workers, such as the `web::Data<Db>` the app
     /// registers: a worker has no app of its own, so give it what the handlers extract.
     #[must_use]
-    pub fn worker_data<T: Clone + Send + Sync + 'static>(mut self, data: T) -> Self {
-        self.changed();
-        self.worker_data
-            .push(Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
-                cfg.app_data(data.clone());
-            }));
-        self
+    pub fn worker_data<T: Clone + Send + Sync + 'static>(self, data: T) -> Self {
+        let add: DataFn = Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.app_data(data.clone());
+        });
+        self.changed(|c| c.worker_data.push(add))
     }
 
     /// Accepts the webhooks of self-hosted Cog containers that send `Authorization: Bearer
@@ -400,10 +386,8 @@ impl WebhookConfig {
     ///
     /// The token is compared in constant time and never logged or shown by `Debug`.
     #[must_use]
-    pub fn cog_token(mut self, token: CogToken) -> Self {
-        self.changed();
-        self.cog_token = Some(token);
-        self
+    pub fn cog_token(self, token: CogToken) -> Self {
+        self.changed(|c| c.cog_token = Some(token))
     }
 
     /// Receives for many Replicate accounts: a delivery naming a tenant (by path or query, as
@@ -411,10 +395,8 @@ impl WebhookConfig {
     /// tenant's namespace. An unknown tenant gets 404 before any store or API call; a delivery
     /// naming none is verified with this configuration's own secrets, as before.
     #[must_use]
-    pub fn tenants(mut self, tenants: Tenants) -> Self {
-        self.changed();
-        self.tenants = Some(tenants);
-        self
+    pub fn tenants(self, tenants: Tenants) -> Self {
+        self.changed(|c| c.tenants = Some(tenants))
     }
 
     /// Turns the live channel on (see [`crate::live`]): `configure()` mounts its events route,
@@ -425,19 +407,16 @@ impl WebhookConfig {
     /// Call it after [`WebhookConfig::store_url`]: with a Redis or PostgreSQL store the channel
     /// goes through it, so every instance serves every subscriber; with the memory and SQLite
     /// stores it lives in this process. A store URL that cannot be used is an error.
-    pub fn live(
-        mut self,
-        options: crate::live::LiveOptions,
-    ) -> Result<Self, crate::live::LiveError> {
-        self.changed();
+    pub fn live(self, options: crate::live::LiveOptions) -> Result<Self, crate::live::LiveError> {
         let live = crate::live::Live::new(
             options,
             self.verifier.signing_secret(),
             self.store_url.as_ref(),
         )?;
-        self.live = Some(live.clone());
         // Handlers run by inbox workers take `Live` as an argument too.
-        Ok(self.worker_data(live))
+        Ok(self
+            .changed(|c| c.live = Some(live.clone()))
+            .worker_data(live))
     }
 
     /// The live channel, when [`WebhookConfig::live`] turned it on: to mint tokens, publish the
@@ -447,12 +426,13 @@ impl WebhookConfig {
     }
 
     /// Opens the store `url` names and uses it (see [`dedupe::open`]).
-    pub fn store_url(mut self, url: &StoreUrl) -> Result<Self, StoreUrlError> {
-        self.changed();
-        self.store = dedupe::open(url)?;
-        self.store_name = url.redacted();
-        self.store_url = Some(url.clone());
-        Ok(self)
+    pub fn store_url(self, url: &StoreUrl) -> Result<Self, StoreUrlError> {
+        let store = dedupe::open(url)?;
+        Ok(self.changed(|c| {
+            c.store = store;
+            c.store_name = url.redacted();
+            c.store_url = Some(url.clone());
+        }))
     }
 
     /// The dedupe store, shown in logs as the URL with its password hidden.
@@ -462,53 +442,41 @@ impl WebhookConfig {
 
     /// The accepted clock difference for `webhook-timestamp` (default 300 s, both directions).
     #[must_use]
-    pub fn tolerance(mut self, tolerance: Duration) -> Self {
-        self.changed();
-        self.verifier = self.verifier.tolerance(tolerance);
-        self
+    pub fn tolerance(self, tolerance: Duration) -> Self {
+        self.changed(|c| c.verifier = c.verifier.clone().tolerance(tolerance))
     }
 
     /// The largest accepted body, in bytes (default 8 MiB). Larger bodies get 413.
     #[must_use]
-    pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.changed();
-        self.body_limit = bytes;
-        self
+    pub fn body_limit(self, bytes: usize) -> Self {
+        self.changed(|c| c.body_limit = bytes)
     }
 
     /// The longest a body may take to arrive after the headers (default 30 s); slower gets 408.
     #[must_use]
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.changed();
-        self.read_timeout = timeout;
-        self
+    pub fn read_timeout(self, timeout: Duration) -> Self {
+        self.changed(|c| c.read_timeout = timeout)
     }
 
     /// The longest a body may pause between two chunks (default 5 s); longer gets 408.
     #[must_use]
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.changed();
-        self.idle_timeout = timeout;
-        self
+    pub fn idle_timeout(self, timeout: Duration) -> Self {
+        self.changed(|c| c.idle_timeout = timeout)
     }
 
     /// Bytes of bodies not yet verified that the receiver holds at once over every connection
     /// (default 64 MiB). Past it, new bodies get 503 until others are verified or refused, so
     /// unauthenticated clients cannot make the receiver hold more.
     #[must_use]
-    pub fn unverified_limit(mut self, bytes: usize) -> Self {
-        self.changed();
-        self.unverified_limit = bytes;
-        self
+    pub fn unverified_limit(self, bytes: usize) -> Self {
+        self.changed(|c| c.unverified_limit = bytes)
     }
 
     /// How long a handler may run before it is cancelled, its claim released and 500 answered
     /// so Replicate retries (default: the lease, past which a retry could run it again).
     #[must_use]
-    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
-        self.changed();
-        self.handler_timeout = Some(timeout);
-        self
+    pub fn handler_timeout(self, timeout: Duration) -> Self {
+        self.changed(|c| c.handler_timeout = Some(timeout))
     }
 
     /// The dedupe store (default: [`MemoryStore`]).
@@ -519,46 +487,38 @@ impl WebhookConfig {
 
     /// The dedupe store, shared with other code.
     #[must_use]
-    pub fn shared_store(mut self, store: Arc<dyn DedupeStore>) -> Self {
-        self.changed();
-        self.store = store;
-        "custom".clone_into(&mut self.store_name);
-        self.store_url = None;
-        self
+    pub fn shared_store(self, store: Arc<dyn DedupeStore>) -> Self {
+        self.changed(|c| {
+            c.store = store;
+            "custom".clone_into(&mut c.store_name);
+            c.store_url = None;
+        })
     }
 
     /// How long a `webhook-id` is remembered (default 24 h).
     #[must_use]
-    pub fn webhook_ttl(mut self, ttl: Duration) -> Self {
-        self.changed();
-        self.policy.webhook_ttl = ttl;
-        self
+    pub fn webhook_ttl(self, ttl: Duration) -> Self {
+        self.changed(|c| c.policy.webhook_ttl = ttl)
     }
 
     /// How long a prediction's terminal status is remembered (default 7 days).
     #[must_use]
-    pub fn terminal_ttl(mut self, ttl: Duration) -> Self {
-        self.changed();
-        self.policy.terminal_ttl = ttl;
-        self
+    pub fn terminal_ttl(self, ttl: Duration) -> Self {
+        self.changed(|c| c.policy.terminal_ttl = ttl)
     }
 
     /// How long a running handler keeps its claim (default 30 s). A handler that runs longer
     /// may be run again by a retry: answer fast and do slow work elsewhere.
     #[must_use]
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.changed();
-        self.policy.lease = lease;
-        self
+    pub fn lease(self, lease: Duration) -> Self {
+        self.changed(|c| c.policy.lease = lease)
     }
 
     /// The longest one store call may take (default 2 s); past it the delivery gets 503 and
     /// Replicate retries it.
     #[must_use]
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.changed();
-        self.policy.timeout = timeout;
-        self
+    pub fn store_timeout(self, timeout: Duration) -> Self {
+        self.changed(|c| c.policy.timeout = timeout)
     }
 
     /// Whether the request's query string must equal the one in the signed body's `webhook` URL
@@ -566,26 +526,20 @@ impl WebhookConfig {
     /// authentic as the body: a mismatch gets 401. On by default; a body without a `webhook`
     /// field is not checked, and its handlers get no [`crate::SignedQuery`].
     #[must_use]
-    pub fn require_signed_query(mut self, on: bool) -> Self {
-        self.changed();
-        self.signed_query = on;
-        self
+    pub fn require_signed_query(self, on: bool) -> Self {
+        self.changed(|c| c.signed_query = on)
     }
 
     /// Adds a module built in code, beside those registered with the attribute.
     #[must_use]
-    pub fn module(mut self, module: Module) -> Self {
-        self.changed();
-        self.modules.push(module);
-        self
+    pub fn module(self, module: Module) -> Self {
+        self.changed(|c| c.modules.push(module))
     }
 
     /// Whether modules registered with `#[replicate_webhook]` are mounted (default true).
     #[must_use]
-    pub fn collect_registered(mut self, on: bool) -> Self {
-        self.changed();
-        self.collect_registered = on;
-        self
+    pub fn collect_registered(self, on: bool) -> Self {
+        self.changed(|c| c.collect_registered = on)
     }
 
     /// The default timestamp tolerance.
