@@ -196,7 +196,6 @@ fn log_route(path: &str, route: &Route) {
         .values()
         .flatten()
         .map(|(_, m)| m)
-        .chain(route.any.values())
         .chain(&route.cog)
     {
         let handlers: Vec<_> = module.handlers.keys().map(|k| k.fn_name()).collect();

@@ -373,9 +373,9 @@ pub enum SetupError {
 /// The modules of one path, routed by the body's kind and `model`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Route {
-    /// By kind, then model: a lookup by `&str` needs no owned key.
+    /// By kind, then model ([`ANY_MODEL`] for the catch-all): a lookup by `&str` needs no owned
+    /// key.
     pub(crate) by_model: BTreeMap<BodyKind, BTreeMap<String, Module>>,
-    pub(crate) any: BTreeMap<BodyKind, Module>,
     /// The module taking Cog deliveries to this path.
     pub(crate) cog: Option<Module>,
 }
@@ -392,10 +392,8 @@ impl Route {
         if *sender == Sender::Cog {
             return self.cog.as_ref();
         }
-        self.by_model
-            .get(&kind)
-            .and_then(|models| models.get(model))
-            .or_else(|| self.any.get(&kind))
+        let models = self.by_model.get(&kind)?;
+        models.get(model).or_else(|| models.get(ANY_MODEL))
     }
 }
 
@@ -430,26 +428,11 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
             route.cog = Some(module);
             continue;
         }
-        let existing = if module.model == ANY_MODEL {
-            route.any.get(&module.kind)
-        } else {
-            route
-                .by_model
-                .get(&module.kind)
-                .and_then(|models| models.get(&module.model))
-        };
-        if let Some(existing) = existing {
+        let models = route.by_model.entry(module.kind).or_default();
+        if let Some(existing) = models.get(&module.model) {
             return Err(duplicate(existing, &module));
         }
-        if module.model == ANY_MODEL {
-            route.any.insert(module.kind, module);
-        } else {
-            route
-                .by_model
-                .entry(module.kind)
-                .or_default()
-                .insert(module.model.clone(), module);
-        }
+        models.insert(module.model.clone(), module);
     }
     Ok(routes)
 }
