@@ -18,62 +18,51 @@ mod wire;
         serialize = "O: Serialize, I: Serialize",
         deserialize = "O: Deserialize<'de>, I: serde::de::DeserializeOwned"
     ),
+    // Decoded as `wire::Prediction`, which says what each missing field stands for.
     try_from = "wire::Prediction<O, I>"
 )]
 pub struct Prediction<O = serde_json::Value, I = serde_json::Value> {
     /// The prediction id, e.g. `gm3qorzdhgbfurvjtvhg6dckhu`.
     pub id: String,
     /// `owner/name` of the model. Empty when the body omits it (old docs examples do).
-    #[serde(default)]
     pub model: String,
     /// The 64-hex version id, or `"hidden"` for official models.
-    #[serde(default)]
     pub version: String,
     /// The lifecycle status.
     pub status: Status,
     /// The input the prediction was created with.
     pub input: I,
     /// The output so far: `None` until the model produced some, and after data removal.
-    #[serde(default = "none")]
     pub output: Option<O>,
     /// The error message of a failed prediction.
-    #[serde(default, deserialize_with = "lenient_error")]
     pub error: Option<String>,
     /// Cumulative log text.
-    #[serde(default)]
     pub logs: Option<String>,
     /// Timing and usage figures.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub metrics: Metrics,
     /// API links for this prediction.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub urls: Urls,
     /// When the prediction was created.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub created_at: Option<OffsetDateTime>,
     /// When the model started running.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
     /// When the model finished and all outputs were uploaded.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
     /// When the prediction is canceled automatically (set with `Cancel-After`).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub deadline: Option<OffsetDateTime>,
     /// Whether input and output were deleted (after an hour, for API predictions).
-    #[serde(default)]
     pub data_removed: bool,
     /// `"api"` or `"web"`.
-    #[serde(default)]
     pub source: Option<String>,
     /// The deployment that created the prediction, if any.
-    #[serde(default)]
     pub deployment: Option<String>,
     /// The webhook URL, echoed as given (query string included).
-    #[serde(default)]
     pub webhook: Option<String>,
     /// The events the prediction was created to deliver.
-    #[serde(default)]
     pub webhook_events_filter: Option<Vec<Event>>,
 }
 
