@@ -102,14 +102,12 @@ pub(crate) struct Reservation {
 
 impl Reservation {
     fn grow(&mut self, budget: &Budget, bytes: usize) -> bool {
-        match budget.take(bytes) {
-            Some(mut more) => {
-                // The bytes move into this reservation; `more` must not return them on drop.
-                self.bytes += std::mem::take(&mut more.bytes);
-                true
-            }
-            None => false,
-        }
+        let Some(mut more) = budget.take(bytes) else {
+            return false;
+        };
+        // The bytes move into this reservation; `more` must not return them on drop.
+        self.bytes += std::mem::take(&mut more.bytes);
+        true
     }
 }
 

@@ -263,16 +263,13 @@ impl WebhookConfig {
         if let Some(reconcile) = crate::reconcile::Reconcile::from_env()? {
             config = config.reconcile(reconcile);
         }
+        #[cfg(feature = "dashboard")]
         if let Some(token) = setting(ENV_DASHBOARD_TOKEN) {
-            #[cfg(feature = "dashboard")]
-            {
-                config = config.dashboard(crate::dashboard::Dashboard::new(token));
-            }
-            #[cfg(not(feature = "dashboard"))]
-            {
-                drop(token);
-                return Err(ConfigError::DashboardFeatureMissing);
-            }
+            config = config.dashboard(crate::dashboard::Dashboard::new(token));
+        }
+        #[cfg(not(feature = "dashboard"))]
+        if setting(ENV_DASHBOARD_TOKEN).is_some() {
+            return Err(ConfigError::DashboardFeatureMissing);
         }
         Ok(config)
     }

@@ -316,12 +316,11 @@ pub(crate) async fn run(
     timeout: Duration,
 ) -> Outcome {
     let attempt = async {
-        match catch(handler, call.clone()).await {
-            Outcome::Decode(e) if on_decode_error.is_some() => {
-                let hook = on_decode_error.expect("checked above");
+        match (catch(handler, call.clone()).await, on_decode_error) {
+            (Outcome::Decode(e), Some(hook)) => {
                 catch(hook, call.with_decode_error(e.message().to_owned())).await
             }
-            outcome => outcome,
+            (outcome, _) => outcome,
         }
     };
     tokio::time::timeout(timeout, attempt)

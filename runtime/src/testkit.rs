@@ -84,15 +84,13 @@ impl TestDelivery {
     /// Signed ten minutes ago: refused as stale.
     #[must_use]
     pub fn stale(self) -> Self {
-        let at = signature::unix_now() - 600;
-        self.timestamp(at)
+        self.timestamp(signature::unix_now() - 600)
     }
 
     /// Signed ten minutes in the future: refused.
     #[must_use]
     pub fn future(self) -> Self {
-        let at = signature::unix_now() + 600;
-        self.timestamp(at)
+        self.timestamp(signature::unix_now() + 600)
     }
 
     /// The body bytes.

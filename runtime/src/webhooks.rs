@@ -129,10 +129,7 @@ fn mount(receiver: &Arc<Receiver>, cfg: &mut web::ServiceConfig) {
 /// Panics with a message that explains the fix when no handler is registered or two modules
 /// claim the same model on one path; see [`try_configure`] for a `Result`.
 pub fn configure(config: WebhookConfig) -> impl FnOnce(&mut web::ServiceConfig) {
-    match try_configure(config) {
-        Ok(f) => f,
-        Err(e) => panic!("replicate-webhook: {e}"),
-    }
+    try_configure(config).unwrap_or_else(|e| panic!("replicate-webhook: {e}"))
 }
 
 /// Like [`configure`], but returns set-up errors instead of panicking.
