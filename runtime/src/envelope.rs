@@ -139,22 +139,20 @@ impl<'a> Envelope<'a> {
 
     /// The decoded prediction, for the handler; `None` for a lenient body (or once taken).
     pub fn take_decoded(&mut self) -> Option<Box<Decoded>> {
-        match self {
-            Self::Decoded(_) => {
-                let lenient = Self::Lenient(Lenient {
-                    id: Cow::Owned(self.id().to_owned()),
-                    model: Cow::Borrowed(""),
-                    status: self.status().clone(),
-                    output: None,
-                    logs: None,
-                    webhook: None,
-                    urls: None,
-                });
-                match std::mem::replace(self, lenient) {
-                    Self::Decoded(decoded) => Some(decoded),
-                    Self::Lenient(_) => None,
-                }
-            }
+        let Self::Decoded(decoded) = self else {
+            return None;
+        };
+        let lenient = Self::Lenient(Lenient {
+            id: Cow::Owned(decoded.id.clone()),
+            model: Cow::Borrowed(""),
+            status: decoded.status.clone(),
+            output: None,
+            logs: None,
+            webhook: None,
+            urls: None,
+        });
+        match std::mem::replace(self, lenient) {
+            Self::Decoded(decoded) => Some(decoded),
             Self::Lenient(_) => None,
         }
     }

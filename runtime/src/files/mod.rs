@@ -312,23 +312,15 @@ impl Fetcher {
     }
 
     fn check_type(&self, url: &Url, got: Option<&str>) -> Result<(), FileError> {
-        if self.content_types.is_empty() {
+        let got = got.unwrap_or_default().to_ascii_lowercase();
+        if self.content_types.is_empty() || self.content_types.iter().any(|t| got.starts_with(t)) {
             return Ok(());
         }
-        let got = got.unwrap_or_default().to_ascii_lowercase();
-        if self
-            .content_types
-            .iter()
-            .any(|t| got.starts_with(t.as_str()))
-        {
-            Ok(())
-        } else {
-            Err(FileError::ContentType {
-                url: shown(url),
-                got,
-                expected: self.content_types.clone(),
-            })
-        }
+        Err(FileError::ContentType {
+            url: shown(url),
+            got,
+            expected: self.content_types.clone(),
+        })
     }
 
     fn http_error(url: &Url, e: reqwest::Error) -> FileError {
