@@ -39,6 +39,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use url::Url;
 
+use crate::backoff::Backoff;
 pub use allow::AllowList;
 pub use error::FileError;
 pub use urls::urls;
@@ -83,7 +84,7 @@ pub struct Fetcher {
     max_bytes: u64,
     timeout: Duration,
     retries: u32,
-    backoff: Duration,
+    backoff: Backoff,
     content_types: Vec<String>,
 }
 
@@ -110,7 +111,7 @@ impl Fetcher {
             max_bytes: 100 * 1024 * 1024,
             timeout: Duration::from_mins(1),
             retries: 3,
-            backoff: Duration::from_millis(500),
+            backoff: Backoff::new(Duration::from_millis(500), Duration::MAX),
             content_types: Vec::new(),
         };
         fetcher.rebuild();
@@ -157,7 +158,7 @@ impl Fetcher {
     #[must_use]
     pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
         self.retries = retries;
-        self.backoff = backoff;
+        self.backoff = Backoff::new(backoff, Duration::MAX);
         self
     }
 
@@ -244,7 +245,6 @@ impl Fetcher {
 
     /// The response to GET `url`, after retries on 5xx, 429 and connection failures.
     async fn send(&self, url: &Url) -> Result<reqwest::Response, FileError> {
-        let mut delay = self.backoff;
         let mut attempt = 0;
         loop {
             let error = match self.http.get(url.clone()).send().await {
@@ -259,9 +259,8 @@ impl Fetcher {
             if !again || attempt >= self.retries {
                 return Err(error);
             }
+            tokio::time::sleep(self.backoff.delay(attempt)).await;
             attempt += 1;
-            tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2);
         }
     }
 
