@@ -23,8 +23,12 @@ const CONCURRENT: usize = 64;
 
 static KEY: AtomicU64 = AtomicU64::new(0);
 
+/// A key no earlier call used, at a random-looking place among the others as real keys are
+/// (Replicate's ids are random; consecutive keys would flatter the B-tree stores): a
+/// multiplication by an odd number is a bijection, so keys stay distinct.
 fn fresh_key(run: &str) -> String {
-    format!("bench:{run}:{}", KEY.fetch_add(1, Ordering::Relaxed))
+    let n = KEY.fetch_add(1, Ordering::Relaxed);
+    format!("bench:{run}:{:016x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 async fn claim_complete(store: &dyn DedupeStore, run: &str) {
