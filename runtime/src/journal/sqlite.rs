@@ -12,7 +12,11 @@ use crate::migrate::{Migrations, Step};
 
 const MIGRATIONS: Migrations = Migrations {
     part: "journal",
-    steps: &[Step::Sql(TABLE), super::store::TENANT_COLUMN],
+    steps: &[
+        Step::Sql(TABLE),
+        super::store::TENANT_COLUMN,
+        super::store::NO_PREDICTION_INDEX,
+    ],
 };
 
 /// The table as the first release made it.
