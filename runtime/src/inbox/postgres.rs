@@ -137,12 +137,9 @@ impl Claims for JobClaims<'_> {
     }
 
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let asked = [(key.to_owned(), self.token.clone(), millis(lease))];
-        let claim = keys::claim(self.client, &asked)
+        let claim = keys::claim_one(self.client, key, self.token, millis(lease))
             .await
-            .pg()?
-            .pop()
-            .ok_or_else(|| StoreError::new("postgres inbox: a claim went unanswered"))?;
+            .pg()?;
         if !matches!(claim, Claim::InFlight { .. }) {
             return Ok(claim);
         }
@@ -156,20 +153,17 @@ impl Claims for JobClaims<'_> {
         token: &ClaimToken,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        keys::complete(self.client, &[(key.to_owned(), token.clone(), millis(ttl))])
+        keys::complete_one(self.client, key, token, millis(ttl))
             .await
             .pg()
     }
 
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
-        keys::release(self.client, &[(key.to_owned(), token.clone())])
-            .await
-            .pg()
+        keys::release_one(self.client, key, token).await.pg()
     }
 
     async fn is_done(&self, key: &str) -> Result<bool, StoreError> {
-        let done = keys::is_done(self.client, &[key.to_owned()]).await.pg()?;
-        Ok(done == [true])
+        keys::is_done_one(self.client, key).await.pg()
     }
 }
 
@@ -180,9 +174,7 @@ async fn complete_key(
     ttls: Ttls,
 ) -> Result<(), StoreError> {
     let (key, token, ttl) = lease.held(ttls);
-    keys::complete(tx, &[(key.to_owned(), token.clone(), millis(ttl))])
-        .await
-        .pg()
+    keys::complete_one(tx, key, token, millis(ttl)).await.pg()
 }
 
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
