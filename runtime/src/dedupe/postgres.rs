@@ -335,9 +335,10 @@ impl PostgresStore {
     }
 }
 
-/// The key statements, each over arrays of keys, on a client or inside the caller's transaction:
-/// the store runs each for a batch of concurrent calls, the inbox for one delivery in the
-/// transaction that stores its job, so several deliveries' statements can be pipelined into one.
+/// The key statements, on a client or inside the caller's transaction: over arrays of keys, which
+/// the store runs for a batch of concurrent calls; and for one key (`*_one`), which the inbox
+/// runs for one delivery in the transaction that stores its job, so that several deliveries'
+/// statements are pipelined into one transaction.
 pub(crate) mod keys {
     use deadpool_postgres::GenericClient;
     use tokio_postgres::Error;
