@@ -255,23 +255,19 @@ impl Client {
         &self,
         id: &str,
     ) -> Result<Prediction<O, I>, ClientError> {
-        let url = self.url(&format!("predictions/{}", segment(id)?))?;
-        self.send(Method::GET, url, HeaderMap::new(), None, true)
-            .await
+        let path = format!("predictions/{}", segment(id)?);
+        self.call(Method::GET, &path).await
     }
 
     /// `POST /predictions/{id}/cancel`.
     pub async fn cancel(&self, id: &str) -> Result<Prediction, ClientError> {
-        let url = self.url(&format!("predictions/{}/cancel", segment(id)?))?;
-        self.send(Method::POST, url, HeaderMap::new(), None, true)
-            .await
+        let path = format!("predictions/{}/cancel", segment(id)?);
+        self.call(Method::POST, &path).await
     }
 
     /// The first page of `GET /predictions` (newest first).
     pub async fn list(&self) -> Result<Page<Prediction>, ClientError> {
-        let url = self.url("predictions")?;
-        self.send(Method::GET, url, HeaderMap::new(), None, true)
-            .await
+        self.call(Method::GET, "predictions").await
     }
 
     /// The page at `next` (or `previous`) of an earlier page. Only URLs on the API's own origin
@@ -293,14 +289,10 @@ impl Client {
     pub async fn list_all(&self, max_pages: usize) -> Result<Vec<Prediction>, ClientError> {
         let mut page = self.list().await?;
         let mut all = std::mem::take(&mut page.results);
-        let mut pages = 1;
-        while let Some(next) = page.next.take() {
-            if pages >= max_pages {
-                break;
-            }
+        for _ in 1..max_pages {
+            let Some(next) = page.next.take() else { break };
             page = self.list_page(&next).await?;
             all.append(&mut page.results);
-            pages += 1;
         }
         Ok(all)
     }
@@ -311,10 +303,7 @@ impl Client {
         struct Key {
             key: Option<String>,
         }
-        let url = self.url("webhooks/default/secret")?;
-        let key: Key = self
-            .send(Method::GET, url, HeaderMap::new(), None, true)
-            .await?;
+        let key: Key = self.call(Method::GET, "webhooks/default/secret").await?;
         let key = key
             .key
             .ok_or_else(|| ClientError::Secret("the answer has no `key`".into()))?;
@@ -325,14 +314,9 @@ impl Client {
     /// `latest_version.openapi_schema`.
     pub async fn model_schema(&self, model: &str) -> Result<serde_json::Value, ClientError> {
         let (owner, name) = split_slug(model);
-        let url = self.url(&format!("models/{}/{}", segment(&owner)?, segment(&name)?))?;
-        let mut model: serde_json::Value = self
-            .send(Method::GET, url, HeaderMap::new(), None, true)
-            .await?;
-        match model
-            .get_mut("latest_version")
-            .and_then(|v| v.get_mut("openapi_schema"))
-        {
+        let path = format!("models/{}/{}", segment(&owner)?, segment(&name)?);
+        let mut model: serde_json::Value = self.call(Method::GET, &path).await?;
+        match model.pointer_mut("/latest_version/openapi_schema") {
             Some(schema) if schema.is_object() => Ok(schema.take()),
             _ => Err(ClientError::Decode(
                 "the model has no `latest_version.openapi_schema`".into(),
@@ -343,15 +327,13 @@ impl Client {
     /// A model version with its schema: `GET /models/{owner}/{name}/versions/{id}`.
     pub async fn version(&self, model: &str, version: &str) -> Result<ModelVersion, ClientError> {
         let (owner, name) = split_slug(model);
-        let url = self.url(&format!(
+        let path = format!(
             "models/{}/{}/versions/{}",
             segment(&owner)?,
             segment(&name)?,
             segment(version)?
-        ))?;
-        let version: ModelVersion = self
-            .send(Method::GET, url, HeaderMap::new(), None, true)
-            .await?;
+        );
+        let version: ModelVersion = self.call(Method::GET, &path).await?;
         if !version.openapi_schema.is_object() {
             return Err(ClientError::Decode(
                 "the version has no `openapi_schema`".into(),
@@ -373,6 +355,16 @@ impl Client {
         self.base
             .join(path)
             .map_err(|e| ClientError::InvalidUrl(e.to_string()))
+    }
+
+    /// A call with no body or extra headers, retried on `5xx` too.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path)?;
+        self.send(method, url, HeaderMap::new(), None, true).await
     }
 
     async fn send<T: DeserializeOwned>(
@@ -409,21 +401,18 @@ impl Client {
                 Err(e) => ClientError::Transport(describe(e)),
             };
             attempt += 1;
-            let retry = match &error {
-                ClientError::Api { status: 429, .. } => true,
-                e => retry_server_errors && e.is_retryable(),
-            };
+            let retry =
+                error.status() == Some(429) || (retry_server_errors && error.is_retryable());
             if !retry || attempt >= self.retry.max_attempts {
                 return Err(error);
             }
-            let mut delay = self.retry.backoff(attempt - 1);
-            if let ClientError::Api {
-                retry_after: Some(after),
-                ..
-            } = &error
-            {
-                delay = (*after).min(self.retry.max_delay);
-            }
+            let delay = match &error {
+                ClientError::Api {
+                    retry_after: Some(after),
+                    ..
+                } => (*after).min(self.retry.max_delay),
+                _ => self.retry.backoff(attempt - 1),
+            };
             tracing::debug!(%error, ?delay, attempt, "retrying Replicate API call");
             tokio::time::sleep(delay).await;
         }

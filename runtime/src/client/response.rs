@@ -74,26 +74,18 @@ fn api_message(status: StatusCode, body: &[u8]) -> String {
         (Some(title), Some(detail)) if !detail.starts_with(&title) => format!("{title}: {detail}"),
         (_, Some(detail)) => detail,
         (Some(title), None) => title,
-        (None, None) => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() {
-                status.canonical_reason().unwrap_or("no message").to_owned()
-            } else {
-                text.to_owned()
-            }
-        }
+        (None, None) => match String::from_utf8_lossy(body).trim() {
+            "" => status.canonical_reason().unwrap_or("no message").to_owned(),
+            text => text.to_owned(),
+        },
     };
     truncate(&message)
 }
 
 fn truncate(text: &str) -> String {
-    if text.chars().count() <= MAX_MESSAGE {
-        text.to_owned()
-    } else {
-        let mut out: String = text.chars().take(MAX_MESSAGE).collect();
-        out.push('…');
-        out
+    match text.char_indices().nth(MAX_MESSAGE) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 

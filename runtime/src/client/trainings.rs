@@ -88,16 +88,14 @@ impl Client {
 
     /// `GET /trainings/{id}`.
     pub async fn get_training(&self, id: &str) -> Result<Training, ClientError> {
-        let url = self.url(&format!("trainings/{}", segment(id)?))?;
-        self.send(Method::GET, url, HeaderMap::new(), None, true)
-            .await
+        let path = format!("trainings/{}", segment(id)?);
+        self.call(Method::GET, &path).await
     }
 
     /// `POST /trainings/{id}/cancel`.
     pub async fn cancel_training(&self, id: &str) -> Result<Training, ClientError> {
-        let url = self.url(&format!("trainings/{}/cancel", segment(id)?))?;
-        self.send(Method::POST, url, HeaderMap::new(), None, true)
-            .await
+        let path = format!("trainings/{}/cancel", segment(id)?);
+        self.call(Method::POST, &path).await
     }
 }
 
