@@ -11,10 +11,9 @@ pub(super) fn decode_data(url: &Url) -> Result<(Option<String>, Vec<u8>), FileEr
     let (meta, data) = rest
         .split_once(',')
         .ok_or_else(|| FileError::InvalidData("no comma".to_owned()))?;
-    let (media, base64) = match meta.strip_suffix(";base64") {
-        Some(media) => (media, true),
-        None => (meta, false),
-    };
+    let (media, base64) = meta
+        .strip_suffix(";base64")
+        .map_or((meta, false), |m| (m, true));
     let raw = percent_decode(data)?;
     let bytes = if base64 {
         let text: Vec<u8> = raw

@@ -32,6 +32,7 @@ mod data;
 mod error;
 mod urls;
 
+use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -199,16 +200,12 @@ impl Fetcher {
             Err(e) => Err(e),
         };
         drop(file);
-        match result {
-            Ok(fetched) => {
-                tokio::fs::rename(&part, path).await.map_err(io)?;
-                Ok(fetched)
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&part).await;
-                Err(e)
-            }
+        if result.is_ok() {
+            tokio::fs::rename(&part, path).await.map_err(io)?;
+        } else {
+            let _ = tokio::fs::remove_file(&part).await;
         }
+        result
     }
 
     /// Streams `url` into `writer`, checking the limits as the bytes arrive.
@@ -285,12 +282,11 @@ impl Fetcher {
             return Err(too_large());
         }
         let mut len: u64 = 0;
-        loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => return Err(Self::http_error(url, e)),
-            };
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Self::http_error(url, e))?
+        {
             len += chunk.len() as u64;
             if len > self.max_bytes {
                 return Err(too_large());
@@ -326,12 +322,9 @@ impl Fetcher {
         if e.is_timeout() {
             return FileError::Timeout(shown(url));
         }
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(error) = source {
-            if let Some(RefusedRedirect(to)) = error.downcast_ref::<RefusedRedirect>() {
-                return FileError::Refused(to.clone());
-            }
-            source = error.source();
+        let mut causes = std::iter::successors(Some(&e as &(dyn Error + 'static)), |&e| e.source());
+        if let Some(RefusedRedirect(to)) = causes.find_map(|e| e.downcast_ref()) {
+            return FileError::Refused(to.clone());
         }
         FileError::Http {
             url: shown(url),
@@ -413,7 +406,7 @@ impl fmt::Display for RefusedRedirect {
     }
 }
 
-impl std::error::Error for RefusedRedirect {}
+impl Error for RefusedRedirect {}
 
 /// A URL for messages: no query or fragment (signed download URLs carry tokens there), and a
 /// `data:` URI only by its length.
