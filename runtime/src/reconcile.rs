@@ -223,10 +223,7 @@ impl Task {
 
     /// Polls the prediction watched under `key` (its id, or its id in a tenant's namespace).
     async fn poll(&self, http: &reqwest::Client, key: &str, attempts: u32) {
-        let (tenant, id) = match crate::auth::unscoped(key) {
-            Some((tenant, id)) => (Some(tenant), id),
-            None => (None, key),
-        };
+        let (tenant, id) = crate::auth::unscoped(key).map_or((None, key), |(t, id)| (Some(t), id));
         let account = match self.account(tenant, id).await {
             Ok(Some(account)) => account,
             Ok(None) => return,

@@ -32,11 +32,8 @@ impl BodyKind {
         {
             return Self::Prediction;
         }
-        let path = get
-            .and_then(|g| url::Url::parse(g).ok())
-            .map(|u| u.path().to_owned());
-        match path {
-            Some(path) if path.starts_with("/v1/trainings/") => Self::Training,
+        match get.and_then(|g| url::Url::parse(g).ok()) {
+            Some(u) if u.path().starts_with("/v1/trainings/") => Self::Training,
             _ => Self::Prediction,
         }
     }
