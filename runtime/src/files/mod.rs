@@ -223,12 +223,7 @@ impl Fetcher {
         if url.scheme() == "data" {
             let (content_type, bytes) = decode_data(url)?;
             self.check_type(url, content_type.as_deref())?;
-            if bytes.len() as u64 > self.max_bytes {
-                return Err(FileError::TooLarge {
-                    url: shown(url),
-                    limit: self.max_bytes,
-                });
-            }
+            self.check_len(url, bytes.len() as u64)?;
             writer.write_all(&bytes).await.map_err(writer_error)?;
             writer.flush().await.map_err(writer_error)?;
             return Ok(Fetched {
@@ -274,13 +269,7 @@ impl Fetcher {
             .map(str::to_owned);
         self.check_type(url, content_type.as_deref())?;
         let declared = response.content_length();
-        let too_large = || FileError::TooLarge {
-            url: shown(url),
-            limit: self.max_bytes,
-        };
-        if declared.is_some_and(|n| n > self.max_bytes) {
-            return Err(too_large());
-        }
+        self.check_len(url, declared.unwrap_or(0))?;
         let mut len: u64 = 0;
         while let Some(chunk) = response
             .chunk()
@@ -288,9 +277,7 @@ impl Fetcher {
             .map_err(|e| Self::http_error(url, e))?
         {
             len += chunk.len() as u64;
-            if len > self.max_bytes {
-                return Err(too_large());
-            }
+            self.check_len(url, len)?;
             writer.write_all(&chunk).await.map_err(writer_error)?;
         }
         if let Some(expected) = declared
@@ -315,6 +302,17 @@ impl Fetcher {
             url: shown(url),
             got,
             expected: self.content_types.clone(),
+        })
+    }
+
+    /// Refuses `len` bytes over the limit, declared or counted.
+    fn check_len(&self, url: &Url, len: u64) -> Result<(), FileError> {
+        if len <= self.max_bytes {
+            return Ok(());
+        }
+        Err(FileError::TooLarge {
+            url: shown(url),
+            limit: self.max_bytes,
         })
     }
 
