@@ -46,15 +46,14 @@ impl Backoff {
 }
 
 /// A number in `[0, 1)`.
+#[allow(clippy::cast_precision_loss)]
 fn unit_random() -> f64 {
     let mut raw = [0u8; 8];
     // Jitter only spreads load: without the OS random source, no jitter is still correct.
     if getrandom::fill(&mut raw).is_err() {
         return 0.0;
     }
-    #[allow(clippy::cast_precision_loss)]
-    let unit = (u64::from_le_bytes(raw) >> 11) as f64 / (1u64 << 53) as f64;
-    unit
+    (u64::from_le_bytes(raw) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
