@@ -207,17 +207,13 @@ impl Client {
     {
         let body = request.body(self.webhook_base.as_ref())?;
         let mut headers = HeaderMap::new();
-        match request.wait {
-            None => {}
-            Some(Wait::Default) => {
-                headers.insert("prefer", HeaderValue::from_static("wait"));
-            }
-            Some(Wait::Seconds(n)) => {
-                if !(1..=60).contains(&n) {
-                    return Err(ClientError::InvalidWait(n));
-                }
-                headers.insert("prefer", header_value(&format!("wait={n}"))?);
-            }
+        if let Some(wait) = request.wait {
+            let prefer = match wait {
+                Wait::Default => HeaderValue::from_static("wait"),
+                Wait::Seconds(n @ 1..=60) => header_value(&format!("wait={n}"))?,
+                Wait::Seconds(n) => return Err(ClientError::InvalidWait(n)),
+            };
+            headers.insert("prefer", prefer);
         }
         if let Some(after) = &request.cancel_after {
             headers.insert("cancel-after", header_value(after)?);
