@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 
 use crate::auth::tenant::Tenants;
 use crate::client::{Client, ClientError};
-use crate::dedupe::{Backoff, now_ms};
+use crate::dedupe::{Backoff, bounded, now_ms};
 use crate::prediction::Prediction;
 use crate::signature::{Secret, sign, unix_now};
 use crate::watcher::Watcher;
@@ -142,12 +142,12 @@ impl Task {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let due = self.watcher.bounded(self.watcher.list.take_due(
+            let due = self.watcher.list.take_due(
                 now_ms(),
                 self.reconcile.concurrency * 4,
                 self.reconcile.backoff,
-            ));
-            let due = match due.await {
+            );
+            let due = match bounded(self.watcher.timeout, due).await {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "reconciler: could not read the watched predictions");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dedupe::{StoreError, WatchList, bounded, millis, now_ms};
+use crate::dedupe::{WatchList, bounded, millis, now_ms};
 
 /// Watches predictions in a store: what the receiver and a watching [`Client`](crate::client::Client) call.
 #[derive(Clone)]
@@ -23,23 +23,16 @@ impl Watcher {
     pub(crate) async fn heard(&self, prediction_id: &str) {
         let due = now_ms().saturating_add(millis(self.after));
         let tracked = self.list.track(prediction_id, due, self.watch_for);
-        if let Err(e) = self.bounded(tracked).await {
+        if let Err(e) = bounded(self.timeout, tracked).await {
             tracing::warn!(prediction = prediction_id, error = %e, "could not watch the prediction");
         }
     }
 
     /// Its terminal status was handled: stop watching.
     pub(crate) async fn done(&self, prediction_id: &str) {
-        if let Err(e) = self.bounded(self.list.untrack(prediction_id)).await {
+        if let Err(e) = bounded(self.timeout, self.list.untrack(prediction_id)).await {
             tracing::warn!(prediction = prediction_id, error = %e, "could not stop watching the prediction");
         }
-    }
-
-    pub(crate) async fn bounded<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        bounded(self.timeout, call).await
     }
 }
 
