@@ -26,12 +26,9 @@ pub(super) fn decode_data(url: &Url) -> Result<(Option<String>, Vec<u8>), FileEr
     } else {
         raw
     };
-    let media = percent_decode(media)?;
-    let media = String::from_utf8_lossy(&media).into_owned();
-    let content_type = if media.is_empty() {
-        "text/plain;charset=US-ASCII".to_owned()
-    } else {
-        media
+    let content_type = match String::from_utf8_lossy(&percent_decode(media)?) {
+        media if media.is_empty() => "text/plain;charset=US-ASCII".to_owned(),
+        media => media.into_owned(),
     };
     Ok((Some(content_type), bytes))
 }
