@@ -21,7 +21,6 @@ use futures_util::StreamExt as _;
 use crate::auth::tenant::Tenants;
 use crate::client::{Client, ClientError};
 use crate::dedupe::{Backoff, bounded, now_ms};
-use crate::prediction::Prediction;
 use crate::signature::{Secret, sign, unix_now};
 use crate::watcher::Watcher;
 
@@ -232,11 +231,7 @@ impl Task {
                 return;
             }
         };
-        let prediction: Prediction<serde_json::Value, serde_json::Value> = match account
-            .client
-            .get_as(id)
-            .await
-        {
+        let prediction = match account.client.get(id).await {
             Ok(p) => p,
             Err(ClientError::Api { status: 404, .. }) => {
                 self.watcher.done(key).await;
