@@ -56,11 +56,8 @@ impl ClientError {
 
     /// Whether the call may succeed when made again later (429, 5xx, transport failures).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Api { status, .. } => *status == 429 || *status >= 500,
-            Self::Transport(_) => true,
-            _ => false,
-        }
+        matches!(self, Self::Api { status, .. } if *status == 429 || *status >= 500)
+            || matches!(self, Self::Transport(_))
     }
 }
 

@@ -323,12 +323,8 @@ impl Client {
     /// A model version with its schema: `GET /models/{owner}/{name}/versions/{id}`.
     pub async fn version(&self, model: &str, version: &str) -> Result<ModelVersion, ClientError> {
         let (owner, name) = split_slug(model);
-        let path = format!(
-            "models/{}/{}/versions/{}",
-            segment(&owner)?,
-            segment(&name)?,
-            segment(version)?
-        );
+        let (owner, name, id) = (segment(&owner)?, segment(&name)?, segment(version)?);
+        let path = format!("models/{owner}/{name}/versions/{id}");
         let version: ModelVersion = self.call(Method::GET, &path).await?;
         if !version.openapi_schema.is_object() {
             return Err(ClientError::Decode(

@@ -151,17 +151,13 @@ impl<I: Serialize> CreatePrediction<I> {
     /// The API path; owner and name must be plain path segments (`a/../../x` would post
     /// elsewhere).
     pub(super) fn path(&self) -> Result<String, ClientError> {
-        Ok(match &self.target {
-            Target::Version(_) => "predictions".to_owned(),
-            Target::Model { owner, name } => {
-                format!("models/{}/{}/predictions", segment(owner)?, segment(name)?)
-            }
-            Target::Deployment { owner, name } => format!(
-                "deployments/{}/{}/predictions",
-                segment(owner)?,
-                segment(name)?
-            ),
-        })
+        let (kind, owner, name) = match &self.target {
+            Target::Version(_) => return Ok("predictions".to_owned()),
+            Target::Model { owner, name } => ("models", owner, name),
+            Target::Deployment { owner, name } => ("deployments", owner, name),
+        };
+        let (owner, name) = (segment(owner)?, segment(name)?);
+        Ok(format!("{kind}/{owner}/{name}/predictions"))
     }
 
     pub(super) fn body(

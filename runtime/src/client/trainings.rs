@@ -58,11 +58,10 @@ impl<I: Serialize> CreateTraining<I> {
     }
 
     fn path(&self) -> Result<String, ClientError> {
+        let (owner, name) = (segment(&self.owner)?, segment(&self.name)?);
+        let version = segment(&self.version)?;
         Ok(format!(
-            "models/{}/{}/versions/{}/trainings",
-            segment(&self.owner)?,
-            segment(&self.name)?,
-            segment(&self.version)?
+            "models/{owner}/{name}/versions/{version}/trainings"
         ))
     }
 
