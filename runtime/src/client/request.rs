@@ -195,12 +195,9 @@ pub(super) fn header_value(text: &str) -> Result<HeaderValue, ClientError> {
 
 /// A path segment: refuses anything that would change the path.
 pub(super) fn segment(text: &str) -> Result<&str, ClientError> {
-    if !replicate_webhook_core::is_name_part(text) {
-        return Err(ClientError::InvalidUrl(format!(
-            "`{text}` is not a valid id or name"
-        )));
-    }
-    Ok(text)
+    replicate_webhook_core::is_name_part(text)
+        .then_some(text)
+        .ok_or_else(|| ClientError::InvalidUrl(format!("`{text}` is not a valid id or name")))
 }
 
 #[cfg(test)]
