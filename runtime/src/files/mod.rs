@@ -223,13 +223,11 @@ impl Fetcher {
         if url.scheme() == "data" {
             let (content_type, bytes) = decode_data(url)?;
             self.check_type(url, content_type.as_deref())?;
-            self.check_len(url, bytes.len() as u64)?;
+            let len = bytes.len() as u64;
+            self.check_len(url, len)?;
             writer.write_all(&bytes).await.map_err(writer_error)?;
             writer.flush().await.map_err(writer_error)?;
-            return Ok(Fetched {
-                content_type,
-                len: bytes.len() as u64,
-            });
+            return Ok(Fetched { content_type, len });
         }
         let response = self.send(url).await?;
         self.stream(url, response, writer).await
