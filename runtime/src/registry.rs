@@ -453,6 +453,11 @@ fn origins(a: &Module, b: &Module) -> (String, String) {
 mod tests {
     use super::*;
 
+    /// The module `route` gives a delivery from Replicate.
+    fn replicate<'a>(route: &'a Route, kind: BodyKind, model: &str) -> Option<&'a Module> {
+        route.module_for(&Sender::Replicate, kind, model)
+    }
+
     #[test]
     fn spec_builds_the_webhook_url() {
         let spec = WebhookSpec {
@@ -493,15 +498,13 @@ mod tests {
         let routes = build_routes(vec![Module::new("*"), Module::new("acme/x")]).unwrap();
         let route = &routes[DEFAULT_PATH];
         assert_eq!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/x")
+            replicate(route, BodyKind::Prediction, "acme/x")
                 .unwrap()
                 .model,
             "acme/x"
         );
         assert_eq!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/y")
+            replicate(route, BodyKind::Prediction, "acme/y")
                 .unwrap()
                 .model,
             "*"
@@ -517,23 +520,16 @@ mod tests {
         ])
         .unwrap();
         let route = &routes[DEFAULT_PATH];
-        let training = route
-            .module_for(&Sender::Replicate, BodyKind::Training, "acme/trainer")
-            .unwrap();
+        let training = replicate(route, BodyKind::Training, "acme/trainer").unwrap();
         assert_eq!(training.kind, BodyKind::Training);
         assert_eq!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/trainer")
+            replicate(route, BodyKind::Prediction, "acme/trainer")
                 .unwrap()
                 .kind,
             BodyKind::Prediction
         );
         // The prediction catch-all takes no trainings.
-        assert!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Training, "acme/other")
-                .is_none()
-        );
+        assert!(replicate(route, BodyKind::Training, "acme/other").is_none());
         let err = build_routes(vec![Module::training("*"), Module::training("*")]).unwrap_err();
         assert!(matches!(err, SetupError::Duplicate { .. }), "{err}");
     }
