@@ -111,9 +111,8 @@ pub(crate) fn scoped(tenant: &tenant::Tenant, id: &str) -> String {
 #[cfg(any(feature = "client", feature = "dashboard"))]
 pub(crate) fn unscoped(key: &str) -> Option<(&str, &str)> {
     let (len, rest) = key.strip_prefix('t')?.split_once(':')?;
-    let len: usize = len.parse().ok()?;
-    let (tenant, id) = (rest.get(..len)?, rest.get(len..)?.strip_prefix('/')?);
-    Some((tenant, id))
+    let (tenant, id) = rest.split_at_checked(len.parse().ok()?)?;
+    Some((tenant, id.strip_prefix('/')?))
 }
 
 /// The `webhook-id` header, or empty.
