@@ -68,22 +68,15 @@ impl Budget {
 
     /// Takes `bytes` from the budget, or nothing when that would exceed it.
     fn take(&self, bytes: usize) -> Option<Reservation> {
-        let mut held = self.held.load(Ordering::Relaxed);
-        loop {
-            let next = held.checked_add(bytes).filter(|n| *n <= self.max)?;
-            match self
-                .held
-                .compare_exchange_weak(held, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    return Some(Reservation {
-                        held: self.held.clone(),
-                        bytes,
-                    });
-                }
-                Err(now) => held = now,
-            }
-        }
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|n| *n <= self.max)
+            })
+            .ok()?;
+        Some(Reservation {
+            held: self.held.clone(),
+            bytes,
+        })
     }
 
     /// Bytes held right now.

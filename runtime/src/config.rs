@@ -545,15 +545,9 @@ impl WebhookConfig {
 
 /// Splits a list of secrets on spaces and commas, refusing any unusable one.
 pub fn parse_secrets(text: &str) -> Result<Vec<Secret>, ConfigError> {
-    let parts: Vec<&str> = text
+    let secrets = text
         .split([' ', ',', '\n', '\t'])
         .filter(|s| !s.is_empty())
-        .collect();
-    if parts.is_empty() {
-        return Err(ConfigError::MissingSecret);
-    }
-    parts
-        .iter()
         .enumerate()
         .map(|(i, s)| {
             Secret::parse(s).map_err(|source| ConfigError::InvalidSecret {
@@ -561,7 +555,11 @@ pub fn parse_secrets(text: &str) -> Result<Vec<Secret>, ConfigError> {
                 source,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if secrets.is_empty() {
+        return Err(ConfigError::MissingSecret);
+    }
+    Ok(secrets)
 }
 
 #[cfg(test)]

@@ -334,19 +334,17 @@ pub(crate) async fn run(
 }
 
 async fn catch(handler: &DynHandler, call: Call) -> Outcome {
-    match AssertUnwindSafe(handler(call)).catch_unwind().await {
-        Ok(outcome) => outcome,
-        Err(panic) => Outcome::Failed(HandlerError::retry(panic_message(&*panic))),
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("handler panicked: {text}")
+    AssertUnwindSafe(handler(call))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let text = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("non-string panic payload");
+            Outcome::Failed(HandlerError::retry(format!("handler panicked: {text}")))
+        })
 }
 
 /// Return types a handler may have: `Result<(), E>` with `E: Into<HandlerError>`, or `()`.

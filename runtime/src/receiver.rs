@@ -116,12 +116,17 @@ impl Receiver {
         #[cfg(feature = "dashboard")]
         let dashboard = config.dashboard.clone().map(|dashboard| {
             tracing::info!(prefix = dashboard.prefix, "replicate webhook dashboard");
+            // The reconciler's watch list: none while it is off.
+            #[cfg(feature = "client")]
+            let watched = config.watcher().map(|w| w.list);
+            #[cfg(not(feature = "client"))]
+            let watched = None;
             crate::dashboard::Mount::new(
                 dashboard,
                 journal.clone(),
                 config.inbox.clone(),
                 config.monitor.clone(),
-                watched_store(config),
+                watched,
             )
         });
         let checks = Arc::new(Checks {
@@ -150,11 +155,8 @@ impl Receiver {
             .into_iter()
             .map(|(path, route)| {
                 log_route(&path, &route);
-                let endpoint = Endpoint {
-                    checks: checks.clone(),
-                    route,
-                };
-                (path, web::Data::new(endpoint))
+                let checks = checks.clone();
+                (path, web::Data::new(Endpoint { checks, route }))
             })
             .collect();
         let mut tasks: Vec<background::Task> = Vec::new();
@@ -210,20 +212,6 @@ fn log_route(path: &str, route: &Route) {
             origin = module.origin,
             "replicate webhook route mounted"
         );
-    }
-}
-
-/// The reconciler's watch list, for the dashboard: none while it is off.
-#[cfg(feature = "dashboard")]
-fn watched_store(config: &WebhookConfig) -> Option<Arc<dyn crate::dedupe::WatchList>> {
-    #[cfg(feature = "client")]
-    {
-        config.watcher().map(|w| w.list)
-    }
-    #[cfg(not(feature = "client"))]
-    {
-        let _ = config;
-        None
     }
 }
 

@@ -4,18 +4,12 @@
 //! anyone write the log as fast as they can send requests, so at most one line a second is
 //! written, carrying the refusals counted since the line before.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Counts refusals and logs them at most once per interval.
-#[derive(Debug, Clone)]
-pub(crate) struct Refusals {
-    inner: Arc<Inner>,
-}
-
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Refusals {
     total: AtomicU64,
     /// `total` when the last line was written.
     reported: AtomicU64,
@@ -27,31 +21,28 @@ struct Inner {
 impl Refusals {
     pub(crate) fn new(interval: Duration) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                total: AtomicU64::new(0),
-                reported: AtomicU64::new(0),
-                last_ms: AtomicU64::new(0),
-                interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            }),
+            total: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
     /// Counts one refusal; logs it (with those suppressed since the last line) when the
     /// interval has passed. Returns whether a line was written.
     pub(crate) fn record(&self, status: u16, reason: &str) -> bool {
-        let inner = &*self.inner;
-        let total = inner.total.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
         let now = now_ms();
-        let last = inner.last_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < inner.interval_ms
-            || inner
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < self.interval_ms
+            || self
                 .last_ms
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
         {
             return false;
         }
-        let since = total - inner.reported.swap(total, Ordering::AcqRel);
+        let since = total - self.reported.swap(total, Ordering::AcqRel);
         tracing::warn!(
             status,
             reason,
@@ -65,7 +56,7 @@ impl Refusals {
     /// Refusals counted since the receiver started.
     #[cfg(test)]
     pub(crate) fn total(&self) -> u64 {
-        self.inner.total.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed)
     }
 }
 

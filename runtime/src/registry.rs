@@ -417,12 +417,12 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
                     origin: module.origin,
                 });
             }
-            if let Some(first) = &route.cog {
-                let (first, second) = ordered(first, &module);
+            if let Some(cog) = &route.cog {
+                let (first, second) = origins(cog, &module);
                 return Err(SetupError::DuplicateCog {
-                    path: module.path.clone(),
-                    first: first.origin.clone(),
-                    second: second.origin.clone(),
+                    path: module.path,
+                    first,
+                    second,
                 });
             }
             route.cog = Some(module);
@@ -430,35 +430,33 @@ pub(crate) fn build_routes(modules: Vec<Module>) -> Result<BTreeMap<String, Rout
         }
         let models = route.by_model.entry(module.kind).or_default();
         if let Some(existing) = models.get(&module.model) {
-            return Err(duplicate(existing, &module));
+            let (first, second) = origins(existing, &module);
+            return Err(SetupError::Duplicate {
+                path: module.path,
+                model: module.model,
+                first,
+                second,
+            });
         }
         models.insert(module.model.clone(), module);
     }
     Ok(routes)
 }
 
-/// Two modules in a stable order, so an error names them the same way on every start.
-fn ordered<'a>(first: &'a Module, second: &'a Module) -> (&'a Module, &'a Module) {
-    if first.origin <= second.origin {
-        (first, second)
-    } else {
-        (second, first)
-    }
-}
-
-fn duplicate(first: &Module, second: &Module) -> SetupError {
-    let (first, second) = ordered(first, second);
-    SetupError::Duplicate {
-        path: first.path.clone(),
-        model: first.model.clone(),
-        first: first.origin.clone(),
-        second: second.origin.clone(),
-    }
+/// Where two modules are, in a stable order, so an error names them the same way on every start.
+fn origins(a: &Module, b: &Module) -> (String, String) {
+    let (first, second) = if a.origin <= b.origin { (a, b) } else { (b, a) };
+    (first.origin.clone(), second.origin.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The module `route` gives a delivery from Replicate.
+    fn replicate<'a>(route: &'a Route, kind: BodyKind, model: &str) -> Option<&'a Module> {
+        route.module_for(&Sender::Replicate, kind, model)
+    }
 
     #[test]
     fn spec_builds_the_webhook_url() {
@@ -500,15 +498,13 @@ mod tests {
         let routes = build_routes(vec![Module::new("*"), Module::new("acme/x")]).unwrap();
         let route = &routes[DEFAULT_PATH];
         assert_eq!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/x")
+            replicate(route, BodyKind::Prediction, "acme/x")
                 .unwrap()
                 .model,
             "acme/x"
         );
         assert_eq!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/y")
+            replicate(route, BodyKind::Prediction, "acme/y")
                 .unwrap()
                 .model,
             "*"
@@ -524,23 +520,16 @@ mod tests {
         ])
         .unwrap();
         let route = &routes[DEFAULT_PATH];
-        let training = route
-            .module_for(&Sender::Replicate, BodyKind::Training, "acme/trainer")
-            .unwrap();
+        let training = replicate(route, BodyKind::Training, "acme/trainer").unwrap();
         assert_eq!(training.kind, BodyKind::Training);
         assert_eq!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Prediction, "acme/trainer")
+            replicate(route, BodyKind::Prediction, "acme/trainer")
                 .unwrap()
                 .kind,
             BodyKind::Prediction
         );
         // The prediction catch-all takes no trainings.
-        assert!(
-            route
-                .module_for(&Sender::Replicate, BodyKind::Training, "acme/other")
-                .is_none()
-        );
+        assert!(replicate(route, BodyKind::Training, "acme/other").is_none());
         let err = build_routes(vec![Module::training("*"), Module::training("*")]).unwrap_err();
         assert!(matches!(err, SetupError::Duplicate { .. }), "{err}");
     }

@@ -5,9 +5,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::{HttpResponse, web::Bytes};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -30,14 +30,11 @@ impl CogToken {
     /// Whether `authorization` is `Bearer <this token>`; the token part is compared in constant
     /// time, so timing tells an attacker nothing about how much of a guess was right.
     pub(crate) fn accepts(&self, authorization: &HeaderValue) -> bool {
-        let Some(given) = authorization
-            .as_bytes()
+        let value = authorization.as_bytes();
+        value
             .strip_prefix(b"Bearer ")
-            .or_else(|| authorization.as_bytes().strip_prefix(b"bearer "))
-        else {
-            return false;
-        };
-        bool::from(given.ct_eq(&self.0))
+            .or_else(|| value.strip_prefix(b"bearer "))
+            .is_some_and(|given| given.ct_eq(&self.0).into())
     }
 }
 
@@ -78,16 +75,16 @@ pub(crate) fn retryable_for_coglet(response: HttpResponse) -> HttpResponse {
     if response.status() != StatusCode::CONFLICT {
         return response;
     }
-    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-    let mut answer = HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE);
-    if let Some(retry_after) = retry_after {
-        answer.insert_header((header::RETRY_AFTER, retry_after));
+    let mut answer = crate::answer::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this delivery is being handled by another worker; retry later",
+    );
+    if let Some(retry_after) = response.headers().get(header::RETRY_AFTER) {
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after.clone());
     }
     answer
-        .content_type("text/plain; charset=utf-8")
-        .body(Bytes::from_static(
-            b"this delivery is being handled by another worker; retry later",
-        ))
 }
 
 #[cfg(test)]

@@ -111,9 +111,8 @@ pub(crate) fn scoped(tenant: &tenant::Tenant, id: &str) -> String {
 #[cfg(any(feature = "client", feature = "dashboard"))]
 pub(crate) fn unscoped(key: &str) -> Option<(&str, &str)> {
     let (len, rest) = key.strip_prefix('t')?.split_once(':')?;
-    let len: usize = len.parse().ok()?;
-    let (tenant, id) = (rest.get(..len)?, rest.get(len..)?.strip_prefix('/')?);
-    Some((tenant, id))
+    let (tenant, id) = rest.split_at_checked(len.parse().ok()?)?;
+    Some((tenant, id.strip_prefix('/')?))
 }
 
 /// The `webhook-id` header, or empty.
@@ -165,12 +164,9 @@ pub(crate) async fn authenticate(
     let signed = if let Some(token) = endpoint.cog_token()
         && cog::is_cog_request(req.headers())
     {
+        // One `Authorization` header, and the token in it.
         let mut given = req.headers().get_all(header::AUTHORIZATION);
-        let accepted = match (given.next(), given.next()) {
-            (Some(value), None) => token.accepts(value),
-            _ => false,
-        };
-        if !accepted {
+        if !(given.next().is_some_and(|value| token.accepts(value)) && given.next().is_none()) {
             return Err(refuse(
                 checks,
                 StatusCode::UNAUTHORIZED,
@@ -189,14 +185,11 @@ pub(crate) async fn authenticate(
     };
     // A tenant's secrets are asked for only once the headers could be a real delivery; an
     // unknown tenant is refused before its body is read or any store is asked.
-    let tenant = match (
-        &signed,
-        checks
-            .tenants
-            .as_ref()
-            .and_then(|t| Some((t, t.named(req)?))),
-    ) {
-        (Some(_), Some((tenants, tenant))) => match tenants.source.secrets(tenant.name()).await {
+    let tenant = if let Some(tenants) = &checks.tenants
+        && signed.is_some()
+        && let Some(tenant) = tenants.named(req)
+    {
+        match tenants.source.secrets(tenant.name()).await {
             Ok(Some(secrets)) => Some((tenants, tenant, secrets)),
             Ok(None) => {
                 return Err(refuse(
@@ -207,8 +200,9 @@ pub(crate) async fn authenticate(
                 ));
             }
             Err(e) => return Err(source_unavailable(&e)),
-        },
-        _ => None,
+        }
+    } else {
+        None
     };
     let (body, reservation) = body::read(payload, declared, &checks.body)
         .await

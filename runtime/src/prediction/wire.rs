@@ -19,11 +19,9 @@ pub(crate) struct Prediction<O, I> {
     pub(super) version: String,
     pub(super) status: Status,
     pub(super) input: Option<I>,
-    #[serde(default = "super::none")]
     pub(super) output: Option<O>,
     #[serde(default, deserialize_with = "super::lenient_error")]
     pub(super) error: Option<String>,
-    #[serde(default)]
     pub(super) logs: Option<String>,
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub(super) metrics: Metrics,
@@ -39,13 +37,9 @@ pub(crate) struct Prediction<O, I> {
     pub(super) deadline: Option<OffsetDateTime>,
     #[serde(default)]
     pub(super) data_removed: bool,
-    #[serde(default)]
     pub(super) source: Option<String>,
-    #[serde(default)]
     pub(super) deployment: Option<String>,
-    #[serde(default)]
     pub(super) webhook: Option<String>,
-    #[serde(default)]
     pub(super) webhook_events_filter: Option<Vec<Event>>,
 }
 
