@@ -11,8 +11,9 @@ use tokio_postgres::Row;
 use super::job::{COLUMNS, HELD_BY_A_JOB, PURGE_FINISHED, purge_before};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
-    Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, PgResult as _,
-    PostgresDb as Db, StoreError, Ttls, admit, millis, now_ms, postgres_keys as keys,
+    Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, POSTGRES_POOL_SIZE,
+    PgResult as _, PostgresDb as Db, StoreError, Ttls, admit, millis, now_ms,
+    postgres_keys as keys,
 };
 use crate::migrate::{Migrations, Step};
 
@@ -81,7 +82,12 @@ const MAX_BATCH: usize = 256;
 impl PostgresQueue {
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
         // The dedupe tables first: the inbox admits through them.
-        let db = Db::new(url, &[&POSTGRES_MIGRATIONS, &MIGRATIONS], "postgres inbox")?;
+        let db = Db::new(
+            url,
+            POSTGRES_POOL_SIZE,
+            &[&POSTGRES_MIGRATIONS, &MIGRATIONS],
+            "postgres inbox",
+        )?;
         let intake_db = db.clone();
         let intake = Batcher::new(PARALLEL, MAX_BATCH, move |arrivals: Vec<Arrival>| {
             let db = intake_db.clone();

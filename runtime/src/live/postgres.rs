@@ -22,6 +22,7 @@ use super::hub::Hub;
 use super::state::{LiveEvent, State};
 use super::store::{self, Listener, LiveStore};
 use super::{Bounds, Change, LiveError};
+use crate::dedupe::PostgresDb;
 use crate::migrate::{Migrations, Step};
 
 const NOT_LISTENING: &str = "postgres: the live listener is not listening";
@@ -57,8 +58,7 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_live_events (
 
 pub(crate) struct PostgresLive {
     url: String,
-    pool: Pool,
-    migrated: tokio::sync::OnceCell<()>,
+    db: PostgresDb,
     bounds: Bounds,
     listener: Listener,
     writes: AtomicUsize,
@@ -83,12 +83,11 @@ fn seq_i64(seq: u64) -> i64 {
 
 impl PostgresLive {
     pub(crate) fn open(url: &str, bounds: Bounds) -> Result<Self, LiveError> {
-        let pool =
-            crate::dedupe::postgres_pool_of(url, 8).map_err(|e| LiveError::Store(e.to_string()))?;
+        let db = PostgresDb::new(url, 8, &[&MIGRATIONS], "live postgres")
+            .map_err(|e| LiveError::Store(e.to_string()))?;
         Ok(Self {
             url: url.to_owned(),
-            pool,
-            migrated: tokio::sync::OnceCell::new(),
+            db,
             bounds,
             listener: Listener::new(NOT_LISTENING),
             writes: AtomicUsize::new(0),
@@ -96,15 +95,7 @@ impl PostgresLive {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, LiveError> {
-        let mut client = self.pool.get().await.map_err(|e| db_error(&e))?;
-        self.migrated
-            .get_or_try_init(|| async {
-                crate::migrate::postgres(&mut client, &[&MIGRATIONS])
-                    .await
-                    .map_err(|e| db_error(&e))
-            })
-            .await?;
-        Ok(client)
+        self.db.client_or(|e| db_error(&e), |e| db_error(&e)).await
     }
 }
 
@@ -115,7 +106,7 @@ impl LiveStore for PostgresLive {
     }
 
     fn spawn_listener(&self, hub: Weak<Hub>, ready: watch::Sender<bool>) {
-        tokio::spawn(listener(self.url.clone(), self.pool.clone(), hub, ready));
+        tokio::spawn(listener(self.url.clone(), self.db.pool.clone(), hub, ready));
     }
 
     /// Applies `change` to the prediction's state under a row lock and notifies every instance.
