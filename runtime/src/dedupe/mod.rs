@@ -59,7 +59,7 @@ pub(crate) use postgres::{
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 #[cfg(feature = "redis")]
-pub(crate) use redis::{client as redis_client, manager_config as redis_manager_config};
+pub(crate) use redis::{Conn as RedisConn, manager_config as redis_manager_config};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;

@@ -1,18 +1,16 @@
 //! The journal in Redis: one sorted set of JSON rows scored by arrival, its own connection.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::store::JournalStore;
 use super::{Record, Search};
-use crate::dedupe::StoreError;
+use crate::dedupe::{RedisConn, StoreError, redis_manager_config};
 
 /// Rows read per round trip when searching.
 const PAGE: isize = 1000;
 
 pub(crate) struct RedisJournal {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    conn: RedisConn,
     rows: String,
     seq: String,
 }
@@ -26,25 +24,16 @@ impl RedisJournal {
     /// A journal for `url`, connecting on first use. A `prefix` query parameter namespaces the
     /// keys as it does the dedupe store's.
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        let (client, prefix) = crate::dedupe::redis_client(url)?;
-        let config = crate::dedupe::redis_manager_config();
+        let (conn, prefix) = RedisConn::open(url, redis_manager_config())?;
         Ok(Self {
-            client,
-            config,
-            conn: tokio::sync::OnceCell::new(),
+            conn,
             rows: format!("{prefix}journal"),
             seq: format!("{prefix}journal:seq"),
         })
     }
 
     async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        self.conn
-            .get_or_try_init(|| {
-                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-            })
-            .await
-            .cloned()
-            .map_err(|e| redis_error(&e))
+        self.conn.connect().await.map_err(|e| redis_error(&e))
     }
 
     /// `command` (a range read or delete) on the rows, over the ranks from `start` to `stop`.

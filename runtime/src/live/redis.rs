@@ -14,21 +14,21 @@ use std::sync::Weak;
 
 use futures_util::StreamExt as _;
 use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 use super::hub::Hub;
 use super::state::{LiveEvent, State};
 use super::store::{self, Listener, LiveStore};
 use super::{Bounds, Change, LiveError};
+use crate::dedupe::RedisConn;
 
 const NOT_LISTENING: &str = "redis: the live listener is not subscribed";
 /// Attempts of the compare-and-set before giving up: writers of one prediction are few.
 const ATTEMPTS: usize = 8;
 
 pub(crate) struct RedisLive {
-    client: redis::Client,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    conn: RedisConn,
     prefix: String,
     channel: String,
     bounds: Bounds,
@@ -50,11 +50,11 @@ fn store_error(e: &redis::RedisError) -> LiveError {
 
 impl RedisLive {
     pub(crate) fn open(url: &str, bounds: Bounds) -> Result<Self, LiveError> {
-        let (client, prefix) =
-            crate::dedupe::redis_client(url).map_err(|e| LiveError::Store(e.to_string()))?;
+        // The connection manager's defaults, not the dedupe store's bounded waits.
+        let (conn, prefix) = RedisConn::open(url, ConnectionManagerConfig::new())
+            .map_err(|e| LiveError::Store(e.to_string()))?;
         Ok(Self {
-            client,
-            conn: tokio::sync::OnceCell::new(),
+            conn,
             channel: format!("{prefix}live"),
             prefix,
             bounds,
@@ -78,11 +78,7 @@ impl RedisLive {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, LiveError> {
-        self.conn
-            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
-            .await
-            .cloned()
-            .map_err(|e| store_error(&e))
+        self.conn.connect().await.map_err(|e| store_error(&e))
     }
 
     fn keys(&self, id: &str) -> (String, String) {
@@ -115,7 +111,7 @@ impl LiveStore for RedisLive {
 
     fn spawn_listener(&self, hub: Weak<Hub>, ready: watch::Sender<bool>) {
         tokio::spawn(listener(
-            self.client.clone(),
+            self.conn.client.clone(),
             self.channel.clone(),
             hub,
             ready,
