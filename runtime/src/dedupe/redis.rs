@@ -322,10 +322,7 @@ impl RedisStore {
     }
 
     fn key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.len());
-        full.push_str(&self.prefix);
-        full.push_str(key);
-        full
+        [self.prefix.as_str(), key].concat()
     }
 }
 
