@@ -738,10 +738,7 @@ impl WatchList for PostgresStore {
             .pg()?;
         Ok(rows
             .iter()
-            .map(|row| {
-                let attempts: i32 = row.get(1);
-                (row.get(0), u32::try_from(attempts).unwrap_or(0))
-            })
+            .map(|row| (row.get(0), u32::try_from(row.get::<_, i32>(1)).unwrap_or(0)))
             .collect())
     }
 
@@ -759,13 +756,10 @@ impl WatchList for PostgresStore {
             .pg()?;
         Ok(rows
             .iter()
-            .map(|row| {
-                let attempts: i32 = row.get(2);
-                super::WatchedPrediction {
-                    prediction_id: row.get(0),
-                    due_ms: row.get(1),
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                }
+            .map(|row| super::WatchedPrediction {
+                prediction_id: row.get(0),
+                due_ms: row.get(1),
+                attempts: u32::try_from(row.get::<_, i32>(2)).unwrap_or(0),
             })
             .collect())
     }
