@@ -54,16 +54,12 @@ impl PostgresJournal {
             db: PostgresDb::new(url, 4, &[&MIGRATIONS], "journal postgres")?,
         })
     }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.db.client_or(pg_error, pg_error).await
-    }
 }
 
 #[async_trait::async_trait]
 impl JournalStore for PostgresJournal {
     async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client_or(pg_error, pg_error).await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let insert = tx
             .prepare_cached(&format!(
@@ -97,7 +93,7 @@ impl JournalStore for PostgresJournal {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client_or(pg_error, pg_error).await?;
         let (query, values) = super::store::select(search);
         let params: Vec<&(dyn ToSql + Sync)> = values
             .iter()
@@ -128,7 +124,7 @@ impl JournalStore for PostgresJournal {
     }
 
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client_or(pg_error, pg_error).await?;
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         client
             .execute(

@@ -15,7 +15,8 @@ pub(crate) struct RedisJournal {
     seq: String,
 }
 
-fn redis_error(e: &redis::RedisError) -> StoreError {
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(redis_error)`
+fn redis_error(e: redis::RedisError) -> StoreError {
     // Its `Display` names the failing command or I/O error, never the URL's password.
     StoreError::new(format_args!("journal redis: {e}"))
 }
@@ -32,10 +33,6 @@ impl RedisJournal {
         })
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        self.conn.connect().await.map_err(|e| redis_error(&e))
-    }
-
     /// `command` (a range read or delete) on the rows, over the ranks from `start` to `stop`.
     async fn by_rank<T: redis::FromRedisValue>(
         &self,
@@ -50,21 +47,21 @@ impl RedisJournal {
             .arg(stop)
             .query_async(conn)
             .await
-            .map_err(|e| redis_error(&e))
+            .map_err(redis_error)
     }
 }
 
 #[async_trait::async_trait]
 impl JournalStore for RedisJournal {
     async fn insert(&self, mut rows: Vec<Record>) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(redis_error)?;
         let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         let last: i64 = redis::cmd("INCRBY")
             .arg(&self.seq)
             .arg(n)
             .query_async(&mut conn)
             .await
-            .map_err(|e| redis_error(&e))?;
+            .map_err(redis_error)?;
         let mut pipe = redis::pipe();
         for (row, id) in rows.iter_mut().zip(last - n + 1..) {
             row.id = id;
@@ -73,13 +70,11 @@ impl JournalStore for RedisJournal {
             // Scored by id, so order is write order and members never collide.
             pipe.zadd(&self.rows, json, id).ignore();
         }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| redis_error(&e))
+        pipe.query_async::<()>(&mut conn).await.map_err(redis_error)
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(redis_error)?;
         let mut found = Vec::new();
         let mut start = 0isize;
         // Newest first, a page at a time; the set is bounded by `trim`.
@@ -115,7 +110,7 @@ impl JournalStore for RedisJournal {
     }
 
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(redis_error)?;
         let keep = isize::try_from(keep).unwrap_or(isize::MAX);
         let _: i64 = self
             .by_rank(&mut conn, "ZREMRANGEBYRANK", 0, -keep - 1)

@@ -73,7 +73,8 @@ struct Notice {
     event: Option<LiveEvent>,
 }
 
-fn db_error(e: &impl std::fmt::Display) -> LiveError {
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
+fn db_error(e: impl std::fmt::Display) -> LiveError {
     LiveError::Store(format!("postgres: {e}"))
 }
 
@@ -93,10 +94,6 @@ impl PostgresLive {
             writes: AtomicUsize::new(0),
         })
     }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, LiveError> {
-        self.db.client_or(|e| db_error(&e), |e| db_error(&e)).await
-    }
 }
 
 #[async_trait::async_trait]
@@ -111,17 +108,17 @@ impl LiveStore for PostgresLive {
 
     /// Applies `change` to the prediction's state under a row lock and notifies every instance.
     async fn publish(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client_or(db_error, db_error).await?;
         let id = change.id();
         let retention = self.bounds.retention.as_secs_f64();
-        let tx = client.transaction().await.map_err(|e| db_error(&e))?;
+        let tx = client.transaction().await.map_err(db_error)?;
         tx.execute(
             "INSERT INTO replicate_webhook_live_state (prediction_id, seq, state, expires_at)
              VALUES ($1, 0, '{}', now() + make_interval(secs => $2::float8)) ON CONFLICT (prediction_id) DO NOTHING",
             &[&id, &retention],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         let row = tx
             .query_one(
                 "SELECT state, expires_at > now() FROM replicate_webhook_live_state
@@ -129,7 +126,7 @@ impl LiveStore for PostgresLive {
                 &[&id],
             )
             .await
-            .map_err(|e| db_error(&e))?;
+            .map_err(db_error)?;
         let live: bool = row.get(1);
         let mut state: State = if live {
             serde_json::from_str(row.get::<_, &str>(0)).unwrap_or_default()
@@ -147,7 +144,7 @@ impl LiveStore for PostgresLive {
             &[&id, &seq, &state_json, &retention],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         tx.execute(
             "INSERT INTO replicate_webhook_live_events
              (prediction_id, seq, event, data, terminal, expires_at)
@@ -164,14 +161,14 @@ impl LiveStore for PostgresLive {
             ],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         let keep = seq_i64(event.seq.saturating_sub(self.bounds.replay_events as u64));
         tx.execute(
             "DELETE FROM replicate_webhook_live_events WHERE prediction_id = $1 AND seq <= $2",
             &[&id, &keep],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         let mut notice = Notice {
             id: id.to_owned(),
             seq: event.seq,
@@ -184,8 +181,8 @@ impl LiveStore for PostgresLive {
         }
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
             .await
-            .map_err(|e| db_error(&e))?;
-        tx.commit().await.map_err(|e| db_error(&e))?;
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         if self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
             let _ = client
                 .batch_execute(
@@ -202,7 +199,7 @@ impl LiveStore for PostgresLive {
         id: &str,
         after: Option<u64>,
     ) -> Result<(Vec<LiveEvent>, bool), LiveError> {
-        let client = self.client().await?;
+        let client = self.db.client_or(db_error, db_error).await?;
         let row = client
             .query_opt(
                 "SELECT state FROM replicate_webhook_live_state
@@ -210,7 +207,7 @@ impl LiveStore for PostgresLive {
                 &[&id],
             )
             .await
-            .map_err(|e| db_error(&e))?;
+            .map_err(db_error)?;
         let state: State = row
             .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
             .unwrap_or_default();
@@ -233,7 +230,7 @@ async fn events_from(
             &[&id, &seq_i64(from)],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
     Ok(rows
         .iter()
         .map(|r| LiveEvent {

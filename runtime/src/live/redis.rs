@@ -44,7 +44,8 @@ struct Relayed {
     event: LiveEvent,
 }
 
-fn store_error(e: &redis::RedisError) -> LiveError {
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(store_error)`
+fn store_error(e: redis::RedisError) -> LiveError {
     LiveError::Store(format!("redis: {e}"))
 }
 
@@ -77,10 +78,6 @@ impl RedisLive {
         })
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, LiveError> {
-        self.conn.connect().await.map_err(|e| store_error(&e))
-    }
-
     fn keys(&self, id: &str) -> (String, String) {
         // The hash tag keeps a prediction's keys in one Redis Cluster slot.
         (
@@ -96,7 +93,7 @@ impl RedisLive {
             .arg("state")
             .query_async(conn)
             .await
-            .map_err(|e| store_error(&e))?;
+            .map_err(store_error)?;
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
@@ -119,7 +116,7 @@ impl LiveStore for RedisLive {
     }
 
     async fn publish(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(store_error)?;
         let id = change.id();
         let (state_key, events_key) = self.keys(id);
         for _ in 0..ATTEMPTS {
@@ -153,7 +150,7 @@ impl LiveStore for RedisLive {
                 .arg(relayed)
                 .invoke_async(&mut conn)
                 .await
-                .map_err(|e| store_error(&e))?;
+                .map_err(store_error)?;
             if written == 1 {
                 return Ok(Some(event));
             }
@@ -168,7 +165,7 @@ impl LiveStore for RedisLive {
         id: &str,
         after: Option<u64>,
     ) -> Result<(Vec<LiveEvent>, bool), LiveError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(store_error)?;
         let state = self.read_state(&mut conn, id).await?;
         let (_, events_key) = self.keys(id);
         store::initial(id, &state, after, async |from| {
@@ -178,7 +175,7 @@ impl LiveStore for RedisLive {
                 .arg("+")
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| store_error(&e))?;
+                .map_err(store_error)?;
             Ok(entries.iter().filter_map(entry).collect())
         })
         .await
