@@ -52,8 +52,7 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{
-    Db as PostgresDb, MIGRATIONS as POSTGRES_MIGRATIONS, POOL_SIZE as POSTGRES_POOL_SIZE, PgResult,
-    keys as postgres_keys,
+    Db as PostgresDb, MIGRATIONS as POSTGRES_MIGRATIONS, PgResult, keys as postgres_keys,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

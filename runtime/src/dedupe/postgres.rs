@@ -45,6 +45,10 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// Connections of a store's pool: every batcher's statements in flight, plus room for the
+    /// calls that are not batched (markers, the reconciler's watch list, the purge).
+    pub(crate) const POOL_SIZE: usize = 16;
+
     /// A pool of `size` connections for `url` that migrates `parts` on first use. Connects
     /// lazily.
     pub(crate) fn new(
@@ -104,10 +108,6 @@ const PARALLEL: usize = 2;
 
 /// The most calls one statement carries.
 const MAX_BATCH: usize = 512;
-
-/// Connections of a store's pool: every batcher's statements in flight, plus room for the
-/// calls that are not batched (markers, the reconciler's watch list, the purge).
-pub(crate) const POOL_SIZE: usize = 16;
 
 /// A batcher whose batches run `statement` on one pooled connection.
 fn batcher<R, T, F, Fut>(db: &Db, statement: F) -> Batcher<R, T>
@@ -317,7 +317,7 @@ fn pool_of(url: &str, size: usize) -> Result<Pool, StoreError> {
 impl PostgresStore {
     /// A store for `url`, connecting (and migrating) on first use.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let db = Db::new(url, POOL_SIZE, &[&MIGRATIONS], "postgres")?;
+        let db = Db::new(url, Db::POOL_SIZE, &[&MIGRATIONS], "postgres")?;
         Ok(Self {
             batches: Arc::new(Batches::new(&db)),
             db,

@@ -11,9 +11,8 @@ use tokio_postgres::Row;
 use super::job::{COLUMNS, HELD_BY_A_JOB, PURGE_FINISHED, purge_before};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
 use crate::dedupe::{
-    Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, POSTGRES_POOL_SIZE,
-    PgResult as _, PostgresDb as Db, StoreError, Ttls, admit, millis, now_ms,
-    postgres_keys as keys,
+    Admission, Batcher, Claim, ClaimToken, Claims, Lease, POSTGRES_MIGRATIONS, PgResult as _,
+    PostgresDb as Db, StoreError, Ttls, admit, millis, now_ms, postgres_keys as keys,
 };
 use crate::migrate::{Migrations, Step};
 
@@ -84,7 +83,7 @@ impl PostgresQueue {
         // The dedupe tables first: the inbox admits through them.
         let db = Db::new(
             url,
-            POSTGRES_POOL_SIZE,
+            Db::POOL_SIZE,
             &[&POSTGRES_MIGRATIONS, &MIGRATIONS],
             "postgres inbox",
         )?;
