@@ -86,10 +86,9 @@ impl RedisLive {
         )
     }
 
-    async fn read_state(&self, conn: &mut ConnectionManager, id: &str) -> Result<State, LiveError> {
-        let (state_key, _) = self.keys(id);
+    async fn read_state(conn: &mut ConnectionManager, state_key: &str) -> Result<State, LiveError> {
         let text: Option<String> = redis::cmd("HGET")
-            .arg(&state_key)
+            .arg(state_key)
             .arg("state")
             .query_async(conn)
             .await
@@ -120,7 +119,7 @@ impl LiveStore for RedisLive {
         let id = change.id();
         let (state_key, events_key) = self.keys(id);
         for _ in 0..ATTEMPTS {
-            let mut state = self.read_state(&mut conn, id).await?;
+            let mut state = Self::read_state(&mut conn, &state_key).await?;
             let expected = state.seq;
             let Some(event) = change.apply(&mut state) else {
                 return Ok(None);
@@ -166,8 +165,8 @@ impl LiveStore for RedisLive {
         after: Option<u64>,
     ) -> Result<(Vec<LiveEvent>, bool), LiveError> {
         let mut conn = self.conn.connect().await.map_err(store_error)?;
-        let state = self.read_state(&mut conn, id).await?;
-        let (_, events_key) = self.keys(id);
+        let (state_key, events_key) = self.keys(id);
+        let state = Self::read_state(&mut conn, &state_key).await?;
         store::initial(id, &state, after, async |from| {
             let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
                 .arg(&events_key)
