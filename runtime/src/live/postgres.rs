@@ -8,8 +8,8 @@
 //! hands events to its own subscribers. Rows carry an expiry (the retention) and reads skip
 //! expired ones; a periodic delete removes them.
 //!
-//! This backend opens its own connections from the store URL: it shares configuration with the
-//! dedupe store, not its internals.
+//! This backend opens its own connections from the store URL, through the dedupe store's
+//! connection helper: it shares configuration with the dedupe store, not its connections.
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,8 +7,8 @@
 //! retention, and `PUBLISH`es the event on one channel every instance listens to with one
 //! connection, which hands it to that instance's subscribers of the prediction.
 //!
-//! This backend opens its own connections from the store URL: it shares configuration with the
-//! dedupe store, not its internals.
+//! This backend opens its own connections from the store URL, through the dedupe store's
+//! connection helper: it shares configuration with the dedupe store, not its connections.
 
 use std::sync::Weak;
 
