@@ -34,7 +34,8 @@ pub struct PostgresStore {
 }
 
 /// A pool, the tables it serves, and whether they were migrated yet: the store's, the inbox's
-/// (whose tables sit beside the store's), the journal's and the live channel's.
+/// (whose tables sit beside the store's), and the journal's and the live channel's (pools of
+/// their own, smaller than the store's).
 #[derive(Clone)]
 pub(crate) struct Db {
     pub(crate) pool: Pool,
@@ -49,16 +50,34 @@ impl Db {
     /// calls that are not batched (markers, the reconciler's watch list, the purge).
     pub(crate) const POOL_SIZE: usize = 16;
 
-    /// A pool of `size` connections for `url` that migrates `parts` on first use. Connects
-    /// lazily.
+    /// A pool for `url` of at most `size` connections that migrates `parts` on first use. Every
+    /// wait is bounded, so a database that is down is an error in seconds rather than a hung
+    /// delivery. Connects lazily.
     pub(crate) fn new(
         url: &str,
         size: usize,
         parts: &'static [&'static Migrations],
         name: &'static str,
     ) -> Result<Self, StoreError> {
+        let mut config = Config::new();
+        config.url = Some(url.to_owned());
+        config.manager = Some(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        let timeout = Some(Duration::from_secs(2));
+        config.pool = Some(PoolConfig {
+            timeouts: Timeouts {
+                wait: timeout,
+                create: timeout,
+                recycle: timeout,
+            },
+            ..PoolConfig::new(size)
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError::new(format_args!("postgres: {e}")))?;
         Ok(Self {
-            pool: pool_of(url, size)?,
+            pool,
             parts,
             name,
             migrated: Arc::default(),
@@ -289,29 +308,6 @@ fn pg_error(e: &tokio_postgres::Error) -> StoreError {
         )),
         None => StoreError::new(format_args!("postgres: {e}")),
     }
-}
-
-/// A connection pool for `url` of at most `size` connections, whose every wait is bounded, so a
-/// database that is down is an error in seconds rather than a hung delivery. Connects lazily.
-/// The journal and the live channel keep pools of their own, smaller than the dedupe store's.
-fn pool_of(url: &str, size: usize) -> Result<Pool, StoreError> {
-    let mut config = Config::new();
-    config.url = Some(url.to_owned());
-    config.manager = Some(ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    });
-    let timeout = Some(Duration::from_secs(2));
-    config.pool = Some(PoolConfig {
-        timeouts: Timeouts {
-            wait: timeout,
-            create: timeout,
-            recycle: timeout,
-        },
-        ..PoolConfig::new(size)
-    });
-    config
-        .create_pool(Some(Runtime::Tokio1), NoTls)
-        .map_err(|e| StoreError::new(format_args!("postgres: {e}")))
 }
 
 impl PostgresStore {
