@@ -64,7 +64,7 @@ impl Conn {
         // The last `prefix` given wins.
         let prefix = prefixes
             .pop()
-            .map_or_else(|| DEFAULT_PREFIX.to_owned(), |(_, v)| v);
+            .map_or_else(|| RedisStore::DEFAULT_PREFIX.to_owned(), |(_, v)| v);
         if kept.is_empty() {
             parsed.set_query(None);
         } else {
@@ -285,9 +285,6 @@ fn px(duration: Duration) -> i64 {
     millis(duration).max(1)
 }
 
-/// The default key prefix of everything this crate keeps in Redis.
-pub(crate) const DEFAULT_PREFIX: &str = "replicate-webhook:";
-
 /// How a connection manager connects and waits: every wait bounded, so a Redis that is down is
 /// an error in seconds rather than a hung delivery.
 pub(crate) fn manager_config() -> ConnectionManagerConfig {
@@ -299,8 +296,8 @@ pub(crate) fn manager_config() -> ConnectionManagerConfig {
 }
 
 impl RedisStore {
-    /// The default key prefix.
-    pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
+    /// The default key prefix of everything this crate keeps in Redis.
+    pub const DEFAULT_PREFIX: &'static str = "replicate-webhook:";
 
     /// A store for `url`, connecting on first use. A `prefix` query parameter
     /// (`redis://host/0?prefix=myapp:`) replaces [`Self::DEFAULT_PREFIX`].
