@@ -122,19 +122,17 @@ impl<R, T> Shared<R, T> {
             };
             let (requests, answers): (Vec<R>, Vec<Answer<T>>) = batch.into_iter().unzip();
             let n = requests.len();
-            match (self.run)(requests).await {
-                Ok(results) if results.len() == n => {
+            let results = match (self.run)(requests).await {
+                Ok(results) if results.len() != n => Err(StoreError::new(format_args!(
+                    "a batch of {n} calls got {} answers",
+                    results.len()
+                ))),
+                results => results,
+            };
+            match results {
+                Ok(results) => {
                     for (answer, result) in answers.into_iter().zip(results) {
                         let _ = answer.send(Ok(result));
-                    }
-                }
-                Ok(results) => {
-                    let e = StoreError::new(format_args!(
-                        "a batch of {n} calls got {} answers",
-                        results.len()
-                    ));
-                    for answer in answers {
-                        let _ = answer.send(Err(e.clone()));
                     }
                 }
                 Err(e) => {

@@ -139,7 +139,7 @@ impl Keys {
             claimed: if is_terminal {
                 terminal.clone()
             } else {
-                key(&["webhook:", delivery.webhook_id])
+                ["webhook:", delivery.webhook_id].concat()
             },
             terminal,
             is_terminal,
@@ -496,10 +496,9 @@ pub(crate) async fn bounded<T>(
     timeout: Duration,
     future: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, future).await {
-        Ok(result) => result,
-        Err(_) => Err(timed_out(timeout)),
-    }
+    tokio::time::timeout(timeout, future)
+        .await
+        .unwrap_or_else(|_| Err(timed_out(timeout)))
 }
 
 fn timed_out(timeout: Duration) -> StoreError {
@@ -508,21 +507,12 @@ fn timed_out(timeout: Duration) -> StoreError {
 
 /// The key of a prediction's last seen progress (a marker, in its own namespace).
 fn progress_key(prediction_id: &str) -> String {
-    key(&["prediction:", prediction_id, ":progress"])
+    ["prediction:", prediction_id, ":progress"].concat()
 }
 
 /// The key every terminal status of a prediction claims: the first one handled wins.
 fn terminal_key(prediction_id: &str) -> String {
-    key(&["prediction:", prediction_id, ":terminal"])
-}
-
-/// A store key from its parts, in one allocation.
-fn key(parts: &[&str]) -> String {
-    let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for part in parts {
-        key.push_str(part);
-    }
-    key
+    ["prediction:", prediction_id, ":terminal"].concat()
 }
 
 #[cfg(test)]

@@ -222,12 +222,6 @@ impl MemoryStore {
         self.len() * Self::BYTES_PER_KEY
     }
 
-    fn lock_tracked(&self) -> std::sync::MutexGuard<'_, watch::Tracked> {
-        self.tracked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// The shard that holds `key`, locked.
     fn lock(&self, key: &Fingerprint) -> std::sync::MutexGuard<'_, Inner> {
         // The length is a power of two: the mask keeps the low bits of the second hash.
@@ -384,9 +378,10 @@ const MIN_KEYS_PER_SHARD: usize = 8 * 1024;
 /// Enough that one shard's rehash stays well under a millisecond at the default bound.
 const MAX_SHARDS: usize = 64;
 
-fn lock(shard: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
-    // A panic while holding this lock cannot leave the map half-updated, so poisoning is moot.
-    shard
+/// A shard, or the watch list, locked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave a map half-updated, so poisoning is moot.
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -553,12 +548,11 @@ impl WatchList for MemoryStore {
         due_ms: i64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.lock_tracked()
-            .track(prediction_id, due_ms, ttl, self.max_keys)
+        lock(&self.tracked).track(prediction_id, due_ms, ttl, self.max_keys)
     }
 
     async fn untrack(&self, prediction_id: &str) -> Result<(), StoreError> {
-        self.lock_tracked().remove(prediction_id);
+        lock(&self.tracked).remove(prediction_id);
         Ok(())
     }
 
@@ -568,11 +562,11 @@ impl WatchList for MemoryStore {
         limit: usize,
         retry: Backoff,
     ) -> Result<Vec<(String, u32)>, StoreError> {
-        Ok(self.lock_tracked().take_due(now_ms, limit, retry))
+        Ok(lock(&self.tracked).take_due(now_ms, limit, retry))
     }
 
     async fn watched(&self, limit: usize) -> Result<Vec<super::WatchedPrediction>, StoreError> {
-        Ok(self.lock_tracked().list(limit))
+        Ok(lock(&self.tracked).list(limit))
     }
 }
 

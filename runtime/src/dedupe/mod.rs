@@ -53,13 +53,12 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::{
     Db as PostgresDb, MIGRATIONS as POSTGRES_MIGRATIONS, PgResult, keys as postgres_keys,
-    pool_of as postgres_pool_of,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 #[cfg(feature = "redis")]
-pub(crate) use redis::{client as redis_client, manager_config as redis_manager_config};
+pub(crate) use redis::{Conn as RedisConn, manager_config as redis_manager_config};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;

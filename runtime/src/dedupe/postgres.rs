@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
-    Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
+    Config, ManagerConfig, Pool, PoolConfig, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -33,26 +33,51 @@ pub struct PostgresStore {
     batches: Arc<Batches>,
 }
 
-/// A pool, the tables it serves, and whether they were migrated yet: the store's, and the
-/// inbox's (whose tables sit beside the store's).
+/// A pool, the tables it serves, and whether they were migrated yet: the store's, the inbox's
+/// (whose tables sit beside the store's), and the journal's and the live channel's (pools of
+/// their own, smaller than the store's).
 #[derive(Clone)]
 pub(crate) struct Db {
-    pool: Pool,
+    pub(crate) pool: Pool,
     parts: &'static [&'static Migrations],
-    /// How its pool's errors begin.
+    /// How its pool's errors begin in [`Db::client`].
     name: &'static str,
     migrated: Arc<OnceCell<()>>,
 }
 
 impl Db {
-    /// A pool for `url` that migrates `parts` on first use. Connects lazily.
+    /// Connections of a store's pool: every batcher's statements in flight, plus room for the
+    /// calls that are not batched (markers, the reconciler's watch list, the purge).
+    pub(crate) const POOL_SIZE: usize = 16;
+
+    /// A pool for `url` of at most `size` connections that migrates `parts` on first use. Every
+    /// wait is bounded, so a database that is down is an error in seconds rather than a hung
+    /// delivery. Connects lazily.
     pub(crate) fn new(
         url: &str,
+        size: usize,
         parts: &'static [&'static Migrations],
         name: &'static str,
     ) -> Result<Self, StoreError> {
+        let mut config = Config::new();
+        config.url = Some(url.to_owned());
+        config.manager = Some(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        let timeout = Some(Duration::from_secs(2));
+        config.pool = Some(PoolConfig {
+            timeouts: Timeouts {
+                wait: timeout,
+                create: timeout,
+                recycle: timeout,
+            },
+            ..PoolConfig::new(size)
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError::new(format_args!("postgres: {e}")))?;
         Ok(Self {
-            pool: pool_of(url, POOL_SIZE)?,
+            pool,
             parts,
             name,
             migrated: Arc::default(),
@@ -61,14 +86,26 @@ impl Db {
 
     /// A pooled connection, after the migration ran once for this pool.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::new(format_args!("{} pool: {e}", self.name)))?;
+        self.client_or(
+            |e| StoreError::new(format_args!("{} pool: {e}", self.name)),
+            |e| pg_error(&e),
+        )
+        .await
+    }
+
+    /// [`Db::client`], with its pool's and its migration's errors told by `pool_error` and
+    /// `migrate_error`.
+    pub(crate) async fn client_or<E>(
+        &self,
+        pool_error: impl FnOnce(PoolError) -> E,
+        migrate_error: impl FnOnce(tokio_postgres::Error) -> E,
+    ) -> Result<deadpool_postgres::Object, E> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
         self.migrated
             .get_or_try_init(|| async {
-                crate::migrate::postgres(&mut client, self.parts).await.pg()
+                crate::migrate::postgres(&mut client, self.parts)
+                    .await
+                    .map_err(migrate_error)
             })
             .await?;
         Ok(client)
@@ -90,10 +127,6 @@ const PARALLEL: usize = 2;
 
 /// The most calls one statement carries.
 const MAX_BATCH: usize = 512;
-
-/// Connections of a store's pool: every batcher's statements in flight, plus room for the
-/// calls that are not batched (markers, the reconciler's watch list, the purge).
-const POOL_SIZE: usize = 16;
 
 /// A batcher whose batches run `statement` on one pooled connection.
 fn batcher<R, T, F, Fut>(db: &Db, statement: F) -> Batcher<R, T>
@@ -277,33 +310,10 @@ fn pg_error(e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
-/// A connection pool for `url` of at most `size` connections, whose every wait is bounded, so a
-/// database that is down is an error in seconds rather than a hung delivery. Connects lazily.
-/// The journal and the live channel keep pools of their own, smaller than the dedupe store's.
-pub(crate) fn pool_of(url: &str, size: usize) -> Result<Pool, StoreError> {
-    let mut config = Config::new();
-    config.url = Some(url.to_owned());
-    config.manager = Some(ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    });
-    let timeout = Some(Duration::from_secs(2));
-    config.pool = Some(PoolConfig {
-        timeouts: Timeouts {
-            wait: timeout,
-            create: timeout,
-            recycle: timeout,
-        },
-        ..PoolConfig::new(size)
-    });
-    config
-        .create_pool(Some(Runtime::Tokio1), NoTls)
-        .map_err(|e| StoreError::new(format_args!("postgres: {e}")))
-}
-
 impl PostgresStore {
     /// A store for `url`, connecting (and migrating) on first use.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let db = Db::new(url, &[&MIGRATIONS], "postgres")?;
+        let db = Db::new(url, Db::POOL_SIZE, &[&MIGRATIONS], "postgres")?;
         Ok(Self {
             batches: Arc::new(Batches::new(&db)),
             db,
@@ -724,10 +734,7 @@ impl WatchList for PostgresStore {
             .pg()?;
         Ok(rows
             .iter()
-            .map(|row| {
-                let attempts: i32 = row.get(1);
-                (row.get(0), u32::try_from(attempts).unwrap_or(0))
-            })
+            .map(|row| (row.get(0), u32::try_from(row.get::<_, i32>(1)).unwrap_or(0)))
             .collect())
     }
 
@@ -745,13 +752,10 @@ impl WatchList for PostgresStore {
             .pg()?;
         Ok(rows
             .iter()
-            .map(|row| {
-                let attempts: i32 = row.get(2);
-                super::WatchedPrediction {
-                    prediction_id: row.get(0),
-                    due_ms: row.get(1),
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                }
+            .map(|row| super::WatchedPrediction {
+                prediction_id: row.get(0),
+                due_ms: row.get(1),
+                attempts: u32::try_from(row.get::<_, i32>(2)).unwrap_or(0),
             })
             .collect())
     }

@@ -37,25 +37,61 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// The shared connection, made on first use: it needs a runtime, and a Redis that is down at
-/// start must not keep the receiver from starting.
+/// A shared connection, made on first use: it needs a runtime, and a Redis that is down at
+/// start must not keep the receiver from starting. The dedupe store, the journal and the live
+/// channel each hold their own.
 #[derive(Clone)]
-struct Conn {
-    client: redis::Client,
+pub(crate) struct Conn {
+    pub(crate) client: redis::Client,
     config: ConnectionManagerConfig,
     manager: Arc<tokio::sync::OnceCell<ConnectionManager>>,
 }
 
 impl Conn {
+    /// A connection for a store URL, made as `config` says, and the key prefix the URL names.
+    /// The `prefix` query parameter (`redis://host/0?prefix=myapp:`) is this crate's, so Redis
+    /// itself never sees it.
+    pub(crate) fn open(
+        url: &str,
+        config: ConnectionManagerConfig,
+    ) -> Result<(Self, String), StoreError> {
+        let mut parsed = ::url::Url::parse(url)
+            .map_err(|e| StoreError::new(format_args!("invalid redis URL: {e}")))?;
+        let (mut prefixes, kept): (Vec<_>, Vec<_>) = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .partition(|(k, _)| k == "prefix");
+        // The last `prefix` given wins.
+        let prefix = prefixes
+            .pop()
+            .map_or_else(|| RedisStore::DEFAULT_PREFIX.to_owned(), |(_, v)| v);
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        let client = redis::Client::open(parsed.as_str()).map_err(|e| redis_error(&e))?;
+        let conn = Self {
+            client,
+            config,
+            manager: Arc::default(),
+        };
+        Ok((conn, prefix))
+    }
+
     /// The shared connection, made (or retried) on first use.
-    async fn get(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) async fn connect(&self) -> Result<ConnectionManager, redis::RedisError> {
         self.manager
             .get_or_try_init(|| {
                 ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
             })
             .await
             .cloned()
-            .map_err(|e| redis_error(&e))
+    }
+
+    /// [`Conn::connect`], its error told as the store's.
+    async fn get(&self) -> Result<ConnectionManager, StoreError> {
+        self.connect().await.map_err(|e| redis_error(&e))
     }
 }
 
@@ -249,36 +285,6 @@ fn px(duration: Duration) -> i64 {
     millis(duration).max(1)
 }
 
-/// The default key prefix of everything this crate keeps in Redis.
-pub(crate) const DEFAULT_PREFIX: &str = "replicate-webhook:";
-
-/// A client for a store URL and the key prefix it names. The `prefix` query parameter
-/// (`redis://host/0?prefix=myapp:`) is this crate's, so Redis itself never sees it. Shared by
-/// the dedupe store, the journal and the live channel, which open their own connections.
-pub(crate) fn client(url: &str) -> Result<(redis::Client, String), StoreError> {
-    let mut parsed = ::url::Url::parse(url)
-        .map_err(|e| StoreError::new(format_args!("invalid redis URL: {e}")))?;
-    let mut prefix = DEFAULT_PREFIX.to_owned();
-    let kept: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter_map(|(k, v)| {
-            if k == "prefix" {
-                prefix = v.into_owned();
-                None
-            } else {
-                Some((k.into_owned(), v.into_owned()))
-            }
-        })
-        .collect();
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
-    }
-    let client = redis::Client::open(parsed.as_str()).map_err(|e| redis_error(&e))?;
-    Ok((client, prefix))
-}
-
 /// How a connection manager connects and waits: every wait bounded, so a Redis that is down is
 /// an error in seconds rather than a hung delivery.
 pub(crate) fn manager_config() -> ConnectionManagerConfig {
@@ -290,18 +296,13 @@ pub(crate) fn manager_config() -> ConnectionManagerConfig {
 }
 
 impl RedisStore {
-    /// The default key prefix.
-    pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
+    /// The default key prefix of everything this crate keeps in Redis.
+    pub const DEFAULT_PREFIX: &'static str = "replicate-webhook:";
 
     /// A store for `url`, connecting on first use. A `prefix` query parameter
     /// (`redis://host/0?prefix=myapp:`) replaces [`Self::DEFAULT_PREFIX`].
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let (client, prefix) = client(url)?;
-        let conn = Conn {
-            client,
-            config: manager_config(),
-            manager: Arc::default(),
-        };
+        let (conn, prefix) = Conn::open(url, manager_config())?;
         Ok(Self {
             batches: Arc::new(Batches::new(&conn, scripts())),
             conn,
@@ -318,10 +319,7 @@ impl RedisStore {
     }
 
     fn key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.len());
-        full.push_str(&self.prefix);
-        full.push_str(key);
-        full
+        [self.prefix.as_str(), key].concat()
     }
 }
 

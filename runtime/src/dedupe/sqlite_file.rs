@@ -281,12 +281,7 @@ fn write(conn: &Connection, waiting: &mpsc::Receiver<Box<dyn Request>>) {
     let mut batch: Vec<Box<dyn Request>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = waiting.recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        batch.extend(waiting.try_iter().take(MAX_BATCH - 1));
         let commit = commit(conn, &mut batch).map_err(|e| e.to_string());
         for request in batch.drain(..) {
             request.answer(commit.as_ref().copied().map_err(String::as_str));

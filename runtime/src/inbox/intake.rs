@@ -33,13 +33,18 @@ fn trace_context(req: &HttpRequest) -> Vec<(String, String)> {
             return current;
         }
     }
-    ["traceparent", "tracestate"]
-        .into_iter()
-        .filter_map(|name| {
-            let value = req.headers().get(name)?.to_str().ok()?;
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect()
+    text_headers(req, &["traceparent", "tracestate"]).collect()
+}
+
+/// The headers of `req` among `names` whose values are text, as a job stores them.
+fn text_headers<'a>(
+    req: &'a HttpRequest,
+    names: &'a [&str],
+) -> impl Iterator<Item = (String, String)> + 'a {
+    names.iter().filter_map(|&name| {
+        let value = req.headers().get(name)?.to_str().ok()?;
+        Some((name.to_owned(), value.to_owned()))
+    })
 }
 
 /// Where verified deliveries of inbox modules go.
@@ -81,7 +86,6 @@ impl Intake {
             );
         }
         let req = delivery.req;
-        let headers = req.headers();
         let job = NewJob {
             keys: Keys::of(keys),
             module: module_key(module),
@@ -94,12 +98,7 @@ impl Intake {
                 .uri()
                 .path_and_query()
                 .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned()),
-            headers: KEPT_HEADERS
-                .iter()
-                .filter_map(|name| {
-                    let value = headers.get(*name)?.to_str().ok()?;
-                    Some(((*name).to_owned(), value.to_owned()))
-                })
+            headers: text_headers(req, &KEPT_HEADERS)
                 .chain(trace_context(req))
                 .collect(),
             body: delivery.body.to_vec(),

@@ -81,7 +81,12 @@ const MAX_BATCH: usize = 256;
 impl PostgresQueue {
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
         // The dedupe tables first: the inbox admits through them.
-        let db = Db::new(url, &[&POSTGRES_MIGRATIONS, &MIGRATIONS], "postgres inbox")?;
+        let db = Db::new(
+            url,
+            Db::POOL_SIZE,
+            &[&POSTGRES_MIGRATIONS, &MIGRATIONS],
+            "postgres inbox",
+        )?;
         let intake_db = db.clone();
         let intake = Batcher::new(PARALLEL, MAX_BATCH, move |arrivals: Vec<Arrival>| {
             let db = intake_db.clone();
@@ -101,7 +106,6 @@ impl PostgresQueue {
 fn job_from_row(row: &Row) -> Job {
     let headers: String = row.get(8);
     let state: String = row.get(10);
-    let attempts: i32 = row.get(11);
     Job {
         id: row.get(0),
         module: row.get(1),
@@ -114,7 +118,7 @@ fn job_from_row(row: &Row) -> Job {
         headers: serde_json::from_str(&headers).unwrap_or_default(),
         body: row.get(9),
         state: JobState::parse(&state).unwrap_or(JobState::Dead),
-        attempts: u32::try_from(attempts).unwrap_or(0),
+        attempts: u32::try_from(row.get::<_, i32>(11)).unwrap_or(0),
         last_error: row.get(12),
         received_ms: row.get(13),
         run_at_ms: row.get(14),

@@ -279,12 +279,7 @@ impl Queue for SqliteQueue {
     }
 
     async fn list(&self, filter: &Filter) -> Result<Vec<Job>, StoreError> {
-        let state = filter.state.map(JobState::as_str);
-        let (model, prediction, limit) = (
-            filter.model.clone(),
-            filter.prediction_id.clone(),
-            filter.limit(),
-        );
+        let (state, filter) = (filter.state.map(JobState::as_str), filter.clone());
         self.file
             .read(NAME, move |conn| {
                 let mut statement = conn.prepare_cached(&format!(
@@ -294,7 +289,10 @@ impl Queue for SqliteQueue {
                  ORDER BY id DESC LIMIT ?4"
                 ))?;
                 statement
-                    .query_map(params![state, model, prediction, limit], job_from_row)?
+                    .query_map(
+                        params![state, filter.model, filter.prediction_id, filter.limit()],
+                        job_from_row,
+                    )?
                     .collect()
             })
             .await

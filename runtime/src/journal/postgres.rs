@@ -1,13 +1,10 @@
 //! The journal in `PostgreSQL`: its own small pool, the table created on first use.
 
-use std::sync::Arc;
-
-use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 
 use super::store::{COLUMNS, JournalStore, Param};
 use super::{Outcome, Record, Search};
-use crate::dedupe::StoreError;
+use crate::dedupe::{PostgresDb, StoreError};
 use crate::migrate::{Migrations, Step};
 
 const MIGRATIONS: Migrations = Migrations {
@@ -40,12 +37,11 @@ CREATE INDEX IF NOT EXISTS replicate_webhook_journal_prediction ON replicate_web
 ";
 
 pub(crate) struct PostgresJournal {
-    pool: Pool,
-    migrated: Arc<tokio::sync::OnceCell<()>>,
+    db: PostgresDb,
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(pg_error)`
-fn pg_error(e: tokio_postgres::Error) -> StoreError {
+fn pg_error(e: impl std::fmt::Display) -> StoreError {
     // `Display` of a tokio-postgres error never includes the connection string.
     StoreError::new(format_args!("journal postgres: {e}"))
 }
@@ -54,34 +50,16 @@ impl PostgresJournal {
     /// A journal for `url`, connecting lazily; every wait is bounded.
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
         // The writer uses one connection; the dashboard's queries the others.
-        let pool = crate::dedupe::postgres_pool_of(url, 4)?;
         Ok(Self {
-            pool,
-            migrated: Arc::default(),
+            db: PostgresDb::new(url, 4, &[&MIGRATIONS], "journal postgres")?,
         })
-    }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::new(format_args!("journal postgres: {e}")))?;
-        self.migrated
-            .get_or_try_init(|| async {
-                crate::migrate::postgres(&mut client, &[&MIGRATIONS])
-                    .await
-                    .map_err(pg_error)
-            })
-            .await?;
-        Ok(client)
     }
 }
 
 #[async_trait::async_trait]
 impl JournalStore for PostgresJournal {
     async fn insert(&self, rows: Vec<Record>) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client_or(pg_error, pg_error).await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let insert = tx
             .prepare_cached(&format!(
@@ -115,7 +93,7 @@ impl JournalStore for PostgresJournal {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client_or(pg_error, pg_error).await?;
         let (query, values) = super::store::select(search);
         let params: Vec<&(dyn ToSql + Sync)> = values
             .iter()
@@ -146,7 +124,7 @@ impl JournalStore for PostgresJournal {
     }
 
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client_or(pg_error, pg_error).await?;
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         client
             .execute(

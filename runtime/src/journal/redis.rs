@@ -1,23 +1,22 @@
 //! The journal in Redis: one sorted set of JSON rows scored by arrival, its own connection.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::store::JournalStore;
 use super::{Record, Search};
-use crate::dedupe::StoreError;
+use crate::dedupe::{RedisConn, StoreError, redis_manager_config};
 
 /// Rows read per round trip when searching.
 const PAGE: isize = 1000;
 
 pub(crate) struct RedisJournal {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    conn: RedisConn,
     rows: String,
     seq: String,
 }
 
-fn redis_error(e: &redis::RedisError) -> StoreError {
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(redis_error)`
+fn redis_error(e: redis::RedisError) -> StoreError {
     // Its `Display` names the failing command or I/O error, never the URL's password.
     StoreError::new(format_args!("journal redis: {e}"))
 }
@@ -26,25 +25,12 @@ impl RedisJournal {
     /// A journal for `url`, connecting on first use. A `prefix` query parameter namespaces the
     /// keys as it does the dedupe store's.
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        let (client, prefix) = crate::dedupe::redis_client(url)?;
-        let config = crate::dedupe::redis_manager_config();
+        let (conn, prefix) = RedisConn::open(url, redis_manager_config())?;
         Ok(Self {
-            client,
-            config,
-            conn: tokio::sync::OnceCell::new(),
+            conn,
             rows: format!("{prefix}journal"),
             seq: format!("{prefix}journal:seq"),
         })
-    }
-
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        self.conn
-            .get_or_try_init(|| {
-                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-            })
-            .await
-            .cloned()
-            .map_err(|e| redis_error(&e))
     }
 
     /// `command` (a range read or delete) on the rows, over the ranks from `start` to `stop`.
@@ -61,21 +47,21 @@ impl RedisJournal {
             .arg(stop)
             .query_async(conn)
             .await
-            .map_err(|e| redis_error(&e))
+            .map_err(redis_error)
     }
 }
 
 #[async_trait::async_trait]
 impl JournalStore for RedisJournal {
     async fn insert(&self, mut rows: Vec<Record>) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(redis_error)?;
         let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         let last: i64 = redis::cmd("INCRBY")
             .arg(&self.seq)
             .arg(n)
             .query_async(&mut conn)
             .await
-            .map_err(|e| redis_error(&e))?;
+            .map_err(redis_error)?;
         let mut pipe = redis::pipe();
         for (row, id) in rows.iter_mut().zip(last - n + 1..) {
             row.id = id;
@@ -84,13 +70,11 @@ impl JournalStore for RedisJournal {
             // Scored by id, so order is write order and members never collide.
             pipe.zadd(&self.rows, json, id).ignore();
         }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| redis_error(&e))
+        pipe.query_async::<()>(&mut conn).await.map_err(redis_error)
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Record>, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(redis_error)?;
         let mut found = Vec::new();
         let mut start = 0isize;
         // Newest first, a page at a time; the set is bounded by `trim`.
@@ -126,7 +110,7 @@ impl JournalStore for RedisJournal {
     }
 
     async fn trim(&self, keep: u64, before_ms: i64) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(redis_error)?;
         let keep = isize::try_from(keep).unwrap_or(isize::MAX);
         let _: i64 = self
             .by_rank(&mut conn, "ZREMRANGEBYRANK", 0, -keep - 1)

@@ -28,25 +28,22 @@ pub(crate) trait JournalStore: Send + Sync + 'static {
 
 /// Opens the journal for `url` (lazily for the networked engines).
 pub(crate) fn open(url: &StoreUrl) -> Result<Arc<dyn JournalStore>, StoreUrlError> {
-    let opened: Arc<dyn JournalStore> = match url {
-        StoreUrl::Memory => Arc::new(super::memory::MemoryJournal::default()),
+    let opened: Result<Arc<dyn JournalStore>, StoreError> = match url {
+        StoreUrl::Memory => Ok(Arc::new(super::memory::MemoryJournal::default())),
         #[cfg(feature = "sqlite")]
-        StoreUrl::Sqlite(path) => Arc::new(
-            super::sqlite::SqliteJournal::open(path).map_err(|e| StoreUrlError::open(url, &e))?,
-        ),
+        StoreUrl::Sqlite(path) => {
+            super::sqlite::SqliteJournal::open(path).map(|j| Arc::new(j) as _)
+        }
         #[cfg(feature = "redis")]
-        StoreUrl::Redis(text) => Arc::new(
-            super::redis::RedisJournal::new(text).map_err(|e| StoreUrlError::open(url, &e))?,
-        ),
+        StoreUrl::Redis(text) => super::redis::RedisJournal::new(text).map(|j| Arc::new(j) as _),
         #[cfg(feature = "postgres")]
-        StoreUrl::Postgres(text) => Arc::new(
-            super::postgres::PostgresJournal::new(text)
-                .map_err(|e| StoreUrlError::open(url, &e))?,
-        ),
+        StoreUrl::Postgres(text) => {
+            super::postgres::PostgresJournal::new(text).map(|j| Arc::new(j) as _)
+        }
         #[allow(unreachable_patterns)]
         _ => return Err(StoreUrlError::feature_missing(url)),
     };
-    Ok(opened)
+    opened.map_err(|e| StoreUrlError::open(url, &e))
 }
 
 /// The one table every SQL engine uses (`SQLite` and `PostgreSQL` spell `id` differently).

@@ -8,8 +8,8 @@
 //! hands events to its own subscribers. Rows carry an expiry (the retention) and reads skip
 //! expired ones; a periodic delete removes them.
 //!
-//! This backend opens its own connections from the store URL: it shares configuration with the
-//! dedupe store, not its internals.
+//! This backend opens its own connections from the store URL, through the dedupe store's
+//! connection helper: it shares configuration with the dedupe store, not its connections.
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +22,7 @@ use super::hub::Hub;
 use super::state::{LiveEvent, State};
 use super::store::{self, Listener, LiveStore};
 use super::{Bounds, Change, LiveError};
+use crate::dedupe::PostgresDb;
 use crate::migrate::{Migrations, Step};
 
 const NOT_LISTENING: &str = "postgres: the live listener is not listening";
@@ -57,8 +58,7 @@ CREATE TABLE IF NOT EXISTS replicate_webhook_live_events (
 
 pub(crate) struct PostgresLive {
     url: String,
-    pool: Pool,
-    migrated: tokio::sync::OnceCell<()>,
+    db: PostgresDb,
     bounds: Bounds,
     listener: Listener,
     writes: AtomicUsize,
@@ -73,7 +73,8 @@ struct Notice {
     event: Option<LiveEvent>,
 }
 
-fn db_error(e: &impl std::fmt::Display) -> LiveError {
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(db_error)`
+fn db_error(e: impl std::fmt::Display) -> LiveError {
     LiveError::Store(format!("postgres: {e}"))
 }
 
@@ -83,28 +84,15 @@ fn seq_i64(seq: u64) -> i64 {
 
 impl PostgresLive {
     pub(crate) fn open(url: &str, bounds: Bounds) -> Result<Self, LiveError> {
-        let pool =
-            crate::dedupe::postgres_pool_of(url, 8).map_err(|e| LiveError::Store(e.to_string()))?;
+        let db = PostgresDb::new(url, 8, &[&MIGRATIONS], "live postgres")
+            .map_err(|e| LiveError::Store(e.to_string()))?;
         Ok(Self {
             url: url.to_owned(),
-            pool,
-            migrated: tokio::sync::OnceCell::new(),
+            db,
             bounds,
             listener: Listener::new(NOT_LISTENING),
             writes: AtomicUsize::new(0),
         })
-    }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, LiveError> {
-        let mut client = self.pool.get().await.map_err(|e| db_error(&e))?;
-        self.migrated
-            .get_or_try_init(|| async {
-                crate::migrate::postgres(&mut client, &[&MIGRATIONS])
-                    .await
-                    .map_err(|e| db_error(&e))
-            })
-            .await?;
-        Ok(client)
     }
 }
 
@@ -115,22 +103,22 @@ impl LiveStore for PostgresLive {
     }
 
     fn spawn_listener(&self, hub: Weak<Hub>, ready: watch::Sender<bool>) {
-        tokio::spawn(listener(self.url.clone(), self.pool.clone(), hub, ready));
+        tokio::spawn(listener(self.url.clone(), self.db.pool.clone(), hub, ready));
     }
 
     /// Applies `change` to the prediction's state under a row lock and notifies every instance.
     async fn publish(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client_or(db_error, db_error).await?;
         let id = change.id();
         let retention = self.bounds.retention.as_secs_f64();
-        let tx = client.transaction().await.map_err(|e| db_error(&e))?;
+        let tx = client.transaction().await.map_err(db_error)?;
         tx.execute(
             "INSERT INTO replicate_webhook_live_state (prediction_id, seq, state, expires_at)
              VALUES ($1, 0, '{}', now() + make_interval(secs => $2::float8)) ON CONFLICT (prediction_id) DO NOTHING",
             &[&id, &retention],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         let row = tx
             .query_one(
                 "SELECT state, expires_at > now() FROM replicate_webhook_live_state
@@ -138,7 +126,7 @@ impl LiveStore for PostgresLive {
                 &[&id],
             )
             .await
-            .map_err(|e| db_error(&e))?;
+            .map_err(db_error)?;
         let live: bool = row.get(1);
         let mut state: State = if live {
             serde_json::from_str(row.get::<_, &str>(0)).unwrap_or_default()
@@ -156,7 +144,7 @@ impl LiveStore for PostgresLive {
             &[&id, &seq, &state_json, &retention],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         tx.execute(
             "INSERT INTO replicate_webhook_live_events
              (prediction_id, seq, event, data, terminal, expires_at)
@@ -173,14 +161,14 @@ impl LiveStore for PostgresLive {
             ],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         let keep = seq_i64(event.seq.saturating_sub(self.bounds.replay_events as u64));
         tx.execute(
             "DELETE FROM replicate_webhook_live_events WHERE prediction_id = $1 AND seq <= $2",
             &[&id, &keep],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
         let mut notice = Notice {
             id: id.to_owned(),
             seq: event.seq,
@@ -193,8 +181,8 @@ impl LiveStore for PostgresLive {
         }
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
             .await
-            .map_err(|e| db_error(&e))?;
-        tx.commit().await.map_err(|e| db_error(&e))?;
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         if self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
             let _ = client
                 .batch_execute(
@@ -211,7 +199,7 @@ impl LiveStore for PostgresLive {
         id: &str,
         after: Option<u64>,
     ) -> Result<(Vec<LiveEvent>, bool), LiveError> {
-        let client = self.client().await?;
+        let client = self.db.client_or(db_error, db_error).await?;
         let row = client
             .query_opt(
                 "SELECT state FROM replicate_webhook_live_state
@@ -219,7 +207,7 @@ impl LiveStore for PostgresLive {
                 &[&id],
             )
             .await
-            .map_err(|e| db_error(&e))?;
+            .map_err(db_error)?;
         let state: State = row
             .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
             .unwrap_or_default();
@@ -242,7 +230,7 @@ async fn events_from(
             &[&id, &seq_i64(from)],
         )
         .await
-        .map_err(|e| db_error(&e))?;
+        .map_err(db_error)?;
     Ok(rows
         .iter()
         .map(|r| LiveEvent {

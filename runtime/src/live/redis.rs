@@ -7,28 +7,28 @@
 //! retention, and `PUBLISH`es the event on one channel every instance listens to with one
 //! connection, which hands it to that instance's subscribers of the prediction.
 //!
-//! This backend opens its own connections from the store URL: it shares configuration with the
-//! dedupe store, not its internals.
+//! This backend opens its own connections from the store URL, through the dedupe store's
+//! connection helper: it shares configuration with the dedupe store, not its connections.
 
 use std::sync::Weak;
 
 use futures_util::StreamExt as _;
 use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 use super::hub::Hub;
 use super::state::{LiveEvent, State};
 use super::store::{self, Listener, LiveStore};
 use super::{Bounds, Change, LiveError};
+use crate::dedupe::RedisConn;
 
 const NOT_LISTENING: &str = "redis: the live listener is not subscribed";
 /// Attempts of the compare-and-set before giving up: writers of one prediction are few.
 const ATTEMPTS: usize = 8;
 
 pub(crate) struct RedisLive {
-    client: redis::Client,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    conn: RedisConn,
     prefix: String,
     channel: String,
     bounds: Bounds,
@@ -44,17 +44,18 @@ struct Relayed {
     event: LiveEvent,
 }
 
-fn store_error(e: &redis::RedisError) -> LiveError {
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(store_error)`
+fn store_error(e: redis::RedisError) -> LiveError {
     LiveError::Store(format!("redis: {e}"))
 }
 
 impl RedisLive {
     pub(crate) fn open(url: &str, bounds: Bounds) -> Result<Self, LiveError> {
-        let (client, prefix) =
-            crate::dedupe::redis_client(url).map_err(|e| LiveError::Store(e.to_string()))?;
+        // The connection manager's defaults, not the dedupe store's bounded waits.
+        let (conn, prefix) = RedisConn::open(url, ConnectionManagerConfig::new())
+            .map_err(|e| LiveError::Store(e.to_string()))?;
         Ok(Self {
-            client,
-            conn: tokio::sync::OnceCell::new(),
+            conn,
             channel: format!("{prefix}live"),
             prefix,
             bounds,
@@ -77,14 +78,6 @@ impl RedisLive {
         })
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, LiveError> {
-        self.conn
-            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
-            .await
-            .cloned()
-            .map_err(|e| store_error(&e))
-    }
-
     fn keys(&self, id: &str) -> (String, String) {
         // The hash tag keeps a prediction's keys in one Redis Cluster slot.
         (
@@ -93,14 +86,13 @@ impl RedisLive {
         )
     }
 
-    async fn read_state(&self, conn: &mut ConnectionManager, id: &str) -> Result<State, LiveError> {
-        let (state_key, _) = self.keys(id);
+    async fn read_state(conn: &mut ConnectionManager, state_key: &str) -> Result<State, LiveError> {
         let text: Option<String> = redis::cmd("HGET")
-            .arg(&state_key)
+            .arg(state_key)
             .arg("state")
             .query_async(conn)
             .await
-            .map_err(|e| store_error(&e))?;
+            .map_err(store_error)?;
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
@@ -115,7 +107,7 @@ impl LiveStore for RedisLive {
 
     fn spawn_listener(&self, hub: Weak<Hub>, ready: watch::Sender<bool>) {
         tokio::spawn(listener(
-            self.client.clone(),
+            self.conn.client.clone(),
             self.channel.clone(),
             hub,
             ready,
@@ -123,11 +115,11 @@ impl LiveStore for RedisLive {
     }
 
     async fn publish(&self, change: &Change<'_>) -> Result<Option<LiveEvent>, LiveError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn.connect().await.map_err(store_error)?;
         let id = change.id();
         let (state_key, events_key) = self.keys(id);
         for _ in 0..ATTEMPTS {
-            let mut state = self.read_state(&mut conn, id).await?;
+            let mut state = Self::read_state(&mut conn, &state_key).await?;
             let expected = state.seq;
             let Some(event) = change.apply(&mut state) else {
                 return Ok(None);
@@ -157,7 +149,7 @@ impl LiveStore for RedisLive {
                 .arg(relayed)
                 .invoke_async(&mut conn)
                 .await
-                .map_err(|e| store_error(&e))?;
+                .map_err(store_error)?;
             if written == 1 {
                 return Ok(Some(event));
             }
@@ -172,9 +164,9 @@ impl LiveStore for RedisLive {
         id: &str,
         after: Option<u64>,
     ) -> Result<(Vec<LiveEvent>, bool), LiveError> {
-        let mut conn = self.conn().await?;
-        let state = self.read_state(&mut conn, id).await?;
-        let (_, events_key) = self.keys(id);
+        let mut conn = self.conn.connect().await.map_err(store_error)?;
+        let (state_key, events_key) = self.keys(id);
+        let state = Self::read_state(&mut conn, &state_key).await?;
         store::initial(id, &state, after, async |from| {
             let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
                 .arg(&events_key)
@@ -182,7 +174,7 @@ impl LiveStore for RedisLive {
                 .arg("+")
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| store_error(&e))?;
+                .map_err(store_error)?;
             Ok(entries.iter().filter_map(entry).collect())
         })
         .await

@@ -43,15 +43,8 @@ impl Tracked {
     ) -> Result<(), StoreError> {
         if self.by_id.len() >= max && !self.by_id.contains_key(prediction_id) {
             let now = Instant::now();
-            let stale: Vec<String> = self
-                .by_id
-                .iter()
-                .filter(|(_, w)| w.forget_after <= now)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in stale {
-                self.remove(&id);
-            }
+            self.by_id.retain(|_, w| w.forget_after > now);
+            self.by_due.retain(|(_, id)| self.by_id.contains_key(id));
             if self.by_id.len() >= max {
                 return Err(StoreError::new("memory store full of watched predictions"));
             }
