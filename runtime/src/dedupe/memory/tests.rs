@@ -7,12 +7,25 @@ fn unprotected(capacity: usize) -> MemoryStore {
     MemoryStore::with_capacity(capacity).protect_for(Duration::ZERO)
 }
 
+/// Marks `{prefix}{i}` done for every `i` in `range`.
+async fn fill(store: &MemoryStore, prefix: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        store.mark_done(&format!("{prefix}{i}"), TTL).await.unwrap();
+    }
+}
+
+/// Claims `key`, which must be free.
+async fn acquire(store: &MemoryStore, key: &str, ttl: Duration) -> ClaimToken {
+    let Claim::Acquired(token) = store.claim(key, ttl).await.unwrap() else {
+        panic!("{key} is not free")
+    };
+    token
+}
+
 #[tokio::test]
 async fn stays_within_capacity() {
     let store = unprotected(100);
-    for i in 0..1_000 {
-        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-    }
+    fill(&store, "k", 0..1_000).await;
     assert!(store.len() <= 100, "{}", store.len());
     assert!(store.is_done("k999").await.unwrap());
     assert!(!store.is_done("k0").await.unwrap());
@@ -24,17 +37,13 @@ async fn a_full_store_evicts_an_eighth_at_once_not_one_key_per_insert() {
     // (`cargo bench --bench receive` measures it); evicting one key per insert made every
     // claim of a full store walk the whole map.
     let store = unprotected(800);
-    for i in 0..800 {
-        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-    }
+    fill(&store, "k", 0..800).await;
     assert_eq!(store.len(), 800);
     store.mark_done("one-more", TTL).await.unwrap();
     assert_eq!(store.len(), 700 + 1);
     assert!(!store.is_done("k99").await.unwrap());
     assert!(store.is_done("k100").await.unwrap());
-    for i in 0..99 {
-        store.mark_done(&format!("again{i}"), TTL).await.unwrap();
-    }
+    fill(&store, "again", 0..99).await;
     assert_eq!(store.len(), 800, "no sweep until full again");
 }
 
@@ -42,10 +51,9 @@ async fn a_full_store_evicts_an_eighth_at_once_not_one_key_per_insert() {
 async fn released_claims_do_not_grow_the_store() {
     let store = unprotected(100);
     for i in 0..10_000 {
-        let Claim::Acquired(token) = store.claim(&format!("k{i}"), TTL).await.unwrap() else {
-            panic!("fresh key")
-        };
-        store.release(&format!("k{i}"), &token).await.unwrap();
+        let key = format!("k{i}");
+        let token = acquire(&store, &key, TTL).await;
+        store.release(&key, &token).await.unwrap();
     }
     assert!(store.is_empty());
     assert_eq!(store.shards.len(), 1, "a small store is one map");
@@ -59,9 +67,7 @@ async fn recent_done_markers_and_claims_are_never_evicted_a_full_store_refuses()
     // tolerance after enough newer keys to push it out ran its handler a second time.
     let store = MemoryStore::with_capacity(100);
     store.mark_done("handled", TTL).await.unwrap();
-    let Claim::Acquired(_) = store.claim("running", TTL).await.unwrap() else {
-        panic!("fresh key")
-    };
+    acquire(&store, "running", TTL).await;
     let mut refused = 0;
     for i in 0..1_000 {
         if store.mark_done(&format!("k{i}"), TTL).await.is_err() {
@@ -94,12 +100,9 @@ async fn the_bound_counts_bytes_and_long_keys_cost_no_more() {
 #[tokio::test]
 async fn a_stale_token_neither_completes_nor_releases() {
     let store = MemoryStore::new();
-    let Claim::Acquired(first) = store.claim("k", Duration::ZERO).await.unwrap() else {
-        panic!("fresh key")
-    };
-    let Claim::Acquired(second) = store.claim("k", TTL).await.unwrap() else {
-        panic!("the first lease expired")
-    };
+    let first = acquire(&store, "k", Duration::ZERO).await;
+    // Free again: the first lease has expired.
+    let second = acquire(&store, "k", TTL).await;
     store.complete("k", &first, TTL).await.unwrap();
     store.release("k", &first).await.unwrap();
     assert!(matches!(
@@ -113,9 +116,7 @@ async fn a_stale_token_neither_completes_nor_releases() {
 #[tokio::test]
 async fn a_full_store_refuses_without_sweeping_again_at_once() {
     let store = MemoryStore::with_capacity(100);
-    for i in 0..100 {
-        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-    }
+    fill(&store, "k", 0..100).await;
     assert!(store.mark_done("one-more", TTL).await.is_err());
     assert!(lock(&store.shards[0]).no_sweep_before > 0);
     assert!(store.mark_done("and-another", TTL).await.is_err());
@@ -136,9 +137,7 @@ async fn markers_are_evicted_before_protected_keys() {
 #[tokio::test]
 async fn never_expiring_durations_do_not_overflow() {
     let store = MemoryStore::new();
-    let Claim::Acquired(token) = store.claim("k", Duration::MAX).await.unwrap() else {
-        panic!("fresh key")
-    };
+    let token = acquire(&store, "k", Duration::MAX).await;
     store.complete("k", &token, Duration::MAX).await.unwrap();
     assert!(store.is_done("k").await.unwrap());
 }
@@ -169,9 +168,7 @@ async fn a_sharded_store_stays_within_its_bound_and_keeps_recent_keys() {
     let store = unprotected(MIN_KEYS_PER_SHARD * 4);
     assert_eq!(store.shards.len(), 4);
     let total = MIN_KEYS_PER_SHARD * 10;
-    for i in 0..total {
-        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-    }
+    fill(&store, "k", 0..total).await;
     assert!(store.len() <= MIN_KEYS_PER_SHARD * 4, "{}", store.len());
     // Every shard sweeps its oldest eighth: the newest keys survive in each of them.
     for i in total - 100..total {
@@ -192,10 +189,7 @@ async fn a_sharded_store_never_evicts_claims_and_counts_every_key_once() {
     assert_eq!(store.shards.len(), 2);
     let mut tokens = Vec::new();
     for i in 0..bound {
-        let Claim::Acquired(token) = store.claim(&format!("c{i}"), TTL).await.unwrap() else {
-            panic!("c{i}")
-        };
-        tokens.push(token);
+        tokens.push(acquire(&store, &format!("c{i}"), TTL).await);
     }
     assert_eq!((store.len(), counted(&store)), (bound, bound));
     // Full of in-flight claims: every further key is refused, none of the claims goes.
@@ -224,9 +218,7 @@ async fn a_sharded_store_never_evicts_claims_and_counts_every_key_once() {
         store.complete(&format!("c{i}"), token, TTL).await.unwrap();
     }
     assert_eq!((store.len(), counted(&store)), (bound - 1000, bound - 1000));
-    for i in 0..1000 {
-        store.mark_done(&format!("d{i}"), TTL).await.unwrap();
-    }
+    fill(&store, "d", 0..1000).await;
     assert_eq!((store.len(), counted(&store)), (bound, bound));
     assert!(store.mark_done("one more", TTL).await.is_err());
     for i in 1000..2000 {
@@ -240,9 +232,7 @@ async fn a_store_below_the_shard_minimum_evicts_as_one_map() {
     let bound = MIN_KEYS_PER_SHARD * 2 - 1;
     let store = unprotected(bound);
     assert_eq!(store.shards.len(), 1);
-    for i in 0..bound {
-        store.mark_done(&format!("k{i}"), TTL).await.unwrap();
-    }
+    fill(&store, "k", 0..bound).await;
     store.mark_done("next", TTL).await.unwrap();
     let swept = bound / 8;
     assert_eq!(store.len(), bound - swept + 1);
