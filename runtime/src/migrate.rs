@@ -184,41 +184,38 @@ mod tests {
         Step::Sql("INSERT INTO t (a, b) VALUES (3, 'third step')"),
     ];
 
+    /// Part `t` made of `steps`.
+    fn part(steps: &'static [Step]) -> Migrations {
+        Migrations { part: "t", steps }
+    }
+
+    /// The first column of the one row `sql` selects.
+    fn one<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> T {
+        conn.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
     fn version(conn: &Connection) -> i64 {
-        conn.query_row(
+        one(
+            conn,
             "SELECT version FROM replicate_webhook_schema WHERE part = 't'",
-            [],
-            |row| row.get(0),
         )
-        .unwrap()
     }
 
     fn rows(conn: &Connection) -> i64 {
-        conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0))
-            .unwrap()
+        one(conn, "SELECT count(*) FROM t")
     }
 
     #[test]
     fn each_step_runs_once_and_an_older_database_gets_the_steps_it_lacks() {
         let conn = Connection::open_in_memory().unwrap();
-        let first = Migrations {
-            part: "t",
-            steps: &STEPS[..1],
-        };
-        sqlite(&conn, &[&first]).unwrap();
+        sqlite(&conn, &[&part(&STEPS[..1])]).unwrap();
         assert_eq!(version(&conn), 1);
-        let all = Migrations {
-            part: "t",
-            steps: STEPS,
-        };
+        let all = part(STEPS);
         sqlite(&conn, &[&all]).unwrap();
         sqlite(&conn, &[&all]).unwrap();
         assert_eq!(version(&conn), 3);
         assert_eq!(rows(&conn), 1, "the third step ran once");
-        let b: String = conn
-            .query_row("SELECT b FROM t", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(b, "third step");
+        assert_eq!(one::<String>(&conn, "SELECT b FROM t"), "third step");
     }
 
     #[test]
@@ -226,10 +223,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'kept')")
             .unwrap();
-        let idempotent = Migrations {
-            part: "t",
-            steps: &STEPS[..2],
-        };
+        let idempotent = part(&STEPS[..2]);
         sqlite(&conn, &[&idempotent]).unwrap();
         assert_eq!(version(&conn), 2);
         assert_eq!(rows(&conn), 1);
@@ -242,10 +236,7 @@ mod tests {
     fn an_up_to_date_file_is_opened_without_the_write_lock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let all = Migrations {
-            part: "t",
-            steps: &STEPS[..2],
-        };
+        let all = part(&STEPS[..2]);
         let first = Connection::open(&path).unwrap();
         sqlite(&first, &[&all]).unwrap();
         first.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -253,10 +244,7 @@ mod tests {
         second.busy_timeout(std::time::Duration::ZERO).unwrap();
         sqlite(&second, &[&all]).unwrap();
         first.execute_batch("COMMIT").unwrap();
-        let behind = Migrations {
-            part: "t",
-            steps: STEPS,
-        };
+        let behind = part(STEPS);
         first.execute_batch("BEGIN IMMEDIATE").unwrap();
         assert!(
             sqlite(&second, &[&behind]).is_err(),
@@ -267,21 +255,15 @@ mod tests {
     #[test]
     fn a_failing_step_applies_nothing_of_its_part() {
         let conn = Connection::open_in_memory().unwrap();
-        let broken = Migrations {
-            part: "t",
-            steps: &[
-                Step::Sql("CREATE TABLE t (a INTEGER)"),
-                Step::Sql("CREATE TABLE t (a INTEGER)"),
-            ],
-        };
+        let broken = part(&[
+            Step::Sql("CREATE TABLE t (a INTEGER)"),
+            Step::Sql("CREATE TABLE t (a INTEGER)"),
+        ]);
         assert!(sqlite(&conn, &[&broken]).is_err());
-        let tables: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name IN ('t', 'replicate_webhook_schema')",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
+        let tables: i64 = one(
+            &conn,
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('t', 'replicate_webhook_schema')",
+        );
         assert_eq!(tables, 0, "rolled back whole");
     }
 }
