@@ -171,11 +171,12 @@ impl State {
 mod tests {
     use super::*;
 
-    fn update(status: &str, output: Value, logs: &str) -> Update {
+    /// An update of prediction `p` with no output.
+    fn update(status: &str, logs: &str) -> Update {
         Update {
             id: "p".into(),
             status: status.into(),
-            output,
+            output: Value::Null,
             logs: Some(logs.into()),
             error: Value::Null,
         }
@@ -184,31 +185,22 @@ mod tests {
     #[test]
     fn logs_are_sent_as_appended_and_duplicates_publish_nothing() {
         let mut state = State::default();
-        let start = state.apply(&update("starting", Value::Null, "")).unwrap();
+        let start = state.apply(&update("starting", "")).unwrap();
         assert_eq!((start.seq, start.event.as_str()), (1, "start"));
-        let logs = state
-            .apply(&update("processing", Value::Null, "a\n"))
-            .unwrap();
+        let logs = state.apply(&update("processing", "a\n")).unwrap();
         assert_eq!(logs.event, "logs");
-        let more = state
-            .apply(&update("processing", Value::Null, "a\nb\n"))
-            .unwrap();
+        let more = state.apply(&update("processing", "a\nb\n")).unwrap();
         let data: Value = serde_json::from_str(&more.data).unwrap();
         assert_eq!(data["logs"], "b\n");
         assert_eq!(data["id"], "p");
         assert_eq!(data["status"], "processing");
-        assert!(
-            state
-                .apply(&update("processing", Value::Null, "a\nb\n"))
-                .is_none()
-        );
-        assert!(
-            state
-                .apply(&update("processing", Value::Null, "a\n"))
-                .is_none()
-        );
+        assert!(state.apply(&update("processing", "a\nb\n")).is_none());
+        assert!(state.apply(&update("processing", "a\n")).is_none());
         let out = state
-            .apply(&update("processing", serde_json::json!(["x"]), "a\nb\n"))
+            .apply(&Update {
+                output: serde_json::json!(["x"]),
+                ..update("processing", "a\nb\n")
+            })
             .unwrap();
         assert_eq!((out.seq, out.event.as_str()), (4, "output"));
     }
@@ -217,17 +209,16 @@ mod tests {
     fn nothing_changes_a_finished_prediction() {
         let mut state = State::default();
         let done = state
-            .apply(&update("succeeded", serde_json::json!("hi"), "x"))
+            .apply(&Update {
+                output: serde_json::json!("hi"),
+                ..update("succeeded", "x")
+            })
             .unwrap();
         assert!(done.terminal);
         assert_eq!(done.event, "completed");
-        assert!(state.apply(&update("failed", Value::Null, "x")).is_none());
-        assert!(
-            state
-                .apply(&update("processing", Value::Null, "x\ny"))
-                .is_none()
-        );
-        assert!(state.apply(&update("starting", Value::Null, "")).is_none());
+        assert!(state.apply(&update("failed", "x")).is_none());
+        assert!(state.apply(&update("processing", "x\ny")).is_none());
+        assert!(state.apply(&update("starting", "")).is_none());
         let snapshot: Value = serde_json::from_str(&state.snapshot("p").data).unwrap();
         assert_eq!(snapshot["output"], "hi");
         assert_eq!(snapshot["logs"], "x");
