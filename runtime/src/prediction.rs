@@ -133,6 +133,16 @@ mod tests {
 
     use crate::fixtures::payload as fixture;
 
+    /// The fixture payload `name`, decoded as `T`.
+    fn decode<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        serde_json::from_slice(&fixture(name)).unwrap()
+    }
+
+    /// `p` serialized and decoded again, as a handler that stores it would.
+    fn round_trip(p: &Prediction) -> Prediction {
+        serde_json::from_value(serde_json::to_value(p).unwrap()).unwrap()
+    }
+
     #[test]
     fn every_fixture_payload_decodes() {
         let dir = format!("{}/../fixtures/payloads", env!("CARGO_MANIFEST_DIR"));
@@ -152,8 +162,7 @@ mod tests {
 
     #[test]
     fn hidden_version_and_mixed_precision_timestamps() {
-        let p: Prediction<String> =
-            serde_json::from_slice(&fixture("flux-kontext-pro-succeeded.json")).unwrap();
+        let p: Prediction<String> = decode("flux-kontext-pro-succeeded.json");
         assert_eq!(p.version, "hidden");
         assert_eq!(p.status, Status::Succeeded);
         assert_eq!(p.completed_at.unwrap().nanosecond(), 383_588_891);
@@ -213,8 +222,7 @@ mod tests {
 
     #[test]
     fn a_cog_body_decodes_without_the_fields_cog_omits() {
-        let p: Prediction<Vec<String>> =
-            serde_json::from_slice(&fixture("coglet-0.23.1-succeeded.json")).unwrap();
+        let p: Prediction<Vec<String>> = decode("coglet-0.23.1-succeeded.json");
         assert_eq!(p.status, Status::Succeeded);
         assert_eq!(p.output.unwrap(), ["out-0", "out-1"]);
         assert_eq!((p.model.as_str(), p.version.as_str()), ("", ""));
@@ -230,15 +238,14 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("`input` is missing"), "{err}");
         let p: Prediction<serde_json::Value, Option<Input>> =
-            serde_json::from_slice(&fixture("coglet-0.23.1-processing.json")).unwrap();
+            decode("coglet-0.23.1-processing.json");
         assert!(p.input.is_none());
         assert_eq!(p.status, Status::Processing);
     }
 
     #[test]
     fn metrics_keep_nested_objects_strings_lists_and_booleans() {
-        let p: Prediction =
-            serde_json::from_slice(&fixture("coglet-0.23.1-processing.json")).unwrap();
+        let p: Prediction = decode("coglet-0.23.1-processing.json");
         let extra = &p.metrics.extra;
         assert_eq!(extra["timing"], serde_json::json!({"inference": 0.25}));
         assert_eq!(extra["model_name"], "tiny");
@@ -246,8 +253,7 @@ mod tests {
         assert_eq!(extra["cached"], true);
         assert_eq!(p.metrics.predict_time, None);
         // And they go back out as they came, for a handler that stores the prediction.
-        let again: Prediction = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
-        assert_eq!(again.metrics, p.metrics);
+        assert_eq!(round_trip(&p).metrics, p.metrics);
     }
 
     #[test]
@@ -269,8 +275,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let p: Prediction = serde_json::from_slice(&fixture("hello-world-succeeded.json")).unwrap();
-        let again: Prediction = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
-        assert_eq!(p, again);
+        let p: Prediction = decode("hello-world-succeeded.json");
+        assert_eq!(p, round_trip(&p));
     }
 }
