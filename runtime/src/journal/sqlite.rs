@@ -149,11 +149,8 @@ mod tests {
 
     #[actix_web::test]
     async fn a_journal_made_before_tenants_gets_the_column_and_keeps_its_rows() {
-        let path = std::env::temp_dir().join(format!(
-            "replicate-webhook-journal-{}-{}.db",
-            std::process::id(),
-            crate::journal::now_ms()
-        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
         {
             // The table as the first release made it, with one row.
             let conn = Connection::open(&path).unwrap();
@@ -183,8 +180,5 @@ mod tests {
         let rows = journal.search(&Search::default()).await.unwrap();
         assert_eq!(rows[0].tenant.as_deref(), Some("acme"));
         assert_eq!(rows[1].tenant, None);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
     }
 }
