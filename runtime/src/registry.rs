@@ -497,18 +497,10 @@ mod tests {
     fn specific_model_wins_over_catch_all() {
         let routes = build_routes(vec![Module::new("*"), Module::new("acme/x")]).unwrap();
         let route = &routes[DEFAULT_PATH];
-        assert_eq!(
-            replicate(route, BodyKind::Prediction, "acme/x")
-                .unwrap()
-                .model,
-            "acme/x"
-        );
-        assert_eq!(
-            replicate(route, BodyKind::Prediction, "acme/y")
-                .unwrap()
-                .model,
-            "*"
-        );
+        for (model, module) in [("acme/x", "acme/x"), ("acme/y", "*")] {
+            let found = replicate(route, BodyKind::Prediction, model).unwrap();
+            assert_eq!(found.model, module, "{model}");
+        }
     }
 
     #[test]
@@ -522,12 +514,8 @@ mod tests {
         let route = &routes[DEFAULT_PATH];
         let training = replicate(route, BodyKind::Training, "acme/trainer").unwrap();
         assert_eq!(training.kind, BodyKind::Training);
-        assert_eq!(
-            replicate(route, BodyKind::Prediction, "acme/trainer")
-                .unwrap()
-                .kind,
-            BodyKind::Prediction
-        );
+        let prediction = replicate(route, BodyKind::Prediction, "acme/trainer").unwrap();
+        assert_eq!(prediction.kind, BodyKind::Prediction);
         // The prediction catch-all takes no trainings.
         assert!(replicate(route, BodyKind::Training, "acme/other").is_none());
         let err = build_routes(vec![Module::training("*"), Module::training("*")]).unwrap_err();

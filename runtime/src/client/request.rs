@@ -234,16 +234,13 @@ mod tests {
             "deployments/acme/prod/predictions"
         );
         for slug in ["acme", "acme/prod/../../webhooks", "acme/prod?x=1", "/prod"] {
-            let by_model = CreatePrediction::model(slug, &input);
-            assert!(
-                matches!(by_model.path(), Err(ClientError::InvalidUrl(_))),
-                "{slug}"
-            );
-            let by_deployment = CreatePrediction::deployment(slug, &input);
-            assert!(
-                matches!(by_deployment.path(), Err(ClientError::InvalidUrl(_))),
-                "{slug}"
-            );
+            for request in [
+                CreatePrediction::model(slug, &input),
+                CreatePrediction::deployment(slug, &input),
+            ] {
+                let path = request.path();
+                assert!(matches!(path, Err(ClientError::InvalidUrl(_))), "{slug}");
+            }
         }
     }
 

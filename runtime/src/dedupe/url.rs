@@ -227,12 +227,8 @@ mod tests {
             redact("redis://admin:hunter2@cache:6379/0"),
             "redis://admin:***@cache:6379/0"
         );
-        assert!(
-            StoreUrl::parse("memroy")
-                .unwrap_err()
-                .to_string()
-                .contains("`memroy`")
-        );
+        let e = StoreUrl::parse("memroy").unwrap_err();
+        assert!(e.to_string().contains("`memroy`"), "{e}");
         // A setting without a scheme may be a password pasted into the wrong variable.
         for secret in [
             "hunter2",

@@ -150,23 +150,18 @@ mod tests {
             Err(TokenError::OtherPrediction)
         );
         let other = TokenKey::from_bytes(b"another key").mint("abc", 1_000);
-        assert_eq!(
-            key().check(Some(&other), "abc", 0),
-            Err(TokenError::Invalid)
-        );
         let forged = token.replace("v1.1000.", "v1.9999.");
-        assert_eq!(
-            key().check(Some(&forged), "abc", 0),
-            Err(TokenError::Invalid)
-        );
-        for junk in [
+        for invalid in [
+            &*other,
+            &*forged,
             "",
             "v1",
             "v1.1.2.3.4",
             "v2.1000.YWJj.AAAA",
             "v1.x.YWJj.AAAA",
         ] {
-            assert_eq!(key().check(Some(junk), "abc", 0), Err(TokenError::Invalid));
+            let checked = key().check(Some(invalid), "abc", 0);
+            assert_eq!(checked, Err(TokenError::Invalid), "{invalid}");
         }
     }
 
