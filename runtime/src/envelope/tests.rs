@@ -48,10 +48,8 @@ fn a_field_that_does_not_decode_still_routes() {
 fn both_kinds_measure_logs_alike() {
     let decoded = br#"{"id":"p","status":"processing","input":{},"logs":"\u00e9\n"}"#;
     let lenient = br#"{"id":"p","status":"processing","input":{},"logs":"\u00e9\n","metrics":3}"#;
-    let (a, b) = (
-        Envelope::parse(decoded).unwrap(),
-        Envelope::parse(lenient).unwrap(),
-    );
+    let a = Envelope::parse(decoded).unwrap();
+    let b = Envelope::parse(lenient).unwrap();
     assert!(matches!(a, Envelope::Decoded(_)) && matches!(b, Envelope::Lenient(_)));
     assert_eq!((a.logs_len(), b.logs_len()), (3, 3));
 }

@@ -22,6 +22,11 @@ async fn acquire(store: &MemoryStore, key: &str, ttl: Duration) -> ClaimToken {
     token
 }
 
+/// Whether a claim of `key` finds another worker holding it.
+async fn in_flight(store: &MemoryStore, key: &str) -> bool {
+    matches!(store.claim(key, TTL).await.unwrap(), Claim::InFlight { .. })
+}
+
 #[tokio::test]
 async fn stays_within_capacity() {
     let store = unprotected(100);
@@ -76,10 +81,7 @@ async fn recent_done_markers_and_claims_are_never_evicted_a_full_store_refuses()
     }
     assert_eq!(refused, 1_000 - 98, "only room for 98 more keys");
     assert!(store.is_done("handled").await.unwrap());
-    assert!(matches!(
-        store.claim("running", TTL).await.unwrap(),
-        Claim::InFlight { .. }
-    ));
+    assert!(in_flight(&store, "running").await);
     assert_eq!(store.claim("handled", TTL).await.unwrap(), Claim::Done);
 }
 
@@ -105,10 +107,7 @@ async fn a_stale_token_neither_completes_nor_releases() {
     let second = acquire(&store, "k", TTL).await;
     store.complete("k", &first, TTL).await.unwrap();
     store.release("k", &first).await.unwrap();
-    assert!(matches!(
-        store.claim("k", TTL).await.unwrap(),
-        Claim::InFlight { .. }
-    ));
+    assert!(in_flight(&store, "k").await);
     store.complete("k", &second, TTL).await.unwrap();
     assert!(store.is_done("k").await.unwrap());
 }
@@ -159,8 +158,7 @@ fn large_stores_are_sharded_small_ones_are_not() {
         );
     }
     // The byte bound counts too: 256 KiB is 2,730 keys, one shard.
-    let store = MemoryStore::new().max_bytes(256 * 1024);
-    assert_eq!(store.shards.len(), 1);
+    assert_eq!(MemoryStore::new().max_bytes(256 * 1024).shards.len(), 1);
 }
 
 #[tokio::test]
@@ -204,10 +202,7 @@ async fn a_sharded_store_never_evicts_claims_and_counts_every_key_once() {
         );
     }
     for i in (0..bound).step_by(97) {
-        assert!(matches!(
-            store.claim(&format!("c{i}"), TTL).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
+        assert!(in_flight(&store, &format!("c{i}")).await);
     }
     assert_eq!((store.len(), counted(&store)), (bound, bound));
     // Releasing and completing keep the count exact.
