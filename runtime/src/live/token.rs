@@ -169,9 +169,6 @@ mod tests {
     fn the_key_is_not_the_secret_and_hides_in_debug() {
         let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(format!("{:?}", key()), "TokenKey(<redacted>)");
-        assert_ne!(
-            TokenKey::derive(&secret).0.as_slice(),
-            secret.expose().as_bytes()
-        );
+        assert_ne!(key().0.as_slice(), secret.expose().as_bytes());
     }
 }
