@@ -152,7 +152,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!(
             "replicate-webhook-journal-{}-{}.db",
             std::process::id(),
-            crate::journal::now_ms()
+            crate::clock::now_ms()
         ));
         {
             // The table as the first release made it, with one row.
