@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
 use super::job::{COLUMNS, HELD_BY_A_JOB, PURGE_FINISHED, purge_before};
 use super::{Backlog, Filter, Hold, Job, JobState, NewJob, Queue, Settle};
@@ -373,7 +372,7 @@ impl Queue for PostgresQueue {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.pg()?;
         // The three statements differ only in what they set.
-        let (set, params): (String, &[&(dyn ToSql + Sync)]) = match &settle {
+        let (set, params): (String, &[&Param<'_>]) = match &settle {
             Settle::Done(_) => (
                 format!("state = 'done', lease = NULL, finished_ms = {NOW_MS}"),
                 &[&job.id, lease],
