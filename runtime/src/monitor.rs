@@ -182,7 +182,7 @@ impl Monitor {
                 Watched {
                     prediction_id: prediction_id.to_owned(),
                     model: model.to_owned(),
-                    created_ms: crate::journal::now_ms(),
+                    created_ms: crate::clock::now_ms(),
                 },
             );
         }
@@ -192,7 +192,7 @@ impl Monitor {
 
     /// A terminal delivery of `prediction_id` was handled; `body` is its verified JSON.
     pub fn arrived(&self, prediction_id: &str, model: &str, webhook_id: &str, body: &[u8]) {
-        let now = crate::journal::now_ms();
+        let now = crate::clock::now_ms();
         let recovered = webhook_id.starts_with(RECOVERED_PREFIX);
         let lag = completed_at_ms(body).map(|at| (now - at).max(0));
         let alert = {

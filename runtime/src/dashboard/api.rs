@@ -131,15 +131,8 @@ pub(crate) async fn replay(
     mount: web::Data<Mount>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    on_job(
-        &req,
-        &mount,
-        &id,
-        queries::replay,
-        "replayed",
-        "no dead job",
-    )
-    .await
+    let missing = "no dead job";
+    on_job(&req, &mount, &id, queries::replay, "replayed", missing).await
 }
 
 pub(crate) async fn discard(

@@ -169,7 +169,7 @@ pub(crate) fn session_of(req: &HttpRequest) -> Option<String> {
 
 /// Unix seconds now.
 pub(crate) fn now_secs() -> i64 {
-    crate::journal::now_ms() / 1000
+    crate::clock::now_ms() / 1000
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ pub(crate) async fn deliveries(
         outcome,
         since_ms: since
             .filter(|m| *m > 0)
-            .map(|minutes| crate::journal::now_ms() - minutes.saturating_mul(60_000)),
+            .map(|minutes| crate::clock::now_ms() - minutes.saturating_mul(60_000)),
         until_ms: None,
         webhook_id_prefix: None,
         limit: limit(query.limit.as_ref())?,

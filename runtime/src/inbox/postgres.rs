@@ -371,42 +371,27 @@ impl Queue for PostgresQueue {
         let lease = &hold.token;
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.pg()?;
-        let changed = match &settle {
-            Settle::Done(_) => {
-                tx.execute(
-                    &format!(
-                        "UPDATE replicate_webhook_jobs SET state = 'done', lease = NULL, \
-                         finished_ms = {NOW_MS} WHERE id = $1 AND lease = $2 AND state = 'running'"
-                    ),
-                    &[&job.id, &lease],
-                )
-                .await
-            }
-            Settle::Retry { delay, error } => {
-                tx.execute(
-                    &format!(
-                        "UPDATE replicate_webhook_jobs SET state = 'pending', lease = NULL, \
-                         run_at_ms = {NOW_MS} + $3, last_error = $4 \
-                         WHERE id = $1 AND lease = $2 AND state = 'running'"
-                    ),
-                    &[&job.id, &lease, &millis(*delay), error],
-                )
-                .await
-            }
-            Settle::Dead { error } => {
-                tx.execute(
-                    &format!(
-                        "UPDATE replicate_webhook_jobs SET state = 'dead', lease = NULL, \
-                         last_error = $3, finished_ms = {NOW_MS} \
-                         WHERE id = $1 AND lease = $2 AND state = 'running'"
-                    ),
-                    &[&job.id, &lease, error],
-                )
-                .await
-            }
-        }
-        .pg()?
-            == 1;
+        // The three statements differ only in what they set.
+        let (set, params): (String, &[&Param<'_>]) = match &settle {
+            Settle::Done(_) => (
+                format!("state = 'done', lease = NULL, finished_ms = {NOW_MS}"),
+                &[&job.id, lease],
+            ),
+            Settle::Retry { delay, error } => (
+                format!(
+                    "state = 'pending', lease = NULL, run_at_ms = {NOW_MS} + $3, last_error = $4"
+                ),
+                &[&job.id, lease, &millis(*delay), error],
+            ),
+            Settle::Dead { error } => (
+                format!("state = 'dead', lease = NULL, last_error = $3, finished_ms = {NOW_MS}"),
+                &[&job.id, lease, error],
+            ),
+        };
+        let statement = format!(
+            "UPDATE replicate_webhook_jobs SET {set} WHERE id = $1 AND lease = $2 AND state = 'running'"
+        );
+        let changed = tx.execute(&statement, params).await.pg()? == 1;
         if let (true, Settle::Done(ttls)) = (changed, &settle) {
             complete_key(&tx, &job.lease(), *ttls).await?;
             if let Some(before) = purge_before(job.id, now_ms()) {

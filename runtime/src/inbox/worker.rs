@@ -356,14 +356,9 @@ impl Worker {
                 retry_in_ms = delay.as_millis(),
                 "handler failed; will retry"
             );
-            self.settle(
-                &job,
-                hold,
-                Settle::Retry { delay, error },
-                kind.fn_name(),
-                started,
-            )
-            .await;
+            let retry = Settle::Retry { delay, error };
+            self.settle(&job, hold, retry, kind.fn_name(), started)
+                .await;
         }
     }
 
@@ -377,21 +372,14 @@ impl Worker {
         error: String,
         started: Instant,
     ) {
-        let settled = self
-            .settle(
-                job,
-                hold,
-                Settle::Dead {
-                    error: error.clone(),
-                },
-                kind.fn_name(),
-                started,
-            )
-            .await;
+        let dead = Settle::Dead {
+            error: error.clone(),
+        };
+        let settled = self.settle(job, hold, dead, kind.fn_name(), started).await;
         if !settled || module.handler(HandlerKind::Dead).is_none() {
             return;
         }
-        let dead = DeadLetter {
+        let letter = DeadLetter {
             job: job.id,
             handler: kind.fn_name(),
             attempts: job.attempts,
@@ -399,7 +387,7 @@ impl Worker {
             body: Bytes::from(job.body.clone()),
         };
         let call = match self.call(job, requests).await {
-            Ok(call) => call.with_dead_letter(dead),
+            Ok(call) => call.with_dead_letter(letter),
             Err(error) => {
                 tracing::error!(prediction = job.prediction_id, error, "on_dead not run");
                 return;

@@ -1,7 +1,7 @@
 //! The journal in process memory: a ring of the newest rows.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::store::JournalStore;
 use super::{Record, Search};
@@ -57,10 +57,8 @@ impl JournalStore for MemoryJournal {
 }
 
 impl MemoryJournal {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Rows> {
-        self.rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Rows> {
+        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

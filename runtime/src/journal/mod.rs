@@ -33,7 +33,7 @@ mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::HttpResponse;
 use actix_web::web::Bytes;
@@ -44,6 +44,7 @@ pub use summary::{Minute, Summary};
 
 pub(crate) use note::Noted;
 
+use crate::clock::now_ms;
 use crate::dedupe::{StoreError, StoreUrl, StoreUrlError};
 use crate::envelope::Envelope;
 use crate::prediction::{Event, Status};
@@ -320,12 +321,4 @@ fn inferred_event(status: &str) -> Option<Event> {
         s if s.is_terminal() => Some(Event::Completed),
         _ => None,
     }
-}
-
-/// Milliseconds since the epoch, by this machine's clock.
-pub(crate) fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

@@ -49,9 +49,7 @@ impl Noted for HttpResponse {
     }
 
     fn event(mut self, event: Option<Event>) -> Self {
-        edit(&mut self, |note| {
-            note.event = note.event.or(event);
-        });
+        edit(&mut self, |note| note.event = note.event.or(event));
         self
     }
 }

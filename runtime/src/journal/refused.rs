@@ -2,7 +2,7 @@
 //! flood of forged requests cannot evict real history from the journal.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
@@ -42,10 +42,8 @@ pub struct RefusalStats {
 }
 
 impl Refused {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn record(&self, http_status: u16, reason: &str, at_ms: i64) {

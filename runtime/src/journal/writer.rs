@@ -3,7 +3,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Journal, Record, now_ms};
+use super::{Journal, Record};
+use crate::clock::now_ms;
 
 /// Rows written in one batch at most.
 const BATCH: usize = 256;
