@@ -66,6 +66,11 @@ pub struct Prediction<O = serde_json::Value, I = serde_json::Value> {
     pub webhook_events_filter: Option<Vec<Event>>,
 }
 
+// `Option<O>` with `#[serde(default)]` would require `O: Default`.
+fn none<T>() -> Option<T> {
+    None
+}
+
 fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     d: D,
 ) -> Result<T, D::Error> {

@@ -8,7 +8,8 @@
 //! connection, which hands it to that instance's subscribers of the prediction.
 //!
 //! This backend opens its own connections from the store URL, through the dedupe store's
-//! connection helper: it shares configuration with the dedupe store, not its connections.
+//! connection helper: it shares the URL and its `prefix` with the dedupe store, not its
+//! connections nor their timeouts (it keeps the connection manager's defaults).
 
 use std::sync::Weak;
 

@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 
 use super::{Event, Metrics, Status, Urls};
 
+// The `default`s on `Option` fields are not redundant: serde_json also decodes a struct from a
+// JSON array, and there only a field with a default may be left out at the end.
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "O: Deserialize<'de>, I: Deserialize<'de>"))]
 pub(crate) struct Prediction<O, I> {
@@ -19,9 +21,11 @@ pub(crate) struct Prediction<O, I> {
     pub(super) version: String,
     pub(super) status: Status,
     pub(super) input: Option<I>,
+    #[serde(default = "super::none")]
     pub(super) output: Option<O>,
     #[serde(default, deserialize_with = "super::lenient_error")]
     pub(super) error: Option<String>,
+    #[serde(default)]
     pub(super) logs: Option<String>,
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub(super) metrics: Metrics,
@@ -37,9 +41,13 @@ pub(crate) struct Prediction<O, I> {
     pub(super) deadline: Option<OffsetDateTime>,
     #[serde(default)]
     pub(super) data_removed: bool,
+    #[serde(default)]
     pub(super) source: Option<String>,
+    #[serde(default)]
     pub(super) deployment: Option<String>,
+    #[serde(default)]
     pub(super) webhook: Option<String>,
+    #[serde(default)]
     pub(super) webhook_events_filter: Option<Vec<Event>>,
 }
 
