@@ -26,6 +26,7 @@ use replicate_webhook::testkit::TestDelivery;
 use replicate_webhook::{
     ANY_MODEL, Event, HandlerError, HandlerKind, Module, Prediction, Secret, WebhookConfig,
 };
+use replicate_webhook_bench::{cpu_ticks, rss_kib};
 use tokio::sync::mpsc;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -232,31 +233,6 @@ async fn fanout(base: &str, n: usize) -> (f64, f64) {
     (percentile(&took, 0.5), percentile(&took, 1.0))
 }
 
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_default()
-}
-
-/// CPU ticks (user + system) of `pid`.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_default()
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
-    field(11) + field(12)
-}
-
 /// `n` idle subscribers, the `i`th on the stream at `path(i)`: the receiver's resident memory
 /// added (MB) and its CPU ticks over 10 idle seconds.
 async fn idle(receiver: &Receiver, n: usize, path: impl Fn(usize) -> String) -> (f64, u64) {
@@ -265,16 +241,16 @@ async fn idle(receiver: &Receiver, n: usize, path: impl Fn(usize) -> String) -> 
         .pool_max_idle_per_host(0)
         .build()
         .expect("client");
-    let before = proc_field(pid, "status", "VmRSS:");
+    let before = rss_kib(pid).unwrap_or_default();
     let (tx, _rx) = mpsc::unbounded_channel();
     for i in 0..n {
         subscribe(&http, &format!("{}{}", receiver.base, path(i)), tx.clone()).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = proc_field(pid, "status", "VmRSS:");
-    let ticks = cpu_ticks(pid);
+    let after = rss_kib(pid).unwrap_or_default();
+    let ticks = cpu_ticks(pid).unwrap_or_default();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let idle_ticks = cpu_ticks(pid) - ticks;
+    let idle_ticks = cpu_ticks(pid).unwrap_or_default() - ticks;
     #[allow(clippy::cast_precision_loss)]
     let mb = after.saturating_sub(before) as f64 / 1024.0;
     (mb, idle_ticks)

@@ -4,8 +4,7 @@
 //! that share the machine, which bounds the rate any client could reach here.
 //!
 //! ```text
-//! scripts/with-services cargo bench -p replicate-webhook --features sqlite,redis,postgres \
-//!     --bench store_cost -- 50000
+//! scripts/with-services cargo bench -p replicate-webhook-bench --bench store_cost -- 50000
 //! ```
 //!
 //! Linux only (it reads `/proc`); needs `REDIS_URL` and `DATABASE_URL`, which with-services sets.
@@ -15,25 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use replicate_webhook::dedupe::{Claim, DedupeStore, PostgresStore, RedisStore, SqliteStore};
+use replicate_webhook_bench::cpu_ticks;
 
 /// Calls in flight at once, as in the `stores` bench.
 const CONCURRENT: u64 = 64;
-
-/// User and system CPU time of process `pid` (or `self`), in clock ticks (1/100 s).
-fn ticks(pid: &str) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // The fields after the command name, which may hold spaces, end with `)`.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    field(11).unwrap_or(0) + field(12).unwrap_or(0)
-}
 
 /// The CPU ticks of every process whose command starts with `name`: all of a server's processes.
 fn server_ticks(name: &str) -> u64 {
@@ -42,13 +26,18 @@ fn server_ticks(name: &str) -> u64 {
         .flatten()
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|pid| pid.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| comm.trim().starts_with(name))
         })
-        .map(|pid| ticks(&pid))
+        .filter_map(cpu_ticks)
         .sum()
+}
+
+/// This process's CPU ticks (user + system, 1/100 s).
+fn own_ticks() -> u64 {
+    cpu_ticks(std::process::id()).unwrap_or_default()
 }
 
 /// Claims and completes `n` fresh keys, `CONCURRENT` at once; the keys in order, or spread.
@@ -133,7 +122,7 @@ fn main() {
         ];
         for (name, server, store) in stores {
             let prefix = format!("cost:{}:{spread}", std::process::id());
-            let (server_before, client_before) = (server_ticks(server), ticks("self"));
+            let (server_before, client_before) = (server_ticks(server), own_ticks());
             let started = Instant::now();
             rt.block_on(run(store, prefix, n, spread));
             let wall = started.elapsed().as_secs_f64();
@@ -149,7 +138,7 @@ fn main() {
             let rate = n as f64 / wall / 1000.0;
             println!(
                 "{name:<9} keys {order:<8}: {rate:>6.1} k/s, client {:>6.1} µs, server {server}",
-                per_key(ticks("self") - client_before),
+                per_key(own_ticks() - client_before),
             );
         }
     }
