@@ -50,9 +50,13 @@ impl Summary {
             *by_outcome
                 .entry(row.outcome.as_str().to_owned())
                 .or_default() += 1;
-            let event = Some(row.event.as_str()).filter(|e| !e.is_empty());
+            let event = if row.event.is_empty() {
+                "-"
+            } else {
+                &row.event
+            };
             *by_model_event
-                .entry(format!("{} {}", row.model, event.unwrap_or("-")))
+                .entry(format!("{} {event}", row.model))
                 .or_default() += 1;
             if let Some(us) = row.duration_us
                 && matches!(row.outcome, Outcome::Ran | Outcome::HandlerError)
